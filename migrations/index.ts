@@ -1,0 +1,15 @@
+/**
+ * The migrations, embedded in the binary at build time (text imports). Append new files here
+ * in order; an applied migration's text must never change (its checksum is recorded).
+ */
+import sqlite0001 from "./sqlite/0001_init.sql" with { type: "text" };
+
+/** One schema migration. */
+export interface Migration {
+  /** `NNNN_name`, ordered */
+  name: string;
+  sql: string;
+}
+
+/** Embedded SQLite migrations, in order. */
+export const sqliteMigrations: Migration[] = [{ name: "0001_init", sql: sqlite0001 }];

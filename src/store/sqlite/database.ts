@@ -1,0 +1,305 @@
+/**
+ * The embedded database: one SQLite file under DATA_DIR (WAL, busy timeout), shared safely by a
+ * running server and the CLI. Other processes' commits are noticed through `PRAGMA data_version`
+ * and the `change_counters` table.
+ */
+import { Database as Sqlite, type Statement } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { sqliteMigrations } from "../../../migrations/index.ts";
+import type { DtypeName } from "../../registry/dtype.ts";
+import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
+import type {
+  AsOfKey,
+  ChangeSet,
+  Database,
+  DefinitionRow,
+  KeyRow,
+  RegisterPlan,
+  StoredRow,
+  ValueKey,
+  ValueWrite,
+  WrittenRow,
+} from "../types.ts";
+
+type ChangeKind = "definitions" | "keys" | "values";
+
+interface DefinitionRecord {
+  id: number;
+  tenant: string;
+  name: string;
+  version: number;
+  dtype: string;
+  entity_type: string;
+  ttl_hours: number | null;
+  description: string | null;
+  owner: string | null;
+  tags: string;
+  created_at: number;
+  updated_at: number;
+}
+
+interface KeyRecord {
+  id: string;
+  tenant: string;
+  scopes: string;
+  hash: string;
+  prefix: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+function toDefinition(r: DefinitionRecord): DefinitionRow {
+  return { ...r, dtype: r.dtype as DtypeName, tags: JSON.parse(r.tags) as Record<string, string> };
+}
+
+function toKey(r: KeyRecord): KeyRow {
+  return { ...r, scopes: r.scopes.split(",").filter(Boolean) };
+}
+
+/** Options of {@link SqliteDatabase}. */
+export interface SqliteOptions {
+  /** directory holding `feature-store.db` (created when missing) */
+  dataDir: string;
+  /** how often to look for other processes' commits, ms */
+  pollIntervalMs?: number;
+}
+
+/** {@link Database} on an embedded SQLite file. */
+export class SqliteDatabase implements Database {
+  readonly kind = "sqlite" as const;
+  readonly path: string;
+  private readonly db: Sqlite;
+  private readonly known: Record<ChangeKind, number> = { definitions: 0, keys: 0, values: 0 };
+  private dataVersion = 0;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private readonly listeners: ((c: ChangeSet) => void)[] = [];
+  private readonly pollIntervalMs: number;
+  private stmts: ReturnType<SqliteDatabase["prepare"]> | undefined;
+
+  constructor(opts: SqliteOptions) {
+    mkdirSync(opts.dataDir, { recursive: true });
+    this.path = join(opts.dataDir, "feature-store.db");
+    this.db = new Sqlite(this.path, { create: true, strict: true });
+    this.db.exec("PRAGMA busy_timeout = 10000");
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec("PRAGMA synchronous = NORMAL");
+    this.pollIntervalMs = opts.pollIntervalMs ?? 200;
+  }
+
+  private prepare() {
+    const q = (sql: string): Statement => this.db.prepare(sql);
+    return {
+      defsAll: q("SELECT * FROM feature_definitions ORDER BY id"),
+      defsTenant: q("SELECT * FROM feature_definitions WHERE tenant = ? ORDER BY id"),
+      defInsert: q(
+        `INSERT INTO feature_definitions (tenant, name, version, dtype, entity_type, ttl_hours, description, owner, tags, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      ),
+      defUpdate: q("UPDATE feature_definitions SET description = ?, owner = ?, tags = ?, updated_at = ? WHERE id = ?"),
+      bump: q("UPDATE change_counters SET version = version + 1 WHERE kind = ? RETURNING version"),
+      counters: q("SELECT kind, version FROM change_counters"),
+      keyInsert: q(
+        "INSERT INTO api_keys (id, tenant, scopes, hash, prefix, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      keysAll: q("SELECT * FROM api_keys ORDER BY created_at DESC, id"),
+      keysTenant: q("SELECT * FROM api_keys WHERE tenant = ? ORDER BY created_at DESC, id"),
+      keyRevoke: q("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+      valueInsert: q(
+        `INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, value) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING RETURNING seq`,
+      ),
+      onlineUpsert: q(
+        `INSERT INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+         WHERE excluded.event_time > online_values.event_time
+            OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq)`,
+      ),
+      latest: q("SELECT event_time, seq, value FROM online_values WHERE feature_id = ? AND entity_id = ?"),
+      asOf: q(
+        `SELECT event_time, seq, value FROM feature_values
+         WHERE feature_id = ? AND entity_id = ? AND event_time <= ?
+         ORDER BY event_time DESC, seq DESC LIMIT 1`,
+      ),
+    };
+  }
+
+  private get s() {
+    if (!this.stmts) throw new Error("database schema is not migrated (run `feature-store migrate`)");
+    return this.stmts;
+  }
+
+  private appliedMigrations(): AppliedMigration[] {
+    this.db.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    );
+    return this.db.query("SELECT name, checksum FROM schema_migrations ORDER BY name").all() as AppliedMigration[];
+  }
+
+  async migrate(): Promise<string[]> {
+    const applied: string[] = [];
+    this.db.transaction(() => {
+      for (const m of pendingMigrations(sqliteMigrations, this.appliedMigrations())) {
+        this.db.exec(m.sql);
+        this.db
+          .query("INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (?, ?, ?)")
+          .run(m.name, migrationChecksum(m), Date.now());
+        applied.push(m.name);
+      }
+    }).immediate();
+    this.afterMigrated();
+    return applied;
+  }
+
+  async assertMigrated(): Promise<void> {
+    const pending = pendingMigrations(sqliteMigrations, this.appliedMigrations());
+    if (pending.length > 0)
+      throw new Error(`database ${this.path} is behind by ${pending.length} migration(s); run \`feature-store migrate\``);
+    this.afterMigrated();
+  }
+
+  private afterMigrated(): void {
+    this.stmts ??= this.prepare();
+    for (const r of this.s.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
+    this.dataVersion = this.readDataVersion();
+  }
+
+  async ping(): Promise<void> {
+    this.db.query("SELECT 1").get();
+  }
+
+  async loadDefinitions(): Promise<DefinitionRow[]> {
+    return (this.s.defsAll.all() as DefinitionRecord[]).map(toDefinition);
+  }
+
+  async registerDefinitions<T>(
+    tenant: string,
+    decide: (current: DefinitionRow[]) => { plan: RegisterPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[] }> {
+    const s = this.s;
+    return this.db
+      .transaction(() => {
+        const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
+        const { plan, apply, result } = decide(current);
+        const inserted: DefinitionRow[] = [];
+        if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
+        for (const d of plan.inserts) {
+          const row = s.defInsert.get(
+            d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
+            d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
+          ) as DefinitionRecord;
+          inserted.push(toDefinition(row));
+        }
+        for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+        this.bump("definitions");
+        return { result, inserted };
+      })
+      .immediate();
+  }
+
+  async createKey(key: KeyRow): Promise<void> {
+    this.db
+      .transaction(() => {
+        this.s.keyInsert.run(
+          key.id, key.tenant, key.scopes.join(","), key.hash, key.prefix, key.created_at, key.expires_at, key.revoked_at,
+        );
+        this.bump("keys");
+      })
+      .immediate();
+  }
+
+  async listKeys(tenant?: string): Promise<KeyRow[]> {
+    const rows = (tenant === undefined ? this.s.keysAll.all() : this.s.keysTenant.all(tenant)) as KeyRecord[];
+    return rows.map(toKey);
+  }
+
+  async revokeKey(id: string, at: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        const changed = this.s.keyRevoke.run(at, id).changes > 0;
+        if (changed) this.bump("keys");
+        return changed;
+      })
+      .immediate();
+  }
+
+  async writeValues(rows: ValueWrite[]): Promise<WrittenRow[]> {
+    const s = this.s;
+    return this.db
+      .transaction(() => {
+        const written: WrittenRow[] = [];
+        for (const r of rows) {
+          const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
+          if (!ins) continue;
+          s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
+          written.push({ feature_id: r.feature_id, entity_id: r.entity_id, event_time: r.event_time, seq: ins.seq, value: r.value });
+        }
+        if (written.length > 0) this.bump("values");
+        return written;
+      })
+      .immediate();
+  }
+
+  async getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]> {
+    const st = this.s.latest;
+    return keys.map((k) => (st.get(k.feature_id, k.entity_id) as StoredRow | null) ?? null);
+  }
+
+  async getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
+    const st = this.s.asOf;
+    return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
+  }
+
+  /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
+  private bump(kind: ChangeKind): void {
+    const { version } = this.s.bump.get(kind) as { version: number };
+    const foreign = version !== this.known[kind] + 1;
+    this.known[kind] = version;
+    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
+  }
+
+  private readDataVersion(): number {
+    return (this.db.query("PRAGMA data_version").get() as { data_version: number }).data_version;
+  }
+
+  private notify(c: ChangeSet): void {
+    for (const l of this.listeners) l(c);
+  }
+
+  /** Looks for other processes' commits; exposed for tests. */
+  poll(): void {
+    if (!this.stmts) return;
+    const dv = this.readDataVersion();
+    if (dv === this.dataVersion) return;
+    this.dataVersion = dv;
+    const changes: ChangeSet = { definitions: false, keys: false, values: false };
+    for (const r of this.s.counters.all() as { kind: ChangeKind; version: number }[]) {
+      if (r.version !== this.known[r.kind]) {
+        changes[r.kind] = true;
+        this.known[r.kind] = r.version;
+      }
+    }
+    if (changes.definitions || changes.keys || changes.values) this.notify(changes);
+  }
+
+  watch(listener: (changes: ChangeSet) => void): void {
+    this.listeners.push(listener);
+    if (!this.timer) {
+      this.timer = setInterval(() => {
+        try {
+          this.poll();
+        } catch {
+          // a busy or briefly unavailable file: try again on the next tick
+        }
+      }, this.pollIntervalMs);
+      this.timer.unref?.();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.db.close();
+  }
+}
