@@ -1,0 +1,61 @@
+/**
+ * Prometheus metrics (prefix `feature_store_`), one fresh registry per process. Labels never
+ * hold a tenant, a key or an entity id; routes are labelled by their template.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const AGE_BUCKETS = [1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400];
+
+/** The server's metrics. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: "feature_store_http_requests_total",
+    help: "HTTP requests answered, by route template, method and status.",
+    labelNames: ["route", "method", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: "feature_store_http_request_duration_seconds",
+    help: "HTTP request latency in seconds, by route template and method.",
+    labelNames: ["route", "method"] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly lookups = new Counter({
+    name: "feature_store_lookups_total",
+    help: "Feature values looked up (online and batch), by outcome: present, not_found, expired.",
+    labelNames: ["status"] as const,
+    registers: [this.registry],
+  });
+  readonly cacheRequests = new Counter({
+    name: "feature_store_cache_requests_total",
+    help: "Online cache look-ups per value: hit, miss (answered by the database), error (cache unavailable).",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly servedValueAge = new Histogram({
+    name: "feature_store_served_value_age_seconds",
+    help: "Age (now - event_time) of values served online as present, seconds.",
+    labelNames: ["entity_type"] as const,
+    buckets: AGE_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({
+    name: "feature_store_store_up",
+    help: "1 when the store answered its last health check, else 0 (store: database, cache).",
+    labelNames: ["store"] as const,
+    registers: [this.registry],
+  });
+  readonly valuesWritten = new Counter({
+    name: "feature_store_values_written_total",
+    help: "Feature values accepted by writes (identical re-sends included).",
+    registers: [this.registry],
+  });
+  constructor(opts: { defaults?: boolean } = {}) {
+    if (opts.defaults !== false) collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
+    for (const label of ["present", "not_found", "expired"]) this.lookups.inc({ status: label }, 0);
+    for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Point-in-time retrieval for training data: for every (entity, timestamp) row and feature,
+ * the value current at that timestamp. Nothing written with a later event time can leak in.
+ */
+import type { AsOfKey } from "../store/types.ts";
+import { formatTime } from "../lib/time.ts";
+import { dbCall, type Deps } from "./deps.ts";
+import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
+
+/** One requested row: an entity and the time to read it at (epoch ms). */
+export interface BatchRow {
+  entity_id: string;
+  at: number;
+}
+
+/** One result row, as the API returns it. */
+export interface BatchResult {
+  entity_id: string;
+  timestamp: string;
+  features: Record<string, unknown>;
+  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
+}
+
+/** Rows resolved per database call: bounds memory and lets NDJSON start streaming early. */
+const CHUNK_ROWS = 2000;
+
+/**
+ * Resolves the references up front (so a 400/404 comes before any output), then yields result
+ * chunks in input order.
+ */
+export function lookupBatch(deps: Deps, tenant: string, rows: readonly BatchRow[], featureNames: readonly string[]): AsyncGenerator<BatchResult[]> {
+  const { refs, defs } = resolveFeatures(deps.registry.current, tenant, featureNames);
+  return (async function* () {
+    const nf = defs.length;
+    for (let start = 0; start < rows.length; start += CHUNK_ROWS) {
+      const chunk = rows.slice(start, start + CHUNK_ROWS);
+      const keys: AsOfKey[] = new Array(chunk.length * nf);
+      for (let r = 0; r < chunk.length; r++) {
+        const row = chunk[r] as BatchRow;
+        for (let f = 0; f < nf; f++) keys[r * nf + f] = { feature_id: (defs[f] as (typeof defs)[number]).id, entity_id: row.entity_id, at: row.at };
+      }
+      const found = await dbCall(deps, "point-in-time lookup", () => deps.db.getAsOf(keys));
+      const counts = { present: 0, not_found: 0, expired: 0 };
+      const out: BatchResult[] = new Array(chunk.length);
+      const served: ServedValue[] = new Array(nf);
+      for (let r = 0; r < chunk.length; r++) {
+        const row = chunk[r] as BatchRow;
+        for (let f = 0; f < nf; f++) {
+          const s = serveValue(defs[f] as (typeof defs)[number], found[r * nf + f], row.at);
+          counts[s.status]++;
+          served[f] = s;
+        }
+        out[r] = { entity_id: row.entity_id, timestamp: formatTime(row.at), ...renderResult(refs, served) };
+      }
+      for (const [status, n] of Object.entries(counts)) if (n > 0) deps.metrics.lookups.inc({ status }, n);
+      yield out;
+    }
+  })();
+}

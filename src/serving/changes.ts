@@ -1,0 +1,19 @@
+/** Keeps a process's in-memory state in step with changes made by other processes. */
+import type { Deps } from "./deps.ts";
+
+/**
+ * Subscribes to the database's change feed: reloads the registry snapshot and the key ring,
+ * and forgets the in-process cache when another process wrote values.
+ */
+export function followChanges(deps: Deps): void {
+  deps.db.watch((changes) => {
+    if (changes.definitions) {
+      deps.registry.reload().then(
+        () => deps.log.debug("registry reloaded"),
+        (err: unknown) => deps.log.warn({ err }, "registry reload failed"),
+      );
+    }
+    if (changes.keys) deps.keys.reload().catch((err: unknown) => deps.log.warn({ err }, "key reload failed"));
+    if (changes.values && deps.cache.kind === "in_process") void deps.cache.clear();
+  });
+}

@@ -1,0 +1,90 @@
+/**
+ * Shared pieces of the read paths: resolving a request's feature references against the
+ * snapshot, and turning a stored row into a served value with its status.
+ */
+import { AppError, type FieldError } from "../errors.ts";
+import { decodeValue, toJsonValue } from "../registry/dtype.ts";
+import type { Definition, RegistrySnapshot } from "../registry/snapshot.ts";
+import { formatTime } from "../lib/time.ts";
+import type { StoredRow } from "../store/types.ts";
+
+/** A request's distinct references, resolved, and the entity type they share. */
+export interface ResolvedFeatures {
+  refs: string[];
+  defs: Definition[];
+  entityType: string;
+}
+
+/**
+ * Resolves `feature_names` (duplicates collapse): 400 for a malformed reference or mixed entity
+ * types, 404 listing every unknown reference.
+ */
+export function resolveFeatures(snapshot: RegistrySnapshot, tenant: string, names: readonly string[], field = "feature_names"): ResolvedFeatures {
+  const refs = [...new Set(names)];
+  const defs: Definition[] = [];
+  const invalid: FieldError[] = [];
+  const unknown: FieldError[] = [];
+  refs.forEach((ref) => {
+    const r = snapshot.resolve(tenant, ref);
+    const path = `${field}[${names.indexOf(ref)}]`;
+    if (r.kind === "ok") defs.push(r.def);
+    else if (r.kind === "invalid") invalid.push({ path, message: r.message });
+    else unknown.push({ path, message: `unknown feature ${JSON.stringify(ref)}` });
+  });
+  if (invalid.length > 0) throw new AppError("invalid_request", "malformed feature reference", { errors: invalid });
+  if (unknown.length > 0) {
+    const list = unknown.map((u) => u.message.slice("unknown feature ".length)).join(", ");
+    throw new AppError("not_found", `unknown feature(s): ${list}`, { errors: unknown });
+  }
+  const entityType = defs[0]?.entity_type ?? "";
+  const mixed = defs.filter((d) => d.entity_type !== entityType);
+  if (mixed.length > 0) {
+    throw new AppError("invalid_request", "all features of one request must share one entity type", {
+      errors: refs.map((ref, i) => ({
+        path: `${field}[${names.indexOf(ref)}]`,
+        message: `entity type ${(defs[i] as Definition).entity_type}`,
+      })),
+    });
+  }
+  return { refs, defs, entityType };
+}
+
+/** Status of one served value. */
+export type ValueStatus = "present" | "not_found" | "expired";
+
+/** One served value and its metadata. */
+export interface ServedValue {
+  value: unknown;
+  status: ValueStatus;
+  event_time: string | null;
+}
+
+const NOT_FOUND: ServedValue = { value: null, status: "not_found", event_time: null };
+
+/**
+ * The served form of a stored row at time `at`: `expired` when event_time <= at - ttl,
+ * `not_found` when there is no row.
+ */
+export function serveValue(def: Definition, row: StoredRow | null | undefined, at: number): ServedValue {
+  if (!row) return NOT_FOUND;
+  if (def.ttlMs !== null && row.event_time <= at - def.ttlMs) {
+    return { value: null, status: "expired", event_time: formatTime(row.event_time) };
+  }
+  return { value: toJsonValue(def.type, decodeValue(def.type, row.value)), status: "present", event_time: formatTime(row.event_time) };
+}
+
+/** The `features` and `metadata` objects of one result, keyed by the request's references. */
+export function renderResult(refs: readonly string[], served: readonly ServedValue[]): {
+  features: Record<string, unknown>;
+  metadata: Record<string, { status: ValueStatus; event_time: string | null }>;
+} {
+  const features: Record<string, unknown> = {};
+  const metadata: Record<string, { status: ValueStatus; event_time: string | null }> = {};
+  for (let i = 0; i < refs.length; i++) {
+    const ref = refs[i] as string;
+    const s = served[i] as ServedValue;
+    features[ref] = s.value;
+    metadata[ref] = { status: s.status, event_time: s.event_time };
+  }
+  return { features, metadata };
+}

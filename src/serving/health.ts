@@ -1,0 +1,37 @@
+/** Readiness: which stores answer, and what that means for the server as a whole. */
+import { withTimeout } from "../lib/timeout.ts";
+import type { Deps } from "./deps.ts";
+
+/** The /readyz body. */
+export interface Readiness {
+  status: "ok" | "degraded" | "down";
+  stores: { database: "ok" | "down"; cache: "ok" | "down" | "in_process" };
+}
+
+const PING_TIMEOUT_MS = 1000;
+
+async function up(p: () => Promise<void>): Promise<boolean> {
+  try {
+    await withTimeout(p(), PING_TIMEOUT_MS, "ping");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * ok: every store answers; degraded: the database or Redis is down but the other answers;
+ * down: the database is down and no Redis answers, or the server is draining.
+ */
+export async function checkReadiness(deps: Pick<Deps, "db" | "cache" | "metrics">, draining: boolean): Promise<Readiness> {
+  const [dbUp, cacheUp] = await Promise.all([up(() => deps.db.ping()), deps.cache.kind === "in_process" ? true : up(() => deps.cache.ping())]);
+  deps.metrics.storeUp.set({ store: "database" }, dbUp ? 1 : 0);
+  deps.metrics.storeUp.set({ store: "cache" }, cacheUp ? 1 : 0);
+  const redis = deps.cache.kind === "redis";
+  const stores: Readiness["stores"] = { database: dbUp ? "ok" : "down", cache: redis ? (cacheUp ? "ok" : "down") : "in_process" };
+  let status: Readiness["status"];
+  if (dbUp && cacheUp) status = "ok";
+  else if (dbUp || (redis && cacheUp)) status = "degraded";
+  else status = "down";
+  return { status: draining ? "down" : status, stores };
+}
