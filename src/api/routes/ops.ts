@@ -1,0 +1,104 @@
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Deps } from "../../serving/deps.ts";
+import { checkReadiness } from "../../serving/health.ts";
+import type { AppEnv } from "../env.ts";
+import { mount } from "../route.ts";
+import { Readiness } from "../schemas.ts";
+
+/** Shared between the app and the lifecycle: set when SIGTERM starts the drain. */
+export interface ServerState {
+  draining: boolean;
+}
+
+const healthRoute = createRoute({
+  method: "get",
+  path: "/healthz",
+  operationId: "healthz",
+  tags: ["operations"],
+  summary: "Liveness: 200 while the process runs",
+  responses: { 200: { description: "Alive", content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } } } },
+});
+
+const readyRoute = createRoute({
+  method: "get",
+  path: "/readyz",
+  operationId: "readyz",
+  tags: ["operations"],
+  summary: "Readiness of the server and its stores",
+  description:
+    "`ok` (200) when every store answers; `degraded` (200) when the database or Redis is down but the other answers; `down` (503) when the database is down and no Redis answers, and from the moment a SIGTERM starts the drain.",
+  responses: {
+    200: { description: "Ready (ok or degraded)", content: { "application/json": { schema: Readiness } } },
+    503: { description: "Not ready (down or draining)", content: { "application/json": { schema: Readiness } } },
+  },
+});
+
+const metricsRoute = createRoute({
+  method: "get",
+  path: "/metrics",
+  operationId: "metrics",
+  tags: ["operations"],
+  summary: "Prometheus metrics",
+  responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: z.string() } } } },
+});
+
+const docsRoute = createRoute({
+  method: "get",
+  path: "/docs",
+  operationId: "docs",
+  tags: ["operations"],
+  summary: "Interactive API reference (works offline)",
+  responses: { 200: { description: "HTML page", content: { "text/html": { schema: z.string() } } } },
+});
+
+const openapiRoute = createRoute({
+  method: "get",
+  path: "/openapi.json",
+  operationId: "openapi",
+  tags: ["operations"],
+  summary: "This OpenAPI 3.1 document",
+  responses: { 200: { description: "OpenAPI document", content: { "application/json": { schema: z.record(z.string(), z.unknown()) } } } },
+});
+
+export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerState, version: string): void {
+  mount(app, healthRoute, (c) => c.json({ status: "ok" as const }, 200));
+  mount(app, readyRoute, async (c) => {
+    const r = await checkReadiness(deps, state.draining);
+    return c.json(r, r.status === "down" ? 503 : 200);
+  });
+  mount(app, metricsRoute, async (c) => {
+    return c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType });
+  });
+  mount(app, docsRoute, async (c) => c.html((await import("../docs.ts")).docsHtml));
+  app.get("/docs/:asset", async (c) => {
+    c.set("route", "/docs/{asset}");
+    const docs = await import("../docs.ts");
+    const cache = { "cache-control": "public, max-age=86400" };
+    switch (c.req.param("asset")) {
+      case "swagger-ui-bundle.js":
+        return c.body(docs.docsAssets.bundle, 200, { "content-type": "text/javascript; charset=utf-8", ...cache });
+      case "swagger-ui.css":
+        return c.body(docs.docsAssets.css, 200, { "content-type": "text/css; charset=utf-8", ...cache });
+      case "init.js":
+        return c.body(docs.docsInit, 200, { "content-type": "text/javascript; charset=utf-8", ...cache });
+      default:
+        return c.notFound();
+    }
+  });
+  let doc: string | undefined;
+  mount(app, openapiRoute, (c) => {
+    doc ??= JSON.stringify(
+      app.getOpenAPI31Document({
+        openapi: "3.1.0",
+        info: {
+          title: "feature-store",
+          version,
+          description:
+            "An ML feature store: register feature definitions, write values, read them online in about a millisecond, and get point-in-time correct training data. Every /api/v1 route needs an API key (`X-API-Key` or `Authorization: Bearer`). Errors are RFC 9457 problem+json.",
+        },
+        servers: [{ url: "/" }],
+      }),
+    );
+    return c.body(doc, 200, { "content-type": "application/json" });
+  });
+}

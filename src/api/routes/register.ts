@@ -1,0 +1,38 @@
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { AppError } from "../../errors.ts";
+import type { Deps } from "../../serving/deps.ts";
+import { definitionJson, registerFeatures } from "../../serving/register.ts";
+import type { AppEnv } from "../env.ts";
+import { mount, parseBody, requireScope } from "../route.ts";
+import { DefinitionResponse, RegisterBody } from "../schemas.ts";
+import { problems, security } from "./common.ts";
+
+export const registerRoute = createRoute({
+  method: "post",
+  path: "/api/v1/features/register",
+  operationId: "registerFeature",
+  tags: ["registry"],
+  summary: "Register a feature definition (admin)",
+  description:
+    "201 when new; 200 when it exists with the same dtype, entity_type and ttl_hours (description, owner and tags are replaced); 409 when name@version exists with a different dtype, entity_type or ttl_hours, or the entity_type differs from the name's other versions.",
+  security,
+  request: { body: { required: true, content: { "application/json": { schema: RegisterBody } } } },
+  responses: {
+    200: { description: "Already registered (metadata replaced)", content: { "application/json": { schema: DefinitionResponse } } },
+    201: { description: "Registered", content: { "application/json": { schema: DefinitionResponse } } },
+    ...problems(400, 409, 413),
+  },
+});
+
+export function mountRegister(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+  mount(app, registerRoute, async (c) => {
+    const { tenant } = requireScope(c, "admin");
+    const body = await parseBody(c, RegisterBody);
+    const { outcomes } = await registerFeatures(deps, tenant, [{ input: body }]);
+    const o = outcomes[0];
+    if (!o || o.status === "conflict" || o.status === "invalid" || !o.definition) {
+      throw new AppError("conflict", o?.reason ?? "definition conflicts with the registry");
+    }
+    return c.json({ feature: definitionJson(o.definition) }, o.status === "new" ? 201 : 200);
+  });
+}
