@@ -1,0 +1,30 @@
+/**
+ * `bun run build`: compiles src/cli.ts into the single executable dist/feature-store
+ * (minified, with bytecode for a fast cold start). The executable never auto-loads .env,
+ * bunfig.toml, tsconfig.json or package.json from the directory it runs in. Migrations and the
+ * /docs assets are embedded through text imports.
+ */
+import { rmSync } from "node:fs";
+
+const outfile = process.env.OUTFILE ?? "dist/feature-store";
+const stale = `${outfile}.tmp`;
+rmSync(stale, { force: true });
+const args = [
+  "build",
+  "--compile",
+  "--minify",
+  "--bytecode",
+  "--sourcemap=none",
+  "--no-compile-autoload-dotenv",
+  "--no-compile-autoload-bunfig",
+  "--no-compile-autoload-tsconfig",
+  "--no-compile-autoload-package-json",
+  "src/cli.ts",
+  "--outfile",
+  outfile,
+];
+const proc = Bun.spawnSync([process.execPath, ...args], { stdout: "inherit", stderr: "inherit" });
+if (proc.exitCode !== 0) {
+  console.error(`build failed (bun ${args.join(" ")})`);
+  process.exit(proc.exitCode ?? 1);
+}

@@ -1,0 +1,64 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { RegisterBody } from "../api/schemas.ts";
+import { zodErrors } from "../api/errors.ts";
+import { TENANT_RE } from "../serving/keys.ts";
+import { registerFeatures, type RegisterItem } from "../serving/register.ts";
+import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
+
+export const command: Command = {
+  summary: "register the feature definitions in a YAML file",
+  help: `Usage: feature-store register FILE.yaml --tenant T [--dry-run]
+
+Registers every definition in FILE (\`features: [ {name, version, dtype, entity_type,
+ttl_hours?, description?, owner?, tags?}, ... ]\`) for tenant T, all or nothing, in one
+transaction. Prints one line per definition: new, unchanged, updated (metadata only),
+conflict or invalid (with the reason).
+
+Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
+2 on a usage error or a file that cannot be read or parsed.
+
+Options:
+  --tenant T  the tenant to register for (required)
+  --dry-run   print the same lines and exit as the real run would, applying nothing`,
+  async run(argv) {
+    const { values, positionals } = parseFlags(argv, { tenant: { type: "string" }, "dry-run": { type: "boolean" } }, true);
+    if (positionals.length !== 1) throw new UsageError("exactly one FILE.yaml is required");
+    if (!values.tenant) throw new UsageError("--tenant is required");
+    if (!TENANT_RE.test(values.tenant)) throw new UsageError("--tenant must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
+    const file = positionals[0] as string;
+
+    let doc: unknown;
+    try {
+      doc = parseYaml(readFileSync(file, "utf8"));
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new CliError(`cannot ${err.code ? "read" : "parse"} ${file}: ${err.code ?? err.message.split("\n")[0]}`, 2);
+    }
+    const list = (doc as { features?: unknown } | null)?.features;
+    if (typeof doc !== "object" || doc === null || !Array.isArray(list)) throw new CliError(`${file}: expected a top-level \`features:\` list`, 2);
+
+    const items: RegisterItem[] = list.map((raw: unknown, i) => {
+      const r = RegisterBody.safeParse(raw);
+      if (r.success) return { input: r.data };
+      const o = (raw ?? {}) as { name?: unknown; version?: unknown };
+      const reason = zodErrors(r.error).map((e) => `${e.path}: ${e.message}`).join("; ");
+      return { invalid: { name: typeof o.name === "string" ? o.name : `features[${i}]`, version: typeof o.version === "number" ? o.version : 0, reason } };
+    });
+
+    const cfg = config();
+    const deps = await buildDeps(cfg);
+    try {
+      const { outcomes, ok } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
+      for (const o of outcomes) {
+        const what = o.version > 0 ? `${o.name}@${o.version}` : o.name;
+        console.log(`${o.status.padEnd(9)} ${what}${o.reason ? `: ${o.reason}` : ""}`);
+      }
+      if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length} definition(s) in conflict or invalid`);
+      else if (values["dry-run"]) console.error("dry run: nothing was applied");
+      return ok ? 0 : 1;
+    } finally {
+      await closeDeps(deps);
+    }
+  },
+};

@@ -1,0 +1,119 @@
+/**
+ * Every setting, in one zod schema. Sources, highest first: command-line flags, environment
+ * variables, defaults. A secret-bearing variable X may be given as X_FILE (a path to a file
+ * holding it). A bad value is reported as one line naming the variable.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "@hono/zod-openapi";
+
+const bool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(["true", "false", "1", "0", "yes", "no", "on", "off", ""]))
+  .transform((v) => ["true", "1", "yes", "on"].includes(v));
+
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeNumber = z.coerce.number().finite().nonnegative();
+const optionalUrl = (protocols: RegExp) =>
+  z
+    .string()
+    .trim()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v))
+    .refine((v) => v === undefined || protocols.test(v), "not a valid URL for this store");
+
+/** The settings schema; keys are the environment variable names. */
+export const ConfigSchema = z.object({
+  /** HTTP port of `serve`. */
+  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  /** Address `serve` binds. */
+  HOST: z.string().trim().min(1).default("0.0.0.0"),
+  /** Directory of the embedded database (used when POSTGRES_URL is unset). */
+  DATA_DIR: z.string().trim().min(1).default("./data"),
+  /** PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=require`); unset: embedded SQLite. */
+  POSTGRES_URL: optionalUrl(/^postgres(ql)?:\/\//),
+  /** Redis URL (`redis://`, `rediss://`), or several comma-separated for a cluster; unset: in-process cache. */
+  REDIS_URL: optionalUrl(/^rediss?:\/\//),
+  /** Treat REDIS_URL as a Redis Cluster even when it names one node. */
+  REDIS_CLUSTER: bool.default(false),
+  /** Log level: fatal, error, warn, info, debug, trace, silent. */
+  LOG_LEVEL: z.string().trim().toLowerCase().pipe(z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])).default("info"),
+  /** Largest request body accepted, bytes (default 32 MiB). */
+  BODY_LIMIT_BYTES: positiveInt.default(32 * 1024 * 1024),
+  /** Longest graceful drain after SIGTERM, seconds. */
+  SHUTDOWN_TIMEOUT: nonNegativeNumber.default(10),
+  /** Seconds to keep serving (with /readyz at 503) after SIGTERM before the drain, for load balancers. */
+  SHUTDOWN_DELAY: nonNegativeNumber.default(0),
+  /** Timeout of one store call, milliseconds; a slower store answers 503. */
+  STORE_TIMEOUT_MS: positiveInt.default(2000),
+  /** Entries of the in-process online cache. */
+  CACHE_MAX_ENTRIES: positiveInt.default(1_000_000),
+  /** Drop offline history partitions older than this many days (PostgreSQL); 0: keep forever. */
+  RETENTION_DAYS: nonNegativeNumber.default(0),
+  /** Kafka bootstrap brokers, comma-separated `host:port`. */
+  KAFKA_BROKERS: z.string().trim().optional(),
+  /** Tenants whose events the worker accepts, comma-separated. */
+  KAFKA_TENANTS: z.string().trim().optional(),
+  /** Topic the worker consumes. */
+  KAFKA_TOPIC: z.string().trim().min(1).default("feature-events"),
+  /** Consumer group of the worker. */
+  KAFKA_GROUP_ID: z.string().trim().min(1).default("feature-store"),
+  /** Dead-letter topic for invalid events. */
+  KAFKA_DLQ_TOPIC: z.string().trim().min(1).default("feature-events-dlq"),
+  /** Use TLS to the brokers. */
+  KAFKA_SSL: bool.default(false),
+  /** SASL mechanism: plain, scram-sha-256, scram-sha-512 (unset: no SASL). */
+  KAFKA_SASL_MECHANISM: z.string().trim().toLowerCase().pipe(z.enum(["plain", "scram-sha-256", "scram-sha-512"])).optional(),
+  /** SASL user name. */
+  KAFKA_SASL_USERNAME: z.string().optional(),
+  /** SASL password. */
+  KAFKA_SASL_PASSWORD: z.string().optional(),
+  /** Port of the worker's /metrics and /healthz. */
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** Largest batch the worker stores in one transaction (messages). */
+  WORKER_BATCH_SIZE: positiveInt.default(1000),
+  /** Longest the worker waits to fill a batch, milliseconds. */
+  WORKER_BATCH_WAIT_MS: positiveInt.default(50),
+});
+
+/** Validated settings. */
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Variables that may be given as `X_FILE`. */
+const SECRET_VARS = ["POSTGRES_URL", "REDIS_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"] as const;
+
+/** A configuration error: one line, naming the variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Builds the configuration from flags (already mapped to variable names) over the environment.
+ * Throws {@link ConfigError} with a one-line message on the first bad value.
+ */
+export function loadConfig(env: Record<string, string | undefined>, flags: Partial<Record<keyof Config, string>> = {}): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(ConfigSchema.shape) as (keyof Config)[]) {
+    const v = flags[key] ?? env[key];
+    raw[key] = v === "" && key !== "REDIS_URL" && key !== "POSTGRES_URL" ? undefined : v;
+  }
+  for (const key of SECRET_VARS) {
+    const file = env[`${key}_FILE`];
+    if (raw[key] === undefined && file) {
+      try {
+        raw[key] = readFileSync(file, "utf8").trim();
+      } catch (e) {
+        throw new ConfigError(`${key}_FILE: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+    }
+  }
+  const r = ConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const name = String(issue?.path[0] ?? "configuration");
+    const shown = SECRET_VARS.includes(name as (typeof SECRET_VARS)[number]) ? "" : ` (got ${JSON.stringify(raw[name])})`;
+    throw new ConfigError(`${name}: ${issue?.message ?? "invalid"}${shown}`);
+  }
+  return r.data;
+}

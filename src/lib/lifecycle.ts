@@ -1,0 +1,44 @@
+/**
+ * Process lifecycle: cleanups registered as things start, run in reverse on SIGTERM/SIGINT,
+ * each bounded by the remaining time of one overall deadline.
+ */
+import { withTimeout } from "./timeout.ts";
+
+type Cleanup = { name: string; fn: () => Promise<unknown> | unknown };
+
+export class Lifecycle {
+  private readonly cleanups: Cleanup[] = [];
+  private stopping: Promise<void> | undefined;
+
+  /** Registers a cleanup; cleanups run last-registered first. */
+  add(name: string, fn: () => Promise<unknown> | unknown): void {
+    this.cleanups.push({ name, fn });
+  }
+
+  /** Runs every cleanup once (later calls return the same promise). Errors are reported, not thrown. */
+  stop(deadlineMs: number, onError: (name: string, err: unknown) => void = () => {}): Promise<void> {
+    this.stopping ??= (async () => {
+      const end = Date.now() + deadlineMs;
+      for (const c of [...this.cleanups].reverse()) {
+        try {
+          await withTimeout(Promise.resolve().then(c.fn), Math.max(1, end - Date.now()), c.name);
+        } catch (err) {
+          onError(c.name, err);
+        }
+      }
+    })();
+    return this.stopping;
+  }
+
+  /** Calls `handler` on the first SIGTERM or SIGINT; a second signal exits at once. */
+  onSignal(handler: (signal: NodeJS.Signals) => void): void {
+    let seen = false;
+    const on = (signal: NodeJS.Signals) => {
+      if (seen) process.exit(1);
+      seen = true;
+      handler(signal);
+    };
+    process.on("SIGTERM", on);
+    process.on("SIGINT", on);
+  }
+}
