@@ -1,0 +1,130 @@
+/**
+ * `npm test`: the whole suite on a fresh machine, with nothing to set up by hand.
+ *
+ * 1. typecheck (tsc --noEmit) and unit tests;
+ * 2. starts the real services the suites need on free 127.0.0.1 ports (PostgreSQL as the
+ *    `postgres` user, Redis, a three-master Redis Cluster; integration suites start Kafka through
+ *    the same harness), installing them with apt when missing;
+ * 3. the contract suite on every backend, and the integration suites;
+ * 4. builds dist/feature-store and runs the end-to-end suite against it;
+ * 5. schema-driven fuzzing with schemathesis (from PyPI, into .cache/venv) against the live
+ *    /openapi.json of the binary;
+ * then stops every service (also on failure or Ctrl-C) and prints `N passed, N failed`.
+ *
+ * `bun scripts/test.ts STEP...` runs only the named steps (typecheck, unit, contract,
+ * integration, e2e, fuzz).
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { startPostgres, startRedis, startRedisCluster, stopAll } from "../test/harness/services.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const BUN = process.execPath;
+const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz"] as const;
+type Step = (typeof ALL)[number];
+
+const wanted = new Set<Step>(process.argv.slice(2).length > 0 ? (process.argv.slice(2) as Step[]) : [...ALL]);
+for (const s of wanted) if (!ALL.includes(s)) throw new Error(`unknown step ${s}; steps: ${ALL.join(", ")}`);
+
+const totals = { passed: 0, failed: 0 };
+const failures: string[] = [];
+
+function banner(text: string): void {
+  console.log(`\n=== ${text} ${"=".repeat(Math.max(0, 70 - text.length))}`);
+}
+
+/** Runs a command with inherited output, teeing it so bun test's counts can be read. */
+async function run(name: string, cmd: string[], env: Record<string, string | undefined> = {}, opts: { counts?: boolean } = {}): Promise<boolean> {
+  banner(name);
+  const p = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+  let out = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, sink: NodeJS.WriteStream) => {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) {
+      const text = dec.decode(chunk, { stream: true });
+      out += text;
+      sink.write(text);
+    }
+  };
+  await Promise.all([pump(p.stdout, process.stdout), pump(p.stderr, process.stderr)]);
+  const code = await p.exited;
+  if (opts.counts) {
+    const pass = Number(/^\s*(\d+) pass\s*$/m.exec(out)?.[1] ?? 0);
+    const fail = Number(/^\s*(\d+) fail\s*$/m.exec(out)?.[1] ?? 0);
+    totals.passed += pass;
+    totals.failed += fail;
+    if (code !== 0 && fail === 0) {
+      totals.failed += 1; // the runner itself failed (a crash, a file that did not load)
+    }
+  } else if (code === 0) totals.passed += 1;
+  else totals.failed += 1;
+  if (code !== 0) failures.push(name);
+  return code === 0;
+}
+
+async function fuzz(): Promise<void> {
+  const venv = join(ROOT, ".cache/venv");
+  const st = join(venv, "bin/schemathesis");
+  if (!existsSync(st)) {
+    banner("installing schemathesis (PyPI) into .cache/venv");
+    const mk = Bun.spawnSync(["python3", "-m", "venv", venv], { stdout: "inherit", stderr: "inherit" });
+    const pip = mk.exitCode === 0 && Bun.spawnSync([join(venv, "bin/pip"), "install", "-q", "-r", "test/fuzz/requirements.txt"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+    if (!pip || pip.exitCode !== 0) {
+      totals.failed += 1;
+      failures.push("fuzz (install)");
+      return;
+    }
+  }
+  await run("fuzz: schemathesis against the live /openapi.json", [BUN, "test/fuzz/run.ts"], { SCHEMATHESIS: st });
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  try {
+    if (wanted.has("typecheck")) await run("typecheck", [BUN, "x", "tsc", "--noEmit", "-p", "."]);
+    if (wanted.has("unit")) await run("unit tests", [BUN, "test", "test/unit"], {}, { counts: true });
+
+    if (wanted.has("contract") || wanted.has("integration")) {
+      banner("starting PostgreSQL, Redis and a Redis Cluster");
+      const [pg, redis, cluster] = await Promise.all([startPostgres(), startRedis(), startRedisCluster()]);
+      const contractDb = await pg.createDatabase("contract");
+      const env = {
+        TEST_POSTGRES_URL: contractDb,
+        TEST_REDIS_URL: redis.url,
+        TEST_REDIS_CLUSTER_URLS: cluster.urls.join(","),
+        POSTGRES_URL: await pg.createDatabase("integration"),
+        REDIS_URL: redis.url,
+        REDIS_CLUSTER_URLS: cluster.urls.join(","),
+      };
+      console.log(`PostgreSQL ${pg.url}\nRedis ${redis.url}\nRedis Cluster ${cluster.urls.join(" ")}`);
+      if (wanted.has("contract")) await run("contract suite (embedded, PostgreSQL + Redis, PostgreSQL + Redis Cluster)", [BUN, "test", "test/contract"], env, { counts: true });
+      if (wanted.has("integration")) await run("integration suites (real services)", [BUN, "test", "--timeout", "600000", "test/integration"], env, { counts: true });
+    }
+
+    if (wanted.has("e2e") || wanted.has("fuzz")) {
+      const built = await run("build dist/feature-store", [BUN, "run", "build"]);
+      if (built && wanted.has("e2e")) await run("end-to-end suite (the compiled binary)", [BUN, "test", "--timeout", "120000", "test/e2e"], {}, { counts: true });
+      if (built && wanted.has("fuzz")) await fuzz();
+    }
+  } finally {
+    banner("stopping services");
+    await stopAll();
+  }
+  const secs = Math.round((Date.now() - started) / 1000);
+  banner(`done in ${secs} s${failures.length ? `; failed: ${failures.join(", ")}` : ""}`);
+  console.log(`${totals.passed} passed, ${totals.failed} failed`);
+  return failures.length === 0 && totals.failed === 0 ? 0 : 1;
+}
+
+process.on("SIGINT", () => void stopAll().finally(() => process.exit(130)));
+process.on("SIGTERM", () => void stopAll().finally(() => process.exit(143)));
+main().then(
+  (code) => process.exit(code),
+  async (e: unknown) => {
+    console.error(e);
+    await stopAll();
+    console.log(`${totals.passed} passed, ${totals.failed + 1} failed`);
+    process.exit(1);
+  },
+);
+
