@@ -34,7 +34,7 @@ export const getRoute = createRoute({
   request: { params: NameParam },
   responses: {
     200: { description: "The feature's versions, ascending", content: { "application/json": { schema: DefinitionVersions } } },
-    ...problems(400, 404),
+    ...problems(404),
   },
 });
 
@@ -47,7 +47,8 @@ export function mountDefinitions(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   });
   mount(app, getRoute, (c) => {
     const { tenant } = requireScope(c, "read");
-    const { name } = validate(NameParam, c.req.param());
+    // Any name that is not registered, well-formed or not, is simply unknown.
+    const name = c.req.param("name") ?? "";
     const versions = deps.registry.current.versions(tenant, name);
     if (versions.length === 0) throw new AppError("not_found", `unknown feature ${JSON.stringify(name)}`);
     return c.json({ name, versions: versions.map(definitionJson) }, 200);

@@ -82,7 +82,7 @@ export class SqliteDatabase implements Database {
     mkdirSync(opts.dataDir, { recursive: true });
     this.path = join(opts.dataDir, "feature-store.db");
     this.db = new Sqlite(this.path, { create: true, strict: true });
-    this.db.exec("PRAGMA busy_timeout = 10000");
+    this.db.exec("PRAGMA busy_timeout = 5000");
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
