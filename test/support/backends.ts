@@ -89,9 +89,9 @@ export class TestServer {
   async call(method: string, path: string, body?: unknown, opts: { key?: string; headers?: Record<string, string> } = {}): Promise<Res> {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     if (opts.key) headers["x-api-key"] = opts.key;
-    let payload: BodyInit | undefined;
+    let payload: string | Uint8Array | undefined;
     if (body !== undefined) {
-      payload = typeof body === "string" || body instanceof Uint8Array ? (body as BodyInit) : JSON.stringify(body);
+      payload = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
       headers["content-type"] ??= "application/json";
     }
     const res = await this.app.request(path, { method, headers, body: payload });

@@ -1,0 +1,81 @@
+/**
+ * How the Redis online cache lays out its data.
+ *
+ * - One hash per tenant + entity type + entity id and cache generation:
+ *   `<ns>:{<gen base36>:<tenant>:<entity_type>:<entity_id>}`. Every part inside the braces is
+ *   escaped (`%` `:` `{` `}` as `%25` `%3A` `%7B` `%7D`), so distinct identities never share a
+ *   key and the whole identity is the cluster hash tag.
+ * - One field per feature version: the decimal `feature_id`.
+ * - A field's value is MessagePack: `[event_time, seq, value bytes]` for a value, or a single
+ *   msgpack `nil` byte for "never written" (a negative entry). The CAS script reads the two
+ *   leading numbers of the same bytes itself (Redis's `cmsgpack` predates the bin type).
+ * - `<ns>:gen` holds the current cache generation (a decimal integer).
+ */
+import { Packr } from "msgpackr";
+import type { CachedValue, StoredRow } from "../types.ts";
+
+/** Default key namespace. */
+export const DEFAULT_NAMESPACE = "fs";
+
+/** The stored form of a negative entry: msgpack `nil`. */
+export const NEGATIVE_MARKER: Buffer = Buffer.from([0xc0]);
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+const SPECIAL = /[%:{}]/;
+const SPECIAL_ALL = /[%:{}]/g;
+const ESCAPES: Record<string, string> = { "%": "%25", ":": "%3A", "{": "%7B", "}": "%7D" };
+
+/** Escapes one key part so it contains no `:`, `{` or `}` (injective: `%` is escaped too). */
+export function escapePart(part: string): string {
+  return SPECIAL.test(part) ? part.replace(SPECIAL_ALL, (c) => ESCAPES[c] ?? c) : part;
+}
+
+/** Throws unless `ns` can prefix keys without breaking the hash tag. */
+export function assertNamespace(ns: string): void {
+  if (ns === "" || /[{}\s]/.test(ns)) throw new Error(`invalid Redis key namespace ${JSON.stringify(ns)}: must be non-empty, without braces or spaces`);
+}
+
+/** Key of the generation counter. */
+export function generationKey(ns: string): string {
+  return `${ns}:gen`;
+}
+
+/**
+ * The prefix of every entity key of one tenant and entity type in generation `gen`
+ * (append `escapePart(entityId) + "}"`).
+ */
+export function entityKeyPrefix(ns: string, gen: number, tenant: string, entityType: string): string {
+  return `${ns}:{${gen.toString(36)}:${escapePart(tenant)}:${escapePart(entityType)}:`;
+}
+
+/** The hash holding one entity's cached values in generation `gen`. */
+export function entityKey(ns: string, gen: number, tenant: string, entityType: string, entityId: string): string {
+  return `${entityKeyPrefix(ns, gen, tenant, entityType)}${escapePart(entityId)}}`;
+}
+
+/** Packs a cached value (or a negative entry) into its stored form. */
+export function encodeCached(value: CachedValue): Buffer {
+  if (value === null) return NEGATIVE_MARKER;
+  return packr.pack([value.event_time, value.seq, value.value]);
+}
+
+/**
+ * Unpacks a stored field: `null` for a negative entry, a row, or `undefined` when the bytes
+ * are not something this cache wrote (treated as a miss; the next fill overwrites them).
+ */
+export function decodeCached(buf: Uint8Array): CachedValue | undefined {
+  if (buf.length === 1 && buf[0] === 0xc0) return null;
+  let decoded: unknown;
+  try {
+    decoded = packr.unpack(buf);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 3) return undefined;
+  const [eventTime, seq, bytes] = decoded as [unknown, unknown, unknown];
+  if (typeof eventTime !== "number" || typeof seq !== "number" || !(bytes instanceof Uint8Array)) return undefined;
+  // A plain Uint8Array view (msgpackr hands out Buffers), without copying.
+  const row: StoredRow = { event_time: eventTime, seq, value: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+  return row;
+}
