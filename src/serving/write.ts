@@ -117,7 +117,7 @@ export async function storeRows(deps: Deps, tenant: string, entityType: string, 
     } catch (err) {
       // The database holds the values; the cache catches up (see the cache's recovery rules).
       deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
-      deps.log.warn({ err }, "online cache update failed after a write");
+      deps.log.debug({ err }, "online cache update failed after a write");
     }
   }
   deps.metrics.valuesWritten.inc(rows.length);
