@@ -9,10 +9,12 @@
  * 4. builds dist/feature-store and runs the end-to-end suite against it;
  * 5. schema-driven fuzzing with schemathesis (from PyPI, into .cache/venv) against the live
  *    /openapi.json of the binary;
+ * 6. deploy checks (test/deploy): the binary in a distroless-like root, manifests against the
+ *    Kubernetes schemas, compose, promtool on the Prometheus config and rules, Grafana queries;
  * then stops every service (also on failure or Ctrl-C) and prints `N passed, N failed`.
  *
  * `bun scripts/test.ts STEP...` runs only the named steps (typecheck, unit, contract,
- * integration, e2e, fuzz).
+ * integration, e2e, fuzz, deploy).
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -20,7 +22,7 @@ import { startPostgres, startRedis, startRedisCluster, stopAll } from "../test/h
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
-const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz"] as const;
+const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz", "deploy"] as const;
 type Step = (typeof ALL)[number];
 
 const wanted = new Set<Step>(process.argv.slice(2).length > 0 ? (process.argv.slice(2) as Step[]) : [...ALL]);
@@ -101,10 +103,11 @@ async function main(): Promise<number> {
       if (wanted.has("integration")) await run("integration suites (real services)", [BUN, "test", "--timeout", "600000", "test/integration"], env, { counts: true });
     }
 
-    if (wanted.has("e2e") || wanted.has("fuzz")) {
+    if (wanted.has("e2e") || wanted.has("fuzz") || wanted.has("deploy")) {
       const built = await run("build dist/feature-store", [BUN, "run", "build"]);
       if (built && wanted.has("e2e")) await run("end-to-end suite (the compiled binary)", [BUN, "test", "--timeout", "120000", "test/e2e"], {}, { counts: true });
       if (built && wanted.has("fuzz")) await fuzz();
+      if (built && wanted.has("deploy")) await run("deploy: distroless image, manifests, Prometheus, Grafana", [BUN, "test", "--timeout", "300000", "test/deploy"], {}, { counts: true });
     }
   } finally {
     banner("stopping services");

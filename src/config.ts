@@ -15,6 +15,7 @@ const bool = z
 
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeNumber = z.coerce.number().finite().nonnegative();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
 const optionalUrl = (protocols: RegExp) =>
   z
     .string()
@@ -33,6 +34,8 @@ export const ConfigSchema = z.object({
   DATA_DIR: z.string().trim().min(1).default("./data"),
   /** PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=require`); unset: embedded SQLite. */
   POSTGRES_URL: optionalUrl(/^postgres(ql)?:\/\//),
+  /** Connections in this process's PostgreSQL pool (plus one for LISTEN); size it so pods x pool fits max_connections. */
+  POSTGRES_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   /** Redis URL (`redis://`, `rediss://`), or several comma-separated for a cluster; unset: in-process cache. */
   REDIS_URL: optionalUrl(/^rediss?:\/\//),
   /** Treat REDIS_URL as a Redis Cluster even when it names one node. */
@@ -47,6 +50,20 @@ export const ConfigSchema = z.object({
   SHUTDOWN_DELAY: nonNegativeNumber.default(0),
   /** Timeout of one store call, milliseconds; a slower store answers 503. */
   STORE_TIMEOUT_MS: positiveInt.default(2000),
+  /** Requests allowed per API key per RATE_LIMIT_WINDOW_MS (sliding window; shared by every server through Redis when REDIS_URL is set); 0: no limit. */
+  RATE_LIMIT_PER_KEY: nonNegativeInt.default(0),
+  /** Length of the rate-limit window, milliseconds. */
+  RATE_LIMIT_WINDOW_MS: positiveInt.default(1000),
+  /** API requests one server processes at once; more wait in a short queue, beyond it 503 (0: no limit). */
+  MAX_IN_FLIGHT: nonNegativeInt.default(64),
+  /** API requests that may wait for a slot when MAX_IN_FLIGHT are busy; more get 503 at once. */
+  MAX_QUEUE: nonNegativeInt.default(1024),
+  /** Longest an API request waits for a slot before a 503, milliseconds. */
+  QUEUE_TIMEOUT_MS: positiveInt.default(100),
+  /** Event-loop lag above which new API requests get 503 (the process is CPU-bound and they queue unseen), milliseconds (0: not watched). */
+  MAX_EVENT_LOOP_LAG_MS: nonNegativeInt.default(200),
+  /** Deadline of one API request from arrival (queueing included), milliseconds; a request still running then gets a 503 (0: none). */
+  REQUEST_TIMEOUT_MS: nonNegativeInt.default(30_000),
   /** Entries of the in-process online cache. */
   CACHE_MAX_ENTRIES: positiveInt.default(1_000_000),
   /** Drop offline history partitions older than this many days (PostgreSQL); 0: keep forever. */
@@ -69,6 +86,8 @@ export const ConfigSchema = z.object({
   KAFKA_SASL_USERNAME: z.string().optional(),
   /** SASL password. */
   KAFKA_SASL_PASSWORD: z.string().optional(),
+  /** Consumer group session timeout of the worker, ms: a worker that died loses its partitions after this long. */
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
   /** Port of the worker's /metrics and /healthz. */
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   /** Largest batch the worker stores in one transaction (messages). */

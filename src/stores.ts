@@ -13,7 +13,7 @@ import type { Database, OnlineCache } from "./store/types.ts";
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   if (config.POSTGRES_URL) {
     const { PostgresDatabase } = await import("./store/postgres/database.ts");
-    return new PostgresDatabase({ url: config.POSTGRES_URL, log, retentionDays: config.RETENTION_DAYS, timeoutMs: config.STORE_TIMEOUT_MS });
+    return new PostgresDatabase({ url: config.POSTGRES_URL, log, retentionDays: config.RETENTION_DAYS, timeoutMs: config.STORE_TIMEOUT_MS, poolSize: config.POSTGRES_POOL_SIZE });
   }
   return new SqliteDatabase({ dataDir: config.DATA_DIR });
 }

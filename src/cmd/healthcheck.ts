@@ -5,14 +5,17 @@ export const command: Command = {
   help: `Usage: feature-store healthcheck [URL]
 
 Exits 0 when the server answers GET /readyz with 200 within 3 seconds, else 1. URL defaults to
-http://127.0.0.1:$PORT (PORT default 8000). For images without curl (distroless).`,
+http://127.0.0.1:$PORT (PORT default 8000); a URL with a path is probed as given (for the worker:
+http://127.0.0.1:9464/healthz). For images without curl (distroless).`,
   async run(argv) {
     const { positionals } = parseFlags(argv, {}, true);
     if (positionals.length > 1) throw new UsageError("at most one URL");
     const base = positionals[0] ?? `http://127.0.0.1:${config().PORT}`;
     let url: URL;
     try {
-      url = new URL(base.includes("/readyz") ? base : `${base.replace(/\/+$/, "")}/readyz`);
+      // A URL with a path is probed as given (e.g. the worker's /healthz); a bare origin gets /readyz.
+      const u = new URL(base);
+      url = u.pathname === "/" || u.pathname === "" ? new URL("/readyz", u) : u;
     } catch {
       console.error(`healthcheck: not a URL: ${base}`);
       return 2;

@@ -3,6 +3,7 @@ import { Lifecycle } from "../lib/lifecycle.ts";
 import { createLogger } from "../log.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { followChanges } from "../serving/changes.ts";
+import { checkReadiness } from "../serving/health.ts";
 import { buildDeps, config, parseFlags, type Command } from "./common.ts";
 
 export const command: Command = {
@@ -28,6 +29,10 @@ Options:
     lifecycle.add("cache", () => deps.cache.close());
 
     followChanges(deps);
+    // store_up is fresh for scrapes even when nothing polls /readyz
+    const health = setInterval(() => void checkReadiness(deps, false), 5000);
+    health.unref();
+    lifecycle.add("health loop", () => clearInterval(health));
 
     const state: ServerState = { draining: false };
     const app = createApp(deps, state, pkg.version);
@@ -51,7 +56,14 @@ Options:
         void (async () => {
           if (cfg.SHUTDOWN_DELAY > 0) await Bun.sleep(cfg.SHUTDOWN_DELAY * 1000);
           const deadline = cfg.SHUTDOWN_TIMEOUT * 1000;
-          const drained = await Promise.race([server.stop(false).then(() => true), Bun.sleep(deadline).then(() => false)]);
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const drained = await Promise.race([
+            server.stop(false).then(() => true),
+            new Promise<boolean>((r) => {
+              timer = setTimeout(() => r(false), deadline);
+            }),
+          ]);
+          clearTimeout(timer);
           if (!drained) {
             log.warn({ timeout_s: cfg.SHUTDOWN_TIMEOUT }, "drain deadline reached; closing remaining connections");
             await server.stop(true);

@@ -242,6 +242,9 @@ describe("the binary, as a user runs it", () => {
 
   test("healthcheck subcommand", async () => {
     expect(cli(["healthcheck", base]).code).toBe(0);
+    expect(cli(["healthcheck", `${base}/healthz`]).code).toBe(0);
+    expect(cli(["healthcheck", `${base}/nothing-here`]).code).toBe(1);
+    expect(cli(["healthcheck", "not a url"]).code).toBe(2);
     const dead = await freePort();
     expect(cli(["healthcheck", `http://127.0.0.1:${dead}`]).code).toBe(1);
   });
