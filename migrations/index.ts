@@ -2,6 +2,7 @@
  * The migrations, embedded in the binary at build time (text imports). Append new files here
  * in order; an applied migration's text must never change (its checksum is recorded).
  */
+import postgres0001 from "./postgres/0001_init.sql" with { type: "text" };
 import sqlite0001 from "./sqlite/0001_init.sql" with { type: "text" };
 
 /** One schema migration. */
@@ -13,3 +14,6 @@ export interface Migration {
 
 /** Embedded SQLite migrations, in order. */
 export const sqliteMigrations: Migration[] = [{ name: "0001_init", sql: sqlite0001 }];
+
+/** Embedded PostgreSQL migrations, in order. */
+export const postgresMigrations: Migration[] = [{ name: "0001_init", sql: postgres0001 }];
