@@ -71,6 +71,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A library's stray rejection (e.g. a connection dropped mid-handshake) must not take a server down.
+process.on("unhandledRejection", (reason: unknown) => {
+  console.error(JSON.stringify({ level: "error", msg: "unhandled rejection", err: reason instanceof Error ? reason.message : String(reason) }));
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     // Long-running commands (serve, worker) never resolve here until they are done.

@@ -21,8 +21,8 @@ export interface BatchResult {
   metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
 }
 
-/** Rows resolved per database call: bounds memory and lets NDJSON start streaming early. */
-const CHUNK_ROWS = 2000;
+/** Keys (rows x features) per database call: bounds memory and each call's time, and lets NDJSON start early. */
+const CHUNK_KEYS = 20_000;
 
 /**
  * Resolves the references up front (so a 400/404 comes before any output), then yields result
@@ -32,6 +32,7 @@ export function lookupBatch(deps: Deps, tenant: string, rows: readonly BatchRow[
   const { refs, defs } = resolveFeatures(deps.registry.current, tenant, featureNames);
   return (async function* () {
     const nf = defs.length;
+    const CHUNK_ROWS = Math.max(1, Math.floor(CHUNK_KEYS / nf));
     for (let start = 0; start < rows.length; start += CHUNK_ROWS) {
       const chunk = rows.slice(start, start + CHUNK_ROWS);
       const keys: AsOfKey[] = new Array(chunk.length * nf);
