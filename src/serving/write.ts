@@ -8,7 +8,7 @@ import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { parseTime } from "../lib/time.ts";
-import type { ValueWrite } from "../store/types.ts";
+import type { ValueWrite, WrittenRow } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
 /** One record of a write, as validated by the request schema. */
@@ -102,26 +102,33 @@ export function prepareRows(
 export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
   if (rows.length === 0) return 0;
   const written = await dbCall(deps, "write", () => deps.db.writeValues(rows));
-  if (written.length > 0) {
-    const ttl = new Map(defs.map((d) => [d.id, d.ttlMs]));
-    const entries = written.map((w) => {
-      const ttlMs = ttl.get(w.feature_id);
-      return {
-        key: { feature_id: w.feature_id, entity_id: w.entity_id },
-        value: { event_time: w.event_time, seq: w.seq, value: w.value },
-        ...(ttlMs ? { ttlSeconds: Math.ceil(ttlMs / 1000) } : {}),
-      };
-    });
-    try {
-      await deps.cache.putMany(tenant, entityType, entries);
-    } catch (err) {
-      // The database holds the values; the cache catches up (see the cache's recovery rules).
-      deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
-      deps.log.debug({ err }, "online cache update failed after a write");
-    }
-  }
+  await offerToCache(deps, tenant, entityType, written, defs);
   deps.metrics.valuesWritten.inc(rows.length);
   return rows.length;
+}
+
+/**
+ * Offers newly stored rows of one tenant and entity type to the online cache (compare-and-set:
+ * only a newer value replaces a cached one). A cache failure is counted, never thrown: the
+ * database holds the values and the cache catches up by its recovery rules.
+ */
+export async function offerToCache(deps: Deps, tenant: string, entityType: string, written: readonly WrittenRow[], defs: readonly Definition[]): Promise<void> {
+  if (written.length === 0) return;
+  const ttl = new Map(defs.map((d) => [d.id, d.ttlMs]));
+  const entries = written.map((w) => {
+    const ttlMs = ttl.get(w.feature_id);
+    return {
+      key: { feature_id: w.feature_id, entity_id: w.entity_id },
+      value: { event_time: w.event_time, seq: w.seq, value: w.value },
+      ...(ttlMs ? { ttlSeconds: Math.ceil(ttlMs / 1000) } : {}),
+    };
+  });
+  try {
+    await deps.cache.putMany(tenant, entityType, entries);
+  } catch (err) {
+    deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
+    deps.log.debug({ err }, "online cache update failed after a write");
+  }
 }
 
 /** The `write` route's operation: validate everything, then store. */
