@@ -1,6 +1,6 @@
 /**
  * The kafkajs implementation of {@link EventSource} and {@link DeadLetterSink} (the only file
- * that imports the client; see docs/worker.md for why kafkajs).
+ * that imports the client; see the README, section Stream worker for why kafkajs).
  *
  * kafkajs notes that shape this file:
  * - `eachBatch` with `autoCommit: false` and `eachBatchAutoResolve: false`: a record's offset

@@ -1,7 +1,7 @@
 /**
  * Client spike for the stream worker: kafkajs vs @platformatic/kafka under Bun, against a real
  * Kafka started by the test harness (or KAFKA_BROKERS). Not part of the product or the test
- * suite; the numbers it printed are in docs/worker.md.
+ * suite; the numbers it printed are in the README (Stream worker).
  *
  *   cd test/integration/kafka-spike && npm install
  *   bun spike.ts bench  --lib kafkajs|platformatic [--kafka 4|3.9] [--n 100000]

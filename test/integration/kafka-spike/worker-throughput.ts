@@ -2,7 +2,7 @@
  * End-to-end throughput of the real worker (`bun src/cli.ts worker`, or the compiled binary in
  * $BIN): N events (2 values each) produced to a 4-partition topic first, then the time until the
  * worker has stored and committed them all. Uses the embedded SQLite store unless POSTGRES_URL /
- * REDIS_URL are set. Numbers are in docs/worker.md.
+ * REDIS_URL are set. Numbers are in the README (Stream worker).
  *
  *   bun test/integration/kafka-spike/worker-throughput.ts [N]
  */
