@@ -1,0 +1,113 @@
+/**
+ * Cold start: time from exec to the first 200 on /healthz, over BENCH_COLD_STARTS starts of
+ * `feature-store serve` (embedded, on an already migrated data dir), and the binary's RSS when
+ * idle. The same for a bare Bun.serve compiled the same way (bench/baseline-server.ts), so the
+ * figure can be read as a ratio to what a compiled Bun executable costs anyway.
+ *
+ * `bun bench/coldstart.ts` (BENCH_BINARY to skip the build).
+ */
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../test/harness/services.ts";
+import { ensureDir, log, memoryMiB, pinned, ROOT, round, run, settings, sleep, TMP_DIR } from "./lib/common.ts";
+import type { ColdStartResults } from "./lib/report.ts";
+import { buildBinary, cli } from "./lib/server.ts";
+
+/** Polls /healthz as fast as it can; resolves with ms since `t0` at the first 200. */
+async function firstHealthy(url: string, t0: number, alive: () => boolean, timeoutMs = 10_000): Promise<number> {
+  for (;;) {
+    try {
+      const r = await fetch(url, { keepalive: false });
+      if (r.status === 200) {
+        await r.arrayBuffer();
+        return performance.now() - t0;
+      }
+    } catch {
+      /* not listening yet */
+    }
+    if (!alive()) throw new Error("the process exited before /healthz answered");
+    if (performance.now() - t0 > timeoutMs) throw new Error(`/healthz did not answer within ${timeoutMs} ms`);
+    await sleep(0.5);
+  }
+}
+
+async function measure(cmd: (port: number) => string[], env: (port: number) => Record<string, string | undefined>, starts: number): Promise<{ times: number[]; idleRss: number }> {
+  const times: number[] = [];
+  let idleRss = Number.NaN;
+  for (let i = 0; i < starts; i++) {
+    const port = await freePort();
+    const t0 = performance.now();
+    const proc = Bun.spawn({ cmd: pinned("server", cmd(port)), env: env(port), stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    try {
+      times.push(await firstHealthy(`http://127.0.0.1:${port}/healthz`, t0, () => proc.exitCode === null));
+      if (i === starts - 1) {
+        await sleep(1000);
+        idleRss = memoryMiB(proc.pid).rss;
+      }
+    } finally {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+  }
+  return { times, idleRss };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] as number;
+};
+
+/** Runs the cold-start measurement. */
+export async function runColdStart(opts: { bin?: string } = {}): Promise<ColdStartResults> {
+  const bin = opts.bin ?? (await buildBinary());
+  const starts = Math.max(1, Math.round(settings.coldStarts));
+  const dataDir = mkdtempSync(join(tmpdir(), "fs-bench-cold-"));
+  try {
+    const stack = { DATA_DIR: dataDir };
+    await cli(bin, stack, ["migrate"]);
+    const env = () => ({ ...process.env, DATA_DIR: dataDir, LOG_LEVEL: "info", POSTGRES_URL: undefined, REDIS_URL: undefined });
+    // one unmeasured start: page cache
+    await measure((p) => [bin, "serve", "--port", String(p), "--host", "127.0.0.1"], env, 1);
+    log(`cold start: ${starts} starts of ${bin} serve`);
+    const ours = await measure((p) => [bin, "serve", "--port", String(p), "--host", "127.0.0.1"], env, starts);
+
+    let bare: ColdStartResults["bare"] = null;
+    try {
+      const bareBin = join(ensureDir(TMP_DIR), "baseline-server");
+      await run([process.execPath, "build", "--compile", "--minify", "--bytecode", join(ROOT, "bench", "baseline-server.ts"), "--outfile", bareBin], { timeoutMs: 120_000 });
+      const bareEnv = (p: number) => ({ ...process.env, PORT: String(p) });
+      await measure(() => [bareBin], bareEnv, 1);
+      const b = await measure(() => [bareBin], bareEnv, starts);
+      const times = b.times;
+      const rss = b.idleRss;
+      bare = { median_ms: round(median(times), 2), idle_rss_mib: round(rss, 1) };
+    } catch (e) {
+      log(`bare cold-start baseline skipped: ${(e as Error).message.split("\n")[0]}`);
+    }
+    const res: ColdStartResults = {
+      starts,
+      median_ms: round(median(ours.times), 2),
+      p90_ms: round(quantile(ours.times, 0.9), 2),
+      min_ms: round(Math.min(...ours.times), 2),
+      max_ms: round(Math.max(...ours.times), 2),
+      idle_rss_mib: round(ours.idleRss, 1),
+      bare,
+      ratio_to_bare: bare ? round(median(ours.times) / bare.median_ms, 2) : null,
+      binary_mib: round(statSync(bin).size / 2 ** 20, 1),
+    };
+    log(`cold start: median ${res.median_ms} ms (p90 ${res.p90_ms}), idle RSS ${res.idle_rss_mib} MiB; bare ${bare?.median_ms ?? "-"} ms`);
+    return res;
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) {
+  const r = await runColdStart();
+  console.log(JSON.stringify(r, null, 2));
+}

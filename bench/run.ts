@@ -1,0 +1,78 @@
+/**
+ * `bun run bench`: the whole benchmark suite, end to end, on a fresh clone with no manual steps.
+ *
+ *   1. installs vegeta (go install, pinned) and builds dist/feature-store (bun run build)
+ *   2. micro-benchmarks (bench/micro.ts, mitata)
+ *   3. load: embedded and PostgreSQL + Redis (bench/load.ts), with the bare Bun.serve and
+ *      redis-benchmark baselines side by side
+ *   4. cold start (bench/coldstart.ts)
+ *   5. ingest through the Kafka worker (bench/ingest.ts), when the worker exists
+ *
+ * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
+ * (micro, embedded, redis, saturation, coldstart, ingest); durations: BENCH_SECONDS,
+ * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
+ * parts not run are kept from the previous bench/results/latest.json.
+ */
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { runColdStart } from "./coldstart.ts";
+import { runIngest } from "./ingest.ts";
+import { enabled, ensureDir, log, machineInfo, RESULTS_DIR, ROOT, settings, TMP_DIR } from "./lib/common.ts";
+import { type AllResults, markdown, writeResults, type MicroResults } from "./lib/report.ts";
+import { buildBinary } from "./lib/server.ts";
+import { ensureVegeta } from "./lib/vegeta.ts";
+import { runLoad } from "./load.ts";
+
+const t0 = performance.now();
+// With BENCH_ONLY, the parts not run now are kept from the previous latest.json.
+let results: AllResults = {};
+if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
+  const prev = JSON.parse(readFileSync(join(RESULTS_DIR, "latest.json"), "utf8")) as AllResults;
+  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest };
+  if (settings.only.has("micro")) delete results.micro;
+  if (settings.only.has("embedded") || settings.only.has("redis")) delete results.load;
+  if (settings.only.has("coldstart")) delete results.coldstart;
+  if (settings.only.has("ingest")) delete results.ingest;
+  results.kept_from_previous = (["micro", "load", "coldstart", "ingest"] as const).filter((k) => results[k] !== undefined);
+}
+log(`machine: ${JSON.stringify(machineInfo())}`);
+ensureDir(TMP_DIR);
+
+const needsLoad = enabled("embedded") || enabled("redis");
+const vegeta = needsLoad ? await ensureVegeta() : undefined;
+const bin = needsLoad || enabled("coldstart") || enabled("ingest") ? await buildBinary() : undefined;
+
+const save = (): void => {
+  results.duration_s = (performance.now() - t0) / 1000;
+  writeResults(results);
+};
+
+if (enabled("micro")) {
+  log("micro-benchmarks (bench/micro.ts)");
+  const out = join(TMP_DIR, "micro.json");
+  rmSync(out, { force: true });
+  const proc = Bun.spawn({ cmd: [process.execPath, join(ROOT, "bench", "micro.ts")], env: { ...process.env, MICRO_JSON: out }, stdout: "inherit", stderr: "inherit" });
+  if ((await proc.exited) === 0) results.micro = JSON.parse(readFileSync(out, "utf8")) as MicroResults;
+  else log("micro-benchmarks failed (see above)");
+  save();
+}
+
+if (needsLoad) {
+  results.load = await runLoad({ bin, vegeta });
+  save();
+}
+
+if (enabled("coldstart")) {
+  results.coldstart = await runColdStart({ bin });
+  save();
+}
+
+if (enabled("ingest")) {
+  results.ingest = await runIngest({ bin });
+  save();
+}
+
+save();
+log(`done in ${Math.round((performance.now() - t0) / 1000)} s: bench/results/latest.md, bench/results/latest.json`);
+process.stdout.write(markdown(results));
+process.exit(0);
