@@ -37,7 +37,7 @@ export class Metrics {
   });
   readonly servedValueAge = new Histogram({
     name: "feature_store_served_value_age_seconds",
-    help: "Age (now - event_time) of values served online as present, seconds.",
+    help: "Age (now - event_time) of values served online as present, seconds; observed once per entity and event time in a response.",
     labelNames: ["entity_type"] as const,
     buckets: AGE_BUCKETS,
     registers: [this.registry],
@@ -54,7 +54,11 @@ export class Metrics {
     registers: [this.registry],
   });
   constructor(opts: { defaults?: boolean } = {}) {
-    if (opts.defaults !== false) collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
+    if (opts.defaults !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
+      // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
+      for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    }
     for (const label of ["present", "not_found", "expired"]) this.lookups.inc({ status: label }, 0);
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
   }

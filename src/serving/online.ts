@@ -30,12 +30,21 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
   const counts = { present: 0, not_found: 0, expired: 0 };
   const results: OnlineResult[] = new Array(entityIds.length);
   const served: ServedValue[] = new Array(nf);
+  // rows handed out by the in-process cache keep their identity: memoise their JSON form
+  const memo = deps.cache.kind === "in_process";
+  const age = deps.metrics.servedValueAge.labels({ entity_type: entityType });
   for (let e = 0; e < entityIds.length; e++) {
+    // one age observation per entity and event time (the values of an entity written together
+    // share it), not one per value: a histogram observe per value was ~10% of a 100 x 10 lookup
+    let lastObserved = Number.NaN;
     for (let f = 0; f < nf; f++) {
       const row = rows[e * nf + f];
-      const s = serveValue(defs[f] as (typeof defs)[number], row, now);
+      const s = serveValue(defs[f] as (typeof defs)[number], row, now, memo);
       counts[s.status]++;
-      if (s.status === "present" && row) deps.metrics.servedValueAge.observe({ entity_type: entityType }, Math.max(0, (now - row.event_time) / 1000));
+      if (s.status === "present" && row && row.event_time !== lastObserved) {
+        lastObserved = row.event_time;
+        age.observe(Math.max(0, (now - row.event_time) / 1000));
+      }
       served[f] = s;
     }
     results[e] = { entity_id: entityIds[e] as string, ...renderResult(refs, served) };

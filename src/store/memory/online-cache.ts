@@ -2,6 +2,10 @@
  * The in-process online cache: a bounded LRU of latest values in front of the database, used
  * when no REDIS_URL is configured. Writes through this process update it; writes by other
  * processes clear it (the database's change feed says when).
+ *
+ * Entity-major: one LRU entry per (tenant, entity type, entity id) holding a Map from feature
+ * version id to value, sized by its number of values. A lookup of 10 features of one entity is
+ * one string key and one LRU touch instead of ten.
  */
 import { LRUCache } from "lru-cache";
 import type { CachedValue, OnlineCache, StoredRow, ValueKey } from "../types.ts";
@@ -9,6 +13,7 @@ import type { CachedValue, OnlineCache, StoredRow, ValueKey } from "../types.ts"
 /** Sentinel for a negative entry (LRUCache cannot hold `null`). */
 const ABSENT = Symbol("absent");
 type Entry = StoredRow | typeof ABSENT;
+type Fields = Map<number, Entry>;
 
 function newer(a: StoredRow, b: StoredRow): boolean {
   return a.event_time > b.event_time || (a.event_time === b.event_time && a.seq > b.seq);
@@ -17,33 +22,47 @@ function newer(a: StoredRow, b: StoredRow): boolean {
 /** {@link OnlineCache} held in this process. */
 export class InProcessCache implements OnlineCache {
   readonly kind = "in_process" as const;
-  private readonly lru: LRUCache<string, Entry>;
+  private readonly lru: LRUCache<string, Fields>;
 
   /** @param maxEntries how many (feature version, entity) values to keep at most */
   constructor(maxEntries: number) {
-    this.lru = new LRUCache<string, Entry>({ max: maxEntries });
+    this.lru = new LRUCache<string, Fields>({ maxSize: maxEntries, sizeCalculation: (m) => Math.max(1, m.size) });
   }
 
-  private static key(k: ValueKey): string {
-    return `${k.feature_id}\u0000${k.entity_id}`;
-  }
-
-  async getMany(_tenant: string, _entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
-    return keys.map((k) => {
-      const e = this.lru.get(InProcessCache.key(k));
-      return e === ABSENT ? null : e;
-    });
-  }
-
-  async putMany(_tenant: string, _entityType: string, entries: { key: ValueKey; value: CachedValue }[]): Promise<void> {
-    for (const { key, value } of entries) {
-      const k = InProcessCache.key(key);
-      const cur = this.lru.get(k);
-      if (value === null) {
-        if (cur === undefined) this.lru.set(k, ABSENT);
-      } else if (cur === undefined || cur === ABSENT || newer(value, cur)) {
-        this.lru.set(k, value);
+  async getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
+    const prefix = `${tenant}\u0000${entityType}\u0000`;
+    const out = new Array<CachedValue | undefined>(keys.length);
+    let lastId: string | undefined;
+    let fields: Fields | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i] as ValueKey;
+      if (k.entity_id !== lastId) {
+        lastId = k.entity_id;
+        fields = this.lru.get(prefix + k.entity_id);
       }
+      const e = fields?.get(k.feature_id);
+      out[i] = e === ABSENT ? null : e;
+    }
+    return out;
+  }
+
+  async putMany(tenant: string, entityType: string, entries: { key: ValueKey; value: CachedValue }[]): Promise<void> {
+    const prefix = `${tenant}\u0000${entityType}\u0000`;
+    let i = 0;
+    while (i < entries.length) {
+      const id = (entries[i] as (typeof entries)[number]).key.entity_id;
+      const lkey = prefix + id;
+      const fields: Fields = this.lru.peek(lkey) ?? new Map();
+      for (; i < entries.length && (entries[i] as (typeof entries)[number]).key.entity_id === id; i++) {
+        const { key, value } = entries[i] as (typeof entries)[number];
+        const cur = fields.get(key.feature_id);
+        if (value === null) {
+          if (cur === undefined) fields.set(key.feature_id, ABSENT);
+        } else if (cur === undefined || cur === ABSENT || newer(value, cur)) {
+          fields.set(key.feature_id, value);
+        }
+      }
+      this.lru.set(lkey, fields); // (re)computes its size
     }
   }
 
