@@ -19,6 +19,9 @@ const args = [
   "--no-compile-autoload-bunfig",
   "--no-compile-autoload-tsconfig",
   "--no-compile-autoload-package-json",
+  // msgpackr's optional native addon is not shipped in the binary; skip looking for it at start
+  "--define",
+  'process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED="true"',
   "src/cli.ts",
   "--outfile",
   outfile,
