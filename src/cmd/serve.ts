@@ -4,6 +4,7 @@ import { createLogger } from "../log.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { followChanges } from "../serving/changes.ts";
 import { checkReadiness } from "../serving/health.ts";
+import { openRateLimiter } from "../serving/rate-limit.ts";
 import { buildDeps, config, parseFlags, type Command } from "./common.ts";
 
 export const command: Command = {
@@ -27,6 +28,8 @@ Options:
     const lifecycle = new Lifecycle();
     lifecycle.add("database", () => deps.db.close());
     lifecycle.add("cache", () => deps.cache.close());
+    const rateLimiter = await openRateLimiter(cfg, log);
+    lifecycle.add("rate limiter", () => rateLimiter.close());
 
     followChanges(deps);
     // store_up is fresh for scrapes even when nothing polls /readyz
@@ -35,7 +38,7 @@ Options:
     lifecycle.add("health loop", () => clearInterval(health));
 
     const state: ServerState = { draining: false };
-    const app = createApp(deps, state, pkg.version);
+    const app = createApp(deps, state, pkg.version, { rateLimiter });
     const server = Bun.serve({
       port: cfg.PORT,
       hostname: cfg.HOST,

@@ -7,6 +7,46 @@ import { mount, parseBody, requireScope } from "../route.ts";
 import { DefinitionResponse, RegisterBody } from "../schemas.ts";
 import { problems, security } from "./common.ts";
 
+/**
+ * OpenAPI links from a registered definition to the operations that use it, so stateful
+ * clients and fuzzers (schemathesis) can chain register -> write -> read with the real name.
+ * `x-schemathesis.merge_body: false`: the linked body is sent as written, not merged into a
+ * generated one.
+ */
+const FEATURE_NAME = "$response.body#/feature/name";
+const ENTITY_TYPE = "$response.body#/feature/entity_type";
+const exact = { "x-schemathesis": { merge_body: false } };
+export const registeredLinks = {
+  GetRegisteredFeature: {
+    operationId: "getFeature",
+    parameters: { "path.name": FEATURE_NAME },
+    description: "Every version of the feature just registered",
+  },
+  ListFeaturesOfItsEntityType: {
+    operationId: "listFeatures",
+    parameters: { "query.entity_type": ENTITY_TYPE },
+    description: "The features of the registered feature's entity type",
+  },
+  WriteRegisteredFeature: {
+    operationId: "writeFeatures",
+    requestBody: { entity_type: ENTITY_TYPE, records: [{ entity_id: "linked_entity", features: { [FEATURE_NAME]: 1 } }] },
+    description: "Write a value of the registered feature (valid for numeric dtypes; others answer 400)",
+    ...exact,
+  },
+  ReadRegisteredFeatureOnline: {
+    operationId: "getOnlineFeatures",
+    requestBody: { entity_id: "linked_entity", feature_names: [FEATURE_NAME] },
+    description: "Read the registered feature online",
+    ...exact,
+  },
+  ReadRegisteredFeatureAsOf: {
+    operationId: "getBatchFeatures",
+    requestBody: { entity_ids: ["linked_entity"], feature_names: [FEATURE_NAME], timestamp: "2030-01-01T00:00:00Z" },
+    description: "Read the registered feature point-in-time",
+    ...exact,
+  },
+};
+
 export const registerRoute = createRoute({
   method: "post",
   path: "/api/v1/features/register",
@@ -18,8 +58,8 @@ export const registerRoute = createRoute({
   security,
   request: { body: { required: true, content: { "application/json": { schema: RegisterBody } } } },
   responses: {
-    200: { description: "Already registered (metadata replaced)", content: { "application/json": { schema: DefinitionResponse } } },
-    201: { description: "Registered", content: { "application/json": { schema: DefinitionResponse } } },
+    200: { description: "Already registered (metadata replaced)", content: { "application/json": { schema: DefinitionResponse } }, links: registeredLinks },
+    201: { description: "Registered", content: { "application/json": { schema: DefinitionResponse } }, links: registeredLinks },
     ...problems(400, 409, 413),
   },
 });

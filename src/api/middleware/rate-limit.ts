@@ -1,0 +1,33 @@
+/**
+ * Per-API-key rate limiting of the authenticated API (after `authenticate`, before the body is
+ * read): over the limit, 429 `rate_limited` with `Retry-After`. Responses of limited routes
+ * carry `RateLimit-Limit` and `RateLimit-Remaining`. Counts are per key id (never the key),
+ * and no metric label holds a key or tenant.
+ */
+import type { MiddlewareHandler } from "hono";
+import { Counter, type Registry } from "prom-client";
+import { AppError } from "../../errors.ts";
+import type { RateLimiter } from "../../serving/rate-limit.ts";
+import type { AppEnv } from "../env.ts";
+
+/** Limits every request by its principal's key id. */
+export function rateLimit(limiter: RateLimiter, registry: Registry): MiddlewareHandler<AppEnv> {
+  const name = "feature_store_rate_limited_total";
+  const limited =
+    (registry.getSingleMetric(name) as Counter | undefined) ??
+    new Counter({ name, help: "API requests refused with 429 because their key was over its rate limit.", registers: [registry] });
+  const limit = String(limiter.limit);
+  return async (c, next) => {
+    const d = await limiter.check(c.get("principal").keyId);
+    if (!d.allowed) {
+      limited.inc();
+      const seconds = String(Math.max(1, Math.ceil(d.retryAfterMs / 1000)));
+      throw new AppError("rate_limited", `this API key is over its rate limit of ${limiter.limit} requests per ${limiter.windowMs} ms; retry after ${seconds} s`, {
+        headers: { "retry-after": seconds, "ratelimit-limit": limit, "ratelimit-remaining": "0" },
+      });
+    }
+    await next();
+    c.res.headers.set("ratelimit-limit", limit);
+    c.res.headers.set("ratelimit-remaining", String(d.remaining));
+  };
+}
