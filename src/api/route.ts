@@ -22,12 +22,33 @@ export async function readJson(c: Context<AppEnv>): Promise<unknown> {
     throw new AppError("invalid_request", "request body is not valid UTF-8");
   }
   if (text.trim() === "") throw new AppError("invalid_request", "request body is empty; a JSON object is required");
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     const why = e instanceof SyntaxError ? e.message : "too deeply nested";
     throw new AppError("invalid_request", `request body is not valid JSON: ${why}`);
   }
+  if ((text.includes("__proto__") || text.includes("\\u")) && hasProtoKey(value)) {
+    throw new AppError("invalid_request", "`__proto__` is not allowed as a key in a request body");
+  }
+  return value;
+}
+
+/** Whether any object in a parsed JSON value has an own `__proto__` key (it would be dropped or misread). */
+function hasProtoKey(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) if (typeof x === "object" && x !== null) stack.push(x);
+      continue;
+    }
+    if (Object.hasOwn(v, "__proto__")) return true;
+    for (const x of Object.values(v)) if (typeof x === "object" && x !== null) stack.push(x);
+  }
+  return false;
 }
 
 /** Reads and validates the body against `schema`; 400 with `errors` on failure. */

@@ -24,7 +24,15 @@ export const EntityId = z
     const p = entityIdProblem(v);
     if (p) ctx.addIssue({ code: "custom", message: p });
   })
-  .openapi({ description: `non-empty, at most ${MAX_ENTITY_ID_BYTES} UTF-8 bytes, no U+0000`, example: "user_123" });
+  .openapi({ description: `non-empty, at most ${MAX_ENTITY_ID_BYTES} UTF-8 bytes, no U+0000`, example: "user_123", pattern: "^[^\\u0000]+$" });
+/** Free text of a definition's metadata: valid Unicode, no U+0000 (neither store can keep it). */
+const MetaText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((v) => v.isWellFormed() && !v.includes("\u0000"), "must be valid Unicode without U+0000")
+    .openapi({ pattern: "^[^\\u0000]*$" });
+
 export const Timestamp = z.string().openapi({ format: "date-time", description: "RFC 3339; any offset; truncated to the millisecond", example: "2024-01-15T10:00:00Z" });
 const OutTime = z.string().openapi({ format: "date-time", example: "2024-01-15T10:00:00.000Z" });
 const FeatureNames = z.array(FeatureRef).min(1).max(LIMITS.features);
@@ -38,9 +46,9 @@ export const RegisterBody = z
     dtype: z.enum(DTYPES).openapi({ description: "a scalar type or its list form `T[]` (`float32[]` is the embedding type)" }),
     entity_type: EntityType,
     ttl_hours: z.number().positive().max(1e9).optional().openapi({ description: "values older than this are served as `expired`; omitted: never expire" }),
-    description: z.string().max(10_000).optional(),
-    owner: z.string().max(1_000).optional(),
-    tags: z.record(z.string().max(256), z.string().max(10_000)).optional(),
+    description: MetaText(10_000).optional(),
+    owner: MetaText(1_000).optional(),
+    tags: z.record(MetaText(256), MetaText(10_000)).optional(),
   })
   .openapi("RegisterBody", {
     example: { name: "user_lifetime_value", version: 1, dtype: "float64", entity_type: "user", ttl_hours: 24 },

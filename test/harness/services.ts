@@ -1135,7 +1135,9 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaService>
       rmSync(logDir, { recursive: true, force: true });
       writeFileSync(propsFile, kafkaProperties(port, controllerPort, logDir, opts.properties ?? {}));
       // A cluster id is 16 random bytes, base64url without padding (what `random-uuid` prints).
-      const clusterId = randomBytes(16).toString("base64url");
+      // StorageTool reads a cluster id starting with "-" as an option
+      let clusterId = randomBytes(16).toString("base64url");
+      while (clusterId.startsWith("-")) clusterId = randomBytes(16).toString("base64url");
       const fmt = await run(javaCmd("kafka.tools.StorageTool", ["format", "-t", clusterId, "-c", propsFile]), { cwd: dir, timeoutMs: 120_000 });
       writeFileSync(join(dir, "format.log"), fmt.output);
       if (fmt.code !== 0) throw new ServiceStartError(`kafka ${version}: storage format failed (exit ${fmt.code})`, join(dir, "format.log"));
