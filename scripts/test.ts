@@ -9,12 +9,15 @@
  * 4. builds dist/feature-store and runs the end-to-end suite against it;
  * 5. schema-driven fuzzing with schemathesis (from PyPI, into .cache/venv) against the live
  *    /openapi.json of the binary;
- * 6. deploy checks (test/deploy): the binary in a distroless-like root, manifests against the
+ * 6. reliability: hostile input, rate limiting, overload, faults of every store under load,
+ *    graceful shutdown (test/reliability, on the binary and real services), then a deeper,
+ *    stateful schemathesis run with more checks on PostgreSQL + Redis;
+ * 7. deploy checks (test/deploy): the binary in a distroless-like root, manifests against the
  *    Kubernetes schemas, compose, promtool on the Prometheus config and rules, Grafana queries;
  * then stops every service (also on failure or Ctrl-C) and prints `N passed, N failed`.
  *
  * `bun scripts/test.ts STEP...` runs only the named steps (typecheck, unit, contract,
- * integration, e2e, fuzz, deploy).
+ * integration, e2e, fuzz, reliability, deploy).
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -22,7 +25,7 @@ import { startPostgres, startRedis, startRedisCluster, stopAll } from "../test/h
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
-const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz", "deploy"] as const;
+const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz", "reliability", "deploy"] as const;
 type Step = (typeof ALL)[number];
 
 const wanted = new Set<Step>(process.argv.slice(2).length > 0 ? (process.argv.slice(2) as Step[]) : [...ALL]);
@@ -64,7 +67,8 @@ async function run(name: string, cmd: string[], env: Record<string, string | und
   return code === 0;
 }
 
-async function fuzz(): Promise<void> {
+/** Path of schemathesis, installed into .cache/venv when missing; undefined when that failed. */
+function ensureSchemathesis(): string | undefined {
   const venv = join(ROOT, ".cache/venv");
   const st = join(venv, "bin/schemathesis");
   if (!existsSync(st)) {
@@ -74,10 +78,46 @@ async function fuzz(): Promise<void> {
     if (!pip || pip.exitCode !== 0) {
       totals.failed += 1;
       failures.push("fuzz (install)");
-      return;
+      return undefined;
     }
   }
+  return st;
+}
+
+async function fuzz(): Promise<void> {
+  const st = ensureSchemathesis();
+  if (st === undefined) return;
   await run("fuzz: schemathesis against the live /openapi.json", [BUN, "test/fuzz/run.ts"], { SCHEMATHESIS: st });
+}
+
+/** Checks of the deeper reliability fuzz run (positive_data_acceptance is left out: see the README, section Reliability). */
+const DEEP_FUZZ_CHECKS = [
+  "not_a_server_error",
+  "status_code_conformance",
+  "content_type_conformance",
+  "response_headers_conformance",
+  "response_schema_conformance",
+  "negative_data_rejection",
+  "missing_required_header",
+  "unsupported_method",
+  "allow_header_conformance",
+  "use_after_free",
+  "ensure_resource_availability",
+  "ignored_auth",
+].join(",");
+
+async function reliability(env: Record<string, string>, freshDatabase: () => Promise<string>): Promise<void> {
+  await run("reliability suites (hostile input, rate limits, overload, faults, shutdown)", [BUN, "test", "--timeout", "300000", "test/reliability"], env, { counts: true });
+  const st = ensureSchemathesis();
+  if (st === undefined) return;
+  await run("reliability: deeper stateful schemathesis run on PostgreSQL + Redis", [BUN, "test/fuzz/run.ts"], {
+    SCHEMATHESIS: st,
+    FUZZ_POSTGRES_URL: await freshDatabase(),
+    FUZZ_REDIS_URL: env.TEST_REDIS_URL,
+    FUZZ_MAX_EXAMPLES: process.env.FUZZ_DEEP_MAX_EXAMPLES ?? "300",
+    FUZZ_CHECKS: DEEP_FUZZ_CHECKS,
+    FUZZ_SEED: process.env.FUZZ_DEEP_SEED ?? "20261126",
+  });
 }
 
 async function main(): Promise<number> {
@@ -86,7 +126,9 @@ async function main(): Promise<number> {
     if (wanted.has("typecheck")) await run("typecheck", [BUN, "x", "tsc", "--noEmit", "-p", "."]);
     if (wanted.has("unit")) await run("unit tests", [BUN, "test", "test/unit"], {}, { counts: true });
 
-    if (wanted.has("contract") || wanted.has("integration")) {
+    let serviceEnv: Record<string, string> | undefined;
+    let freshDatabase: (() => Promise<string>) | undefined;
+    if (wanted.has("contract") || wanted.has("integration") || wanted.has("reliability")) {
       banner("starting PostgreSQL, Redis and a Redis Cluster");
       const [pg, redis, cluster] = await Promise.all([startPostgres(), startRedis(), startRedisCluster()]);
       const contractDb = await pg.createDatabase("contract");
@@ -98,15 +140,18 @@ async function main(): Promise<number> {
         REDIS_URL: redis.url,
         REDIS_CLUSTER_URLS: cluster.urls.join(","),
       };
+      serviceEnv = env;
+      freshDatabase = () => pg.createDatabase();
       console.log(`PostgreSQL ${pg.url}\nRedis ${redis.url}\nRedis Cluster ${cluster.urls.join(" ")}`);
       if (wanted.has("contract")) await run("contract suite (embedded, PostgreSQL + Redis, PostgreSQL + Redis Cluster)", [BUN, "test", "test/contract"], env, { counts: true });
       if (wanted.has("integration")) await run("integration suites (real services)", [BUN, "test", "--timeout", "600000", "test/integration"], env, { counts: true });
     }
 
-    if (wanted.has("e2e") || wanted.has("fuzz") || wanted.has("deploy")) {
+    if (wanted.has("e2e") || wanted.has("fuzz") || wanted.has("reliability") || wanted.has("deploy")) {
       const built = await run("build dist/feature-store", [BUN, "run", "build"]);
       if (built && wanted.has("e2e")) await run("end-to-end suite (the compiled binary)", [BUN, "test", "--timeout", "120000", "test/e2e"], {}, { counts: true });
       if (built && wanted.has("fuzz")) await fuzz();
+      if (built && wanted.has("reliability") && serviceEnv && freshDatabase) await reliability(serviceEnv, freshDatabase);
       if (built && wanted.has("deploy")) await run("deploy: distroless image, manifests, Prometheus, Grafana", [BUN, "test", "--timeout", "300000", "test/deploy"], {}, { counts: true });
     }
   } finally {

@@ -2,6 +2,8 @@
  * Schema-driven fuzzing: starts the compiled binary on the embedded default (127.0.0.1, a free
  * port), gives it an admin key and the sample definitions, then runs schemathesis against the
  * live /openapi.json: no 5xx, every response conforms to the documented schema and statuses.
+ * The reliability step runs it again deeper (FUZZ_MAX_EXAMPLES, FUZZ_MAX_TIME, FUZZ_CHECKS,
+ * FUZZ_SEED) on PostgreSQL + Redis (FUZZ_POSTGRES_URL, FUZZ_REDIS_URL: a fresh database).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,15 +14,22 @@ const ROOT = resolve(import.meta.dir, "../..");
 const BIN = resolve(process.env.FS_BINARY ?? join(ROOT, "dist/feature-store"));
 const ST = process.env.SCHEMATHESIS ?? join(ROOT, ".cache/venv/bin/schemathesis");
 const MAX_EXAMPLES = process.env.FUZZ_MAX_EXAMPLES ?? "60";
+/** The core run's checks; the reliability step adds more (FUZZ_CHECKS) and deeper runs. */
+const CHECKS =
+  process.env.FUZZ_CHECKS ??
+  "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,ignored_auth";
 
 const dataDir = mkdtempSync(join(tmpdir(), "fs-fuzz-"));
-const env = { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, LOG_LEVEL: "error" };
+/** FUZZ_POSTGRES_URL + FUZZ_REDIS_URL: fuzz the production stack instead of the embedded default. */
+const stores: Record<string, string> = process.env.FUZZ_POSTGRES_URL ? { POSTGRES_URL: process.env.FUZZ_POSTGRES_URL, ...(process.env.FUZZ_REDIS_URL ? { REDIS_URL: process.env.FUZZ_REDIS_URL } : {}) } : {};
+const env = { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, LOG_LEVEL: "error", ...stores };
 const cli = (args: string[]) => {
   const p = Bun.spawnSync([BIN, ...args], { env, cwd: ROOT, stdout: "pipe", stderr: "pipe" });
   if (p.exitCode !== 0) throw new Error(`${args.join(" ")} failed: ${p.stderr.toString()}`);
   return p.stdout.toString();
 };
 
+if (stores.POSTGRES_URL) cli(["migrate"]);
 const key = cli(["keys", "create", "--tenant", "fuzz", "--scopes", "admin"]).trimEnd().split("\n").at(-1) as string;
 cli(["register", "examples/features.yaml", "--tenant", "fuzz"]);
 cli(["seed", "--users", "20", "--days", "2", "--tenant", "fuzz"]);
@@ -43,17 +52,19 @@ try {
     "--header",
     `X-API-Key: ${key}`,
     "--checks",
-    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,ignored_auth",
+    CHECKS,
     "--max-examples",
     MAX_EXAMPLES,
     "--workers",
     "1",
     "--phases",
-    "examples,coverage,fuzzing,stateful",
+    process.env.FUZZ_PHASES ?? "examples,coverage,fuzzing,stateful",
     "--suppress-health-check",
     "all",
     "--seed",
     process.env.FUZZ_SEED ?? "20261125",
+    ...(process.env.FUZZ_MAX_TIME ? ["--max-time", process.env.FUZZ_MAX_TIME] : []),
+    ...(process.env.FUZZ_REPORT ? ["--report", "junit", "--report-dir", process.env.FUZZ_REPORT] : []),
   ];
   console.log(`schemathesis ${args.map((a) => (a.startsWith("X-API-Key") ? "X-API-Key: ***" : a)).join(" ")}`);
   const st = Bun.spawn([ST, ...args], { stdout: "inherit", stderr: "inherit", env: { ...process.env, SCHEMATHESIS_HOOKS: "" } });
