@@ -159,7 +159,7 @@ export function markdown(r: AllResults): string {
     if (z?.redis) {
       lines.push(
         "",
-        `Zipf mix: s=${z.redis.zipf_s} over ${big(z.redis.distinct_entities)} entities, Redis maxmemory ${z.redis.maxmemory_mib} MiB of a ${z.redis.full_data_set_mib} MiB data set (allkeys-lru), ${big(z.redis.evicted_keys)} keys evicted; hit rate from /metrics feature_store_cache_requests_total: ${pct(z.ours.cache_hit_rate)}.`,
+        `Zipf mix: s=${z.redis.zipf_s} over ${big(z.redis.distinct_entities)} entities, Redis maxmemory ${z.redis.maxmemory_mib} MiB of a ${z.redis.full_data_set_mib} MiB data set (volatile-lru), ${big(z.redis.evicted_keys)} keys evicted; hit rate from /metrics feature_store_cache_requests_total: ${pct(z.ours.cache_hit_rate)}.`,
       );
     }
     if (L.redis_benchmark.length > 0) {
