@@ -173,16 +173,21 @@ async function startWorker(env: Env, s: WorkerSettings): Promise<WorkerProc> {
   void pump(proc.stdout);
   void pump(proc.stderr);
   let metricsUrl = "";
-  await until(
-    "the worker to start consuming",
-    () => {
-      if (proc.exitCode !== null) throw new Error(`worker exited ${proc.exitCode} at start:\n${log.join("\n")}`);
-      const line = log.find((l) => l.includes("feature-store worker consuming"));
-      if (line) metricsUrl = (JSON.parse(line) as { metrics: string }).metrics;
-      return line !== undefined;
-    },
-    120_000,
-  );
+  try {
+    await until(
+      "the worker to start consuming",
+      () => {
+        if (proc.exitCode !== null) throw new Error(`worker exited ${proc.exitCode} at start:\n${log.join("\n")}`);
+        const line = log.find((l) => l.includes("feature-store worker consuming"));
+        if (line) metricsUrl = (JSON.parse(line) as { metrics: string }).metrics;
+        return line !== undefined;
+      },
+      120_000,
+    );
+  } catch (err) {
+    proc.kill("SIGKILL");
+    throw new Error(`${(err as Error).message}\nworker log:\n${log.slice(-30).join("\n")}`);
+  }
   return { proc, log, metricsUrl };
 }
 
