@@ -29,17 +29,9 @@ export function registerYaml(): string {
   return JSON.stringify({ features: FEATURES.map((f) => ({ ...f, version: 1, entity_type: ENTITY_TYPE, owner: "bench" })) }, null, 2);
 }
 
-/** mulberry32 */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../../src/lib/prng.ts";
+
+export { prng };
 
 export function entityId(i: number): string {
   return `user_${i}`;

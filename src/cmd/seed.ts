@@ -1,5 +1,6 @@
 import { SingleBar } from "cli-progress";
 import type { DtypeName } from "../registry/dtype.ts";
+import { prng } from "../lib/prng.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterInput } from "../serving/register.ts";
 import { prepareRows, storeRows, type WriteRecord } from "../serving/write.ts";
@@ -24,17 +25,6 @@ export const SEED_DEFINITIONS: RegisterInput[] = (
 
 const COUNTRIES = ["US", "GB", "DE", "FR", "IN", "BR", "JP", "CA", "AU", "ES", "NL", "SE"];
 
-/** mulberry32: a small seeded PRNG, so a seed run is reproducible (and re-running it is a no-op). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One user's daily history, oldest first: realistic, correlated values. */
 function* userHistory(user: number, days: number, today: number): Generator<WriteRecord> {
