@@ -5,17 +5,10 @@
  * `bun test/reliability/load-gen.ts '{"base", "key", "path", "bodies": [...], "rate", "seconds"}'`
  * prints one JSON line: the report, plus `bad503` (503s without Retry-After or not a problem).
  */
-import { openLoop, post } from "./support.ts";
+import { openLoop, post, type LoadReport } from "./support.ts";
 
 /** What {@link runLoadGen} returns. */
-export interface LoadGenResult {
-  requests: number;
-  seconds: number;
-  byStatus: Record<string, number>;
-  errors: Record<string, number>;
-  p50: number;
-  p99: number;
-  max: number;
+export interface LoadGenResult extends LoadReport {
   /** 503 answers without Retry-After or without the `unavailable` problem code */
   bad503: number;
 }

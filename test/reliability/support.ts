@@ -241,20 +241,9 @@ export interface InProcessApp {
 /** Builds deps and the app on `env` (PostgreSQL migrated first), with app options. */
 export async function openApp(env: Record<string, string>, opts: import("../../src/app.ts").AppOptions = {}): Promise<InProcessApp> {
   const { createApp } = await import("../../src/app.ts");
-  const { buildDeps, closeDeps } = await import("../../src/cmd/common.ts");
-  const { loadConfig } = await import("../../src/config.ts");
-  const { createLogger } = await import("../../src/log.ts");
-  const { followChanges } = await import("../../src/serving/changes.ts");
-  const cfg = loadConfig({ LOG_LEVEL: "silent", ...env });
-  const log = createLogger("silent", 2);
-  if (cfg.POSTGRES_URL) {
-    const { openDatabase } = await import("../../src/stores.ts");
-    const db = await openDatabase(cfg, log);
-    await db.migrate();
-    await db.close();
-  }
-  const deps = await buildDeps(cfg, { log });
-  followChanges(deps);
+  const { closeDeps } = await import("../../src/cmd/common.ts");
+  const { openTestDeps } = await import("../support/backends.ts");
+  const deps = await openTestDeps(env);
   const state = { draining: false };
   const app = createApp(deps, state, "test", opts);
   return {

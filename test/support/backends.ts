@@ -12,6 +12,7 @@ import { buildDeps, closeDeps } from "../../src/cmd/common.ts";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { followChanges } from "../../src/serving/changes.ts";
+import { openDatabase } from "../../src/stores.ts";
 import type { Deps } from "../../src/serving/deps.ts";
 import { generateKey, type Scope } from "../../src/serving/keys.ts";
 
@@ -33,6 +34,23 @@ export function contractBackends(): Backend[] {
     throw new Error("CI must run the contract suite on every backend: TEST_POSTGRES_URL, TEST_REDIS_URL and TEST_REDIS_CLUSTER_URLS are required (run via `npm test`)");
   }
   return out;
+}
+
+/**
+ * Deps on the stores `env` names, silent, PostgreSQL migrated first, following other processes'
+ * changes as `serve` does.
+ */
+export async function openTestDeps(env: Record<string, string>): Promise<Deps> {
+  const cfg: Config = loadConfig({ LOG_LEVEL: "silent", ...env });
+  const log = createLogger("silent", 2);
+  if (cfg.POSTGRES_URL) {
+    const db = await openDatabase(cfg, log);
+    await db.migrate();
+    await db.close();
+  }
+  const deps = await buildDeps(cfg, { log });
+  followChanges(deps);
+  return deps;
 }
 
 /** A response as the tests see it. */
@@ -59,16 +77,7 @@ export class TestServer {
   /** Opens the backend (migrated), with config overrides. */
   static async open(backend: Backend, overrides: Record<string, string> = {}): Promise<TestServer> {
     const dataDir = backend.env.POSTGRES_URL ? undefined : mkdtempSync(join(tmpdir(), "fs-contract-"));
-    const cfg: Config = loadConfig({ LOG_LEVEL: "silent", ...(dataDir ? { DATA_DIR: dataDir } : {}), ...backend.env, ...overrides });
-    const log = createLogger("silent", 2);
-    if (cfg.POSTGRES_URL) {
-      const { openDatabase } = await import("../../src/stores.ts");
-      const db = await openDatabase(cfg, log);
-      await db.migrate();
-      await db.close();
-    }
-    const deps = await buildDeps(cfg, { log });
-    followChanges(deps);
+    const deps = await openTestDeps({ ...(dataDir ? { DATA_DIR: dataDir } : {}), ...backend.env, ...overrides });
     return new TestServer(deps, dataDir);
   }
 

@@ -61,17 +61,6 @@ interface DefinitionRecord {
   updated_at: number;
 }
 
-interface KeyRecord {
-  id: string;
-  tenant: string;
-  scopes: string[];
-  hash: string;
-  prefix: string;
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
-
 interface FoundRow {
   ord: number;
   event_time: number;
@@ -93,19 +82,6 @@ function toDefinition(r: DefinitionRecord): DefinitionRow {
     tags: r.tags,
     created_at: r.created_at,
     updated_at: r.updated_at,
-  };
-}
-
-function toKey(r: KeyRecord): KeyRow {
-  return {
-    id: r.id,
-    tenant: r.tenant,
-    scopes: r.scopes,
-    hash: r.hash,
-    prefix: r.prefix,
-    created_at: r.created_at,
-    expires_at: r.expires_at,
-    revoked_at: r.revoked_at,
   };
 }
 
@@ -330,10 +306,10 @@ export class PostgresDatabase implements Database {
     const rows = await this.timed(
       "list keys",
       tenant === undefined
-        ? this.sql<KeyRecord[]>`SELECT ${this.sql.unsafe(KEY_COLUMNS)} FROM api_keys ORDER BY created_at DESC, id COLLATE "C"`
-        : this.sql<KeyRecord[]>`SELECT ${this.sql.unsafe(KEY_COLUMNS)} FROM api_keys WHERE tenant = ${tenant} ORDER BY created_at DESC, id COLLATE "C"`,
+        ? this.sql<KeyRow[]>`SELECT ${this.sql.unsafe(KEY_COLUMNS)} FROM api_keys ORDER BY created_at DESC, id COLLATE "C"`
+        : this.sql<KeyRow[]>`SELECT ${this.sql.unsafe(KEY_COLUMNS)} FROM api_keys WHERE tenant = ${tenant} ORDER BY created_at DESC, id COLLATE "C"`,
     );
-    return rows.map(toKey);
+    return [...rows];
   }
 
   async revokeKey(id: string, at: number): Promise<boolean> {
