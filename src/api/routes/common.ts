@@ -14,8 +14,15 @@ const DESCRIPTIONS: Record<number, string> = {
   503: "A store is unavailable, the server is at capacity (load shedding) or past the request deadline, or shutting down; retry after `Retry-After` seconds",
 };
 
-/** What each status's example problem says: a real answer of the server, code and title as sent. */
-const EXAMPLES: Record<number, { code: ErrorCode; detail: string; errors?: FieldError[] }> = {
+/** An example problem: a real answer of the server (its title and status follow from the code). */
+export interface ProblemExample {
+  code: ErrorCode;
+  detail: string;
+  errors?: FieldError[];
+}
+
+/** What each status's example problem says unless a route gives its own. */
+const EXAMPLES: Record<number, ProblemExample> = {
   400: { code: "invalid_request", detail: "request does not match the schema", errors: [{ path: "feature_names", message: "required" }] },
   401: { code: "unauthenticated", detail: "a valid API key is required (X-API-Key or Authorization: Bearer)" },
   403: { code: "forbidden", detail: "this API key lacks the write scope" },
@@ -37,6 +44,11 @@ const RETRY_AFTER = {
 
 /** Problem responses for the given statuses, plus 401/403/429/500/503 that every API route can return. */
 export function problems(...statuses: number[]) {
+  return problemsFor({}, ...statuses);
+}
+
+/** {@link problems}, with this route's own examples for some statuses (what it really answers). */
+export function problemsFor(examples: Partial<Record<number, ProblemExample>>, ...statuses: number[]) {
   const all = [...new Set([...statuses, 401, 403, 429, 500, 503])].sort();
   return Object.fromEntries(
     all.map((s) => [
@@ -44,14 +56,13 @@ export function problems(...statuses: number[]) {
       {
         description: DESCRIPTIONS[s] ?? Object.values(ERROR_CODES).find((e) => e.status === s)?.title ?? "Error",
         ...(s === 429 || s === 503 ? { headers: RETRY_AFTER } : {}),
-        content: { "application/problem+json": { schema: Problem, ...example(s) } },
+        content: { "application/problem+json": { schema: Problem, ...example(examples[s] ?? EXAMPLES[s]) } },
       },
     ]),
   );
 }
 
-function example(status: number) {
-  const e = EXAMPLES[status];
+function example(e: ProblemExample | undefined) {
   return e ? { example: problemBody(e.code, e.detail, EXAMPLE_REQUEST_ID, e.errors) } : {};
 }
 
