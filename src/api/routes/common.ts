@@ -11,7 +11,7 @@ const DESCRIPTIONS: Record<number, string> = {
   413: "Body over the configured limit",
   429: "This API key is over its rate limit (RATE_LIMIT_PER_KEY); retry after `Retry-After` seconds",
   500: "Internal error (never echoes internal messages)",
-  503: "A store is unavailable, the server is at capacity (load shedding) or past the request deadline, or shutting down; retry after `Retry-After` seconds",
+  503: "A store is unavailable (or an API key the server does not know yet could not be checked against it), the server is at capacity (load shedding) or past the request deadline, or shutting down; retry after `Retry-After` seconds",
 };
 
 /** An example problem: a real answer of the server (its title and status follow from the code). */

@@ -60,6 +60,9 @@ const docsRoute = createRoute({
   responses: { 200: { description: "HTML page", content: { "text/html": { schema: z.string(), example: "<!doctype html>\n<html lang=\"en\">\n<head>\n<title>feature-store API</title>\n…" } } } },
 });
 
+/** What `GET /` points at. */
+const LINKS = { docs: "/docs", openapi: "/openapi.json", health: "/healthz", ready: "/readyz", metrics: "/metrics" };
+
 const indexRoute = createRoute({
   method: "get",
   path: "/",
@@ -69,7 +72,7 @@ const indexRoute = createRoute({
   responses: {
     200: {
       description: "Links (the interactive reference is at `docs`)",
-      content: { "application/json": { schema: ServiceIndex, example: { name: "feature-store", version: "0.1.0", docs: "/docs", openapi: "/openapi.json", health: "/healthz", ready: "/readyz", metrics: "/metrics" } } },
+      content: { "application/json": { schema: ServiceIndex, example: { name: "feature-store", version: "0.1.0", ...LINKS } } },
     },
   },
 });
@@ -102,11 +105,9 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
   mount(app, metricsRoute, async (c) => {
     return c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType });
   });
-  mount(app, indexRoute, (c) =>
-    c.json({ name: "feature-store" as const, version, docs: "/docs", openapi: "/openapi.json", health: "/healthz", ready: "/readyz", metrics: "/metrics" }, 200),
-  );
+  mount(app, indexRoute, (c) => c.json({ name: "feature-store" as const, version, ...LINKS }, 200));
   mount(app, docsRoute, async (c) => c.html((await import("../docs.ts")).docsHtml));
-  // `/docs/` is the same page: send browsers to the canonical address (relative links stay right).
+  // `/docs/` is the same page: one canonical address for it.
   app.get("/docs/", (c) => {
     c.set("route", "/docs/");
     return c.redirect("/docs", 301);
