@@ -43,8 +43,10 @@ Options:
       port: cfg.PORT,
       hostname: cfg.HOST,
       fetch: app.fetch,
-      // the app enforces BODY_LIMIT_BYTES itself (413 problem); this only stops pathological bodies earlier
-      maxRequestBodySize: cfg.BODY_LIMIT_BYTES + 1024 * 1024,
+      // The app enforces BODY_LIMIT_BYTES itself, with a 413 problem+json: by Content-Length
+      // before reading a byte, and by counting a chunked body as it streams. A lower limit here
+      // would make Bun answer a bare 413 (no body) first, so Bun's own limit is effectively off.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
       development: false,
     });
     log.info({ url: server.url.href, database: deps.db.kind, cache: deps.cache.kind, version: pkg.version }, "feature-store serving");
