@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { parseTime } from "../lib/time.ts";
+import { formatTime, parseTime } from "../lib/time.ts";
 import type { ValueWrite, WrittenRow } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
@@ -27,11 +27,25 @@ export function valueHash(packed: Uint8Array): Uint8Array {
 }
 
 /**
+ * The one-line reason an event time is refused, or null when it is accepted: no later than
+ * `MAX_FUTURE_SKEW` ahead of the server clock. A future value would outrank every value written
+ * "now" until its time came (online, for ever in effect), and could not be taken back.
+ */
+function futureEventTime(deps: Pick<Deps, "clock" | "config">, eventTime: number, defaulted: boolean): string | null {
+  const now = deps.clock.now();
+  const skew = deps.config.MAX_FUTURE_SKEW;
+  if (eventTime <= now + skew) return null;
+  const what = defaulted ? `the record timestamp ${formatTime(eventTime)} (used as event_time)` : formatTime(eventTime);
+  return `${what} is more than MAX_FUTURE_SKEW (${skew / 1000} s) ahead of the server clock (${formatTime(now)}); values cannot be dated in the future`;
+}
+
+/**
  * Validates records into rows ready to store, or throws one 400 listing what is wrong (which
- * record and feature). `defaultTime` stands for a missing event_time.
+ * record and feature). `defaultTime` stands for a missing event_time. Event times (given or
+ * defaulted) later than the server clock plus `MAX_FUTURE_SKEW` are refused.
  */
 export function prepareRows(
-  deps: Pick<Deps, "registry">,
+  deps: Pick<Deps, "registry" | "clock" | "config">,
   tenant: string,
   entityType: string,
   records: readonly WriteRecord[],
@@ -53,6 +67,11 @@ export function prepareRows(
         continue;
       }
       eventTime = t;
+    }
+    const future = futureEventTime(deps, eventTime, rec.event_time === undefined);
+    if (future !== null) {
+      errors.push({ path: `${pathPrefix}[${i}].event_time`, message: future });
+      continue;
     }
     for (const [ref, raw] of Object.entries(rec.features)) {
       const path = `${pathPrefix}[${i}].features.${ref}`;
@@ -97,14 +116,15 @@ export function prepareRows(
 
 /**
  * Stores prepared rows and updates the online cache with the newly stored ones. Returns how
- * many values were accepted (identical re-sends and older values included).
+ * many values were accepted (identical re-sends and older values included) and how many of
+ * them were newly stored (not identical re-sends).
  */
-export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
-  if (rows.length === 0) return 0;
+export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<{ accepted: number; stored: number }> {
+  if (rows.length === 0) return { accepted: 0, stored: 0 };
   const written = await dbCall(deps, "write", () => deps.db.writeValues(rows));
   await offerToCache(deps, tenant, entityType, written, defs);
   deps.metrics.valuesWritten.inc(rows.length);
-  return rows.length;
+  return { accepted: rows.length, stored: written.length };
 }
 
 /**
@@ -134,5 +154,5 @@ export async function offerToCache(deps: Deps, tenant: string, entityType: strin
 /** The `write` route's operation: validate everything, then store. */
 export async function writeFeatures(deps: Deps, tenant: string, entityType: string, records: readonly WriteRecord[]): Promise<number> {
   const { rows, defs } = prepareRows(deps, tenant, entityType, records, deps.clock.now());
-  return storeRows(deps, tenant, entityType, rows, defs);
+  return (await storeRows(deps, tenant, entityType, rows, defs)).accepted;
 }
