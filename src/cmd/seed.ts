@@ -118,11 +118,14 @@ with a progress bar.
 
 Each user's values lie on a fixed daily grid: one per day at the same time of day (a
 per-user offset from midnight UTC), for the D days ending today, and only the points at or
-before the moment of seeding: nothing is dated in the future. The data is reproducible:
-seeding again the same UTC day re-sends identical values, which are not stored twice, and
-stores only the points whose time has come since. Seeding on a later day writes a new
-history, ending that day. The last line says how many values were newly stored and how many
-were already stored.
+before the moment of seeding: nothing is dated in the future. A user's value of today thus
+exists once its time of day has passed (with --days 1 the other users get none yet).
+
+The data is reproducible: seeding again the same UTC day re-sends identical values, which
+are not stored twice, and stores only the points whose time has come since. Seeding on a
+later day writes a new history ending that day, on the same grid: its values win over the
+earlier seed's at the same times (the value written last), older points stay. The last line says how many values were
+newly stored and how many were already stored.
 
 Options:
   --users N   number of users (default 1000)
