@@ -291,6 +291,22 @@ describe("the binary, as a user runs it", () => {
     expect(r.stdout).toBe("");
   });
 
+  test("MAX_FUTURE_SKEW: a far-future event time is a 400 naming the record; a bad setting is one line naming it, exit 2", async () => {
+    const r = await api("POST", "/api/v1/features/write", { entity_type: "user", records: [
+      { entity_id: "skew", features: { user_age: 1 } },
+      { entity_id: "skew", event_time: "9999-12-31T23:59:59Z", features: { user_age: 2 } },
+    ] });
+    expect(r.status).toBe(400);
+    expect(r.headers.get("content-type")).toContain("application/problem+json");
+    expect(r.body.errors).toEqual([{ path: "records[1].event_time", message: expect.stringContaining("more than MAX_FUTURE_SKEW (300 s) ahead of the server clock") }]);
+    const o = await api("POST", "/api/v1/features/online", { entity_id: "skew", feature_names: ["user_age"] });
+    expect(o.body.metadata.user_age.status).toBe("not_found");
+    const bad = cli(["migrate"], { DATA_DIR: dataDir, MAX_FUTURE_SKEW: "soon" });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toContain("MAX_FUTURE_SKEW: expected a duration such as 30s, 5m, 1h or 1d");
+  });
+
   test("every route in the live OpenAPI document rejects no key (401), a weak scope (403) and shows nothing to another tenant", async () => {
     const doc = (await api("GET", "/openapi.json", undefined, null)).body;
     // registration goes last: it gives the other tenant a user_age of its own
