@@ -74,6 +74,8 @@ function* userHistory(user: number, days: number, today: number, now: number): G
  * Registers the sample definitions the tenant does not have; existing ones are left exactly as
  * they are (description, owner and tags included). An existing one with another dtype, entity
  * type or TTL is an error: the sample values would not fit it. Returns how many were registered.
+ * (The check reads this process's registry snapshot: a sample definition another process
+ * registers in the moment between it and the registration would get the sample metadata.)
  */
 async function registerMissing(deps: Deps, tenant: string): Promise<number> {
   const missing: RegisterInput[] = [];
