@@ -126,8 +126,8 @@ exists once its time of day has passed (with --days 1 the other users get none y
 The data is reproducible: seeding again the same UTC day re-sends identical values, which
 are not stored twice, and stores only the points whose time has come since. Seeding on a
 later day writes a new history ending that day, on the same grid: its values win over the
-earlier seed's at the same times (the value written last), older points stay. The last line says how many values were
-newly stored and how many were already stored.
+earlier seed's at the same times (the value written last), and older points stay. The last
+line says how many values were newly stored and how many were already stored.
 
 Options:
   --users N   number of users (default 1000)

@@ -27,16 +27,13 @@ export function valueHash(packed: Uint8Array): Uint8Array {
 }
 
 /**
- * The one-line reason an event time is refused, or null when it is accepted: no later than
- * `MAX_FUTURE_SKEW` ahead of the server clock. A future value would outrank every value written
- * "now" until its time came (online, for ever in effect), and could not be taken back.
+ * Why an event time later than the server clock plus `MAX_FUTURE_SKEW` is refused (one line). A
+ * value dated in the future would outrank every value written "now" until its time came, and
+ * could not be taken back.
  */
-function futureEventTime(deps: Pick<Deps, "clock" | "config">, eventTime: number, defaulted: boolean): string | null {
-  const now = deps.clock.now();
-  const skew = deps.config.MAX_FUTURE_SKEW;
-  if (eventTime <= now + skew) return null;
+function futureEventTimeMessage(eventTime: number, now: number, skewMs: number, defaulted: boolean): string {
   const what = defaulted ? `the record timestamp ${formatTime(eventTime)} (used as event_time)` : formatTime(eventTime);
-  return `${what} is more than MAX_FUTURE_SKEW (${skew / 1000} s) ahead of the server clock (${formatTime(now)}); values cannot be dated in the future`;
+  return `${what} is more than MAX_FUTURE_SKEW (${skewMs / 1000} s) ahead of the server clock (${formatTime(now)}); values cannot be dated in the future`;
 }
 
 /**
@@ -57,6 +54,8 @@ export function prepareRows(
   const rows: ValueWrite[] = [];
   const defs: Definition[] = [];
   const resolved = new Map<string, Definition | string>();
+  const now = deps.clock.now();
+  const latest = now + deps.config.MAX_FUTURE_SKEW;
   for (let i = 0; i < records.length && errors.length < MAX_ERRORS; i++) {
     const rec = records[i] as WriteRecord;
     let eventTime = defaultTime;
@@ -68,9 +67,8 @@ export function prepareRows(
       }
       eventTime = t;
     }
-    const future = futureEventTime(deps, eventTime, rec.event_time === undefined);
-    if (future !== null) {
-      errors.push({ path: `${pathPrefix}[${i}].event_time`, message: future });
+    if (eventTime > latest) {
+      errors.push({ path: `${pathPrefix}[${i}].event_time`, message: futureEventTimeMessage(eventTime, now, deps.config.MAX_FUTURE_SKEW, rec.event_time === undefined) });
       continue;
     }
     for (const [ref, raw] of Object.entries(rec.features)) {
