@@ -24,6 +24,21 @@ const optionalUrl = (protocols: RegExp) =>
     .transform((v) => (v === "" ? undefined : v))
     .refine((v) => v === undefined || protocols.test(v), "not a valid URL for this store");
 
+/** Milliseconds per duration unit; no unit means seconds. */
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, "": 1000, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration, parsed to milliseconds: a number with a unit (`500ms`, `30s`, `5m`, `2h`, `1d`) or plain seconds (`300`). */
+const duration = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, "expected a duration such as 30s, 5m, 1h or 1d (a plain number is seconds)")
+  .transform((v) => {
+    const [, n, unit] = /^([\d.]+)([a-z]*)$/.exec(v) ?? [];
+    return Math.round(Number(n) * (DURATION_UNIT_MS[unit ?? ""] ?? 1000));
+  })
+  .refine((ms) => Number.isSafeInteger(ms), "too long a duration");
+
 /** The settings schema; keys are the environment variable names. */
 export const ConfigSchema = z.object({
   /** HTTP port of `serve`. */
@@ -66,6 +81,8 @@ export const ConfigSchema = z.object({
   REQUEST_TIMEOUT_MS: nonNegativeInt.default(30_000),
   /** Entries of the in-process online cache. */
   CACHE_MAX_ENTRIES: positiveInt.default(1_000_000),
+  /** Latest event time accepted on a write or a stream event, ahead of this server's clock: a duration (`5m`, `30s`) or seconds (milliseconds once parsed); later ones are refused (400, DLQ). */
+  MAX_FUTURE_SKEW: duration.default(5 * 60_000),
   /** Drop offline history partitions older than this many days (PostgreSQL); 0: keep forever. */
   RETENTION_DAYS: nonNegativeNumber.default(0),
   /** Kafka bootstrap brokers, comma-separated `host:port`. */

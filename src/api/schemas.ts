@@ -135,7 +135,7 @@ const FeatureValues = z.record(FeatureRef, z.unknown()).openapi({
 
 export const WriteRecord = z.strictObject({
   entity_id: EntityId,
-  event_time: Timestamp.optional(),
+  event_time: Timestamp.openapi({ description: "RFC 3339; any offset; truncated to the millisecond; default: the time of receipt. At most MAX_FUTURE_SKEW (default 5 minutes) ahead of the server clock, else 400." }).optional(),
   features: FeatureValues,
 });
 
