@@ -84,7 +84,8 @@ const EMBEDDED_FILE = "feature-store.db";
  */
 export function databaseLocation(cfg: Config): string {
   if (!cfg.POSTGRES_URL) return resolve(cfg.DATA_DIR, EMBEDDED_FILE);
-  return cfg.POSTGRES_URL.replace(/\/\/[^/]*@/, "//").replace(/\?.*$/, "");
+  // everything up to the last '@' goes first (a password may hold an unencoded '@', '/' or '?'), then the query
+  return cfg.POSTGRES_URL.replace(/^([a-z]+:\/\/).*@/s, "$1").replace(/\?.*$/s, "");
 }
 
 const DIR_PROBLEMS: Record<string, string> = {
