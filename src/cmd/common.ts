@@ -110,13 +110,24 @@ function checkDataDir(cfg: Config, file: string): void {
   }
 }
 
+/** What a one-shot command tells its user on stderr when it opens the database. */
+export interface Announce {
+  /** print `database: LOCATION` (keys, register, migrate) */
+  location: boolean;
+  /** warn when this call created a new embedded database (every command but the services) */
+  warnIfNew: boolean;
+}
+
+/** Services (serve, worker) log their database themselves and never warn. */
+const QUIET: Announce = { location: false, warnIfNew: false };
+
 /**
  * Opens the configured database (not yet migrated). Embedded, DATA_DIR problems are one line
- * naming DATA_DIR (exit 2). `announce` (every CLI command but serve, which logs it): the location
- * goes to stderr, with a warning when this call created a new embedded database, since DATA_DIR
- * defaults to ./data relative to the working directory.
+ * naming DATA_DIR (exit 2). On stderr, as `announce` says: the location, and a warning when
+ * this call created a new embedded database, since DATA_DIR defaults to ./data relative to the
+ * working directory (a command run from another directory silently gets an empty database).
  */
-export async function openConfiguredDatabase(cfg: Config, log: Logger, announce: boolean): Promise<Database> {
+export async function openConfiguredDatabase(cfg: Config, log: Logger, announce: Announce = QUIET): Promise<Database> {
   const location = databaseLocation(cfg);
   const embedded = !cfg.POSTGRES_URL;
   const isNew = embedded && !existsSync(location);
@@ -128,26 +139,26 @@ export async function openConfiguredDatabase(cfg: Config, log: Logger, announce:
     if (!embedded) throw e;
     throw new CliError(`configuration error: DATA_DIR: cannot open ${location}: ${(e as Error).message}`, 2);
   }
-  if (announce) {
-    console.error(`database: ${location}`);
-    if (isNew) console.error(`warning: created a new, empty database (DATA_DIR=${cfg.DATA_DIR}, working directory ${process.cwd()}); set DATA_DIR to use an existing one`);
+  if (announce.location) console.error(`database: ${location}`);
+  if (announce.warnIfNew && isNew) {
+    console.error(`warning: created a new, empty database at ${location} (DATA_DIR=${cfg.DATA_DIR}, working directory ${process.cwd()}); set DATA_DIR to use an existing one`);
   }
   return db;
 }
 
 /**
  * Builds Deps: opens the stores, checks (or, embedded, applies) migrations, loads snapshots.
- * `announce` (see {@link openConfiguredDatabase}) defaults to true when no logger is given: the
- * one-shot commands (register, seed) talk to a person on stderr, while the services (serve,
- * worker) pass their logger and log the location instead.
+ * `announce` (see {@link openConfiguredDatabase}): by default a command without a logger of its
+ * own (register, seed) warns about a new embedded database, and the services (serve, worker),
+ * which pass their logger, stay quiet.
  */
 export async function buildDeps(
   cfg: Config,
-  opts: { log?: Logger; fd?: 1 | 2; autoMigrateEmbedded?: boolean; defaultMetrics?: boolean; announce?: boolean } = {},
+  opts: { log?: Logger; fd?: 1 | 2; autoMigrateEmbedded?: boolean; defaultMetrics?: boolean; announce?: Announce } = {},
 ): Promise<Deps> {
   const log = opts.log ?? createLogger(cfg.LOG_LEVEL, opts.fd ?? 2);
   const metrics = new Metrics({ defaults: opts.defaultMetrics ?? false });
-  const db = await openConfiguredDatabase(cfg, log, opts.announce ?? opts.log === undefined);
+  const db = await openConfiguredDatabase(cfg, log, opts.announce ?? { location: false, warnIfNew: opts.log === undefined });
   try {
     if (db.kind === "sqlite" && opts.autoMigrateEmbedded !== false) await db.migrate();
     else await db.assertMigrated();

@@ -20,7 +20,7 @@ function iso(ms: number | null): string {
 async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
   const cfg = config();
   // the location goes to stderr: stdout is parsed (keys create's key is its last line)
-  const db = await openConfiguredDatabase(cfg, createLogger(cfg.LOG_LEVEL, 2), true);
+  const db = await openConfiguredDatabase(cfg, createLogger(cfg.LOG_LEVEL, 2), { location: true, warnIfNew: true });
   try {
     if (db.kind === "sqlite") await db.migrate();
     else await db.assertMigrated();

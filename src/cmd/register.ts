@@ -63,7 +63,8 @@ Options:
     });
 
     const cfg = config();
-    const deps = await buildDeps(cfg);
+    // the database goes to stderr: stdout is one line per definition
+    const deps = await buildDeps(cfg, { announce: { location: true, warnIfNew: true } });
     try {
       const { outcomes, ok } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
       for (const o of outcomes) {

@@ -165,7 +165,7 @@ describe("which database", () => {
     expect(created.stdout).not.toContain("database");
     const [where, warning, ...rest] = created.stderr.trimEnd().split("\n");
     expect(where).toBe(`database: ${db}`);
-    expect(warning).toBe(`warning: created a new, empty database (DATA_DIR=rel, working directory ${cwd}); set DATA_DIR to use an existing one`);
+    expect(warning).toBe(`warning: created a new, empty database at ${db} (DATA_DIR=rel, working directory ${cwd}); set DATA_DIR to use an existing one`);
     expect(rest).toEqual([]);
 
     const list = cli(["keys", "list"], env, cwd);
@@ -182,7 +182,14 @@ describe("which database", () => {
     // from another directory, the same relative DATA_DIR is another, new database: said loudly
     const elsewhere = cli(["keys", "list"], env, dir);
     expect(elsewhere.stderr).toContain(`database: ${join(dir, "rel", "feature-store.db")}\n`);
-    expect(elsewhere.stderr).toContain("warning: created a new, empty database");
+    expect(elsewhere.stderr).toContain(`warning: created a new, empty database at ${join(dir, "rel", "feature-store.db")}`);
+
+    // seed keeps its stderr for progress, but a new database is still said
+    const seedCwd = mkdtempSync(join(dir, "seed-"));
+    const seeded = cli(["seed", "--users", "2", "--days", "1"], env, seedCwd);
+    expect(seeded.code).toBe(0);
+    expect(seeded.stderr.split("\n")[0]).toBe(`warning: created a new, empty database at ${join(seedCwd, "rel", "feature-store.db")} (DATA_DIR=rel, working directory ${seedCwd}); set DATA_DIR to use an existing one`);
+    expect(cli(["seed", "--users", "2", "--days", "1"], env, seedCwd).stderr).not.toContain("warning");
   });
 
   test("serve names the database in its start line and does not warn", async () => {
