@@ -187,7 +187,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Parti
 }
 
 /** The command-line flag that sets variable `name` (`PORT` -> `--port`). */
-export function flagName(name: string): string {
+function flagName(name: string): string {
   return `--${name.toLowerCase().replaceAll("_", "-")}`;
 }
 

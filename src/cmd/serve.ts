@@ -63,12 +63,15 @@ export const command: Command = {
 
 Runs the HTTP API (default 0.0.0.0:8000; env PORT, HOST). With no POSTGRES_URL it uses the
 embedded SQLite database under DATA_DIR (migrated automatically); with no REDIS_URL an
-in-process online cache. On SIGTERM/SIGINT /readyz turns 503, new connections stop, in-flight
-requests finish (at most SHUTDOWN_TIMEOUT seconds), then the process exits 0.
+in-process online cache. The start line names the database (database_location). On
+SIGTERM/SIGINT /readyz turns 503, new connections stop, in-flight requests finish (at most
+SHUTDOWN_TIMEOUT seconds), then the process exits 0.
 
 Options:
-  --port N   port to listen on (env PORT, default 8000)
-  --host H   address to bind (env HOST, default 0.0.0.0)
+  --port N   port to listen on (env PORT, default 8000); one another process listens on
+             is an error (exit 2), never shared
+  --host H   address to bind (env HOST, default 0.0.0.0): an IP address of this machine or
+             a host name resolving to one
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" } });

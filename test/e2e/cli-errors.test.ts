@@ -111,6 +111,8 @@ describe("bad settings: one line naming the setting, exit 2", () => {
     expect(oneLine(cli(["serve", "--port", "0"], { ...env, HOST: "999.1.1.1" }))).toStartWith("feature-store serve: configuration error: HOST: expected an IP address");
     expect(oneLine(cli(["serve", "--host", "no-such-host.invalid", "--port", "0"], env))).toStartWith('feature-store serve: configuration error: --host: cannot resolve "no-such-host.invalid"');
     expect(existsSync(env.DATA_DIR)).toBe(false);
+    // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine
+    expect(oneLine(cli(["serve", "--host", "192.0.2.1", "--port", "0"], env))).toBe("feature-store serve: --host: 192.0.2.1 is not an address of this machine (EADDRNOTAVAIL)");
   });
 
   test("a DATA_DIR that cannot be created names DATA_DIR", () => {
