@@ -9,11 +9,21 @@ import { InProcessCache } from "./store/memory/online-cache.ts";
 import { SqliteDatabase } from "./store/sqlite/database.ts";
 import type { Database, OnlineCache } from "./store/types.ts";
 
-/** Opens the system-of-record database (not yet migrated or checked). */
-export async function openDatabase(config: Config, log: Logger): Promise<Database> {
+/**
+ * Opens the system-of-record database (not yet migrated or checked). `changeOrigin`: the
+ * `changeOrigin` of this process's main connection, when opening a sibling (a bulk-lane worker).
+ */
+export async function openDatabase(config: Config, log: Logger, opts: { changeOrigin?: string | undefined } = {}): Promise<Database> {
   if (config.POSTGRES_URL) {
     const { PostgresDatabase } = await import("./store/postgres/database.ts");
-    return new PostgresDatabase({ url: config.POSTGRES_URL, log, retentionDays: config.RETENTION_DAYS, timeoutMs: config.STORE_TIMEOUT_MS, poolSize: config.POSTGRES_POOL_SIZE });
+    return new PostgresDatabase({
+      url: config.POSTGRES_URL,
+      log,
+      retentionDays: config.RETENTION_DAYS,
+      timeoutMs: config.STORE_TIMEOUT_MS,
+      poolSize: config.POSTGRES_POOL_SIZE,
+      ...(opts.changeOrigin !== undefined ? { origin: opts.changeOrigin } : {}),
+    });
   }
   return new SqliteDatabase({ dataDir: config.DATA_DIR });
 }

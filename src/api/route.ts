@@ -14,7 +14,11 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 /** Reads the body as strict UTF-8 JSON; 400 when it is not. */
 export async function readJson(c: Context<AppEnv>): Promise<unknown> {
-  const buf = await c.req.arrayBuffer();
+  return decodeJson(await c.req.arrayBuffer());
+}
+
+/** Decodes a request body as strict UTF-8 JSON (the bulk lane's workers call it off the serving thread); 400 when it is not. */
+export function decodeJson(buf: ArrayBuffer | Uint8Array): unknown {
   let text: string;
   try {
     text = utf8.decode(buf);

@@ -130,7 +130,7 @@ export async function storeRows(deps: Deps, tenant: string, entityType: string, 
  * only a newer value replaces a cached one). A cache failure is counted, never thrown: the
  * database holds the values and the cache catches up by its recovery rules.
  */
-export async function offerToCache(deps: Deps, tenant: string, entityType: string, written: readonly WrittenRow[], defs: readonly Definition[]): Promise<void> {
+export async function offerToCache(deps: Deps, tenant: string, entityType: string, written: readonly WrittenRow[], defs: readonly Pick<Definition, "id" | "ttlMs">[]): Promise<void> {
   if (written.length === 0) return;
   const ttl = new Map(defs.map((d) => [d.id, d.ttlMs]));
   const entries = written.map((w) => {

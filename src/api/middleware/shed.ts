@@ -17,7 +17,7 @@
  * request still unanswered then gets a 503 (the work already started is not cancelled; its
  * store calls are bounded by STORE_TIMEOUT_MS). Every 503 of the API carries `Retry-After`.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { AppError } from "../../errors.ts";
 import type { AppEnv } from "../env.ts";
@@ -182,8 +182,67 @@ function metricOf<T>(registry: Registry, name: string, create: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? create();
 }
 
-/** Admission control and per-request deadline for the routes it is mounted on. */
-export function shed(admission: Admission, registry: Registry): MiddlewareHandler<AppEnv> {
+/**
+ * The bulk lane's admission (training queries and writes, see src/lane): at most `maxInFlight`
+ * jobs at once, more wait in a FIFO queue (at most `maxQueue`, each at most `queueTimeoutMs`),
+ * beyond that 503 `unavailable` with `Retry-After`, the same answer the online lane's shedding
+ * gives (a client retries either the same way). A slot is held until the job's answer is
+ * complete (a streamed batch holds it until its last chunk), not just until the handler
+ * returns. Never watches event-loop lag: the lane's work runs on other threads.
+ */
+export class BulkAdmission {
+  readonly admission: Admission;
+  private readonly shedTotal: Counter<"reason">;
+  private readonly retryAfter: string;
+
+  constructor(o: { maxInFlight: number; maxQueue: number; queueTimeoutMs: number; retryAfterSeconds?: number }, registry: Registry) {
+    this.admission = new Admission({ ...o, requestTimeoutMs: 0, maxLagMs: 0 });
+    this.retryAfter = String(o.retryAfterSeconds ?? 1);
+    const a = this.admission;
+    this.shedTotal = metricOf(
+      registry,
+      "feature_store_bulk_jobs_shed_total",
+      () =>
+        new Counter({
+          name: "feature_store_bulk_jobs_shed_total",
+          help: "Training queries and writes refused with 503 by the bulk lane's admission control, by reason: queue_full, queue_timeout.",
+          labelNames: ["reason"] as const,
+          registers: [registry],
+        }),
+    );
+    for (const reason of ["queue_full", "queue_timeout"]) this.shedTotal.inc({ reason }, 0);
+    metricOf(registry, "feature_store_bulk_jobs_in_flight", () => new Gauge({ name: "feature_store_bulk_jobs_in_flight", help: "Training queries and writes running in the bulk lane now (a streamed answer counts until its last chunk).", registers: [registry], collect() { this.set(a.inFlight); } }));
+    metricOf(registry, "feature_store_bulk_jobs_queued", () => new Gauge({ name: "feature_store_bulk_jobs_queued", help: "Training queries and writes waiting for a bulk-lane slot now.", registers: [registry], collect() { this.set(a.queued); } }));
+  }
+
+  /** Takes a slot (waiting in the queue if need be) and returns its release; throws the 503 when refused. */
+  async admit(): Promise<() => void> {
+    const a = this.admission;
+    if (!a.tryAcquire()) {
+      const reason = a.queued >= a.o.maxQueue ? "queue_full" : (await a.wait(a.o.queueTimeoutMs)) ? undefined : "queue_timeout";
+      if (reason !== undefined) {
+        this.shedTotal.inc({ reason });
+        throw new AppError("unavailable", `the bulk lane (training queries and writes) is at capacity; retry after ${this.retryAfter} s`, {
+          headers: { "retry-after": this.retryAfter },
+        });
+      }
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      a.release();
+    };
+  }
+}
+
+/**
+ * Admission control and per-request deadline for the routes it is mounted on. Requests that
+ * `opts.exempt` picks (the bulk lane's routes, admitted by {@link BulkAdmission}) skip it: they
+ * neither take an online slot nor count toward the event-loop lag guard; their 503s still get
+ * `Retry-After`.
+ */
+export function shed(admission: Admission, registry: Registry, opts: { exempt?: (c: Context<AppEnv>) => boolean } = {}): MiddlewareHandler<AppEnv> {
   const { queueTimeoutMs, requestTimeoutMs } = admission.o;
   const retryAfter = String(admission.o.retryAfterSeconds ?? 1);
   const shedTotal = metricOf(
@@ -249,6 +308,11 @@ export function shed(admission: Admission, registry: Registry): MiddlewareHandle
   };
 
   return async (c, next) => {
+    if (opts.exempt?.(c)) {
+      await next();
+      if (c.res.status === 503 && !c.res.headers.has("retry-after")) c.res.headers.set("retry-after", retryAfter);
+      return;
+    }
     const arrived = performance.now();
     // Only requests from a listening socket can queue unseen; in-process calls (tests, tools) cannot.
     if ((c.env as unknown) !== undefined && admission.lagging()) refuse("overloaded");

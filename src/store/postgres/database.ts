@@ -107,6 +107,8 @@ export interface PostgresOptions {
   timeoutMs: number;
   /** pool size (default 10) */
   poolSize?: number;
+  /** identity of this connection's change notifications: a sibling (a bulk-lane worker) passes its process's `changeOrigin` */
+  origin?: string;
 }
 
 /** {@link Database} on PostgreSQL. */
@@ -118,7 +120,7 @@ export class PostgresDatabase implements Database {
   private readonly timeoutMs: number;
   private readonly partitions: PartitionManager;
   /** tells this instance's own notifications apart from other processes' */
-  private readonly instance = randomBytes(6).toString("hex");
+  private readonly instance: string;
   /** last counter versions seen (undefined until first read) */
   private readonly known: Partial<Record<CountedKind, number>> = {};
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
@@ -134,6 +136,7 @@ export class PostgresDatabase implements Database {
   private closed = false;
 
   constructor(opts: PostgresOptions) {
+    this.instance = opts.origin ?? randomBytes(6).toString("hex");
     this.log = opts.log;
     this.timeoutMs = opts.timeoutMs;
     this.sql = createClient({ url: opts.url, log: opts.log, timeoutMs: opts.timeoutMs, max: opts.poolSize ?? 10 });
@@ -532,6 +535,10 @@ export class PostgresDatabase implements Database {
   }
 
   // ───────────────────────────── change feed ─────────────────────────────
+
+  get changeOrigin(): string {
+    return this.instance;
+  }
 
   private async readCounters(): Promise<CountedKind[]> {
     const rows = await this.timed("read change counters", this.sql<{ kind: string; version: number }[]>`SELECT kind, version FROM change_counters`);

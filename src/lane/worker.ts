@@ -1,0 +1,44 @@
+/**
+ * Entry point of a bulk-lane worker thread (built into the binary as a second entrypoint; see
+ * scripts/build.ts). It opens its own store connection (SQLite WAL connection to the same file,
+ * or its own small PostgreSQL pool), loads the registry, and runs the jobs the serving thread
+ * sends (src/lane/jobs.ts).
+ */
+import { createLogger } from "../log.ts";
+import { RegistryHolder } from "../serving/deps.ts";
+import { openDatabase } from "../stores.ts";
+import type { Database } from "../store/types.ts";
+import { JobRunner } from "./jobs.ts";
+import type { FromWorker, ToWorker } from "./protocol.ts";
+
+interface Port {
+  postMessage(m: FromWorker, transfer?: Bun.Transferable[]): void;
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+}
+const port = globalThis as unknown as Port;
+
+let runner: JobRunner | undefined;
+let db: Database | undefined;
+
+port.onmessage = (e) => {
+  const m = e.data;
+  if (m.t === "init") {
+    void (async () => {
+      try {
+        const log = createLogger(m.config.LOG_LEVEL, 1);
+        db = await openDatabase(m.config, log, { changeOrigin: m.changeOrigin });
+        await db.assertMigrated();
+        db.takeValuesChanges?.(); // starts recording this connection's commits of values
+        const registry = new RegistryHolder(db);
+        runner = new JobRunner({ config: m.config, db, registry, log }, (out, transfer) => port.postMessage(out, transfer), { reloadRegistry: true });
+        port.postMessage({ t: "ready" });
+      } catch (err) {
+        port.postMessage({ t: "init_failed", message: err instanceof Error ? err.message : String(err) });
+      }
+    })();
+  } else if (m.t === "close") {
+    void (db?.close() ?? Promise.resolve()).finally(() => process.exit(0));
+  } else {
+    runner?.handle(m);
+  }
+};
