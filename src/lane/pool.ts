@@ -176,7 +176,7 @@ export class BulkLane {
     worker.addEventListener("close", () => {
       if (!this.closed) lost("exited");
     });
-    worker.postMessage({ t: "init", config: this.deps.config, changeOrigin: this.deps.db.changeOrigin } satisfies ToWorker);
+    worker.postMessage({ t: "init", config: this.deps.config, changeOrigin: this.deps.db.changeOrigin, chunkKeys: this.o.chunkKeys } satisfies ToWorker);
     return slot;
   }
 

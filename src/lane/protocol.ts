@@ -14,6 +14,8 @@ export interface InitMessage {
   config: Config;
   /** the main connection's `changeOrigin` (PostgreSQL), so the worker's commits count as this process's */
   changeOrigin: string | undefined;
+  /** keys per chunk of a batch (undefined: serving/batch.ts CHUNK_KEYS) */
+  chunkKeys: number | undefined;
 }
 
 /** A point-in-time batch: the raw request body and how to answer. */

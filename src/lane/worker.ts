@@ -30,7 +30,7 @@ port.onmessage = (e) => {
         await db.assertMigrated();
         db.takeValuesChanges?.(); // starts recording this connection's commits of values
         const registry = new RegistryHolder(db);
-        runner = new JobRunner({ config: m.config, db, registry, log }, (out, transfer) => port.postMessage(out, transfer), { reloadRegistry: true });
+        runner = new JobRunner({ config: m.config, db, registry, log }, (out, transfer) => port.postMessage(out, transfer), { reloadRegistry: true, chunkKeys: m.chunkKeys });
         port.postMessage({ t: "ready" });
       } catch (err) {
         port.postMessage({ t: "init_failed", message: err instanceof Error ? err.message : String(err) });
