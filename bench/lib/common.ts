@@ -25,7 +25,7 @@ function initialLoad(): number {
 /** 1-minute load average when the suite started. */
 export const LOAD_AT_START = initialLoad();
 
-function num(name: string, fallback: number): number {
+export function num(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);

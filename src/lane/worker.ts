@@ -4,6 +4,7 @@
  * or its own small PostgreSQL pool), loads the registry, and runs the jobs the serving thread
  * sends (src/lane/jobs.ts).
  */
+import { setPriority } from "node:os";
 import { createLogger } from "../log.ts";
 import { RegistryHolder } from "../serving/deps.ts";
 import { openDatabase } from "../stores.ts";
@@ -17,6 +18,9 @@ interface Port {
 }
 const port = globalThis as unknown as Port;
 
+/** Nice value of a bulk-lane thread (the serving thread keeps the process's, usually 0). */
+const BULK_NICE = 10;
+
 let runner: JobRunner | undefined;
 let db: Database | undefined;
 
@@ -25,6 +29,13 @@ port.onmessage = (e) => {
   if (m.t === "init") {
     void (async () => {
       try {
+        // Linux nice values are per thread: this one yields the CPU to the thread answering
+        // online lookups whenever both want it (bulk work just takes longer on a busy machine).
+        try {
+          setPriority(0, BULK_NICE);
+        } catch {
+          // not permitted or not supported: run at the process's priority
+        }
         const log = createLogger(m.config.LOG_LEVEL, 1);
         db = await openDatabase(m.config, log, { changeOrigin: m.changeOrigin });
         await db.assertMigrated();
