@@ -111,7 +111,7 @@ export const ConfigSchema = z.object({
   /** Deadline of one API request from arrival (queueing included), milliseconds; a request still running then gets a 503 (0: none). */
   REQUEST_TIMEOUT_MS: nonNegativeInt.default(30_000),
   /** Worker threads of the bulk lane (training queries and writes run there, off the thread answering online lookups); 0: run them on that thread. Default: half the cores, at least 1. */
-  BULK_WORKERS: z.coerce.number().int().min(0).max(256).default(Math.max(1, Math.floor(availableParallelism() / 2))),
+  BULK_WORKERS: intIn(0, 256).default(Math.max(1, Math.floor(availableParallelism() / 2))),
   /** Training queries and writes one server runs at once (a streamed answer counts until its last chunk); more wait in the bulk queue (0: no limit). */
   BULK_MAX_IN_FLIGHT: nonNegativeInt.default(4),
   /** Training queries and writes that may wait for a bulk-lane slot; more get 503 at once. */
