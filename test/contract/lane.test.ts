@@ -17,7 +17,7 @@ const W = "/api/v1/features/write";
 const O = "/api/v1/features/online";
 const B = "/api/v1/features/batch";
 const ROWS = 2000;
-const AT = "2030-01-01T00:00:00Z";
+const AT = "2025-01-01T00:00:00Z";
 
 /** Reads a response body to the end as text. */
 async function rest(reader: { read(): Promise<{ done: boolean; value?: Uint8Array | undefined }> }, head = ""): Promise<string> {
@@ -49,9 +49,9 @@ for (const backend of contractBackends()) {
       tenant = TestServer.tenant();
       key = await s.key(tenant);
       expect((await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
-      const w = await s.post(W, { entity_type: "user", records: ids.map((id, i) => ({ entity_id: id, event_time: "2029-01-01T00:00:00Z", features: { f: i } })) }, key);
+      const w = await s.post(W, { entity_type: "user", records: ids.map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key);
       expect(w.body).toEqual({ written: ROWS });
-    });
+    }, 60_000);
     afterAll(async () => {
       await s?.close();
     });
@@ -101,9 +101,9 @@ for (const backend of contractBackends()) {
       expect(body.results.length).toBe(ROWS);
       expect(body.results[ROWS - 1]).toEqual({
         entity_id: `u${ROWS - 1}`,
-        timestamp: "2030-01-01T00:00:00.000Z",
+        timestamp: "2025-01-01T00:00:00.000Z",
         features: { f: ROWS - 1 },
-        metadata: { f: { status: "present", event_time: "2029-01-01T00:00:00.000Z" } },
+        metadata: { f: { status: "present", event_time: "2024-01-01T00:00:00.000Z" } },
       });
     });
 
@@ -176,7 +176,7 @@ for (const backend of contractBackends()) {
           await sql.end();
         };
       }
-      const write = s.post(W, { entity_type: "user", records: [{ entity_id: "u7", event_time: "2029-06-01T00:00:00Z", features: { f: 700 } }] }, key);
+      const write = s.post(W, { entity_type: "user", records: [{ entity_id: "u7", event_time: "2024-06-01T00:00:00Z", features: { f: 700 } }] }, key);
       for (let i = 0; i < 20; i++) {
         expect(await online(`u${i}`)).toBe(i);
         expect(await settled(write)).toBe(false);

@@ -70,13 +70,13 @@ describe("the bulk lane in the binary", () => {
 
   test("writes and batches run in the lane's worker; an online lookup is answered while a batch is in progress", async () => {
     for (const name of FEATURES) expect((await post("/api/v1/features/register", { name, version: 1, dtype: "int64", entity_type: "user" })).status).toBe(201);
-    const records = Array.from({ length: ENTITIES }, (_, i) => ({ entity_id: `u${i}`, event_time: "2029-01-01T00:00:00Z", features: { a: i, b: 2 * i, c: 3 * i } }));
+    const records = Array.from({ length: ENTITIES }, (_, i) => ({ entity_id: `u${i}`, event_time: "2024-01-01T00:00:00Z", features: { a: i, b: 2 * i, c: 3 * i } }));
     const w = await post("/api/v1/features/write", { entity_type: "user", records });
     expect(w.status).toBe(200);
     expect(await w.json()).toEqual({ written: 3 * ENTITIES });
 
     const ids = Array.from({ length: ROWS }, (_, i) => `u${i % ENTITIES}`);
-    const res = await post("/api/v1/features/batch", { entity_ids: ids, feature_names: FEATURES, timestamp: "2030-01-01T00:00:00Z" }, { accept: "application/x-ndjson" });
+    const res = await post("/api/v1/features/batch", { entity_ids: ids, feature_names: FEATURES, timestamp: "2025-01-01T00:00:00Z" }, { accept: "application/x-ndjson" });
     expect(res.status).toBe(200);
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     const first = await reader.read();
@@ -105,7 +105,7 @@ describe("the bulk lane in the binary", () => {
 
   test("SIGTERM while a batch is held open: the drain starts at once, the process exits 0", async () => {
     const ids = Array.from({ length: ROWS }, (_, i) => `u${i % ENTITIES}`);
-    const res = await post("/api/v1/features/batch", { entity_ids: ids, feature_names: FEATURES, timestamp: "2030-01-01T00:00:00Z" }, { accept: "application/x-ndjson" });
+    const res = await post("/api/v1/features/batch", { entity_ids: ids, feature_names: FEATURES, timestamp: "2025-01-01T00:00:00Z" }, { accept: "application/x-ndjson" });
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     await reader.read();
     expect(await gauge("feature_store_bulk_jobs_in_flight")).toBe(1);
