@@ -214,3 +214,46 @@ describe("the in-process cache after a bulk write (embedded)", () => {
     }
   });
 });
+
+describe("BULK_WORKERS=0 (embedded)", () => {
+  test("the same jobs run on the serving thread, with the same answers", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} }, { BULK_WORKERS: "0" }, { chunkKeys: 3 });
+    try {
+      const key = await s.key(TestServer.tenant());
+      await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
+      const w = await s.post(W, { entity_type: "user", records: ["a", "b", "c", "d"].map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key);
+      expect(w.body).toEqual({ written: 4 });
+      const body = { entity_ids: ["a", "b", "c", "d", "e"], feature_names: ["f"], timestamp: AT };
+      const json = await s.post(B, body, key);
+      expect(json.body.results.map((r: { features: { f: unknown } }) => r.features.f)).toEqual([0, 1, 2, 3, null]);
+      const nd = await s.post(B, body, key, { accept: "application/x-ndjson" });
+      expect(nd.text.trimEnd().split("\n").map((l) => JSON.parse(l).features.f)).toEqual([0, 1, 2, 3, null]);
+      expect((await s.post(O, { entity_id: "c", feature_names: ["f"] }, key)).body.features.f).toBe(2);
+      expect((await s.post(W, { entity_type: "user", records: [{ entity_id: "a", features: { f: "x" } }] }, key)).status).toBe(400);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe("a streamed answer nobody reads (embedded)", () => {
+  test("is cancelled after REQUEST_TIMEOUT_MS without a read: its slot comes back, the stream ends in an error", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} }, { REQUEST_TIMEOUT_MS: "300" }, { chunkKeys: 2 });
+    try {
+      const key = await s.key(TestServer.tenant());
+      await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
+      const res = await s.app.request(B, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "application/json", accept: "application/x-ndjson" },
+        body: JSON.stringify({ entity_ids: ["a", "b", "c", "d", "e", "f"], feature_names: ["f"], timestamp: AT }),
+      });
+      expect(res.status).toBe(200);
+      const a = s.lane.admission.admission;
+      expect(a.inFlight).toBe(1);
+      while (a.inFlight > 0) await Bun.sleep(50);
+      expect(await res.text().then(() => "complete", () => "cut")).toBe("cut");
+    } finally {
+      await s.close();
+    }
+  });
+});
