@@ -176,7 +176,11 @@ export class BulkLane {
     worker.addEventListener("close", () => {
       if (!this.closed) lost("exited");
     });
-    worker.postMessage({ t: "init", config: this.deps.config, changeOrigin: this.deps.db.changeOrigin, chunkKeys: this.o.chunkKeys } satisfies ToWorker);
+    // Each worker runs at most its share of the lane's jobs at once: a PostgreSQL pool of that size is enough.
+    const cfg = this.deps.config;
+    const share = this.o.maxInFlight > 0 ? Math.ceil(this.o.maxInFlight / Math.max(1, this.o.workers)) : cfg.POSTGRES_POOL_SIZE;
+    const config = { ...cfg, POSTGRES_POOL_SIZE: Math.max(1, Math.min(cfg.POSTGRES_POOL_SIZE, share)) };
+    worker.postMessage({ t: "init", config, changeOrigin: this.deps.db.changeOrigin, chunkKeys: this.o.chunkKeys } satisfies ToWorker);
     return slot;
   }
 
