@@ -55,8 +55,18 @@ export interface MixedResult {
   alone: AttackResult;
   with_background: AttackResult;
   background: Background;
+  /** online requests the server shed during the phase with the background, by reason (feature_store_http_requests_shed_total) */
+  shed_by_reason: Record<string, number>;
   /** with background / alone */
   ratio: { p50: number; p99: number; p999: number };
+}
+
+/** feature_store_http_requests_shed_total by reason, from the server's /metrics. */
+async function shedCounts(server: Server): Promise<Record<string, number>> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^feature_store_http_requests_shed_total\{reason="(\w+)"\} (\S+)$/gm)) out[m[1] as string] = Number(m[2]);
+  return out;
 }
 
 const median = (xs: number[]): number => {
@@ -141,6 +151,7 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
   const alone = await attack(vegeta, { name: `${stack}-mixed-alone`, targetsFile: file, rate, seconds: settings.seconds, serverPid: server.pid });
   log(`  alone: p50 ${alone.p50_ms} p99 ${alone.p99_ms} p99.9 ${alone.p999_ms} max ${alone.max_ms} ms, errors ${alone.errors}`);
   log(`${stack} mixed: the same with ${mixedSettings.batchRows}-row training queries and ${mixedSettings.writeRecords}-record writes back to back`);
+  const shed0 = await shedCounts(server);
   const bg = startBackground(server, entities, days, now);
   let withBg: AttackResult;
   let background: Background;
@@ -150,7 +161,9 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
     background = await bg.stop();
   }
   log(`  with background: p50 ${withBg.p50_ms} p99 ${withBg.p99_ms} p99.9 ${withBg.p999_ms} max ${withBg.max_ms} ms, errors ${withBg.errors} ${JSON.stringify(withBg.top_errors)}`);
-  log(`  background: ${JSON.stringify(background)}`);
+  const shed1 = await shedCounts(server);
+  const shedByReason = Object.fromEntries(Object.entries(shed1).map(([k, v]) => [k, v - (shed0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+  log(`  background: ${JSON.stringify(background)}; online shed by reason: ${JSON.stringify(shedByReason)}`);
   const r = (x: number, y: number) => round(y > 0 ? x / y : Number.NaN, 2);
   return {
     stack,
@@ -161,6 +174,7 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
     alone,
     with_background: withBg,
     background,
+    shed_by_reason: shedByReason,
     ratio: { p50: r(withBg.p50_ms, alone.p50_ms), p99: r(withBg.p99_ms, alone.p99_ms), p999: r(withBg.p999_ms, alone.p999_ms) },
   };
 }
