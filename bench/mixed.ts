@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
-import { enabled, ensureDir, gitCommit, loadAverage, log, machineInfo, num, RESULTS_DIR, round, settings } from "./lib/common.ts";
+import { cpuSeconds, enabled, ensureDir, gitCommit, loadAverage, log, machineInfo, num, RESULTS_DIR, round, settings } from "./lib/common.ts";
 import { batchRows, ENTITY_TYPE, onlineOne, prng, record } from "./lib/dataset.ts";
 import { mixedMarkdown } from "./lib/report.ts";
 import { buildBinary, loadData, startServer, type Server, type StackEnv } from "./lib/server.ts";
@@ -57,6 +57,8 @@ export interface MixedResult {
   background: Background;
   /** online requests the server shed during the phase with the background, by reason (feature_store_http_requests_shed_total) */
   shed_by_reason: Record<string, number>;
+  /** CPU of the serving (main) thread and of the whole server process, % of one core, per phase */
+  cpu: { alone: { main_thread: number; process: number }; with_background: { main_thread: number; process: number } };
   /** with background / alone */
   ratio: { p50: number; p99: number; p999: number };
 }
@@ -67,6 +69,17 @@ async function shedCounts(server: Server): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const m of text.matchAll(/^feature_store_http_requests_shed_total\{reason="(\w+)"\} (\S+)$/gm)) out[m[1] as string] = Number(m[2]);
   return out;
+}
+
+/** CPU seconds of the serving thread and of the process, and when they were read. */
+function cpuNow(pid: number): { main: number; all: number; at: number } {
+  return { main: cpuSeconds(pid, pid), all: cpuSeconds(pid), at: performance.now() };
+}
+
+function cpuSince(pid: number, t0: { main: number; all: number; at: number }): { main_thread: number; process: number } {
+  const t1 = cpuNow(pid);
+  const secs = (t1.at - t0.at) / 1000;
+  return { main_thread: round(((t1.main - t0.main) / secs) * 100, 1), process: round(((t1.all - t0.all) / secs) * 100, 1) };
 }
 
 const median = (xs: number[]): number => {
@@ -148,18 +161,24 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
   const rate = mixedSettings.rate;
   log(`${stack} mixed: online 1x10 at ${rate}/s for ${settings.seconds} s alone`);
   if (settings.warmupSeconds > 0) await attack(vegeta, { name: "warmup", targetsFile: file, rate, seconds: settings.warmupSeconds, discard: true, timeoutS: 5 });
+  const cpu0 = cpuNow(server.pid);
   const alone = await attack(vegeta, { name: `${stack}-mixed-alone`, targetsFile: file, rate, seconds: settings.seconds, serverPid: server.pid });
+  const cpuAlone = cpuSince(server.pid, cpu0);
   log(`  alone: p50 ${alone.p50_ms} p99 ${alone.p99_ms} p99.9 ${alone.p999_ms} max ${alone.max_ms} ms, errors ${alone.errors}`);
   log(`${stack} mixed: the same with ${mixedSettings.batchRows}-row training queries and ${mixedSettings.writeRecords}-record writes back to back`);
   const shed0 = await shedCounts(server);
   const bg = startBackground(server, entities, days, now);
   let withBg: AttackResult;
   let background: Background;
+  let cpuBg: { main_thread: number; process: number };
   try {
+    const cpu1 = cpuNow(server.pid);
     withBg = await attack(vegeta, { name: `${stack}-mixed-bg`, targetsFile: file, rate, seconds: settings.seconds, serverPid: server.pid });
+    cpuBg = cpuSince(server.pid, cpu1);
   } finally {
     background = await bg.stop();
   }
+  log(`  CPU, % of one core (serving thread / whole process): alone ${cpuAlone.main_thread} / ${cpuAlone.process}, with background ${cpuBg.main_thread} / ${cpuBg.process}`);
   log(`  with background: p50 ${withBg.p50_ms} p99 ${withBg.p99_ms} p99.9 ${withBg.p999_ms} max ${withBg.max_ms} ms, errors ${withBg.errors} ${JSON.stringify(withBg.top_errors)}`);
   const shed1 = await shedCounts(server);
   const shedByReason = Object.fromEntries(Object.entries(shed1).map(([k, v]) => [k, v - (shed0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
@@ -175,6 +194,7 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
     with_background: withBg,
     background,
     shed_by_reason: shedByReason,
+    cpu: { alone: cpuAlone, with_background: cpuBg },
     ratio: { p50: r(withBg.p50_ms, alone.p50_ms), p99: r(withBg.p99_ms, alone.p99_ms), p999: r(withBg.p999_ms, alone.p999_ms) },
   };
 }

@@ -134,10 +134,10 @@ export function pinned(role: keyof typeof CORES, cmd: string[]): string[] {
 
 const CLK_TCK = 100;
 
-/** User + system CPU seconds of a process (all threads), or NaN when it is gone. */
-export function cpuSeconds(pid: number): number {
+/** User + system CPU seconds of a process (all threads), or NaN when it is gone; with `tid`, of that one thread (the main thread's tid is the pid). */
+export function cpuSeconds(pid: number, tid?: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // fields[0] is field 3 (state): utime is field 14, stime field 15
     return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;

@@ -132,9 +132,10 @@ export function mixedMarkdown(rows: MixedResult[]): string[] {
   ];
   for (const m of rows) {
     const b = m.background;
-    out.push(`| ${m.stack} | alone | ${m.rate} | ${f(m.alone.p50_ms)} | ${f(m.alone.p99_ms)} | ${f(m.alone.p999_ms)} | ${f(m.alone.max_ms)} | ${m.alone.errors} | |`);
+    const cpu = (c: { main_thread: number; process: number } | undefined) => (c ? `serving thread ${f(c.main_thread)}% of a core, process ${f(c.process)}%` : "");
+    out.push(`| ${m.stack} | alone | ${m.rate} | ${f(m.alone.p50_ms)} | ${f(m.alone.p99_ms)} | ${f(m.alone.p999_ms)} | ${f(m.alone.max_ms)} | ${m.alone.errors} | ${cpu(m.cpu?.alone)} |`);
     out.push(
-      `| ${m.stack} | with background | ${m.rate} | ${f(m.with_background.p50_ms)} | ${f(m.with_background.p99_ms)} | ${f(m.with_background.p999_ms)} | ${f(m.with_background.max_ms)} | ${m.with_background.errors} | ${b.batches} batches completed (${big(b.batch_rows_per_s)} rows/s, median ${f(b.batch_s_p50)} s), ${b.writes} writes (${big(b.write_values_per_s)} values/s, median ${f(b.write_s_p50)} s), ${b.shed_503} bulk 503s, ${b.failed} failed${Object.keys(m.shed_by_reason ?? {}).length > 0 ? `; online shed by reason: ${JSON.stringify(m.shed_by_reason)}` : ""} |`,
+      `| ${m.stack} | with background | ${m.rate} | ${f(m.with_background.p50_ms)} | ${f(m.with_background.p99_ms)} | ${f(m.with_background.p999_ms)} | ${f(m.with_background.max_ms)} | ${m.with_background.errors} | ${b.batches} batches completed (${big(b.batch_rows_per_s)} rows/s, median ${f(b.batch_s_p50)} s), ${b.writes} writes (${big(b.write_values_per_s)} values/s, median ${f(b.write_s_p50)} s), ${b.shed_503} bulk 503s, ${b.failed} failed${Object.keys(m.shed_by_reason ?? {}).length > 0 ? `; online shed by reason: ${JSON.stringify(m.shed_by_reason)}` : ""}; ${cpu(m.cpu?.with_background)} |`,
     );
     out.push(`| ${m.stack} | *ratio* | | *${m.ratio.p50}x* | *${m.ratio.p99}x* | *${m.ratio.p999}x* | | | p99 target <= 3x, 0 errors: ${m.ratio.p99 <= 3 && m.with_background.errors === 0 ? "met" : "**missed**"} |`);
   }
