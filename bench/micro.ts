@@ -91,7 +91,10 @@ if (Bun.which("redis-server") !== null && process.env.MICRO_REDIS !== "0") {
 /** A Deps whose cache always misses: every lookup reads the database. */
 const dbOnly: Deps = {
   ...embedded,
-  cache: { ...embedded.cache, kind: "in_process", getMany: async (_t: string, _e: string, keys: unknown[]) => new Array(keys.length).fill(undefined), putMany: async () => {}, clear: async () => {}, ping: async () => {}, close: async () => {} },
+  stores: {
+    ...embedded.stores,
+    online: { name: "always-miss", capabilities: { sharedAcrossProcesses: false, stableRows: true }, getMany: async (_t: string, _e: string, keys: unknown[]) => new Array(keys.length).fill(undefined), putMany: async () => {}, clear: async () => {}, ping: async () => {}, close: async () => {} },
+  },
 };
 
 const ids1 = Array.from({ length: 1000 }, () => `user_${Math.floor(rnd() * ENTITIES)}`);
@@ -288,7 +291,7 @@ group("point-in-time resolution, 1,000 rows x 10 features (SQLite)", () => {
   const rows = body.rows.map((r) => ({ entity_id: r.entity_id, at: time.parseTime(r.timestamp) as number }));
   const keys = rows.flatMap((r) => defs.map((d) => ({ feature_id: d.id, entity_id: r.entity_id, at: r.at })));
   summary(() => {
-    bench("db.getAsOf (10,000 keys, one read transaction)", async () => do_not_optimize(await embedded.db.getAsOf(keys)));
+    bench("db.getAsOf (10,000 keys, one read transaction)", async () => do_not_optimize(await embedded.stores.offline.getAsOf(keys)));
     bench("lookupBatch (store + serving, JSON-ready rows)", async () => {
       const out = [];
       for await (const chunk of batch.lookupBatch(embedded, TENANT, rows, FEATURE_NAMES)) out.push(chunk);
@@ -306,7 +309,7 @@ group("point-in-time resolution, 1,000 rows x 10 features (SQLite)", () => {
 
 group("per-request overheads", () => {
   const { key, row } = keysMod.generateKey(TENANT, ["read"], NOW, null);
-  const ring = new keysMod.KeyRing({ listKeys: async () => [row] } as unknown as import("../src/store/types.ts").Database, time.systemClock);
+  const ring = new keysMod.KeyRing({ listKeys: async () => [row] }, time.systemClock);
   void ring.reload();
   const m = embedded.metrics;
   const child = m.servedValueAge.labels({ entity_type: ENTITY_TYPE });

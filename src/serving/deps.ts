@@ -9,18 +9,18 @@ import type { Metrics } from "../metrics.ts";
 import type { Clock } from "../lib/time.ts";
 import { withTimeout } from "../lib/timeout.ts";
 import { RegistrySnapshot } from "../registry/snapshot.ts";
-import type { Database, OnlineCache } from "../store/types.ts";
+import type { RegistryStore, Stores } from "../store/types.ts";
 import type { KeyRing } from "./keys.ts";
 
 /** Holds the current registry snapshot; swapped whole on reload. */
 export class RegistryHolder {
   current = new RegistrySnapshot([]);
 
-  constructor(private readonly db: Database) {}
+  constructor(private readonly store: Pick<RegistryStore, "loadDefinitions">) {}
 
   /** Re-reads every definition. */
   async reload(): Promise<RegistrySnapshot> {
-    this.current = new RegistrySnapshot(await this.db.loadDefinitions());
+    this.current = new RegistrySnapshot(await this.store.loadDefinitions());
     return this.current;
   }
 }
@@ -28,8 +28,8 @@ export class RegistryHolder {
 /** Everything a request or a message needs. */
 export interface Deps {
   config: Config;
-  db: Database;
-  cache: OnlineCache;
+  /** the registry, offline and online stores */
+  stores: Stores;
   registry: RegistryHolder;
   keys: KeyRing;
   clock: Clock;

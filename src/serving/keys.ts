@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "../lib/time.ts";
-import type { Database, KeyRow } from "../store/types.ts";
+import type { KeyRow, RegistryStore } from "../store/types.ts";
 
 /** Scopes, each including the ones before it. */
 export const SCOPES = ["read", "write", "admin"] as const;
@@ -55,7 +55,7 @@ export class KeyRing {
   private byHash = new Map<string, KeyRow>();
 
   constructor(
-    private readonly db: Database,
+    private readonly db: Pick<RegistryStore, "listKeys">,
     private readonly clock: Clock,
   ) {}
 

@@ -107,10 +107,10 @@ export function decideRegistration(tenant: string, items: readonly RegisterItem[
  * Registers items for a tenant, all or nothing: applied only when none is in conflict or
  * invalid and `dryRun` is false. Refreshes this process's registry snapshot after a change.
  */
-export async function registerFeatures(deps: Pick<Deps, "db" | "registry" | "clock" | "config" | "log">, tenant: string, items: readonly RegisterItem[], dryRun = false): Promise<{ outcomes: RegisterOutcome[]; ok: boolean }> {
+export async function registerFeatures(deps: Pick<Deps, "stores" | "registry" | "clock" | "config" | "log">, tenant: string, items: readonly RegisterItem[], dryRun = false): Promise<{ outcomes: RegisterOutcome[]; ok: boolean }> {
   const now = deps.clock.now();
   const { result, inserted } = await dbCall(deps, "register", () =>
-    deps.db.registerDefinitions(tenant, (current) => {
+    deps.stores.registry.registerDefinitions(tenant, (current) => {
       const d = decideRegistration(tenant, items, current, now);
       return { plan: d.plan, apply: d.ok && !dryRun, result: d };
     }),

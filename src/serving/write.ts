@@ -101,7 +101,7 @@ export function prepareRows(
  */
 export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
   if (rows.length === 0) return 0;
-  const written = await dbCall(deps, "write", () => deps.db.writeValues(rows));
+  const written = await dbCall(deps, "write", () => deps.stores.offline.writeValues(rows));
   await offerToCache(deps, tenant, entityType, written, defs);
   deps.metrics.valuesWritten.inc(rows.length);
   return rows.length;
@@ -124,7 +124,7 @@ export async function offerToCache(deps: Deps, tenant: string, entityType: strin
     };
   });
   try {
-    await deps.cache.putMany(tenant, entityType, entries);
+    await deps.stores.online.putMany(tenant, entityType, entries);
   } catch (err) {
     deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
     deps.log.debug({ err }, "online cache update failed after a write");

@@ -1,6 +1,9 @@
 /**
- * The store interfaces. Every backend (embedded SQLite, PostgreSQL; in-process cache, Redis)
- * implements them; nothing above this layer knows which one it talks to.
+ * The store interfaces, one per role: {@link RegistryStore} (definitions, keys, change feed,
+ * migrations), {@link OfflineStore} (value history, point-in-time reads, the latest-value
+ * table) and {@link OnlineStore} (latest values, compare-and-set). Every backend (embedded
+ * SQLite, PostgreSQL; in-process, Redis) implements one or more of them; nothing above this
+ * layer knows which one it talks to, and callers ask for capabilities, never for a backend.
  *
  * Conventions: times are epoch milliseconds; a feature version is identified by its numeric
  * `feature_id`, unique across tenants (so tenant isolation of values follows from ids that only
@@ -100,13 +103,24 @@ export interface ChangeSet {
   values: boolean;
 }
 
+/** What a {@link RegistryStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
+export interface RegistryCapabilities {
+  /**
+   * The store belongs to this installation (a file under DATA_DIR): every command applies
+   * pending migrations itself. Otherwise `feature-store migrate` is a deployment step and the
+   * other commands only check that it ran.
+   */
+  readonly embedded: boolean;
+}
+
 /**
- * The system of record: registry, API keys and the offline history of values (plus the latest
- * value per feature version and entity, maintained in the same transaction as the history).
+ * Role 1, the registry: feature definitions, API keys, the change feed that tells other
+ * processes about them, and the schema migrations of the system of record.
  */
-export interface Database {
-  /** `sqlite` or `postgres` */
-  readonly kind: "sqlite" | "postgres";
+export interface RegistryStore {
+  /** A short name for logs and messages (`SQLite`, `PostgreSQL`); never branch on it. */
+  readonly name: string;
+  readonly capabilities: RegistryCapabilities;
   /** Applies pending migrations; idempotent. Returns the names applied now. */
   migrate(): Promise<string[]>;
   /** Throws a clear Error when the schema is behind the binary's migrations. */
@@ -131,6 +145,17 @@ export interface Database {
   /** Marks a key revoked; false when there is no such key or it was already revoked. */
   revokeKey(id: string, at: number): Promise<boolean>;
 
+  /** Calls `listener` (at most about once a second late) when another process changed something. */
+  watch(listener: (changes: ChangeSet) => void): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Role 2, the offline store: the append-only history of values (point-in-time reads, retention
+ * by the backend's own rules) and, maintained in the same transaction, the latest value per
+ * feature version and entity: the authority the online store falls back to.
+ */
+export interface OfflineStore {
   /**
    * Stores values in one transaction: history rows (identical re-sends skipped, each new row
    * given the next write sequence) and the latest-value table (replaced only by a value with a
@@ -141,35 +166,70 @@ export interface Database {
   getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]>;
   /** Value current at `at` per key: greatest event_time <= at, then seq. */
   getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]>;
-
-  /** Calls `listener` (at most about once a second late) when another process changed something. */
-  watch(listener: (changes: ChangeSet) => void): void;
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * A system of record: one backend (embedded SQLite, PostgreSQL) playing the registry and offline
+ * roles over one schema, so a registration and the values that use it share transactions.
+ */
+export interface Database extends RegistryStore, OfflineStore {}
 
 /** A cached latest value; `null` records "never written" (a negative entry). */
 export type CachedValue = StoredRow | null;
 
-/** The online cache in front of {@link Database.getLatest}. */
-export interface OnlineCache {
-  readonly kind: "in_process" | "redis";
+/** What an {@link OnlineStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
+export interface OnlineCapabilities {
   /**
-   * Cached entries for one entity type's keys, `undefined` where the cache holds nothing.
-   * Throws when the cache is unavailable (callers fall back to the database).
+   * Every serving and worker process sees the same contents (Redis): worth writing to from a
+   * worker, worth pinging for readiness, and writes by another process need not clear it.
+   * When false (in-process) the store is private to this process.
+   */
+  readonly sharedAcrossProcesses: boolean;
+  /**
+   * `getMany` hands out the stored row objects themselves, the same object for as long as the
+   * value is current, so forms derived from a row (its JSON) may be memoised on it.
+   */
+  readonly stableRows: boolean;
+}
+
+/**
+ * Role 3, the online store: latest values keyed by (feature version, entity), each replaced only
+ * through a compare-and-set on (event_time, seq). It may forget entries (it is bounded, and
+ * Redis may evict or lose them); a miss is answered from {@link OfflineStore.getLatest} and
+ * written back. Backends: in-process (memory/), Redis and Redis Cluster (redis/).
+ */
+export interface OnlineStore {
+  /** A short name for logs and messages (`in-process`, `Redis`); never branch on it. */
+  readonly name: string;
+  readonly capabilities: OnlineCapabilities;
+  /**
+   * Stored entries for one entity type's keys, `undefined` where the store holds nothing.
+   * Throws when the store is unavailable (callers fall back to the offline store).
    */
   getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]>;
   /**
-   * Offers values to the cache; each replaces the cached one only when its (event_time, seq)
-   * is greater (a negative entry is replaced by any value). `ttlSeconds` (per entry, optional)
-   * bounds how long the cache may keep it.
+   * Offers values; each replaces the stored one only when its (event_time, seq) is greater (a
+   * negative entry is replaced by any value). `ttlSeconds` (per entry, optional) bounds how long
+   * the store may keep it.
    */
   putMany(
     tenant: string,
     entityType: string,
     entries: { key: ValueKey; value: CachedValue; ttlSeconds?: number }[],
   ): Promise<void>;
-  /** Forgets everything (used when another process wrote to an embedded database). */
+  /** Forgets everything (used when another process wrote to the offline store). */
   clear(): Promise<void>;
   ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The three roles one process works with, opened together from the configuration (src/stores.ts). */
+export interface Stores {
+  registry: RegistryStore;
+  offline: OfflineStore;
+  online: OnlineStore;
+  /** Closes every store once (the registry and offline roles may be one backend). */
   close(): Promise<void>;
 }

@@ -86,7 +86,7 @@ export async function processBatch(ctx: ProcessContext, records: readonly Source
   }
 
   const rows = valid.flatMap((v) => v.rows);
-  const written = rows.length === 0 ? [] : await dbCall(deps, "write", () => deps.db.writeValues(rows));
+  const written = rows.length === 0 ? [] : await dbCall(deps, "write", () => deps.stores.offline.writeValues(rows));
   deps.metrics.valuesWritten.inc(rows.length);
   await offerBatchToCache(deps, valid, written);
 
@@ -115,12 +115,12 @@ export async function processBatch(ctx: ProcessContext, records: readonly Source
 }
 
 /**
- * Offers newly stored rows to the online cache, grouped by tenant and entity type. An in-process
- * cache is skipped: in a worker process nobody reads it, and servers drop their own when they
- * see the database change.
+ * Offers newly stored rows to the online store, grouped by tenant and entity type. A private
+ * (in-process) one is skipped: in a worker process nobody reads it, and servers drop their own
+ * when they see the database change.
  */
 async function offerBatchToCache(deps: Deps, valid: readonly Valid[], written: readonly WrittenRow[]): Promise<void> {
-  if (written.length === 0 || deps.cache.kind === "in_process") return;
+  if (written.length === 0 || !deps.stores.online.capabilities.sharedAcrossProcesses) return;
   const owner = new Map<number, { group: string; def: Definition }>();
   const groups = new Map<string, { tenant: string; entityType: string; defs: Definition[]; rows: WrittenRow[] }>();
   for (const v of valid) {

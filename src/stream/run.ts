@@ -62,22 +62,21 @@ export async function runWorker(cfg: Config): Promise<number> {
   const startedAt = Date.now();
   const deps = await buildDeps(cfg, { log, defaultMetrics: true });
   const lifecycle = new Lifecycle();
-  lifecycle.add("database", () => deps.db.close());
-  lifecycle.add("cache", () => deps.cache.close());
+  lifecycle.add("stores", () => deps.stores.close());
 
   const registry = new RegistryRefresher(deps);
   await registry.reload();
-  deps.db.watch((changes) => {
+  deps.stores.registry.watch((changes) => {
     if (changes.definitions) registry.reload().then(() => log.info("registry reloaded"), (err: unknown) => log.warn({ err }, "registry reload failed"));
   });
 
   const metrics = new WorkerMetrics(deps.metrics.registry);
   const checkStores = () => {
-    deps.db.ping().then(
+    deps.stores.registry.ping().then(
       () => deps.metrics.storeUp.set({ store: "database" }, 1),
       () => deps.metrics.storeUp.set({ store: "database" }, 0),
     );
-    deps.cache.ping().then(
+    deps.stores.online.ping().then(
       () => deps.metrics.storeUp.set({ store: "cache" }, 1),
       () => deps.metrics.storeUp.set({ store: "cache" }, 0),
     );
@@ -161,8 +160,8 @@ export async function runWorker(cfg: Config): Promise<number> {
       group: cfg.KAFKA_GROUP_ID,
       dlq: cfg.KAFKA_DLQ_TOPIC,
       tenants: tenants.size,
-      database: deps.db.kind,
-      cache: deps.cache.kind,
+      database: deps.stores.registry.name,
+      cache: deps.stores.online.name,
       metrics: server.url.href,
       version: pkg.version,
       startup_ms: Date.now() - startedAt,

@@ -94,8 +94,8 @@ for (const backend of contractBackends()) {
         const { tenant } = await setup();
         const key = await s.key(tenant, ["read"]);
         expect((await s.get("/api/v1/features", key)).status).toBe(200);
-        const [row] = (await s.deps.db.listKeys(tenant)).filter((k) => key.startsWith(k.prefix));
-        expect(await s.deps.db.revokeKey(row!.id, Date.now())).toBe(true);
+        const [row] = (await s.deps.stores.registry.listKeys(tenant)).filter((k) => key.startsWith(k.prefix));
+        expect(await s.deps.stores.registry.revokeKey(row!.id, Date.now())).toBe(true);
         await s.deps.keys.reload();
         expectProblem(await s.get("/api/v1/features", key), 401, "unauthenticated");
       });

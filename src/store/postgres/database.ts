@@ -17,6 +17,7 @@ import type {
   DefinitionRow,
   KeyRow,
   RegisterPlan,
+  RegistryCapabilities,
   StoredRow,
   ValueKey,
   ValueWrite,
@@ -111,7 +112,8 @@ export interface PostgresOptions {
 
 /** {@link Database} on PostgreSQL. */
 export class PostgresDatabase implements Database {
-  readonly kind = "postgres" as const;
+  readonly name = "PostgreSQL";
+  readonly capabilities: RegistryCapabilities = { embedded: false };
   private readonly url: string;
   private readonly sql: Sql;
   private readonly log: Logger;

@@ -31,7 +31,7 @@ import { ErrorReply, type RedisArgument } from "redis";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
-import type { CachedValue, OnlineCache, ValueKey } from "../types.ts";
+import type { CachedValue, OnlineCapabilities, OnlineStore, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
 import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, encodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER } from "./format.ts";
 
@@ -207,9 +207,10 @@ function asGeneration(reply: unknown): number {
   throw new Error(`unexpected generation reply ${String(reply)}`);
 }
 
-/** {@link OnlineCache} in Redis (single server or cluster); see the module comment. */
-export class RedisCache implements OnlineCache {
-  readonly kind = "redis" as const;
+/** {@link OnlineStore} in Redis (single server or cluster); see the module comment. */
+export class RedisCache implements OnlineStore {
+  readonly name: string;
+  readonly capabilities: OnlineCapabilities = { sharedAcrossProcesses: true, stableRows: false };
 
   private readonly ns: string;
   private readonly genKey: string;
@@ -239,6 +240,7 @@ export class RedisCache implements OnlineCache {
   private readonly conn: RedisConnection;
 
   private constructor(opts: RedisCacheOptions) {
+    this.name = opts.cluster ? "Redis Cluster" : "Redis";
     this.ns = opts.namespace ?? DEFAULT_NAMESPACE;
     assertNamespace(this.ns);
     this.genKey = generationKey(this.ns);

@@ -16,6 +16,7 @@ import type {
   DefinitionRow,
   KeyRow,
   RegisterPlan,
+  RegistryCapabilities,
   StoredRow,
   ValueKey,
   ValueWrite,
@@ -68,7 +69,8 @@ export interface SqliteOptions {
 
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
-  readonly kind = "sqlite" as const;
+  readonly name = "SQLite";
+  readonly capabilities: RegistryCapabilities = { embedded: true };
   readonly path: string;
   private readonly db: Sqlite;
   private readonly known: Record<ChangeKind, number> = { definitions: 0, keys: 0, values: 0 };
