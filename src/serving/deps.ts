@@ -7,8 +7,8 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Clock } from "../lib/time.ts";
-import { withTimeout } from "../lib/timeout.ts";
 import { RegistrySnapshot } from "../registry/snapshot.ts";
+import { isStoreUnavailable } from "../store/errors.ts";
 import type { RegistryStore, Stores } from "../store/types.ts";
 import type { KeyRing } from "./keys.ts";
 
@@ -38,15 +38,21 @@ export interface Deps {
 }
 
 /**
- * Runs a database call with the configured timeout; any failure becomes a 503 `unavailable`
- * (logged with its cause, never shown to the client).
+ * Runs a store call and says what failed: a store that cannot answer now
+ * ({@link StoreUnavailable}, a timeout) becomes a 503 `unavailable` logged at warn; anything else
+ * is a bug or a broken invariant, a 500 `internal` logged at error with its stack. Neither shows
+ * the cause to the client. No timeout is added here: each backend applies its own, once.
  */
-export async function dbCall<T>(deps: Pick<Deps, "config" | "log">, what: string, fn: () => Promise<T>): Promise<T> {
+export async function dbCall<T>(deps: Pick<Deps, "log">, what: string, fn: () => Promise<T>): Promise<T> {
   try {
-    return await withTimeout(fn(), deps.config.STORE_TIMEOUT_MS, what);
+    return await fn();
   } catch (err) {
     if (err instanceof AppError) throw err;
-    deps.log.warn({ err, op: what }, "database call failed");
-    throw new AppError("unavailable", "the database is unavailable; try again shortly", { cause: err });
+    if (isStoreUnavailable(err)) {
+      deps.log.warn({ err, op: what }, "store unavailable");
+      throw new AppError("unavailable", "the database is unavailable; try again shortly", { cause: err });
+    }
+    deps.log.error({ err, op: what }, "store call failed");
+    throw new AppError("internal", "an internal error occurred", { cause: err });
   }
 }

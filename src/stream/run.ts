@@ -117,6 +117,7 @@ export async function runWorker(cfg: Config): Promise<number> {
     clock: deps.clock,
     batchSize: cfg.WORKER_BATCH_SIZE,
     batchWaitMs: cfg.WORKER_BATCH_WAIT_MS,
+    retryLimitMs: cfg.WORKER_RETRY_LIMIT_SECONDS * 1000,
   });
   const deadlineMs = cfg.SHUTDOWN_TIMEOUT * 1000;
   // The group is left after the last commit; keep a little of the deadline for that.
@@ -133,7 +134,7 @@ export async function runWorker(cfg: Config): Promise<number> {
       });
     });
     void worker.failed.then((err) => {
-      log.error({ err }, "the Kafka consumer failed for good; exiting");
+      log.error({ err }, "the worker failed for good (the Kafka consumer, or a store outage past WORKER_RETRY_LIMIT_SECONDS); exiting");
       void lifecycle.stop(deadlineMs, (name, e) => log.warn({ err: e, name }, "cleanup failed")).then(() => resolve(1));
     });
   });

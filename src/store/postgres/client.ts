@@ -122,3 +122,24 @@ export function createClient(opts: ClientOptions): Sql {
   };
   return postgres(url, options);
 }
+
+/** postgres.js and Node socket error codes that mean the connection, not the query, failed. */
+const CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT",
+  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN",
+]);
+
+/**
+ * SQLSTATEs of a server that cannot answer now (the same statement may succeed later): class 08
+ * connection exceptions, 53 insufficient resources, 57P01-57P05 shutdown and crash recovery,
+ * 57014 statement timeout, 40001 and 40P01 serialization failure and deadlock, 55P03 lock timeout.
+ */
+const TRANSIENT_SQLSTATE = /^(08...|53...|57P0[1-5]|57014|40001|40P01|55P03)$/;
+
+/** True when `err` says the server or the connection is unavailable rather than the query wrong. */
+export function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "string") return false;
+  return CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATE.test(code);
+}

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { postgresMigrations } from "../../../migrations/index.ts";
 import type { Logger } from "../../log.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
-import { TimeoutError } from "../../lib/timeout.ts";
+import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
 import type {
   AsOfKey,
@@ -23,7 +23,7 @@ import type {
   ValueWrite,
   WrittenRow,
 } from "../types.ts";
-import { byteaArray, createClient, numberArray, textArray, type Querier, type Sql } from "./client.ts";
+import { byteaArray, createClient, isUnavailable, numberArray, textArray, type Querier, type Sql } from "./client.ts";
 import { PartitionManager } from "./partitions.ts";
 
 /** The NOTIFY channel; payload `kind:instance[:counter version]`. */
@@ -147,20 +147,25 @@ export class PostgresDatabase implements Database {
   }
 
   /**
-   * Races `p` against the call timeout. A query still queued or running when the timer fires
-   * is cancelled, so a dead server cannot pile up work.
+   * Races `p` against the call timeout (the only timeout a call gets: callers add none). A
+   * query still queued or running when the timer fires is cancelled, so a dead server cannot
+   * pile up work. A timeout, a lost connection or a server that cannot answer now becomes a
+   * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
    */
   private async timed<T>(what: string, p: Promise<T> & { cancel?: () => unknown }, ms = this.timeoutMs): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         if (p.cancel) Promise.resolve(p.cancel()).catch(() => {});
-        reject(new TimeoutError(`postgres ${what} timed out after ${ms} ms`));
+        reject(new StoreUnavailable(this.name, `postgres ${what} timed out after ${ms} ms`));
       }, ms);
       timer.unref?.();
     });
     try {
       return await Promise.race([p, timeout]);
+    } catch (err) {
+      if (isUnavailable(err)) throw new StoreUnavailable(this.name, `postgres ${what} failed: ${(err as Error).message}`, { cause: err });
+      throw err;
     } finally {
       clearTimeout(timer);
     }

@@ -8,6 +8,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { sqliteMigrations } from "../../../migrations/index.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
+import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
 import type {
   AsOfKey,
@@ -24,6 +25,9 @@ import type {
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
+
+/** SQLite result codes of a database that cannot answer now (busy or locked past the busy timeout, I/O, full disk). */
+const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN)/;
 
 interface DefinitionRecord {
   id: number;
@@ -168,89 +172,123 @@ export class SqliteDatabase implements Database {
   }
 
   async ping(): Promise<void> {
-    this.db.query("SELECT 1").get();
+    return this.guard(() => {
+      this.db.query("SELECT 1").get();
+    });
   }
 
   async loadDefinitions(): Promise<DefinitionRow[]> {
-    return (this.s.defsAll.all() as DefinitionRecord[]).map(toDefinition);
+    return this.guard(() => {
+      return (this.s.defsAll.all() as DefinitionRecord[]).map(toDefinition);
+    });
   }
 
   async registerDefinitions<T>(
     tenant: string,
     decide: (current: DefinitionRow[]) => { plan: RegisterPlan; apply: boolean; result: T },
   ): Promise<{ result: T; inserted: DefinitionRow[] }> {
-    const s = this.s;
-    return this.db
-      .transaction(() => {
-        const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
-        const { plan, apply, result } = decide(current);
-        const inserted: DefinitionRow[] = [];
-        if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
-        for (const d of plan.inserts) {
-          const row = s.defInsert.get(
-            d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
-            d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
-          ) as DefinitionRecord;
-          inserted.push(toDefinition(row));
-        }
-        for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
-        this.bump("definitions");
-        return { result, inserted };
-      })
-      .immediate();
+    return this.guard(() => {
+      const s = this.s;
+      return this.db
+        .transaction(() => {
+          const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
+          const { plan, apply, result } = decide(current);
+          const inserted: DefinitionRow[] = [];
+          if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
+          for (const d of plan.inserts) {
+            const row = s.defInsert.get(
+              d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
+              d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
+            ) as DefinitionRecord;
+            inserted.push(toDefinition(row));
+          }
+          for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+          this.bump("definitions");
+          return { result, inserted };
+        })
+        .immediate();
+    });
   }
 
   async createKey(key: KeyRow): Promise<void> {
-    this.db
-      .transaction(() => {
-        this.s.keyInsert.run(
-          key.id, key.tenant, key.scopes.join(","), key.hash, key.prefix, key.created_at, key.expires_at, key.revoked_at,
-        );
-        this.bump("keys");
-      })
-      .immediate();
+    return this.guard(() => {
+      this.db
+        .transaction(() => {
+          this.s.keyInsert.run(
+            key.id, key.tenant, key.scopes.join(","), key.hash, key.prefix, key.created_at, key.expires_at, key.revoked_at,
+          );
+          this.bump("keys");
+        })
+        .immediate();
+    });
   }
 
   async listKeys(tenant?: string): Promise<KeyRow[]> {
-    const rows = (tenant === undefined ? this.s.keysAll.all() : this.s.keysTenant.all(tenant)) as KeyRecord[];
-    return rows.map(toKey);
+    return this.guard(() => {
+      const rows = (tenant === undefined ? this.s.keysAll.all() : this.s.keysTenant.all(tenant)) as KeyRecord[];
+      return rows.map(toKey);
+    });
   }
 
   async revokeKey(id: string, at: number): Promise<boolean> {
-    return this.db
-      .transaction(() => {
-        const changed = this.s.keyRevoke.run(at, id).changes > 0;
-        if (changed) this.bump("keys");
-        return changed;
-      })
-      .immediate();
+    return this.guard(() => {
+      return this.db
+        .transaction(() => {
+          const changed = this.s.keyRevoke.run(at, id).changes > 0;
+          if (changed) this.bump("keys");
+          return changed;
+        })
+        .immediate();
+    });
   }
 
   async writeValues(rows: ValueWrite[]): Promise<WrittenRow[]> {
-    const s = this.s;
-    return this.db
-      .transaction(() => {
-        const written: WrittenRow[] = [];
-        for (const r of rows) {
-          const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
-          if (!ins) continue;
-          s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
-          written.push({ feature_id: r.feature_id, entity_id: r.entity_id, event_time: r.event_time, seq: ins.seq, value: r.value });
-        }
-        if (written.length > 0) this.bump("values");
-        return written;
-      })
-      .immediate();
+    return this.guard(() => {
+      const s = this.s;
+      return this.db
+        .transaction(() => {
+          const written: WrittenRow[] = [];
+          for (const r of rows) {
+            const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
+            if (!ins) continue;
+            s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
+            written.push({ feature_id: r.feature_id, entity_id: r.entity_id, event_time: r.event_time, seq: ins.seq, value: r.value });
+          }
+          if (written.length > 0) this.bump("values");
+          return written;
+        })
+        .immediate();
+    });
   }
 
   async getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]> {
-    const st = this.s.latest;
-    return keys.map((k) => (st.get(k.feature_id, k.entity_id) as StoredRow | null) ?? null);
+    return this.guard(() => {
+      const st = this.s.latest;
+      return keys.map((k) => (st.get(k.feature_id, k.entity_id) as StoredRow | null) ?? null);
+    });
   }
 
   async getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
-    const st = this.s.asOf;
-    return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
+    return this.guard(() => {
+      const st = this.s.asOf;
+      return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
+    });
+  }
+
+  /**
+   * Runs one call, turning a busy, locked, full or unreadable database file into a
+   * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
+   */
+  private guard<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "string" && UNAVAILABLE_CODES.test(code)) {
+        return Promise.reject(new StoreUnavailable(this.name, `SQLite ${this.path}: ${(err as Error).message}`, { cause: err }));
+      }
+      return Promise.reject(err);
+    }
   }
 
   /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
