@@ -1,14 +1,15 @@
 /**
  * Writing feature values: all or nothing. Every value is validated against its definition
  * first; only then is the batch stored (history + latest, one transaction) and offered to the
- * online cache, which keeps whichever value is newest by (event_time, seq).
+ * online store, which keeps whichever value is newest by (event_time, seq). HTTP writes and the
+ * stream worker share {@link storeValues}.
  */
 import { createHash } from "node:crypto";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { parseTime } from "../lib/time.ts";
-import type { ValueWrite, WrittenRow } from "../store/types.ts";
+import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
 /** One record of a write, as validated by the request schema. */
@@ -95,39 +96,71 @@ export function prepareRows(
   return { rows, defs };
 }
 
+/** Values of one tenant and entity type to store, each row with its definition (same order). */
+export interface WriteGroup {
+  tenant: string;
+  entityType: string;
+  rows: ValueWrite[];
+  defs: Definition[];
+}
+
 /**
- * Stores prepared rows and updates the online cache with the newly stored ones. Returns how
- * many values were accepted (identical re-sends and older values included).
+ * The one way values are stored, for HTTP writes and the stream worker alike: the rows of every
+ * group in ONE offline-store transaction (one `writeValues` call), then every accepted row,
+ * newly stored or identical to a stored one, offered to the online store through its
+ * compare-and-set. Offering re-sends too is what repairs the online store after a write that
+ * committed but was answered 503 (a timeout): the client's retry stores nothing new, yet its
+ * values reach the online store. Returns what each row became, per group.
+ *
+ * `servesReads: false` (the stream worker) skips a private, in-process online store: nobody
+ * reads it in that process, and the servers forget theirs when the change feed reports values.
+ */
+export async function storeValues(deps: Deps, groups: readonly WriteGroup[], opts: { servesReads?: boolean } = {}): Promise<RowOutcome[][]> {
+  const rows = groups.length === 1 ? (groups[0] as WriteGroup).rows : groups.flatMap((g) => g.rows);
+  if (rows.length === 0) return groups.map(() => []);
+  const outcomes = await dbCall(deps, "write", () => deps.stores.offline.writeValues(rows));
+  deps.metrics.valuesWritten.inc(rows.length);
+  const perGroup: RowOutcome[][] = [];
+  let at = 0;
+  for (const g of groups) {
+    perGroup.push(outcomes.slice(at, at + g.rows.length));
+    at += g.rows.length;
+  }
+  if (opts.servesReads !== false || deps.stores.online.capabilities.sharedAcrossProcesses) {
+    for (let i = 0; i < groups.length; i++) await offerToOnline(deps, groups[i] as WriteGroup, perGroup[i] as RowOutcome[]);
+  }
+  return perGroup;
+}
+
+/**
+ * Stores prepared rows of one tenant and entity type (see {@link storeValues}). Returns how many
+ * values were accepted (identical re-sends and older values included).
  */
 export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
-  if (rows.length === 0) return 0;
-  const written = await dbCall(deps, "write", () => deps.stores.offline.writeValues(rows));
-  await offerToCache(deps, tenant, entityType, written, defs);
-  deps.metrics.valuesWritten.inc(rows.length);
+  await storeValues(deps, [{ tenant, entityType, rows, defs }]);
   return rows.length;
 }
 
 /**
- * Offers newly stored rows of one tenant and entity type to the online cache (compare-and-set:
- * only a newer value replaces a cached one). A cache failure is counted, never thrown: the
- * database holds the values and the cache catches up by its recovery rules.
+ * Offers accepted rows of one group to the online store (compare-and-set: only a newer
+ * (event_time, seq) replaces what it holds). A failure is counted, never thrown: the offline
+ * store holds the values, and the online store catches up by its recovery rules.
  */
-export async function offerToCache(deps: Deps, tenant: string, entityType: string, written: readonly WrittenRow[], defs: readonly Definition[]): Promise<void> {
-  if (written.length === 0) return;
-  const ttl = new Map(defs.map((d) => [d.id, d.ttlMs]));
-  const entries = written.map((w) => {
-    const ttlMs = ttl.get(w.feature_id);
+async function offerToOnline(deps: Deps, group: WriteGroup, outcomes: readonly RowOutcome[]): Promise<void> {
+  if (group.rows.length === 0) return;
+  const entries = group.rows.map((r, i) => {
+    const ttlMs = (group.defs[i] as Definition).ttlMs;
     return {
-      key: { feature_id: w.feature_id, entity_id: w.entity_id },
-      value: { event_time: w.event_time, seq: w.seq, value: w.value },
+      key: { feature_id: r.feature_id, entity_id: r.entity_id },
+      value: { event_time: r.event_time, seq: (outcomes[i] as RowOutcome).seq, value: r.value },
       ...(ttlMs ? { ttlSeconds: Math.ceil(ttlMs / 1000) } : {}),
     };
   });
   try {
-    await deps.stores.online.putMany(tenant, entityType, entries);
+    await deps.stores.online.putMany(group.tenant, group.entityType, entries);
   } catch (err) {
     deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
-    deps.log.debug({ err }, "online cache update failed after a write");
+    deps.log.debug({ err }, "online store update failed after a write");
   }
 }
 

@@ -78,10 +78,12 @@ export interface StoredRow {
   value: Uint8Array;
 }
 
-/** A value that was newly stored by a write (re-sends are not reported). */
-export interface WrittenRow extends StoredRow {
-  feature_id: number;
-  entity_id: string;
+/** What one input row of a write became (`writeValues` answers one per row, in input order). */
+export interface RowOutcome {
+  /** the row's write sequence: newly assigned, or that of the identical row stored before */
+  seq: number;
+  /** `stored`: newly stored; `identical`: the same value was already stored (a re-send) */
+  status: "stored" | "identical";
 }
 
 /** (feature version, entity) */
@@ -158,10 +160,13 @@ export interface RegistryStore {
 export interface OfflineStore {
   /**
    * Stores values in one transaction: history rows (identical re-sends skipped, each new row
-   * given the next write sequence) and the latest-value table (replaced only by a value with a
-   * greater (event_time, seq)). Returns the newly stored rows.
+   * given the next write sequence, in input order) and the latest-value table (replaced only by
+   * a value with a greater (event_time, seq)). Answers what each input row became, in input
+   * order: its sequence, and whether it was newly stored or identical to a stored row (an
+   * identical row repeated within `rows` is stored once; the repeats are `identical`).
+   * The call's timeout grows with the size of the write.
    */
-  writeValues(rows: ValueWrite[]): Promise<WrittenRow[]>;
+  writeValues(rows: ValueWrite[]): Promise<RowOutcome[]>;
   /** Latest value per key (greatest event_time, then seq), `null` when never written. */
   getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]>;
   /** Value current at `at` per key: greatest event_time <= at, then seq. */

@@ -21,7 +21,7 @@ import type {
   StoredRow,
   ValueKey,
   ValueWrite,
-  WrittenRow,
+  RowOutcome,
 } from "../types.ts";
 import { byteaArray, createClient, isUnavailable, numberArray, textArray, type Querier, type Sql } from "./client.ts";
 import { PartitionManager } from "./partitions.ts";
@@ -89,6 +89,11 @@ function toDefinition(r: DefinitionRecord): DefinitionRow {
 const DEFINITION_COLUMNS = "id, tenant, name, version, dtype, entity_type, ttl_hours, description, owner, tags, created_at, updated_at";
 /** scopes as JSON: text[] would come back unparsed (see client.ts on fetch_types) */
 const KEY_COLUMNS = "id, tenant, to_json(scopes) AS scopes, hash, prefix, created_at, expires_at, revoked_at";
+
+/** The identity of a stored value: two rows with the same one are the same value (a re-send). */
+function identity(r: ValueWrite): string {
+  return `${r.feature_id}\u0000${r.entity_id}\u0000${r.event_time}\u0000${Buffer.from(r.value_hash.buffer, r.value_hash.byteOffset, r.value_hash.byteLength).toString("hex")}`;
+}
 
 /** Splits `items` into consecutive chunks of at most `size`. */
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -351,7 +356,7 @@ export class PostgresDatabase implements Database {
 
   // ───────────────────────────── values ─────────────────────────────
 
-  async writeValues(rows: ValueWrite[]): Promise<WrittenRow[]> {
+  async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
     if (rows.length === 0) return [];
     try {
       await this.partitions.ensureFor(
@@ -376,9 +381,12 @@ export class PostgresDatabase implements Database {
     }
     parts.push({ start, rows: rows.slice(start) });
 
+    // each statement may take the call timeout (the server's statement_timeout), so the whole
+    // write gets one per statement: a bulk write is not cut short for being big
+    const timeoutMs = this.timeoutMs * parts.length;
     const found: { index: number; seq: number }[] =
       parts.length === 1
-        ? await this.timed("write values", this.writeChunk(this.sql, (parts[0] as (typeof parts)[number]).rows, 0))
+        ? await this.timed("write values", this.writeChunk(this.sql, (parts[0] as (typeof parts)[number]).rows, 0), timeoutMs)
         : await this.timed(
             "write values",
             this.sql.begin(async (tx) => {
@@ -386,11 +394,49 @@ export class PostgresDatabase implements Database {
               for (const p of parts) all.push(...(await this.writeChunk(tx, p.rows, p.start)));
               return all;
             }),
+            timeoutMs,
           );
-    return found.map(({ index, seq }) => {
-      const r = rows[index] as ValueWrite;
-      return { feature_id: r.feature_id, entity_id: r.entity_id, event_time: r.event_time, seq, value: r.value };
-    });
+    const out: (RowOutcome | undefined)[] = new Array(rows.length);
+    const storedSeq = new Map<string, number>();
+    for (const { index, seq } of found) {
+      out[index] = { seq, status: "stored" };
+      storedSeq.set(identity(rows[index] as ValueWrite), seq);
+    }
+    // the other rows are identical to a stored one: earlier in this write, or stored before it
+    const before: number[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      if (out[i] !== undefined) continue;
+      const seq = storedSeq.get(identity(rows[i] as ValueWrite));
+      if (seq !== undefined) out[i] = { seq, status: "identical" };
+      else before.push(i);
+    }
+    if (before.length > 0) {
+      const seqs = await this.timed("write values (identical rows)", this.storedSeqs(before.map((i) => rows[i] as ValueWrite)), timeoutMs);
+      for (let j = 0; j < before.length; j++) {
+        const seq = seqs[j];
+        // only retention dropping the row in between gets here: a retry stores it again
+        if (seq === undefined) throw new StoreUnavailable(this.name, "a value identical to a stored one vanished during the write; retry");
+        out[before[j] as number] = { seq, status: "identical" };
+      }
+    }
+    return out as RowOutcome[];
+  }
+
+  /** The sequences of stored rows identical to `rows` (same feature, entity, event time and value hash), in order. */
+  private async storedSeqs(rows: ValueWrite[]): Promise<(number | undefined)[]> {
+    const out: (number | undefined)[] = new Array(rows.length);
+    let offset = 0;
+    for (const part of chunks(rows, READ_CHUNK_KEYS)) {
+      const found = await this.sql<{ ord: number; seq: number }[]>`
+        SELECT k.ord, f.seq
+        FROM unnest(${numberArray(part.map((r) => r.feature_id))}::bigint[], ${textArray(part.map((r) => r.entity_id))}::text[],
+                    ${numberArray(part.map((r) => r.event_time))}::bigint[], ${byteaArray(part.map((r) => r.value_hash))}::bytea[])
+             WITH ORDINALITY AS k(feature_id, entity_id, event_time, value_hash, ord)
+        JOIN feature_values f ON f.feature_id = k.feature_id AND f.entity_id = k.entity_id AND f.event_time = k.event_time AND f.value_hash = k.value_hash`;
+      for (const r of found) out[offset + r.ord - 1] = r.seq;
+      offset += part.length;
+    }
+    return out;
   }
 
   /**

@@ -21,7 +21,7 @@ import type {
   StoredRow,
   ValueKey,
   ValueWrite,
-  WrittenRow,
+  RowOutcome,
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
@@ -112,6 +112,7 @@ export class SqliteDatabase implements Database {
       keysAll: q("SELECT * FROM api_keys ORDER BY created_at DESC, id"),
       keysTenant: q("SELECT * FROM api_keys WHERE tenant = ? ORDER BY created_at DESC, id"),
       keyRevoke: q("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+      valueSeq: q("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?"),
       valueInsert: q(
         `INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, value) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT DO NOTHING RETURNING seq`,
@@ -242,20 +243,28 @@ export class SqliteDatabase implements Database {
     });
   }
 
-  async writeValues(rows: ValueWrite[]): Promise<WrittenRow[]> {
+  async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
     return this.guard(() => {
       const s = this.s;
       return this.db
         .transaction(() => {
-          const written: WrittenRow[] = [];
-          for (const r of rows) {
+          const out: RowOutcome[] = new Array(rows.length);
+          let stored = 0;
+          for (let i = 0; i < rows.length; i++) {
+            const r = rows[i] as ValueWrite;
             const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
-            if (!ins) continue;
-            s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
-            written.push({ feature_id: r.feature_id, entity_id: r.entity_id, event_time: r.event_time, seq: ins.seq, value: r.value });
+            if (ins) {
+              s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
+              out[i] = { seq: ins.seq, status: "stored" };
+              stored++;
+              continue;
+            }
+            const found = s.valueSeq.get(r.feature_id, r.entity_id, r.event_time, r.value_hash) as { seq: number } | null;
+            if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
+            out[i] = { seq: found.seq, status: "identical" };
           }
-          if (written.length > 0) this.bump("values");
-          return written;
+          if (stored > 0) this.bump("values");
+          return out;
         })
         .immediate();
     });

@@ -13,22 +13,25 @@ const DAY = 86_400_000;
 
 for (const factory of databaseFactories()) {
   describe(`OfflineStore on ${factory.name}`, () => {
-    test("seqs follow input order; identical re-sends (also within one batch) are stored once and get no seq", async () => {
+    test("each input row is answered: stored (seqs in input order) or identical to a stored row (its seq), also within one batch", async () => {
       const { db } = await factory.open();
       const first = await db.writeValues([val(1, "u1", T, "a"), val(1, "u2", T, "b"), val(1, "u1", T, "a"), val(2, "u1", T - 5, "c")]);
-      expect(first.map((w) => [w.feature_id, w.entity_id, w.event_time, text(w.value)])).toEqual([
-        [1, "u1", T, "a"],
-        [1, "u2", T, "b"],
-        [2, "u1", T - 5, "c"],
-      ]);
-      const seqs = first.map((w) => w.seq);
+      expect(first.map((o) => o.status)).toEqual(["stored", "stored", "identical", "stored"]);
+      expect(first[2]?.seq).toBe(first[0]?.seq as number);
+      const seqs = [first[0], first[1], first[3]].map((o) => o?.seq as number);
       expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
       expect(new Set(seqs).size).toBe(3);
 
-      expect(await db.writeValues([val(1, "u1", T, "a"), val(2, "u1", T - 5, "c")])).toEqual([]);
+      // a re-send stores nothing and is answered with the stored rows' seqs
+      expect(await db.writeValues([val(1, "u1", T, "a"), val(2, "u1", T - 5, "c")])).toEqual([
+        { seq: seqs[0] as number, status: "identical" },
+        { seq: seqs[2] as number, status: "identical" },
+      ]);
       const again = await db.writeValues([val(1, "u1", T, "a"), val(1, "u1", T, "z")]);
-      expect(again.map((w) => text(w.value))).toEqual(["z"]);
-      expect(again[0]?.seq).toBeGreaterThan(Math.max(...seqs));
+      expect(again.map((o) => o.status)).toEqual(["identical", "stored"]);
+      expect(again[1]?.seq).toBeGreaterThan(Math.max(...seqs));
+      // both values of (1, u1, T) are history; the later one is current
+      expect(text((await db.getAsOf([{ feature_id: 1, entity_id: "u1", at: T }]))[0]?.value)).toBe("z");
     });
 
     test("the latest value is the greatest (event_time, seq); an older write stays in history only", async () => {
@@ -111,6 +114,9 @@ for (const factory of databaseFactories()) {
       const written = await db.writeValues(rows);
       expect(written).toHaveLength(12_000);
       expect(written.every((w, i) => i === 0 || w.seq > (written[i - 1]?.seq ?? 0))).toBe(true);
+      expect(written.every((w) => w.status === "stored")).toBe(true);
+      // the same batch again: every row identical, with the seq it was stored under
+      expect(await db.writeValues(rows)).toEqual(written.map((w) => ({ seq: w.seq, status: "identical" })));
       const keys: AsOfKey[] = [];
       for (let i = 0; i < 25_000; i++) keys.push({ feature_id: 1, entity_id: `e${i % 6_000}`, at: T + (i % 2) });
       const got = await db.getAsOf(keys);
