@@ -10,7 +10,7 @@ import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts"
 import type { Definition } from "../registry/snapshot.ts";
 import { parseTime } from "../lib/time.ts";
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
-import { dbCall, type Deps } from "./deps.ts";
+import { dbCall, type Deps, type RegistryHolder } from "./deps.ts";
 
 /** One record of a write, as validated by the request schema. */
 export interface WriteRecord {
@@ -27,36 +27,58 @@ export function valueHash(packed: Uint8Array): Uint8Array {
   return new Uint8Array(createHash("sha256").update(packed).digest().subarray(0, 16));
 }
 
+/** Why a value of a write is refused. */
+export type RowProblemReason =
+  /** no such feature (it may have been registered moments ago, in another process) */
+  | "unknown_feature"
+  /** the feature belongs to another entity type */
+  | "wrong_entity_type"
+  /** not a feature reference (`name` or `name@N`) */
+  | "bad_reference"
+  /** the event time is not an RFC 3339 timestamp */
+  | "bad_time"
+  /** the value does not fit the feature's dtype or size limit */
+  | "bad_value";
+
+/** One refused value (or event time) of a write. */
+export interface RowProblem {
+  /** index of the record in the write */
+  record: number;
+  /** where in the record: `event_time` or `features.<reference>` */
+  field: string;
+  reason: RowProblemReason;
+  message: string;
+}
+
 /**
- * Validates records into rows ready to store, or throws one 400 listing what is wrong (which
- * record and feature). `defaultTime` stands for a missing event_time.
+ * Validates records into rows ready to store (each with its definition), or lists what is wrong
+ * (at most {@link MAX_ERRORS} problems). `defaultTime` stands for a missing event_time.
  */
-export function prepareRows(
-  deps: Pick<Deps, "registry">,
+export function validateRecords(
+  deps: { registry: Pick<RegistryHolder, "current"> },
   tenant: string,
   entityType: string,
   records: readonly WriteRecord[],
   defaultTime: number,
-  pathPrefix = "records",
-): { rows: ValueWrite[]; defs: Definition[] } {
+): { ok: true; rows: ValueWrite[]; defs: Definition[] } | { ok: false; problems: RowProblem[] } {
   const snapshot = deps.registry.current;
-  const errors: FieldError[] = [];
+  const problems: RowProblem[] = [];
   const rows: ValueWrite[] = [];
   const defs: Definition[] = [];
-  const resolved = new Map<string, Definition | string>();
-  for (let i = 0; i < records.length && errors.length < MAX_ERRORS; i++) {
+  const resolved = new Map<string, Definition | { reason: RowProblemReason; message: string }>();
+  for (let i = 0; i < records.length && problems.length < MAX_ERRORS; i++) {
     const rec = records[i] as WriteRecord;
     let eventTime = defaultTime;
     if (rec.event_time !== undefined) {
       const t = parseTime(rec.event_time);
       if (t === null) {
-        errors.push({ path: `${pathPrefix}[${i}].event_time`, message: "expected an RFC 3339 timestamp" });
+        problems.push({ record: i, field: "event_time", reason: "bad_time", message: "expected an RFC 3339 timestamp" });
         continue;
       }
       eventTime = t;
     }
     for (const [ref, raw] of Object.entries(rec.features)) {
-      const path = `${pathPrefix}[${i}].features.${ref}`;
+      const field = `features.${ref}`;
       let def = resolved.get(ref);
       if (def === undefined) {
         const r = snapshot.resolve(tenant, ref);
@@ -64,36 +86,48 @@ export function prepareRows(
           r.kind === "ok"
             ? r.def.entity_type === entityType
               ? r.def
-              : `feature ${ref} belongs to entity type ${r.def.entity_type}, not ${entityType}`
+              : { reason: "wrong_entity_type", message: `feature ${ref} belongs to entity type ${r.def.entity_type}, not ${entityType}` }
             : r.kind === "invalid"
-              ? r.message
-              : `unknown feature ${JSON.stringify(ref)}`;
+              ? { reason: "bad_reference", message: r.message }
+              : { reason: "unknown_feature", message: `unknown feature ${JSON.stringify(ref)}` };
         resolved.set(ref, def);
       }
-      if (typeof def === "string") {
-        errors.push({ path, message: def });
+      if ("reason" in def) {
+        problems.push({ record: i, field, ...def });
         continue;
       }
       const v = coerceValue(def.type, raw);
       if (!v.ok) {
-        errors.push({ path, message: v.message });
+        problems.push({ record: i, field, reason: "bad_value", message: v.message });
         continue;
       }
       const packed = encodeValue(def.type, v.value);
       if (packed.byteLength > MAX_VALUE_BYTES) {
-        errors.push({ path, message: `value is ${packed.byteLength} bytes encoded; the limit is ${MAX_VALUE_BYTES}` });
+        problems.push({ record: i, field, reason: "bad_value", message: `value is ${packed.byteLength} bytes encoded; the limit is ${MAX_VALUE_BYTES}` });
         continue;
       }
       rows.push({ feature_id: def.id, entity_id: rec.entity_id, event_time: eventTime, value: packed, value_hash: valueHash(packed) });
       defs.push(def);
     }
   }
-  if (errors.length > 0) {
-    throw new AppError("invalid_request", `${errors.length}${errors.length >= MAX_ERRORS ? "+" : ""} invalid value(s); nothing was written`, {
-      errors: errors.slice(0, MAX_ERRORS),
-    });
-  }
-  return { rows, defs };
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, rows, defs };
+}
+
+/**
+ * Validates the records of a write request into rows ready to store, or throws one 400 listing
+ * what is wrong (which record and feature: `records[3].features.x`).
+ */
+export function prepareRows(
+  deps: { registry: Pick<RegistryHolder, "current"> },
+  tenant: string,
+  entityType: string,
+  records: readonly WriteRecord[],
+  defaultTime: number,
+): { rows: ValueWrite[]; defs: Definition[] } {
+  const v = validateRecords(deps, tenant, entityType, records, defaultTime);
+  if (v.ok) return v;
+  const errors: FieldError[] = v.problems.slice(0, MAX_ERRORS).map((p) => ({ path: `records[${p.record}].${p.field}`, message: p.message }));
+  throw new AppError("invalid_request", `${errors.length}${errors.length >= MAX_ERRORS ? "+" : ""} invalid value(s); nothing was written`, { errors });
 }
 
 /** Values of one tenant and entity type to store, each row with its definition (same order). */

@@ -12,9 +12,6 @@ import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { decodeEvent, prepareEvent, type EventMessage, type Rejection } from "./message.ts";
 import type { DeadLetter, SourceRecord } from "./source.ts";
 
-/** A record the registry may simply not know yet (definitions registered moments ago). */
-const RETRY_AFTER_RELOAD = /unknown feature|belongs to entity type/;
-
 /** Clock skew tolerated between the producers' clocks (record timestamps) and ours, ms. */
 const SKEW_MS = 5_000;
 
@@ -64,7 +61,7 @@ export async function processBatch(ctx: ProcessContext, records: readonly Source
     }
     const prepared = prepareEvent(deps, decoded.event, record.timestamp);
     if (prepared.ok) valid.push({ record, event: decoded.event, rows: prepared.rows, defs: prepared.defs });
-    else if (RETRY_AFTER_RELOAD.test(prepared.rejection.detail)) retry.push({ record, event: decoded.event, rejection: prepared.rejection });
+    else if (prepared.staleRegistry) retry.push({ record, event: decoded.event, rejection: prepared.rejection });
     else letters.push({ record, ...prepared.rejection });
   }
   if (retry.length > 0) {
