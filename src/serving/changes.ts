@@ -8,7 +8,7 @@ import type { Deps } from "./deps.ts";
 export function followChanges(deps: Deps): void {
   deps.stores.registry.watch((changes) => {
     if (changes.definitions) {
-      deps.registry.reload().then(
+      deps.registry.reloadFor(changes.tenants).then(
         () => deps.log.debug("registry reloaded"),
         (err: unknown) => deps.log.warn({ err }, "registry reload failed"),
       );

@@ -15,13 +15,30 @@ import type { KeyRing } from "./keys.ts";
 /** Holds the current registry snapshot; swapped whole on reload. */
 export class RegistryHolder {
   current = new RegistrySnapshot([]);
+  /** reloads run one at a time, in order, so an older read never replaces a newer one */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly store: Pick<RegistryStore, "loadDefinitions">) {}
 
-  /** Re-reads every definition. */
-  async reload(): Promise<RegistrySnapshot> {
-    this.current = new RegistrySnapshot(await this.store.loadDefinitions());
-    return this.current;
+  /** Re-reads one tenant's definitions, or every tenant's. */
+  reload(tenant?: string): Promise<RegistrySnapshot> {
+    const run = async () => {
+      if (tenant === undefined) this.current = new RegistrySnapshot(await this.store.loadDefinitions());
+      else {
+        const rows = await this.store.loadDefinitions(tenant);
+        this.current = this.current.withTenant(tenant, rows);
+      }
+      return this.current;
+    };
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Reloads the tenants a change names, or every tenant when it names none. */
+  async reloadFor(tenants: readonly string[] | undefined): Promise<void> {
+    if (tenants === undefined) await this.reload();
+    else await Promise.all(tenants.map((t) => this.reload(t)));
   }
 }
 

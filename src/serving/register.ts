@@ -120,7 +120,7 @@ export async function registerFeatures(deps: Pick<Deps, "stores" | "registry" | 
     if (o.definition && o.definition.id === -1) o.definition = { ...o.definition, id: ids.get(`${o.name}@${o.version}`) ?? -1 };
   }
   if (inserted.length > 0 || result.plan.updates.length > 0) {
-    if (result.ok && !dryRun) await dbCall(deps, "registry reload", () => deps.registry.reload());
+    if (result.ok && !dryRun) await dbCall(deps, "registry reload", () => deps.registry.reload(tenant));
   }
   return { outcomes: result.outcomes, ok: result.ok };
 }

@@ -103,6 +103,8 @@ export interface ChangeSet {
   keys: boolean;
   /** values written by another process (the in-process cache must forget what it holds) */
   values: boolean;
+  /** the tenants whose definitions changed, when the feed knows; absent: any may have */
+  tenants?: readonly string[];
 }
 
 /** What a {@link RegistryStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
@@ -130,8 +132,8 @@ export interface RegistryStore {
   /** Round trip to the store; throws when it is down. */
   ping(): Promise<void>;
 
-  /** Every definition of every tenant (for the in-memory snapshot). */
-  loadDefinitions(): Promise<DefinitionRow[]>;
+  /** Every definition of one tenant, or of every tenant (for the in-memory snapshot). */
+  loadDefinitions(tenant?: string): Promise<DefinitionRow[]>;
   /**
    * Runs `decide` on the tenant's current definitions inside one serialised transaction and
    * applies the plan it returns (unless `apply` is false). All or nothing.

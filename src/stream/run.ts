@@ -67,7 +67,8 @@ export async function runWorker(cfg: Config): Promise<number> {
   const registry = new RegistryRefresher(deps);
   await registry.reload();
   deps.stores.registry.watch((changes) => {
-    if (changes.definitions) registry.reload().then(() => log.info("registry reloaded"), (err: unknown) => log.warn({ err }, "registry reload failed"));
+    // a change naming its tenants reloads only those (the snapshot's age stays that of the last full reload)
+    if (changes.definitions) (changes.tenants ? deps.registry.reloadFor(changes.tenants) : registry.reload()).then(() => log.info("registry reloaded"), (err: unknown) => log.warn({ err }, "registry reload failed"));
   });
 
   const metrics = new WorkerMetrics(deps.metrics.registry);

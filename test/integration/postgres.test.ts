@@ -228,6 +228,25 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
   });
 
   describe("change feed", () => {
+    test("a registration's notification names its tenant; a missed notification makes the next one name none", async () => {
+      const { db: server, url } = await fresh();
+      const other = open(url);
+      await other.assertMigrated();
+      const seen: ChangeSet[] = [];
+      server.watch((c) => seen.push(c));
+      await sleep(300);
+      const register = (tenant: string) =>
+        other.registerDefinitions(tenant, () => ({ plan: { inserts: [{ tenant, name: "f", version: 1, dtype: "int64", entity_type: "user", ttl_hours: null, description: null, owner: null, tags: {}, created_at: 1, updated_at: 1 }], updates: [] }, apply: true, result: null }));
+      await register("t1");
+      await waitFor("t1 change", () => seen.some((c) => c.definitions), 5_000);
+      expect(seen.filter((c) => c.definitions).map((c) => c.tenants)).toEqual([["t1"]]);
+      // a bump nobody was told about: the next notification skips a version, so tenants are unknown
+      await raw(url)`UPDATE change_counters SET version = version + 1 WHERE kind = 'definitions'`;
+      await register("t2");
+      await waitFor("t2 change", () => seen.filter((c) => c.definitions).length >= 2, 5_000);
+      expect(seen.filter((c) => c.definitions)[1]?.tenants).toBeUndefined();
+    });
+
     test("a counter bump without NOTIFY (a missed notification) is still noticed by the poll", async () => {
       const { db: server, url } = await fresh();
       const seen: ChangeSet[] = [];

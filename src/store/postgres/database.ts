@@ -244,8 +244,13 @@ export class PostgresDatabase implements Database {
 
   // ───────────────────────────── registry and keys ─────────────────────────────
 
-  async loadDefinitions(): Promise<DefinitionRow[]> {
-    const rows = await this.timed("load definitions", this.sql<DefinitionRecord[]>`SELECT ${this.sql.unsafe(DEFINITION_COLUMNS)} FROM feature_definitions ORDER BY id`);
+  async loadDefinitions(tenant?: string): Promise<DefinitionRow[]> {
+    const rows = await this.timed(
+      "load definitions",
+      tenant === undefined
+        ? this.sql<DefinitionRecord[]>`SELECT ${this.sql.unsafe(DEFINITION_COLUMNS)} FROM feature_definitions ORDER BY id`
+        : this.sql<DefinitionRecord[]>`SELECT ${this.sql.unsafe(DEFINITION_COLUMNS)} FROM feature_definitions WHERE tenant = ${tenant} ORDER BY id`,
+    );
     return rows.map(toDefinition);
   }
 
@@ -292,7 +297,7 @@ export class PostgresDatabase implements Database {
                  AS u(id, description, owner, tags, updated_at)
             WHERE d.id = u.id`;
         }
-        version = await this.bump(tx, "definitions");
+        version = await this.bump(tx, "definitions", tenant);
         return { result, inserted };
       }),
     );
@@ -337,11 +342,14 @@ export class PostgresDatabase implements Database {
     return true;
   }
 
-  /** Bumps a change counter and notifies, inside the caller's transaction. */
-  private async bump(tx: Querier, kind: CountedKind): Promise<number> {
+  /**
+   * Bumps a change counter and notifies, inside the caller's transaction; the payload names the
+   * tenant whose definitions changed (tenant names have no `:`).
+   */
+  private async bump(tx: Querier, kind: CountedKind, tenant = ""): Promise<number> {
     const [r] = await tx<{ version: number }[]>`
       WITH b AS (UPDATE change_counters SET version = version + 1 WHERE kind = ${kind} RETURNING version)
-      SELECT version, pg_notify(${CHANGES_CHANNEL}, ${`${kind}:${this.instance}:`} || version) FROM b`;
+      SELECT version, pg_notify(${CHANGES_CHANNEL}, ${`${kind}:${this.instance}:`} || version || ${`:${tenant}`}) FROM b`;
     if (!r) throw new Error(`change_counters has no ${kind} row`);
     return r.version;
   }
@@ -609,15 +617,17 @@ export class PostgresDatabase implements Database {
   }
 
   private onNotification(payload: string): void {
-    const [kind, instance, version] = payload.split(":");
+    const [kind, instance, version, tenant] = payload.split(":");
     if (instance === this.instance) return;
     if (kind === "values") return this.notify(change("values"));
     if (kind !== "definitions" && kind !== "keys") return;
     const v = Number(version);
     const prev = this.known[kind];
     if (Number.isSafeInteger(v) && prev !== undefined && v <= prev) return;
+    // the next version after the one we know: nothing was missed, so only its tenant changed
+    const next = Number.isSafeInteger(v) && prev !== undefined && v === prev + 1;
     if (Number.isSafeInteger(v)) this.known[kind] = v;
-    this.notify(change(kind));
+    this.notify(kind === "definitions" && next && tenant ? { ...change(kind), tenants: [tenant] } : change(kind));
   }
 
   /** (Re-)establishes LISTEN on the dedicated connection. */

@@ -178,9 +178,9 @@ export class SqliteDatabase implements Database {
     });
   }
 
-  async loadDefinitions(): Promise<DefinitionRow[]> {
+  async loadDefinitions(tenant?: string): Promise<DefinitionRow[]> {
     return this.guard(() => {
-      return (this.s.defsAll.all() as DefinitionRecord[]).map(toDefinition);
+      return ((tenant === undefined ? this.s.defsAll.all() : this.s.defsTenant.all(tenant)) as DefinitionRecord[]).map(toDefinition);
     });
   }
 

@@ -41,6 +41,8 @@ for (const factory of databaseFactories()) {
       expect(second.inserted).toEqual([]);
       const all = await db.loadDefinitions();
       expect(all.map((d) => `${d.tenant}/${d.name}`)).toEqual(["acme/b_feature", "acme/a_feature", "other/b_feature"]);
+      expect((await db.loadDefinitions("other")).map((d) => `${d.tenant}/${d.name}`)).toEqual(["other/b_feature"]);
+      expect(await db.loadDefinitions("nobody")).toEqual([]);
       expect(all[0]).toMatchObject({ description: "desc", owner: "me", tags: { k: "v" }, created_at: 1_000, updated_at: 2_000 });
     });
 
@@ -106,6 +108,8 @@ for (const factory of databaseFactories()) {
       const saw = (kind: keyof ChangeSet) => () => seen.some((c) => c[kind]);
       await other.registerDefinitions("t", () => ({ plan: { inserts: [def("t", "f", 1)], updates: [] }, apply: true, result: null }));
       await waitFor("definitions change", saw("definitions"));
+      // a feed that names tenants names the one that changed
+      for (const c of seen.filter((x) => x.definitions && x.tenants)) expect(c.tenants).toEqual(["t"]);
       await other.createKey({ id: "k", tenant: "t", scopes: ["read"], hash: "h", prefix: "p", created_at: 1, expires_at: null, revoked_at: null });
       await waitFor("keys change", saw("keys"));
       await other.writeValues([val(1, "e", Date.now(), "v")]);
