@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import postgres from "postgres";
 import type { Logger } from "../../log.ts";
+import { StoreUnavailable } from "../errors.ts";
 
 /** int8 (oid 20) parsed as a number instead of postgres.js's default string. */
 const int8 = {
@@ -142,4 +143,32 @@ export function isUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (typeof code !== "string") return false;
   return CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATE.test(code);
+}
+
+/** The name PostgreSQL failures are reported under. */
+export const STORE_NAME = "PostgreSQL";
+
+/**
+ * Races `p` against the call timeout (the only timeout a call gets: callers add none). A
+ * query still queued or running when the timer fires is cancelled, so a dead server cannot
+ * pile up work. A timeout, a lost connection or a server that cannot answer now becomes a
+ * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
+ */
+export async function timed<T>(what: string, p: Promise<T> & { cancel?: () => unknown }, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (p.cancel) Promise.resolve(p.cancel()).catch(() => {});
+      reject(new StoreUnavailable(STORE_NAME, `postgres ${what} timed out after ${ms} ms`));
+    }, ms);
+    timer.unref?.();
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } catch (err) {
+    if (isUnavailable(err)) throw new StoreUnavailable(STORE_NAME, `postgres ${what} failed: ${(err as Error).message}`, { cause: err });
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
