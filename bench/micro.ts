@@ -3,7 +3,7 @@
  * one run:
  * - value codec per dtype: msgpackr (what every store holds) vs JSON
  * - key building and cache lookup: the in-process cache's string keys vs alternatives
- * - request validation: the zod schemas of src/api/schemas.ts (vs JSON.parse alone, and a
+ * - request validation: the zod schemas of src/schemas.ts (vs JSON.parse alone, and a
  *   hand-written check of the same rules, to size the overhead)
  * - serving a value: decode + JSON form per dtype, shortest float32, time formatting
  * - an online lookup (1 x 10 and 100 x 10): embedded (SQLite + in-process cache), database only,
@@ -26,7 +26,7 @@ const SRC = join(process.env.BENCH_SRC ?? ROOT, "src");
 const imp = <T>(p: string): Promise<T> => import(join(SRC, p)) as Promise<T>;
 
 const dtype = await imp<typeof import("../src/registry/dtype.ts")>("registry/dtype.ts");
-const schemas = await imp<typeof import("../src/api/schemas.ts")>("api/schemas.ts");
+const schemas = await imp<typeof import("../src/schemas.ts")>("schemas.ts");
 const configMod = await imp<typeof import("../src/config.ts")>("config.ts");
 const common = await imp<typeof import("../src/cmd/common.ts")>("cmd/common.ts");
 const online = await imp<typeof import("../src/serving/online.ts")>("serving/online.ts");
@@ -183,7 +183,7 @@ group("key building + lookup: 10 values of one entity in an LRU of 200k entries"
 
 // ───────────────────────────── validation ─────────────────────────────
 
-group("request validation (zod schemas of src/api/schemas.ts)", () => {
+group("request validation (zod schemas of src/schemas.ts)", () => {
   const one = onlineOne(42);
   const many = onlineMany(Array.from({ length: 100 }, (_, j) => j));
   const rows = batchRows(Array.from({ length: 1000 }, (_, j) => j), DAYS, NOW, rnd);

@@ -13,7 +13,7 @@
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import type { Database, OnlineStore, Stores } from "./store/types.ts";
+import type { Database, OnlineStore, Stores, WindowStore } from "./store/types.ts";
 
 /** What a backend's `open` gets besides the configuration. */
 export interface OpenContext {
@@ -84,6 +84,16 @@ export function openDatabase(config: Config, log: Logger, metrics?: Metrics): Pr
 /** Opens the online store. */
 export function openOnlineStore(config: Config, log: Logger, metrics: Metrics): Promise<OnlineStore> {
   return pick(onlineBackends, config).open(config, { log, metrics });
+}
+
+/**
+ * The shared rate-limit window store: Redis (its own connection, opened in the background) when
+ * REDIS_URL is set; undefined otherwise (counts stay in each process).
+ */
+export async function openWindowStore(config: Pick<Config, "REDIS_URL" | "REDIS_CLUSTER" | "STORE_TIMEOUT_MS">, log: Logger): Promise<WindowStore | undefined> {
+  if (!config.REDIS_URL) return undefined;
+  const { RedisWindowStore } = await import("./store/redis/rate-counter.ts");
+  return RedisWindowStore.open({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER, log, connectTimeoutMs: Math.max(config.STORE_TIMEOUT_MS, 500) });
 }
 
 /** The three roles over an opened system of record and online store; `close` closes each once. */

@@ -3,7 +3,7 @@
  * request. Rebuilt from the database at start, after this process registers, and when the
  * change feed says another process did.
  */
-import type { DefinitionRow } from "../store/types.ts";
+import type { DefinitionRow } from "./definition.ts";
 import { parseDtype, type Dtype } from "./dtype.ts";
 import { parseRef } from "./names.ts";
 

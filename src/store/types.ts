@@ -10,41 +10,9 @@
  * the tenant's own snapshot resolves); values travel in stored form, packed (`Uint8Array`, see
  * registry/dtype.ts), with a 16-byte hash used to recognise identical re-sends.
  */
-import type { DtypeName } from "../registry/dtype.ts";
+import type { DefinitionRow, MetadataUpdate, NewDefinition, RegisterPlan } from "../registry/definition.ts";
 
-/** A registered feature version as stored. */
-export interface DefinitionRow {
-  id: number;
-  tenant: string;
-  name: string;
-  version: number;
-  dtype: DtypeName;
-  entity_type: string;
-  ttl_hours: number | null;
-  description: string | null;
-  owner: string | null;
-  tags: Record<string, string>;
-  created_at: number;
-  updated_at: number;
-}
-
-/** A definition to insert (the store assigns the id). */
-export type NewDefinition = Omit<DefinitionRow, "id">;
-
-/** Metadata replacement for an existing definition. */
-export interface MetadataUpdate {
-  id: number;
-  description: string | null;
-  owner: string | null;
-  tags: Record<string, string>;
-  updated_at: number;
-}
-
-/** What a register transaction decided, given the tenant's current definitions. */
-export interface RegisterPlan {
-  inserts: NewDefinition[];
-  updates: MetadataUpdate[];
-}
+export type { DefinitionRow, MetadataUpdate, NewDefinition, RegisterPlan };
 
 /** API key record (the key itself is never stored, only its SHA-256). */
 export interface KeyRow {
@@ -238,5 +206,31 @@ export interface Stores {
   offline: OfflineStore;
   online: OnlineStore;
   /** Closes every store once (the registry and offline roles may be one backend). */
+  close(): Promise<void>;
+}
+
+/** One sliding-window check, as a {@link WindowStore} answers it. */
+export interface WindowHit {
+  /** Whether the request fitted (and was counted). */
+  allowed: boolean;
+  /** Requests counted in the current fixed window before this one. */
+  cur: number;
+  /** Requests counted in the previous fixed window. */
+  prev: number;
+  /** Milliseconds since the current fixed window began. */
+  elapsedMs: number;
+}
+
+/**
+ * Rate-limit counts, shared by every server (Redis, store/redis/rate-counter.ts): requests per
+ * id in fixed windows of the store's own clock; the sliding estimate is derived.
+ */
+export interface WindowStore {
+  /**
+   * Atomically: with `w` = the current window of length `windowMs`, reads the counts of `w`
+   * and `w - 1` for `id`; when `prev * (1 - elapsed / windowMs) + cur + 1 <= limit`, counts one
+   * more request in `w`. Refused requests are not counted.
+   */
+  hit(id: string, limit: number, windowMs: number): Promise<WindowHit>;
   close(): Promise<void>;
 }

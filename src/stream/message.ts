@@ -4,8 +4,7 @@
  * record would be accepted by `POST /api/v1/features/write` for that tenant.
  */
 import { z } from "@hono/zod-openapi";
-import { zodErrors } from "../api/errors.ts";
-import { EntityType, WriteRecord } from "../api/schemas.ts";
+import { EntityType, WriteRecord, zodErrors } from "../schemas.ts";
 import type { ErrorCode, FieldError } from "../errors.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { validateRecords } from "../serving/write.ts";

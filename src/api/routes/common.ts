@@ -1,5 +1,5 @@
 import { ERROR_CODES } from "../../errors.ts";
-import { Problem } from "../schemas.ts";
+import { Problem } from "../../schemas.ts";
 
 const DESCRIPTIONS: Record<number, string> = {
   400: "Malformed body, wrong type, missing or unknown field, list over its limit, invalid value",

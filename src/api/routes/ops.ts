@@ -3,7 +3,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { checkReadiness } from "../../serving/health.ts";
 import type { AppEnv } from "../env.ts";
 import { mount } from "../route.ts";
-import { Readiness } from "../schemas.ts";
+import { Readiness } from "../../schemas.ts";
 
 /** Shared between the app and the lifecycle: set when SIGTERM starts the drain. */
 export interface ServerState {

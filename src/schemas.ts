@@ -1,11 +1,13 @@
 /**
  * The request and response schemas: they validate requests and generate /openapi.json, so the
- * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire.
+ * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire. Hono-free:
+ * the stream worker and the CLI validate with them too (`z` comes from @hono/zod-openapi only for
+ * its `.openapi()` metadata).
  */
 import { z } from "@hono/zod-openapi";
-import { ERROR_CODES } from "../errors.ts";
-import { DTYPES } from "../registry/dtype.ts";
-import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "../registry/names.ts";
+import { ERROR_CODES, formatPath, type FieldError } from "./errors.ts";
+import { DTYPES } from "./registry/dtype.ts";
+import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "./registry/names.ts";
 
 /** Request list limits. */
 export const LIMITS = { writeRecords: 10_000, onlineIds: 1_000, features: 1_000, batchRows: 100_000 } as const;
@@ -147,3 +149,17 @@ export const Readiness = z
     stores: z.object({ database: z.enum(["ok", "down"]), cache: z.enum(["ok", "down", "in_process"]) }),
   })
   .openapi("Readiness");
+
+/** Turns zod issues into `errors` entries. */
+export function zodErrors(error: z.ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  for (const i of error.issues) {
+    if (i.code === "unrecognized_keys") {
+      for (const k of i.keys) out.push({ path: formatPath([...i.path, k]), message: `unknown field ${JSON.stringify(k)}` });
+    } else {
+      out.push({ path: formatPath(i.path) || "(body)", message: i.message });
+    }
+    if (out.length >= 100) break;
+  }
+  return out.slice(0, 100);
+}
