@@ -34,3 +34,6 @@ export interface RegisterPlan {
   inserts: NewDefinition[];
   updates: MetadataUpdate[];
 }
+
+/** A definition row as a database returns it: dtype unchecked, tags as the backend stores them (JSON text or parsed). */
+export type DefinitionRecord<Tags = string> = Omit<DefinitionRow, "dtype" | "tags"> & { dtype: string; tags: Tags };

@@ -1,5 +1,6 @@
 /** Definitions and API keys in PostgreSQL (the registry role); every change bumps the change feed's counter. */
 import type { DtypeName } from "../../registry/dtype.ts";
+import type { DefinitionRecord as PgDefinitionRecord } from "../../registry/definition.ts";
 import type { DefinitionRow, KeyRow, RegisterPlan } from "../types.ts";
 import type { PostgresChangeFeed } from "./change-feed.ts";
 import { numberArray, textArray, timed, type Sql } from "./client.ts";
@@ -7,36 +8,11 @@ import { numberArray, textArray, timed, type Sql } from "./client.ts";
 /** pg_advisory_xact_lock(LOCK_TENANT_NAMESPACE, hashtext(tenant)) serialises a tenant's registrations. */
 const LOCK_TENANT_NAMESPACE = 0x6674;
 
-interface DefinitionRecord {
-  id: number;
-  tenant: string;
-  name: string;
-  version: number;
-  dtype: string;
-  entity_type: string;
-  ttl_hours: number | null;
-  description: string | null;
-  owner: string | null;
-  tags: Record<string, string>;
-  created_at: number;
-  updated_at: number;
-}
+type DefinitionRecord = PgDefinitionRecord<Record<string, string>>;
 
+/** Columns are selected one for one (DEFINITION_COLUMNS); only the dtype's type is narrowed. */
 function toDefinition(r: DefinitionRecord): DefinitionRow {
-  return {
-    id: r.id,
-    tenant: r.tenant,
-    name: r.name,
-    version: r.version,
-    dtype: r.dtype as DtypeName,
-    entity_type: r.entity_type,
-    ttl_hours: r.ttl_hours,
-    description: r.description,
-    owner: r.owner,
-    tags: r.tags,
-    created_at: r.created_at,
-    updated_at: r.updated_at,
-  };
+  return { ...r, dtype: r.dtype as DtypeName };
 }
 
 const DEFINITION_COLUMNS = "id, tenant, name, version, dtype, entity_type, ttl_hours, description, owner, tags, created_at, updated_at";

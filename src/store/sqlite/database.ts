@@ -7,6 +7,7 @@ import { Database as Sqlite, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { sqliteMigrations } from "../../../migrations/index.ts";
+import type { DefinitionRecord } from "../../registry/definition.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
 import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
@@ -28,21 +29,6 @@ type ChangeKind = "definitions" | "keys" | "values";
 
 /** SQLite result codes of a database that cannot answer now (busy or locked past the busy timeout, I/O, full disk). */
 const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN)/;
-
-interface DefinitionRecord {
-  id: number;
-  tenant: string;
-  name: string;
-  version: number;
-  dtype: string;
-  entity_type: string;
-  ttl_hours: number | null;
-  description: string | null;
-  owner: string | null;
-  tags: string;
-  created_at: number;
-  updated_at: number;
-}
 
 interface KeyRecord {
   id: string;

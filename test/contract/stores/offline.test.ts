@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import type { AsOfKey, ValueWrite } from "../../../src/store/types.ts";
 import { databaseFactories } from "./backends.ts";
-import { hashOf, text, val } from "./support.ts";
+import { acrossMonths, hashOf, text, val } from "./support.ts";
 
 const T = Date.UTC(2024, 0, 15);
 const DAY = 86_400_000;
@@ -94,16 +94,8 @@ for (const factory of databaseFactories()) {
 
     test("as-of reads across months, far past and far future", async () => {
       const { db } = await factory.open();
-      const now = Date.now();
-      const times = [Date.UTC(1990, 5, 1), now - 400 * DAY, now - 40 * DAY, now - DAY, now + 200 * DAY, Date.UTC(2150, 0, 1)];
-      await db.writeValues(times.map((t, i) => val(1, "e", t, `v${i}`)));
-      const keys: AsOfKey[] = [];
-      const expected: (string | null)[] = [];
-      for (let i = 0; i < times.length; i++) {
-        const t = times[i] as number;
-        keys.push({ feature_id: 1, entity_id: "e", at: t - 1 }, { feature_id: 1, entity_id: "e", at: t });
-        expected.push(i === 0 ? null : `v${i - 1}`, `v${i}`);
-      }
+      const { rows, keys, expected } = acrossMonths(Date.now());
+      await db.writeValues(rows);
       expect((await db.getAsOf(keys)).map((r) => text(r?.value) ?? null)).toEqual(expected);
     });
 
