@@ -9,9 +9,6 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 const SIZE_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 const FRESHNESS_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400];
 
-/** How a consumed message ended. */
-export type MessageOutcome = "stored" | "duplicate" | "dlq";
-
 /** Counters, histograms and gauges of the stream worker (prefix `feature_store_worker_`). */
 export class WorkerMetrics {
   /** Messages handled, by outcome; `duplicate` = valid, but every value was an identical re-send. */

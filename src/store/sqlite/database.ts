@@ -68,7 +68,7 @@ export class SqliteDatabase implements Database {
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
-  private stmts: ReturnType<SqliteDatabase["prepare"]> | undefined;
+  private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -118,9 +118,10 @@ export class SqliteDatabase implements Database {
     };
   }
 
-  private get s() {
-    if (!this.stmts) throw new Error("database schema is not migrated (run `feature-store migrate`)");
-    return this.stmts;
+  /** The prepared statements (once the schema is migrated). */
+  private get statements() {
+    if (!this.prepared) throw new Error("database schema is not migrated (run `feature-store migrate`)");
+    return this.prepared;
   }
 
   private appliedMigrations(): AppliedMigration[] {
@@ -153,8 +154,8 @@ export class SqliteDatabase implements Database {
   }
 
   private afterMigrated(): void {
-    this.stmts ??= this.prepare();
-    for (const r of this.s.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
+    this.prepared ??= this.prepare();
+    for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
     this.dataVersion = this.readDataVersion();
   }
 
@@ -166,7 +167,7 @@ export class SqliteDatabase implements Database {
 
   async loadDefinitions(tenant?: string): Promise<DefinitionRow[]> {
     return this.guard(() => {
-      return ((tenant === undefined ? this.s.defsAll.all() : this.s.defsTenant.all(tenant)) as DefinitionRecord[]).map(toDefinition);
+      return ((tenant === undefined ? this.statements.defsAll.all() : this.statements.defsTenant.all(tenant)) as DefinitionRecord[]).map(toDefinition);
     });
   }
 
@@ -175,7 +176,7 @@ export class SqliteDatabase implements Database {
     decide: (current: DefinitionRow[]) => { plan: RegisterPlan; apply: boolean; result: T },
   ): Promise<{ result: T; inserted: DefinitionRow[] }> {
     return this.guard(() => {
-      const s = this.s;
+      const s = this.statements;
       return this.db
         .transaction(() => {
           const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
@@ -201,7 +202,7 @@ export class SqliteDatabase implements Database {
     return this.guard(() => {
       this.db
         .transaction(() => {
-          this.s.keyInsert.run(
+          this.statements.keyInsert.run(
             key.id, key.tenant, key.scopes.join(","), key.hash, key.prefix, key.created_at, key.expires_at, key.revoked_at,
           );
           this.bump("keys");
@@ -212,7 +213,7 @@ export class SqliteDatabase implements Database {
 
   async listKeys(tenant?: string): Promise<KeyRow[]> {
     return this.guard(() => {
-      const rows = (tenant === undefined ? this.s.keysAll.all() : this.s.keysTenant.all(tenant)) as KeyRecord[];
+      const rows = (tenant === undefined ? this.statements.keysAll.all() : this.statements.keysTenant.all(tenant)) as KeyRecord[];
       return rows.map(toKey);
     });
   }
@@ -221,7 +222,7 @@ export class SqliteDatabase implements Database {
     return this.guard(() => {
       return this.db
         .transaction(() => {
-          const changed = this.s.keyRevoke.run(at, id).changes > 0;
+          const changed = this.statements.keyRevoke.run(at, id).changes > 0;
           if (changed) this.bump("keys");
           return changed;
         })
@@ -231,7 +232,7 @@ export class SqliteDatabase implements Database {
 
   async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
     return this.guard(() => {
-      const s = this.s;
+      const s = this.statements;
       return this.db
         .transaction(() => {
           const out: RowOutcome[] = new Array(rows.length);
@@ -258,14 +259,14 @@ export class SqliteDatabase implements Database {
 
   async getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]> {
     return this.guard(() => {
-      const st = this.s.latest;
+      const st = this.statements.latest;
       return keys.map((k) => (st.get(k.feature_id, k.entity_id) as StoredRow | null) ?? null);
     });
   }
 
   async getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
     return this.guard(() => {
-      const st = this.s.asOf;
+      const st = this.statements.asOf;
       return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
     });
   }
@@ -288,7 +289,7 @@ export class SqliteDatabase implements Database {
 
   /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
   private bump(kind: ChangeKind): void {
-    const { version } = this.s.bump.get(kind) as { version: number };
+    const { version } = this.statements.bump.get(kind) as { version: number };
     const foreign = version !== this.known[kind] + 1;
     this.known[kind] = version;
     if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
@@ -304,12 +305,12 @@ export class SqliteDatabase implements Database {
 
   /** Looks for other processes' commits; exposed for tests. */
   poll(): void {
-    if (!this.stmts) return;
+    if (!this.prepared) return;
     const dv = this.readDataVersion();
     if (dv === this.dataVersion) return;
     this.dataVersion = dv;
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
-    for (const r of this.s.counters.all() as { kind: ChangeKind; version: number }[]) {
+    for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
       if (r.version !== this.known[r.kind]) {
         changes[r.kind] = true;
         this.known[r.kind] = r.version;
