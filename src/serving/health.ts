@@ -1,12 +1,11 @@
 /** Readiness: which stores answer, and what that means for the server as a whole. */
+import type { z } from "@hono/zod-openapi";
 import { withTimeout } from "../lib/timeout.ts";
+import type { Readiness as ReadinessSchema } from "../schemas.ts";
 import type { Deps } from "./deps.ts";
 
-/** The /readyz body. */
-export interface Readiness {
-  status: "ok" | "degraded" | "down";
-  stores: { database: "ok" | "down"; cache: "ok" | "down" | "in_process" };
-}
+/** The /readyz body (the response schema's type). */
+export type Readiness = z.output<typeof ReadinessSchema>;
 
 const PING_TIMEOUT_MS = 1000;
 

@@ -2,16 +2,14 @@
  * Online lookup: latest values for one or many entities, from the online cache with the
  * database behind it (read-through; a cache outage falls back to the database).
  */
+import type { z } from "@hono/zod-openapi";
+import type { OnlineResult as OnlineResultSchema } from "../schemas.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
 
-/** The result for one entity, as the API returns it. */
-export interface OnlineResult {
-  entity_id: string;
-  features: Record<string, unknown>;
-  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
-}
+/** The result for one entity, as the API returns it (the response schema's type). */
+export type OnlineResult = z.output<typeof OnlineResultSchema>;
 
 /**
  * Looks up `featureNames` for each entity (in order). Throws AppError 400/404 for bad

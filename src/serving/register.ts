@@ -3,21 +3,13 @@
  * (many, all or nothing). The decision is made on the tenant's current definitions inside the
  * database's register transaction, so concurrent registrations cannot interleave.
  */
-import type { DtypeName } from "../registry/dtype.ts";
+import type { z } from "@hono/zod-openapi";
+import type { RegisterBody } from "../schemas.ts";
 import type { DefinitionRow, MetadataUpdate, NewDefinition } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
-/** A definition as submitted (already schema-valid). */
-export interface RegisterInput {
-  name: string;
-  version: number;
-  dtype: DtypeName;
-  entity_type: string;
-  ttl_hours?: number | undefined;
-  description?: string | undefined;
-  owner?: string | undefined;
-  tags?: Record<string, string> | undefined;
-}
+/** A definition as submitted (already schema-valid: the request schema's type). */
+export type RegisterInput = z.output<typeof RegisterBody>;
 
 /** What happened (or would happen) to one definition. */
 export type RegisterStatus = "new" | "unchanged" | "updated" | "conflict" | "invalid";

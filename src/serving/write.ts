@@ -5,19 +5,17 @@
  * stream worker share {@link storeValues}.
  */
 import { createHash } from "node:crypto";
+import type { z } from "@hono/zod-openapi";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { parseTime } from "../lib/time.ts";
+import type { WriteRecord as WriteRecordSchema } from "../schemas.ts";
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { dbCall, type Deps, type RegistryHolder } from "./deps.ts";
 
 /** One record of a write, as validated by the request schema. */
-export interface WriteRecord {
-  entity_id: string;
-  event_time?: string | undefined;
-  features: Record<string, unknown>;
-}
+export type WriteRecord = z.output<typeof WriteRecordSchema>;
 
 /** At most this many field errors are reported in one 400. */
 const MAX_ERRORS = 100;
