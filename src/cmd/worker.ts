@@ -10,7 +10,7 @@ import { createLogger } from "../log.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { RegistryRefresher } from "../stream/registry-refresher.ts";
 import { createKafka, KafkaJsDeadLetterSink, KafkaJsSource } from "../stream/kafkajs.ts";
-import { WorkerMetrics } from "../stream/metrics.ts";
+import { WorkerMetrics } from "../metrics.ts";
 import { StreamWorker } from "../stream/worker.ts";
 import { buildDeps, CliError, config, parseFlags, type Command } from "./common.ts";
 

@@ -26,7 +26,7 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { isStoreUnavailable } from "../store/errors.ts";
 import type { Clock } from "../lib/time.ts";
-import type { WorkerMetrics } from "./metrics.ts";
+import type { WorkerMetrics } from "../metrics.ts";
 import { processBatch, type BatchOutcome, type ProcessContext } from "./process.ts";
 import type { DeadLetterSink, EventSource, PartitionOffset, SourceRecord } from "./source.ts";
 

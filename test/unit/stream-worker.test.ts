@@ -14,7 +14,7 @@ import { loadConfig } from "../../src/config.ts";
 import type { Deps } from "../../src/serving/deps.ts";
 import { registerFeatures } from "../../src/serving/register.ts";
 import { StoreUnavailable } from "../../src/store/errors.ts";
-import { WorkerMetrics } from "../../src/stream/metrics.ts";
+import { WorkerMetrics } from "../../src/metrics.ts";
 import type { DeadLetter, DeadLetterSink, EventSource, PartitionOffset, SourceHandlers, SourceRecord } from "../../src/stream/source.ts";
 import { StreamWorker } from "../../src/stream/worker.ts";
 import { FaultyOfflineStore } from "../support/faulty-store.ts";

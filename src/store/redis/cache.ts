@@ -32,7 +32,7 @@ import { withTimeout } from "../../lib/timeout.ts";
 import type { CachedValue, OnlineCapabilities, OnlineStore, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
 import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, encodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER } from "./format.ts";
-import { CacheGeneration, cacheMetrics } from "./generation.ts";
+import { CacheGeneration } from "./generation.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
 
 const DAY_SECONDS = 86_400;
@@ -90,7 +90,7 @@ export class RedisCache implements OnlineStore {
       timeoutMs: opts.timeoutMs,
       pollMs,
       quarantineMs: opts.quarantineMs ?? reconnectMaxMs + 2 * pollMs,
-      metrics: cacheMetrics(opts.metrics.registry),
+      metrics: opts.metrics.redisCache,
     });
     this.conn = RedisConnection.open({
       urls: opts.url

@@ -3,62 +3,15 @@
  * which generation this process reads and writes, when it may read Redis at all (not dirty, not
  * quarantined), and the poll that follows the generation or, after a lost write, advances it.
  */
-import { Counter, Gauge, type Registry } from "prom-client";
 import { ErrorReply } from "redis";
 import type { Logger } from "../../log.ts";
+import type { RedisCacheMetrics } from "../../metrics.ts";
 import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
 import type { RedisConnection } from "./connection.ts";
 import { asGeneration, evalScript, GEN_SCRIPT, GEN_SHA } from "./scripts.ts";
 
 /** Consecutive poll timeouts after which the connection is rebuilt. */
 const RESET_AFTER_TIMEOUTS = 3;
-
-function registeredOrNew<T>(registry: Registry, name: string, isT: (m: unknown) => m is T, create: () => T): T {
-  const existing = registry.getSingleMetric(name);
-  return isT(existing) ? existing : create();
-}
-
-/** Redis-specific metrics, shared by every RedisCache of one registry. */
-export /** Redis-specific metrics, shared by every RedisCache of one registry. */
-interface CacheMetrics {
-  generation: Gauge;
-  bumps: Counter<"reason">;
-  available: Gauge;
-}
-
-export function cacheMetrics(registry: Registry): CacheMetrics {
-  return {
-    generation: registeredOrNew(
-      registry,
-      "feature_store_cache_generation",
-      (m): m is Gauge => m instanceof Gauge,
-      () => new Gauge({ name: "feature_store_cache_generation", help: "Redis cache generation this process reads and writes.", registers: [registry] }),
-    ),
-    bumps: registeredOrNew(
-      registry,
-      "feature_store_cache_generation_bumps_total",
-      (m): m is Counter<"reason"> => m instanceof Counter,
-      () =>
-        new Counter({
-          name: "feature_store_cache_generation_bumps_total",
-          help: "Redis cache generations started by this process (reason: write_failed, clear).",
-          labelNames: ["reason"] as const,
-          registers: [registry],
-        }),
-    ),
-    available: registeredOrNew(
-      registry,
-      "feature_store_cache_available",
-      (m): m is Gauge => m instanceof Gauge,
-      () =>
-        new Gauge({
-          name: "feature_store_cache_available",
-          help: "1 while this process reads online values from Redis, 0 while it reads the database instead (outage, quarantine, pending invalidation).",
-          registers: [registry],
-        }),
-    ),
-  };
-}
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -72,12 +25,12 @@ export interface GenerationOptions {
   timeoutMs: number;
   pollMs: number;
   quarantineMs: number;
-  metrics: CacheMetrics;
+  metrics: RedisCacheMetrics;
 }
 
 /** One process's view of the cache generation; see the module comment. */
 export class CacheGeneration {
-  readonly metrics: CacheMetrics;
+  readonly metrics: RedisCacheMetrics;
   private readonly key: string;
   private readonly log: Logger;
   private readonly timeoutMs: number;
