@@ -9,7 +9,7 @@ import type { z } from "@hono/zod-openapi";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { parseTime } from "../lib/time.ts";
+import { formatTime, parseTime } from "../lib/time.ts";
 import type { WriteRecord as WriteRecordSchema } from "../schemas.ts";
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { dbCall, type Deps, type RegistryHolder } from "./deps.ts";
@@ -33,7 +33,7 @@ export type RowProblemReason =
   | "wrong_entity_type"
   /** not a feature reference (`name` or `name@N`) */
   | "bad_reference"
-  /** the event time is not an RFC 3339 timestamp */
+  /** the event time is not an RFC 3339 timestamp, or later than the server clock plus MAX_FUTURE_SKEW */
   | "bad_time"
   /** the value does not fit the feature's dtype or size limit */
   | "bad_value";
@@ -49,11 +49,25 @@ export interface RowProblem {
 }
 
 /**
+ * Why an event time later than the server clock plus `MAX_FUTURE_SKEW` is refused (one line). A
+ * value dated in the future would outrank every value written "now" until its time came, and
+ * could not be taken back.
+ */
+function futureEventTimeMessage(eventTime: number, now: number, skewMs: number, defaulted: boolean): string {
+  const what = defaulted ? `the record timestamp ${formatTime(eventTime)} (used as event_time)` : formatTime(eventTime);
+  return `${what} is more than MAX_FUTURE_SKEW (${skewMs / 1000} s) ahead of the server clock (${formatTime(now)}); values cannot be dated in the future`;
+}
+
+/** What validation needs: the registry snapshot, the clock and the future-skew limit. */
+export type ValidationDeps = Pick<Deps, "clock" | "config"> & { registry: Pick<RegistryHolder, "current"> };
+
+/**
  * Validates records into rows ready to store (each with its definition), or lists what is wrong
- * (at most {@link MAX_ERRORS} problems). `defaultTime` stands for a missing event_time.
+ * (at most {@link MAX_ERRORS} problems). `defaultTime` stands for a missing event_time. Event
+ * times (given or defaulted) later than the server clock plus `MAX_FUTURE_SKEW` are refused.
  */
 export function validateRecords(
-  deps: { registry: Pick<RegistryHolder, "current"> },
+  deps: ValidationDeps,
   tenant: string,
   entityType: string,
   records: readonly WriteRecord[],
@@ -64,6 +78,8 @@ export function validateRecords(
   const rows: ValueWrite[] = [];
   const defs: Definition[] = [];
   const resolved = new Map<string, Definition | { reason: RowProblemReason; message: string }>();
+  const now = deps.clock.now();
+  const latest = now + deps.config.MAX_FUTURE_SKEW;
   for (let i = 0; i < records.length && problems.length < MAX_ERRORS; i++) {
     const rec = records[i] as WriteRecord;
     let eventTime = defaultTime;
@@ -74,6 +90,10 @@ export function validateRecords(
         continue;
       }
       eventTime = t;
+    }
+    if (eventTime > latest) {
+      problems.push({ record: i, field: "event_time", reason: "bad_time", message: futureEventTimeMessage(eventTime, now, deps.config.MAX_FUTURE_SKEW, rec.event_time === undefined) });
+      continue;
     }
     for (const [ref, raw] of Object.entries(rec.features)) {
       const field = `features.${ref}`;
@@ -116,7 +136,7 @@ export function validateRecords(
  * what is wrong (which record and feature: `records[3].features.x`).
  */
 export function prepareRows(
-  deps: { registry: Pick<RegistryHolder, "current"> },
+  deps: ValidationDeps,
   tenant: string,
   entityType: string,
   records: readonly WriteRecord[],
@@ -166,11 +186,12 @@ export async function storeValues(deps: Deps, groups: readonly WriteGroup[], opt
 
 /**
  * Stores prepared rows of one tenant and entity type (see {@link storeValues}). Returns how many
- * values were accepted (identical re-sends and older values included).
+ * values were accepted (identical re-sends and older values included) and how many of them were
+ * newly stored (not identical re-sends).
  */
-export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
-  await storeValues(deps, [{ tenant, entityType, rows, defs }]);
-  return rows.length;
+export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<{ accepted: number; stored: number }> {
+  const [outcomes = []] = await storeValues(deps, [{ tenant, entityType, rows, defs }]);
+  return { accepted: rows.length, stored: outcomes.filter((o) => o.status === "stored").length };
 }
 
 /**
@@ -199,5 +220,5 @@ async function offerToOnline(deps: Deps, group: WriteGroup, outcomes: readonly R
 /** The `write` route's operation: validate everything, then store. */
 export async function writeFeatures(deps: Deps, tenant: string, entityType: string, records: readonly WriteRecord[]): Promise<number> {
   const { rows, defs } = prepareRows(deps, tenant, entityType, records, deps.clock.now());
-  return storeRows(deps, tenant, entityType, rows, defs);
+  return (await storeRows(deps, tenant, entityType, rows, defs)).accepted;
 }

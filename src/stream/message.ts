@@ -7,8 +7,7 @@ import { z } from "@hono/zod-openapi";
 import { EntityType, WriteRecord, zodErrors } from "../schemas.ts";
 import type { ErrorCode, FieldError } from "../errors.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { validateRecords } from "../serving/write.ts";
-import type { RegistryHolder } from "../serving/deps.ts";
+import { validateRecords, type ValidationDeps } from "../serving/write.ts";
 import type { ValueWrite } from "../store/types.ts";
 import type { SourceRecord } from "./source.ts";
 
@@ -70,13 +69,13 @@ export function decodeEvent(record: SourceRecord, tenants: ReadonlySet<string>):
 
 /**
  * Validates an event's values against the tenant's current registry (through
- * `validateRecords`, like a write). A missing `event_time` is the record's timestamp, so a
- * redelivered record yields identical rows and is recognised as a re-send. `staleRegistry`
- * says the registry may just not know the feature yet (registered moments ago elsewhere): the
- * event is worth validating again after a reload.
+ * `validateRecords`, like a write, with its `MAX_FUTURE_SKEW` limit). A missing `event_time` is
+ * the record's timestamp, so a redelivered record yields identical rows and is recognised as a
+ * re-send. `staleRegistry` says the registry may just not know the feature yet (registered
+ * moments ago elsewhere): the event is worth validating again after a reload.
  */
 export function prepareEvent(
-  deps: { registry: Pick<RegistryHolder, "current"> },
+  deps: ValidationDeps,
   event: EventMessage,
   recordTimestamp: number,
 ): { ok: true; rows: ValueWrite[]; defs: Definition[] } | { ok: false; rejection: Rejection; staleRegistry: boolean } {

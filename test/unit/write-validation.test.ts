@@ -1,5 +1,6 @@
 /** validateRecords: every refused value names its record, field and a structured reason. */
 import { describe, expect, test } from "bun:test";
+import { loadConfig } from "../../src/config.ts";
 import { AppError } from "../../src/errors.ts";
 import { RegistrySnapshot } from "../../src/registry/snapshot.ts";
 import { prepareRows, validateRecords } from "../../src/serving/write.ts";
@@ -8,8 +9,12 @@ import type { DefinitionRow } from "../../src/store/types.ts";
 const def = (id: number, name: string, dtype: DefinitionRow["dtype"], entity_type: string): DefinitionRow => ({
   id, tenant: "acme", name, version: 1, dtype, entity_type, ttl_hours: null, description: null, owner: null, tags: {}, created_at: 0, updated_at: 0,
 });
-const deps = { registry: { current: new RegistrySnapshot([def(1, "clicks", "int64", "user"), def(2, "amount", "float64", "order")]) } };
 const T = Date.UTC(2025, 0, 1);
+const deps = {
+  registry: { current: new RegistrySnapshot([def(1, "clicks", "int64", "user"), def(2, "amount", "float64", "order")]) },
+  clock: { now: () => Date.UTC(2025, 0, 3) },
+  config: loadConfig({}),
+};
 
 describe("validateRecords", () => {
   test("valid records become rows, each with its definition", () => {
@@ -18,7 +23,7 @@ describe("validateRecords", () => {
     expect(v.ok && v.defs.map((d) => d.name)).toEqual(["clicks", "clicks"]);
   });
 
-  test("each problem has a reason: unknown_feature, wrong_entity_type, bad_reference, bad_time, bad_value", () => {
+  test("each problem has a reason: unknown_feature, wrong_entity_type, bad_reference, bad_time (malformed or too far ahead), bad_value", () => {
     const v = validateRecords(
       deps,
       "acme",
@@ -29,6 +34,7 @@ describe("validateRecords", () => {
         { entity_id: "c", features: { "Bad-Ref": 1 } },
         { entity_id: "d", event_time: "yesterday", features: { clicks: 1 } },
         { entity_id: "e", features: { clicks: 1.5 } },
+        { entity_id: "f", event_time: "2025-02-01T00:00:00Z", features: { clicks: 1 } },
       ],
       T,
     );
@@ -40,6 +46,7 @@ describe("validateRecords", () => {
       [2, "features.Bad-Ref", "bad_reference"],
       [3, "event_time", "bad_time"],
       [4, "features.clicks", "bad_value"],
+      [5, "event_time", "bad_time"], // past MAX_FUTURE_SKEW
     ]);
     expect(v.problems[1]?.message).toBe("feature amount belongs to entity type order, not user");
   });
