@@ -23,7 +23,7 @@ export interface OpenContext {
 
 /** One backend of one role: when it applies, and how to open it. */
 export interface BackendFactory<T> {
-  /** for messages (`PostgreSQL`, `Redis`) */
+  /** the backend's name (`postgres`, `redis`), as its stores report it */
   name: string;
   /** true when the configuration selects this backend */
   configured(config: Config): boolean;
@@ -33,7 +33,7 @@ export interface BackendFactory<T> {
 /** Systems of record (registry + offline roles), most specific first; the last always applies. */
 export const databaseBackends: readonly BackendFactory<Database>[] = [
   {
-    name: "PostgreSQL",
+    name: "postgres",
     configured: (c) => c.POSTGRES_URL !== undefined && c.POSTGRES_URL !== "",
     async open(c, { log }) {
       const { PostgresDatabase } = await import("./store/postgres/database.ts");
@@ -41,7 +41,7 @@ export const databaseBackends: readonly BackendFactory<Database>[] = [
     },
   },
   {
-    name: "SQLite",
+    name: "sqlite",
     configured: () => true,
     async open(c) {
       const { SqliteDatabase } = await import("./store/sqlite/database.ts");
@@ -53,7 +53,7 @@ export const databaseBackends: readonly BackendFactory<Database>[] = [
 /** Online stores, most specific first; the last always applies. */
 export const onlineBackends: readonly BackendFactory<OnlineStore>[] = [
   {
-    name: "Redis",
+    name: "redis",
     configured: (c) => c.REDIS_URL !== undefined && c.REDIS_URL !== "",
     async open(c, { log, metrics }) {
       const { RedisCache } = await import("./store/redis/cache.ts");
@@ -61,7 +61,7 @@ export const onlineBackends: readonly BackendFactory<OnlineStore>[] = [
     },
   },
   {
-    name: "in-process",
+    name: "in_process",
     configured: () => true,
     async open(c) {
       const { InProcessCache } = await import("./store/memory/online-cache.ts");

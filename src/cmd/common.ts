@@ -163,7 +163,7 @@ export async function buildDeps(
     await ensureMigrated(db, opts.autoMigrateEmbedded !== false);
   } catch (e) {
     await db.close().catch(() => {});
-    throw new CliError(`${db.capabilities.embedded ? "database" : db.name}: ${(e as Error).message}`, 1);
+    throw new CliError(`${db.capabilities.embedded ? "database" : `database (${db.name})`}: ${(e as Error).message}`, 1);
   }
   const stores = storesOf(db, await openOnlineStore(cfg, log, metrics));
   const registry = new RegistryHolder(db);

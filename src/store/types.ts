@@ -90,7 +90,7 @@ export interface RegistryCapabilities {
  * processes about them, and the schema migrations of the system of record.
  */
 export interface RegistryStore {
-  /** A short name for logs and messages (`SQLite`, `PostgreSQL`); never branch on it. */
+  /** The backend's short name for logs and messages (`sqlite`, `postgres`); never branch on it. */
   readonly name: string;
   readonly capabilities: RegistryCapabilities;
   /** Applies pending migrations; idempotent. Returns the names applied now. */
@@ -176,7 +176,7 @@ export interface OnlineCapabilities {
  * written back. Backends: in-process (memory/), Redis and Redis Cluster (redis/).
  */
 export interface OnlineStore {
-  /** A short name for logs and messages (`in-process`, `Redis`); never branch on it. */
+  /** The backend's short name for logs and messages (`in_process`, `redis`); never branch on it. */
   readonly name: string;
   readonly capabilities: OnlineCapabilities;
   /**

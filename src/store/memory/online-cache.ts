@@ -21,7 +21,7 @@ function newer(a: StoredRow, b: StoredRow): boolean {
 
 /** {@link OnlineStore} held in this process. */
 export class InProcessCache implements OnlineStore {
-  readonly name = "in-process";
+  readonly name = "in_process";
   readonly capabilities: OnlineCapabilities = { sharedAcrossProcesses: false, stableRows: true };
   private readonly lru: LRUCache<string, Fields>;
 

@@ -145,8 +145,8 @@ export function isUnavailable(err: unknown): boolean {
   return CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATE.test(code);
 }
 
-/** The name PostgreSQL failures are reported under. */
-export const STORE_NAME = "PostgreSQL";
+/** The name PostgreSQL failures and logs are reported under. */
+export const STORE_NAME = "postgres";
 
 /**
  * Races `p` against the call timeout (the only timeout a call gets: callers add none). A

@@ -64,7 +64,7 @@ export interface RedisCacheOptions {
 
 /** {@link OnlineStore} in Redis (single server or cluster); see the module comment. */
 export class RedisCache implements OnlineStore {
-  readonly name: string;
+  readonly name = "redis";
   readonly capabilities: OnlineCapabilities = { sharedAcrossProcesses: true, stableRows: false };
 
   private readonly ns: string;
@@ -75,7 +75,6 @@ export class RedisCache implements OnlineStore {
   private readonly conn: RedisConnection;
 
   private constructor(opts: RedisCacheOptions) {
-    this.name = opts.cluster ? "Redis Cluster" : "Redis";
     this.ns = opts.namespace ?? DEFAULT_NAMESPACE;
     assertNamespace(this.ns);
     this.timeoutMs = opts.timeoutMs;

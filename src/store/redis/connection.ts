@@ -11,7 +11,7 @@ import { StoreUnavailable } from "../errors.ts";
 export class RedisUnavailableError extends StoreUnavailable {
   override name = "RedisUnavailableError";
   constructor(message: string) {
-    super("Redis", message);
+    super("redis", message);
   }
 }
 

@@ -59,7 +59,7 @@ export interface SqliteOptions {
 
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
-  readonly name = "SQLite";
+  readonly name = "sqlite";
   readonly capabilities: RegistryCapabilities = { embedded: true };
   readonly path: string;
   private readonly db: Sqlite;
