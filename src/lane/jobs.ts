@@ -5,20 +5,18 @@
  * runs on the thread that answers online lookups (except with BULK_WORKERS=0, when the serving
  * thread runs the same code itself).
  */
-import { decodeJson, exclusive, validate } from "../api/route.ts";
-import { BatchRowsBody, BatchSharedBody, WriteBody } from "../api/schemas.ts";
-import { problemBody } from "../api/errors.ts";
-import { AppError } from "../errors.ts";
+import { AppError, problemBody } from "../errors.ts";
+import { BatchRowsBody, BatchSharedBody, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
 import { parseTime } from "../lib/time.ts";
 import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { prepareRows } from "../serving/write.ts";
-import type { WrittenRow } from "../store/types.ts";
+import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
 import type { BatchJob, FromWorker, JobProblem, PackedRows, ToWorker, WriteJob } from "./protocol.ts";
 import { chooseRenderer, type BatchRenderer } from "./render.ts";
 
-/** What the lane's work needs: its own store connection and registry snapshot. */
-export type LaneDeps = Pick<Deps, "config" | "db" | "registry" | "log">;
+/** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
+export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pick<Stores, "registry" | "offline"> };
 
 /** Decodes a batch request body into rows (entity, as-of time) and feature references; 400 when invalid. */
 export function decodeBatchRequest(body: Uint8Array): { rows: BatchRow[]; featureNames: string[] } {
@@ -39,24 +37,24 @@ export function decodeBatchRequest(body: Uint8Array): { rows: BatchRow[]; featur
   return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
 }
 
-/** Column form of written rows (see {@link PackedRows}). */
-export function packRows(written: readonly WrittenRow[]): PackedRows {
-  const n = written.length;
+/** Column form of accepted rows and the sequence each got (see {@link PackedRows}). */
+export function packRows(rows: readonly ValueWrite[], outcomes: readonly RowOutcome[]): PackedRows {
+  const n = rows.length;
   const featureIds = new Float64Array(n);
   const eventTimes = new Float64Array(n);
   const seqs = new Float64Array(n);
   const offsets = new Uint32Array(n + 1);
   const entityIds: string[] = new Array(n);
   let size = 0;
-  for (let i = 0; i < n; i++) size += (written[i] as WrittenRow).value.byteLength;
+  for (let i = 0; i < n; i++) size += (rows[i] as ValueWrite).value.byteLength;
   const bytes = new Uint8Array(size);
   let at = 0;
   for (let i = 0; i < n; i++) {
-    const w = written[i] as WrittenRow;
+    const w = rows[i] as ValueWrite;
     featureIds[i] = w.feature_id;
     entityIds[i] = w.entity_id;
     eventTimes[i] = w.event_time;
-    seqs[i] = w.seq;
+    seqs[i] = (outcomes[i] as RowOutcome).seq;
     offsets[i] = at;
     bytes.set(w.value, at);
     at += w.value.byteLength;
@@ -65,19 +63,20 @@ export function packRows(written: readonly WrittenRow[]): PackedRows {
   return { featureIds, entityIds, eventTimes, seqs, offsets, bytes };
 }
 
-/** Rows [from, to) of packed rows, each value copied out (a cached value must not pin the whole buffer). */
-export function unpackRows(p: PackedRows, from: number, to: number): WrittenRow[] {
-  const out: WrittenRow[] = new Array(Math.max(0, to - from));
+/** Rows [from, to) of packed rows and their sequences, each value copied out (a cached value must not pin the whole buffer). */
+export function unpackRows(p: PackedRows, from: number, to: number): { rows: Pick<ValueWrite, "feature_id" | "entity_id" | "event_time" | "value">[]; seqs: { seq: number }[] } {
+  const rows: Pick<ValueWrite, "feature_id" | "entity_id" | "event_time" | "value">[] = new Array(Math.max(0, to - from));
+  const seqs: { seq: number }[] = new Array(rows.length);
   for (let i = from; i < to; i++) {
-    out[i - from] = {
+    rows[i - from] = {
       feature_id: p.featureIds[i] as number,
       entity_id: p.entityIds[i] as string,
       event_time: p.eventTimes[i] as number,
-      seq: p.seqs[i] as number,
       value: p.bytes.slice(p.offsets[i] as number, p.offsets[i + 1] as number),
     };
+    seqs[i - from] = { seq: p.seqs[i] as number };
   }
-  return out;
+  return { rows, seqs };
 }
 
 /** The problem to report for a failure; anything but an AppError is logged here and reported as `internal`. */
@@ -210,10 +209,11 @@ export class JobRunner {
       const body = validate(WriteBody, decodeJson(m.body));
       // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
       const { rows, defs } = prepareRows({ ...this.deps, clock: { now: () => m.now } }, m.tenant, body.entity_type, body.records, m.now);
-      const written = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.db.writeValues(rows));
+      // The offline half of storeValues (serving/write.ts); the serving thread does the online half.
+      const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
       const ttls = new Map(defs.map((d) => [d.id, d.ttlMs]));
-      const packed = packRows(written);
-      const outcome = { written: rows.length, entityType: body.entity_type, rows: packed, ttls: [...ttls], valuesChanges: this.deps.db.takeValuesChanges?.() ?? [] };
+      const packed = packRows(rows, outcomes);
+      const outcome = { written: rows.length, entityType: body.entity_type, rows: packed, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
       const transfer = [packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[];
       this.post({ t: "written", id: m.id, outcome }, transfer);
     } catch (err) {

@@ -10,12 +10,12 @@
  */
 import { join } from "node:path";
 import type { Registry } from "prom-client";
-import { BulkAdmission } from "../api/middleware/shed.ts";
+import { BulkAdmission } from "./admission.ts";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { RegistrySnapshot } from "../registry/snapshot.ts";
 import type { Deps } from "../serving/deps.ts";
-import { offerToCache } from "../serving/write.ts";
+import { offerToOnline } from "../serving/write.ts";
 import { JobRunner, unpackRows } from "./jobs.ts";
 import type { FromWorker, JobProblem, ToWorker, WriteOutcome } from "./protocol.ts";
 
@@ -180,7 +180,7 @@ export class BulkLane {
     const cfg = this.deps.config;
     const share = this.o.maxInFlight > 0 ? Math.ceil(this.o.maxInFlight / Math.max(1, this.o.workers)) : cfg.POSTGRES_POOL_SIZE;
     const config = { ...cfg, POSTGRES_POOL_SIZE: Math.max(1, Math.min(cfg.POSTGRES_POOL_SIZE, share)) };
-    worker.postMessage({ t: "init", config, changeOrigin: this.deps.db.changeOrigin, chunkKeys: this.o.chunkKeys } satisfies ToWorker);
+    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, chunkKeys: this.o.chunkKeys } satisfies ToWorker);
     return slot;
   }
 
@@ -324,14 +324,17 @@ export class BulkLane {
       release();
     }
     const { rows, ttls, entityType, valuesChanges } = outcome;
-    this.deps.db.adoptValuesChanges?.(valuesChanges);
-    const defs = ttls.map(([id, ttlMs]) => ({ id, ttlMs }));
+    this.deps.stores.registry.adoptValuesChanges?.(valuesChanges);
+    if (outcome.written > 0) this.deps.metrics.valuesWritten.inc(outcome.written);
+    // The online half of storeValues (serving/write.ts): every accepted row, re-sends included.
+    const ttl = new Map(ttls);
     const n = rows.entityIds.length;
     for (let from = 0; from < n; from += CACHE_SLICE) {
       if (from > 0) await new Promise<void>((r) => setImmediate(r));
-      await offerToCache(this.deps, req.tenant, entityType, unpackRows(rows, from, Math.min(n, from + CACHE_SLICE)), defs);
+      const slice = unpackRows(rows, from, Math.min(n, from + CACHE_SLICE));
+      const defs = slice.rows.map((r) => ({ ttlMs: ttl.get(r.feature_id) ?? null }));
+      await offerToOnline(this.deps, { tenant: req.tenant, entityType, rows: slice.rows, defs }, slice.seqs);
     }
-    if (outcome.written > 0) this.deps.metrics.valuesWritten.inc(outcome.written);
     return outcome.written;
   }
 

@@ -51,8 +51,9 @@ export interface JobProblem {
 }
 
 /**
- * The rows a write newly stored, column by column (cheap to hand over): exactly what the serving
- * thread needs to offer them to its online cache.
+ * The rows a write accepted (newly stored or identical to a stored row), column by column (cheap
+ * to hand over), each with the write sequence the store gave it: exactly what the serving thread
+ * needs to offer them to its online store.
  */
 export interface PackedRows {
   featureIds: Float64Array;

@@ -37,11 +37,16 @@ port.onmessage = (e) => {
           // not permitted or not supported: run at the process's priority
         }
         const log = createLogger(m.config.LOG_LEVEL, 1);
-        db = await openDatabase(m.config, log, { changeOrigin: m.changeOrigin });
+        // Its own connection (README, Architecture: how a thread opens its own stores); the main
+        // thread applied the migrations, assertMigrated() checks them and prepares the connection.
+        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin });
         await db.assertMigrated();
         db.takeValuesChanges?.(); // starts recording this connection's commits of values
         const registry = new RegistryHolder(db);
-        runner = new JobRunner({ config: m.config, db, registry, log }, (out, transfer) => port.postMessage(out, transfer), { reloadRegistry: true, chunkKeys: m.chunkKeys });
+        runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
+          reloadRegistry: true,
+          chunkKeys: m.chunkKeys,
+        });
         port.postMessage({ t: "ready" });
       } catch (err) {
         port.postMessage({ t: "init_failed", message: err instanceof Error ? err.message : String(err) });

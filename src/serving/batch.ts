@@ -2,7 +2,7 @@
  * Point-in-time retrieval for training data: for every (entity, timestamp) row and feature,
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
-import type { AsOfKey } from "../store/types.ts";
+import type { AsOfKey, Stores } from "../store/types.ts";
 import { formatTime } from "../lib/time.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
@@ -39,7 +39,7 @@ export const CHUNK_KEYS = 20_000;
  * the answer's format and counts its lookups.
  */
 export function lookupBatch(
-  deps: Pick<Deps, "registry" | "db" | "config" | "log">,
+  deps: Pick<Deps, "registry" | "log"> & { stores: Pick<Stores, "offline"> },
   tenant: string,
   rows: readonly BatchRow[],
   featureNames: readonly string[],
@@ -56,7 +56,7 @@ export function lookupBatch(
         const row = chunk[r] as BatchRow;
         for (let f = 0; f < nf; f++) keys[r * nf + f] = { feature_id: (defs[f] as (typeof defs)[number]).id, entity_id: row.entity_id, at: row.at };
       }
-      const found = await dbCall(deps, "point-in-time lookup", () => deps.db.getAsOf(keys));
+      const found = await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(keys));
       const counts: StatusCounts = { present: 0, not_found: 0, expired: 0 };
       const out: BatchResult[] = new Array(chunk.length);
       const served: ServedValue[] = new Array(nf);

@@ -153,7 +153,7 @@ for (const backend of contractBackends()) {
     test("online lookups are answered while a write waits for a store lock; the write then succeeds and is served", async () => {
       // Another connection holds the lock the write needs, so the write is provably in progress.
       let unlock: () => Promise<void>;
-      if (s.deps.db.kind === "sqlite") {
+      if (!s.deps.config.POSTGRES_URL) {
         const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
         other.exec("BEGIN IMMEDIATE");
         unlock = async () => {
@@ -196,7 +196,7 @@ describe("the in-process cache after a bulk write (embedded)", () => {
       const key = await s.key(tenant);
       await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
       expect((await s.post(W, { entity_type: "user", records: [{ entity_id: "u1", features: { f: 1 } }] }, key)).status).toBe(200);
-      (s.deps.db as SqliteDatabase).poll();
+      (s.deps.stores.registry as SqliteDatabase).poll();
       const hits = async () => (await s.deps.metrics.cacheRequests.get()).values.find((v) => v.labels.result === "hit")?.value ?? 0;
       const before = await hits();
       const r = await s.post(O, { entity_id: "u1", feature_names: ["f"] }, key);
@@ -206,7 +206,7 @@ describe("the in-process cache after a bulk write (embedded)", () => {
       const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
       other.exec("UPDATE change_counters SET version = version + 1 WHERE kind = 'values'");
       other.close();
-      (s.deps.db as SqliteDatabase).poll();
+      (s.deps.stores.registry as SqliteDatabase).poll();
       await s.post(O, { entity_id: "u1", feature_names: ["f"] }, key);
       expect(await hits()).toBe(before + 1);
     } finally {

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { BulkLane } from "../../lane/pool.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, requireScope } from "../route.ts";
-import { BatchBody, BatchResponse, BatchResult as BatchResultSchema } from "../schemas.ts";
+import { BatchBody, BatchResponse, BatchResult as BatchResultSchema } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 
 export const batchRoute = createRoute({

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { BulkLane } from "../../lane/pool.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, requireScope } from "../route.ts";
-import { WriteBody, WriteResponse } from "../schemas.ts";
+import { WriteBody, WriteResponse } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
 
 export const writeRoute = createRoute({

@@ -1,11 +1,13 @@
 /**
  * The request and response schemas: they validate requests and generate /openapi.json, so the
- * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire.
+ * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire. Hono-free:
+ * the stream worker and the CLI validate with them too (`z` comes from @hono/zod-openapi only for
+ * its `.openapi()` metadata).
  */
 import { z } from "@hono/zod-openapi";
-import { ERROR_CODES } from "../errors.ts";
-import { DTYPES } from "../registry/dtype.ts";
-import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "../registry/names.ts";
+import { AppError, ERROR_CODES, formatPath, type FieldError } from "./errors.ts";
+import { DTYPES } from "./registry/dtype.ts";
+import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "./registry/names.ts";
 
 /** Request list limits. */
 export const LIMITS = { writeRecords: 10_000, onlineIds: 1_000, features: 1_000, batchRows: 100_000 } as const;
@@ -231,3 +233,94 @@ export const Readiness = z
     stores: z.object({ database: z.enum(["ok", "down"]), cache: z.enum(["ok", "down", "in_process"]) }),
   })
   .openapi("Readiness", { example: { status: "ok", stores: { database: "ok", cache: "in_process" } } });
+
+/**
+ * Wording of zod issues a client can act on (pass as `safeParse(raw, { error: issueWording })`):
+ * a missing field is `required` (zod says "expected array, received undefined"), an empty string
+ * or list `must not be empty`. Anything else keeps zod's message.
+ */
+export const issueWording: z.core.$ZodErrorMap = (issue) => {
+  if (issue.input === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value")) return "required";
+  if (issue.code === "too_small" && issue.minimum === 1 && (issue.origin === "string" || issue.origin === "array")) return "must not be empty";
+  return undefined;
+};
+
+/** Turns zod issues into `errors` entries: at most one per path (the first), at most 100. */
+export function zodErrors(error: z.ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  const add = (path: string, message: string) => {
+    if (seen.has(path)) return;
+    seen.add(path);
+    out.push({ path, message });
+  };
+  for (const i of error.issues) {
+    if (i.code === "unrecognized_keys") {
+      for (const k of i.keys) add(formatPath([...i.path, k]), `unknown field ${JSON.stringify(k)}`);
+    } else {
+      add(formatPath(i.path) || "(body)", i.message);
+    }
+    if (out.length >= 100) break;
+  }
+  return out.slice(0, 100);
+}
+
+// ───────────────────────────── decoding request bodies (Hono-free) ─────────────────────────────
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** Decodes a request body as strict UTF-8 JSON (the bulk lane's workers call it off the serving thread too); 400 when it is not. */
+export function decodeJson(buf: ArrayBuffer | Uint8Array): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(buf);
+  } catch {
+    throw new AppError("invalid_request", "request body is not valid UTF-8");
+  }
+  if (text.trim() === "") throw new AppError("invalid_request", "request body is empty; a JSON object is required");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    const why = e instanceof SyntaxError ? e.message : "too deeply nested";
+    throw new AppError("invalid_request", `request body is not valid JSON: ${why}`);
+  }
+  if ((text.includes("__proto__") || text.includes("\\u")) && hasProtoKey(value)) {
+    throw new AppError("invalid_request", "`__proto__` is not allowed as a key in a request body");
+  }
+  return value;
+}
+
+/** Whether any object in a parsed JSON value has an own `__proto__` key (it would be dropped or misread). */
+function hasProtoKey(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) if (typeof x === "object" && x !== null) stack.push(x);
+      continue;
+    }
+    if (Object.hasOwn(v, "__proto__")) return true;
+    for (const x of Object.values(v)) if (typeof x === "object" && x !== null) stack.push(x);
+  }
+  return false;
+}
+
+/** Validates a value against `schema`; 400 with `errors` on failure. */
+export function validate<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
+  const r = schema.safeParse(raw, { error: issueWording });
+  if (!r.success) throw new AppError("invalid_request", "request does not match the schema", { errors: zodErrors(r.error) });
+  return r.data;
+}
+
+/**
+ * Bodies with alternative shapes (`entity_id` | `entity_ids`; `rows` | `entity_ids` + `timestamp`):
+ * when `raw` has `field` and any of `others`, a 400 saying they are mutually exclusive (rather
+ * than calling one of them an unknown field of the other shape). `choice` says what to send.
+ */
+export function exclusive(raw: unknown, field: string, others: readonly string[], choice: string): void {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !(field in raw)) return;
+  const errors = others.filter((o) => o in raw).map((o) => ({ path: o, message: `\`${field}\` and \`${o}\` are mutually exclusive: send ${choice}` }));
+  if (errors.length > 0) throw new AppError("invalid_request", "request does not match the schema", { errors });
+}
