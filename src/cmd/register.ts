@@ -4,6 +4,8 @@ import { RegisterBody } from "../api/schemas.ts";
 import { zodErrors } from "../api/errors.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
+import { parseGroups } from "./register-groups.ts";
+import { registerCatalog } from "../serving/catalog.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
 
 export const command: Command = {
@@ -11,8 +13,9 @@ export const command: Command = {
   help: `Usage: feature-store register FILE.yaml --tenant T [--dry-run]
 
 Registers every definition in FILE (\`features: [ {name, version, dtype, entity_type,
-ttl_hours?, description?, owner?, tags?}, ... ]\`) for tenant T, all or nothing, in one
-transaction. Prints one line per definition: new, unchanged, updated (metadata only),
+ttl_hours?, description?, owner?, tags?}, ... ]\`, and optionally \`feature_views: [ {name,
+version, entity_type, join_keys?, features, push_source?, ...} ]\` and \`feature_services:
+[ {name, version, features, ...} ]\`) for tenant T, all or nothing, in one transaction. Prints one line per definition: new, unchanged, updated (metadata only),
 conflict or invalid (with the reason).
 
 Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
@@ -35,7 +38,8 @@ Options:
       const err = e as NodeJS.ErrnoException;
       throw new CliError(`cannot ${err.code ? "read" : "parse"} ${file}: ${err.code ?? err.message.split("\n")[0]}`, 2);
     }
-    const list = (doc as { features?: unknown } | null)?.features;
+    const catalog = parseGroups(doc, file);
+    const list = (doc as { features?: unknown } | null)?.features ?? (catalog ? [] : undefined);
     if (typeof doc !== "object" || doc === null || !Array.isArray(list)) throw new CliError(`${file}: expected a top-level \`features:\` list`, 2);
 
     const items: RegisterItem[] = list.map((raw: unknown, i) => {
@@ -49,9 +53,12 @@ Options:
     const cfg = config();
     const deps = await buildDeps(cfg);
     try {
-      const { outcomes, ok } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
+      const { outcomes, ok } = catalog
+        ? await registerCatalog(deps, values.tenant, items, catalog, values["dry-run"] === true)
+        : await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
       for (const o of outcomes) {
-        const what = o.version > 0 ? `${o.name}@${o.version}` : o.name;
+        const kind = "kind" in o && o.kind !== "feature" ? `${o.kind} ` : "";
+        const what = kind + (o.version > 0 ? `${o.name}@${o.version}` : o.name);
         console.log(`${o.status.padEnd(9)} ${what}${o.reason ? `: ${o.reason}` : ""}`);
       }
       if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length} definition(s) in conflict or invalid`);

@@ -3,9 +3,11 @@
 /** Feature and entity-type names. */
 export const NAME_PATTERN = "^[a-z][a-z0-9_]{0,127}$";
 export const NAME_RE = new RegExp(NAME_PATTERN);
-/** A feature reference: `name` or `name@N`. */
-export const REF_PATTERN = "^[a-z][a-z0-9_]{0,127}(@[1-9][0-9]{0,8})?$";
-const REF_RE = /^([a-z][a-z0-9_]{0,127})(?:@([1-9][0-9]{0,8}))?$/;
+/** A feature reference: `name`, `name@N`, or through a feature view `view:name`, `view:name@N`. */
+export const REF_PATTERN = "^([a-z][a-z0-9_]{0,127}:)?[a-z][a-z0-9_]{0,127}(@[1-9][0-9]{0,8})?$";
+const REF_RE = /^(?:([a-z][a-z0-9_]{0,127}):)?([a-z][a-z0-9_]{0,127})(?:@([1-9][0-9]{0,8}))?$/;
+/** A plain feature reference (no view): `name` or `name@N`; also a service reference. */
+export const PLAIN_REF_PATTERN = "^[a-z][a-z0-9_]{0,127}(@[1-9][0-9]{0,8})?$";
 
 /** Largest entity id, in UTF-8 bytes. */
 export const MAX_ENTITY_ID_BYTES = 512;
@@ -13,15 +15,17 @@ export const MAX_ENTITY_ID_BYTES = 512;
 /** A parsed feature reference; `version` undefined means "the highest registered". */
 export interface FeatureRef {
   ref: string;
+  /** the feature view named before `:`, if any */
+  view?: string | undefined;
   name: string;
   version: number | undefined;
 }
 
-/** Parses `name` or `name@N`; `null` when malformed. */
+/** Parses `name`, `name@N`, `view:name` or `view:name@N`; `null` when malformed. */
 export function parseRef(ref: string): FeatureRef | null {
   const m = REF_RE.exec(ref);
   if (!m) return null;
-  return { ref, name: m[1] as string, version: m[2] === undefined ? undefined : Number(m[2]) };
+  return { ref, view: m[1], name: m[2] as string, version: m[3] === undefined ? undefined : Number(m[3]) };
 }
 
 /** Why an entity id is not acceptable, or `null` when it is. */

@@ -3,7 +3,7 @@
  * request. Rebuilt from the database at start, after this process registers, and when the
  * change feed says another process did.
  */
-import type { DefinitionRow } from "../store/types.ts";
+import type { DefinitionRow, GroupKind, GroupRow } from "../store/types.ts";
 import { parseDtype, type Dtype } from "./dtype.ts";
 import { parseRef } from "./names.ts";
 
@@ -31,7 +31,16 @@ export class RegistrySnapshot {
   /** tenant -> name -> versions ascending */
   private readonly tenants = new Map<string, Map<string, Definition[]>>();
 
-  constructor(rows: DefinitionRow[]) {
+  /** tenant -> `kind:name` -> view or service versions ascending */
+  private readonly groups = new Map<string, Map<string, GroupRow[]>>();
+
+  constructor(rows: DefinitionRow[], groups: readonly GroupRow[] = []) {
+    for (const g of groups) {
+      let byName = this.groups.get(g.tenant);
+      if (!byName) this.groups.set(g.tenant, (byName = new Map()));
+      const key = `${g.kind}:${g.name}`;
+      byName.set(key, [...(byName.get(key) ?? []), g].sort((a, b) => a.version - b.version));
+    }
     for (const row of rows) {
       let names = this.tenants.get(row.tenant);
       if (!names) this.tenants.set(row.tenant, (names = new Map()));
@@ -42,10 +51,19 @@ export class RegistrySnapshot {
     for (const names of this.tenants.values()) for (const v of names.values()) v.sort((a, b) => a.version - b.version);
   }
 
-  /** Resolves `name` (highest version) or `name@N` for a tenant. */
+  /**
+   * Resolves `name` (highest version) or `name@N` for a tenant; through a feature view,
+   * `view:name` is the feature as the view's highest version lists it (its pinned version, or
+   * the highest), `view:name@N` version N of a feature the view lists.
+   */
   resolve(tenant: string, ref: string): Resolution {
     const parsed = parseRef(ref);
-    if (!parsed) return { kind: "invalid", message: "not a feature reference (`name` or `name@N`, name matching ^[a-z][a-z0-9_]{0,127}$)" };
+    if (!parsed) return { kind: "invalid", message: "not a feature reference (`name`, `name@N`, `view:name` or `view:name@N`; names match ^[a-z][a-z0-9_]{0,127}$)" };
+    if (parsed.view !== undefined) {
+      const member = this.group(tenant, "view", parsed.view)?.spec.features.find((m) => parseRef(m)?.name === parsed.name);
+      if (member === undefined) return { kind: "unknown" };
+      return this.resolve(tenant, parsed.version === undefined ? member : `${parsed.name}@${parsed.version}`);
+    }
     const versions = this.tenants.get(tenant)?.get(parsed.name);
     if (!versions || versions.length === 0) return { kind: "unknown" };
     const def = parsed.version === undefined ? versions[versions.length - 1] : versions.find((d) => d.version === parsed.version);
@@ -65,5 +83,46 @@ export class RegistrySnapshot {
       if (d && (entityType === undefined || d.entity_type === entityType)) out.push(d);
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** A view or service: version `version`, or the highest when undefined. */
+  group(tenant: string, kind: GroupKind, name: string, version?: number): GroupRow | undefined {
+    const versions = this.groupVersions(tenant, kind, name);
+    return version === undefined ? versions[versions.length - 1] : versions.find((g) => g.version === version);
+  }
+
+  /** All versions of a view or service, ascending (empty when unknown). */
+  groupVersions(tenant: string, kind: GroupKind, name: string): readonly GroupRow[] {
+    return this.groups.get(tenant)?.get(`${kind}:${name}`) ?? [];
+  }
+
+  /** The highest version of each of a tenant's views or services, by name. */
+  latestGroups(tenant: string, kind: GroupKind): GroupRow[] {
+    const out: GroupRow[] = [];
+    for (const [key, versions] of this.groups.get(tenant) ?? []) {
+      const g = versions[versions.length - 1];
+      if (g && key.startsWith(`${kind}:`)) out.push(g);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * The feature references a service stands for, in its order, `view:*` expanded to every
+   * feature of the view's highest version (`view:name`). `null` when the service is unknown.
+   */
+  serviceRefs(tenant: string, name: string, version?: number): string[] | null {
+    const svc = this.group(tenant, "service", name, version);
+    if (!svc) return null;
+    const out: string[] = [];
+    for (const ref of svc.spec.features) {
+      const star = /^([a-z][a-z0-9_]{0,127}):\*$/.exec(ref);
+      if (!star) {
+        out.push(ref);
+        continue;
+      }
+      const view = star[1] as string;
+      for (const m of this.group(tenant, "view", view)?.spec.features ?? []) out.push(`${view}:${parseRef(m)?.name ?? m}`);
+    }
+    return [...new Set(out)];
   }
 }

@@ -18,9 +18,10 @@ export class RegistryHolder {
 
   constructor(private readonly db: Database) {}
 
-  /** Re-reads every definition. */
+  /** Re-reads every definition, view and service. */
   async reload(): Promise<RegistrySnapshot> {
-    this.current = new RegistrySnapshot(await this.db.loadDefinitions());
+    const [defs, groups] = await Promise.all([this.db.loadDefinitions(), this.db.loadGroups()]);
+    this.current = new RegistrySnapshot(defs, groups);
     return this.current;
   }
 }

@@ -100,11 +100,68 @@ export interface ChangeSet {
   values: boolean;
 }
 
+/** Feature view (`view`) or feature service (`service`). */
+export type GroupKind = "view" | "service";
+
+/** What a view or service consists of (stored as JSON). */
+export interface GroupSpec {
+  /** a view's entity type (every member has it); absent for services */
+  entity_type?: string;
+  /** a view's join key columns, as Feast clients name them (default: the entity type) */
+  join_keys?: string[];
+  /** views: plain references (`name`, `name@N`); services: any references (`view:*`, `view:f`, `f@N`) */
+  features: string[];
+  /** a view's push source name, for Feast's `POST /push` */
+  push_source?: string;
+}
+
+/** A registered view or service version, as stored. */
+export interface GroupRow {
+  id: number;
+  tenant: string;
+  kind: GroupKind;
+  name: string;
+  version: number;
+  spec: GroupSpec;
+  description: string | null;
+  owner: string | null;
+  tags: Record<string, string>;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A view or service to insert (the store assigns the id). */
+export type NewGroup = Omit<GroupRow, "id">;
+
+/** What a catalog registration (features, views and services together) decided. */
+export interface CatalogPlan extends RegisterPlan {
+  groupInserts: NewGroup[];
+  /** metadata replacements; `id` is a group id */
+  groupUpdates: MetadataUpdate[];
+}
+
+/**
+ * Registry additions for views and services (the {@link Database} backends implement them).
+ * Both bump the `definitions` change counter, so other processes reload their snapshot.
+ */
+export interface GroupStore {
+  /** Every view and service of every tenant. */
+  loadGroups(): Promise<GroupRow[]>;
+  /**
+   * As {@link Database.registerDefinitions}, for features, views and services together: one
+   * serialised transaction, all or nothing.
+   */
+  registerCatalog<T>(
+    tenant: string,
+    decide: (defs: DefinitionRow[], groups: GroupRow[]) => { plan: CatalogPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[]; insertedGroups: GroupRow[] }>;
+}
+
 /**
  * The system of record: registry, API keys and the offline history of values (plus the latest
  * value per feature version and entity, maintained in the same transaction as the history).
  */
-export interface Database {
+export interface Database extends GroupStore {
   /** `sqlite` or `postgres` */
   readonly kind: "sqlite" | "postgres";
   /** Applies pending migrations; idempotent. Returns the names applied now. */
