@@ -323,13 +323,13 @@ export class PostgresDatabase implements Database {
         for (const g of plan.groupInserts) {
           const [row] = await tx<GroupRow[]>`
             INSERT INTO feature_groups (tenant, kind, name, version, spec, description, owner, tags, created_at, updated_at)
-            VALUES (${g.tenant}, ${g.kind}, ${g.name}, ${g.version}, ${JSON.stringify(g.spec)}::jsonb, ${g.description}, ${g.owner},
-                    ${JSON.stringify(g.tags)}::jsonb, ${g.created_at}, ${g.updated_at})
+            VALUES (${g.tenant}, ${g.kind}, ${g.name}, ${g.version}, ${JSON.stringify(g.spec)}::text::jsonb, ${g.description}, ${g.owner},
+                    ${JSON.stringify(g.tags)}::text::jsonb, ${g.created_at}, ${g.updated_at})
             RETURNING ${tx.unsafe(GROUP_COLUMNS)}`;
           if (row) insertedGroups.push(row);
         }
         for (const u of plan.groupUpdates) {
-          await tx`UPDATE feature_groups SET description = ${u.description}, owner = ${u.owner}, tags = ${JSON.stringify(u.tags)}::jsonb,
+          await tx`UPDATE feature_groups SET description = ${u.description}, owner = ${u.owner}, tags = ${JSON.stringify(u.tags)}::text::jsonb,
                    updated_at = ${u.updated_at} WHERE id = ${u.id}`;
         }
         version = await this.bump(tx, "definitions");
