@@ -16,6 +16,7 @@ import { Admission, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
 import { mountCatalog } from "./api/routes/catalog.ts";
+import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
 import { mountOnline } from "./api/routes/online.ts";
 import { mountOps, type ServerState } from "./api/routes/ops.ts";
@@ -92,6 +93,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountBatch(app, deps);
   mountDefinitions(app, deps);
   mountCatalog(app, deps);
+  mountFeast(app, deps);
   return app;
 }
 

@@ -34,8 +34,16 @@ export class RegistrySnapshot {
   /** tenant -> `kind:name` -> view or service versions ascending */
   private readonly groups = new Map<string, Map<string, GroupRow[]>>();
 
+  /** tenant -> entity type -> the join keys its views name it by */
+  private readonly joinKeyMap = new Map<string, Map<string, string[]>>();
+
   constructor(rows: DefinitionRow[], groups: readonly GroupRow[] = []) {
     for (const g of groups) {
+      if (g.kind === "view" && g.spec.entity_type !== undefined && g.spec.join_keys !== undefined) {
+        let types = this.joinKeyMap.get(g.tenant);
+        if (!types) this.joinKeyMap.set(g.tenant, (types = new Map()));
+        types.set(g.spec.entity_type, g.spec.join_keys);
+      }
       let byName = this.groups.get(g.tenant);
       if (!byName) this.groups.set(g.tenant, (byName = new Map()));
       const key = `${g.kind}:${g.name}`;
@@ -89,6 +97,11 @@ export class RegistrySnapshot {
   group(tenant: string, kind: GroupKind, name: string, version?: number): GroupRow | undefined {
     const versions = this.groupVersions(tenant, kind, name);
     return version === undefined ? versions[versions.length - 1] : versions.find((g) => g.version === version);
+  }
+
+  /** The key columns an entity type is named by (its views' `join_keys`; else the type's name). */
+  joinKeys(tenant: string, entityType: string): readonly string[] {
+    return this.joinKeyMap.get(tenant)?.get(entityType) ?? [entityType];
   }
 
   /** All versions of a view or service, ascending (empty when unknown). */
