@@ -23,7 +23,13 @@ export const ViewBody = z
     name: Name,
     version: Version,
     entity_type: EntityType,
-    join_keys: z.array(Name).min(1).max(1).optional().openapi({ description: "the key column Feast clients name the entity by (default: the entity type); one column" }),
+    join_keys: z
+      .array(Name)
+      .min(1)
+      .max(8)
+      .refine((k) => new Set(k).size === k.length, "join keys must be distinct")
+      .optional()
+      .openapi({ description: "the key column(s) clients name the entity by (default: the entity type); several columns make a composite key" }),
     features: z.array(PlainRef).min(1).max(LIMITS.features).openapi({ description: "features of `entity_type`: `name` (follows the highest version) or `name@N` (pinned)" }),
     push_source: Name.optional().openapi({ description: "push source name that Feast's `POST /push` writes this view through" }),
     ...Meta,
@@ -57,8 +63,11 @@ export const OnlineServiceSingleBody = z.strictObject({ entity_id: EntityId, fea
 export const OnlineServiceMultiBody = z
   .strictObject({ entity_ids: z.array(EntityId).min(1).max(LIMITS.onlineIds), feature_service: ServiceRef })
   .openapi("OnlineServiceMultiBody");
-/** One entity id per entity type, for features (or a service) spanning entity types. */
-export const EntityRow = z.record(EntityType, EntityId).openapi({ description: "entity type -> entity id", example: { user: "user_1", merchant: "m_7" } });
+/** One entity per entity type, for features (or a service) spanning entity types. */
+export const EntityRow = z.record(EntityType, z.union([EntityId, z.record(Name, EntityId)])).openapi({
+  description: "entity type -> entity id, or for an entity type with several join keys {join key: value}",
+  example: { user: "user_1", merchant: "m_7", user_merchant: { user_id: "user_1", merchant_id: "m_7" } },
+});
 export const OnlineRowsBody = z
   .strictObject({
     entity_rows: z.array(EntityRow).min(1).max(LIMITS.onlineIds),
@@ -70,7 +79,7 @@ const ValueMeta = z.object({ status: z.enum(["present", "not_found", "expired"])
 export const OnlineRowsResponse = z
   .object({
     results: z.array(
-      z.object({ entities: z.record(z.string(), z.string()), features: z.record(z.string(), z.unknown()), metadata: z.record(z.string(), ValueMeta) }),
+      z.object({ entities: z.record(z.string(), z.union([z.string(), z.record(z.string(), z.string())])), features: z.record(z.string(), z.unknown()), metadata: z.record(z.string(), ValueMeta) }),
     ),
   })
   .openapi("OnlineRowsResponse");

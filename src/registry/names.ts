@@ -36,3 +36,12 @@ export function entityIdProblem(id: string): string | null {
   if (Buffer.byteLength(id, "utf8") > MAX_ENTITY_ID_BYTES) return `entity id is longer than ${MAX_ENTITY_ID_BYTES} UTF-8 bytes`;
   return null;
 }
+
+/**
+ * The stored entity id of an entity named by several key columns (in join-key order): the JSON
+ * array of the values, so ("a|b", "c") and ("a", "b|c") stay different entities. One column is
+ * stored as its value itself.
+ */
+export function compositeEntityId(values: readonly string[]): string {
+  return values.length === 1 ? (values[0] as string) : JSON.stringify(values);
+}

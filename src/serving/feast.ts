@@ -6,7 +6,7 @@
  * them; our `expired` is Feast's `OUTSIDE_MAX_AGE`.
  */
 import { AppError, type FieldError } from "../errors.ts";
-import { entityIdProblem, parseRef } from "../registry/names.ts";
+import { compositeEntityId, entityIdProblem, parseRef } from "../registry/names.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import type { GroupRow } from "../store/types.ts";
 import { parseTime } from "../lib/time.ts";
@@ -98,8 +98,10 @@ export async function feastOnline(deps: Deps, tenant: string, req: FeastOnlineRe
     defs,
     rows,
     (type) => {
-      const keys = snapshot.joinKeys(tenant, type);
-      return keys.length === 1 ? ids.get(keys[0] as string) : undefined;
+      const cols = snapshot.joinKeys(tenant, type).map((k) => ids.get(k));
+      if (cols.some((c) => c === undefined)) return undefined;
+      if (cols.length === 1) return cols[0];
+      return Array.from({ length: rows }, (_, r) => compositeEntityId(cols.map((c) => (c as string[])[r] as string)));
     },
     (type, def: Definition) =>
       new AppError("invalid_request", `entities has no ${snapshot.joinKeys(tenant, type).join(", ")} column (the join key of ${def.name}, entity type ${type})`, {
@@ -151,13 +153,12 @@ function frameTime(v: unknown, path: string, errors: FieldError[], now: number):
  */
 function viewRecords(view: GroupRow, frame: FeastFrame, rows: number, now: number, used: Set<string>, errors: FieldError[]): WriteRecord[] {
   const keys = view.spec.join_keys ?? [];
-  const key = keys[0] as string;
-  const idCol = frame[key];
-  if (keys.length !== 1 || idCol === undefined) {
-    errors.push({ path: "df", message: `missing join key column ${keys.join(", ")} of feature view ${view.name}` });
+  const idCols = keys.map((k) => frame[k]);
+  if (idCols.some((c) => c === undefined)) {
+    errors.push({ path: "df", message: `missing join key column(s) ${keys.filter((k) => frame[k] === undefined).join(", ")} of feature view ${view.name}` });
     return [];
   }
-  used.add(key);
+  for (const k of keys) used.add(k);
   const members = view.spec.features.map((m) => parseRef(m)?.name ?? m).filter((name) => frame[name] !== undefined);
   for (const m of members) used.add(m);
   const times = frame[TIME_COLUMN];
@@ -169,7 +170,8 @@ function viewRecords(view: GroupRow, frame: FeastFrame, rows: number, now: numbe
       if (v !== null && v !== undefined) features[`${view.name}:${m}`] = v;
     }
     const event_time = frameTime(times?.[r], `df.${TIME_COLUMN}[${r}]`, errors, now);
-    out.push({ entity_id: entityId(idCol[r], `df.${key}[${r}]`, errors), ...(event_time ? { event_time } : {}), features });
+    const id = compositeEntityId(keys.map((k, j) => entityId((idCols[j] as unknown[])[r], `df.${k}[${r}]`, errors)));
+    out.push({ entity_id: id, ...(event_time ? { event_time } : {}), features });
   }
   return out;
 }

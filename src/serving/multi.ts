@@ -3,7 +3,8 @@
  * `user_stats:*` + `merchant_stats:risk_score`, or Feast's `get-online-features`): each row
  * names one entity id per entity type; each entity type's keys are read in one cache call.
  */
-import { AppError } from "../errors.ts";
+import { AppError, type FieldError } from "../errors.ts";
+import { compositeEntityId } from "../registry/names.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import type { ValueKey } from "../store/types.ts";
 import type { Deps } from "./deps.ts";
@@ -63,28 +64,50 @@ export async function lookupAcrossTypes(
   return out;
 }
 
+/** An entity as an `entity_rows` request names it: its id, or {join key: value} for several keys. */
+export type EntityValue = string | Record<string, string>;
+
 /** One result of an `entity_rows` online request. */
 export interface OnlineRowResult {
-  entities: Record<string, string>;
+  entities: Record<string, EntityValue>;
   features: Record<string, unknown>;
   metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
 }
 
-/** `entity_rows` (entity type -> id per row) with features of any entity types. */
+/**
+ * `entity_rows` (entity type -> entity per row) with features of any entity types. An entity
+ * type with several join keys is named by an object of them (or by its stored id, the JSON
+ * array of the values in join-key order).
+ */
 export async function lookupOnlineRows(
   deps: Deps,
   tenant: string,
-  entityRows: readonly Record<string, string>[],
+  entityRows: readonly Record<string, EntityValue>[],
   refs: readonly string[],
   defs: readonly Definition[],
 ): Promise<OnlineRowResult[]> {
+  const snapshot = deps.registry.current;
+  const errors: FieldError[] = [];
+  const idOf = (row: Record<string, EntityValue>, r: number, type: string): string | undefined => {
+    const v = row[type];
+    if (v === undefined || typeof v === "string") return v;
+    const keys = snapshot.joinKeys(tenant, type);
+    const extra = Object.keys(v).filter((k) => !keys.includes(k));
+    const missing = keys.filter((k) => v[k] === undefined);
+    if (extra.length > 0 || missing.length > 0) {
+      errors.push({ path: `entity_rows[${r}].${type}`, message: `${type} is named by the join keys ${keys.join(", ")}` });
+      return "";
+    }
+    return compositeEntityId(keys.map((k) => v[k] as string));
+  };
   const served = await lookupAcrossTypes(
     deps,
     tenant,
     defs,
     entityRows.length,
     (type) => {
-      const ids = entityRows.map((r) => r[type]);
+      const ids = entityRows.map((row, r) => idOf(row, r, type));
+      if (errors.length > 0) throw new AppError("invalid_request", "invalid entity key(s)", { errors: errors.slice(0, 100) });
       return ids.every((id) => id !== undefined) ? (ids as string[]) : undefined;
     },
     (type, def) => {

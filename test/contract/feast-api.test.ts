@@ -92,6 +92,29 @@ for (const backend of contractBackends()) {
       expect((await s.post(`${F}/push`, { push_source_name: "ghost", df: { driver_id: [1] } }, key)).status).toBe(404);
     });
 
+    test("composite keys: several join key columns, canonical collision-free storage keys", async () => {
+      const { key } = await setup();
+      expect((await s.post("/api/v1/features/register", { name: "spend", version: 1, dtype: "int64", entity_type: "user_merchant" }, key)).status).toBe(201);
+      const v = await s.post("/api/v1/feature-views/register", { name: "pair_stats", version: 1, entity_type: "user_merchant", join_keys: ["user_id", "merchant_id"], features: ["spend"] }, key);
+      expect(v.status).toBe(201);
+      const df = { user_id: ["a|b", "a", 7], merchant_id: ["c", "b|c", "x"], spend: [1, 2, 3], event_timestamp: [T, T, T] };
+      expect((await s.post(`${F}/write-to-online-store`, { feature_view_name: "pair_stats", df }, key)).status).toBe(200);
+      const feast = await s.post(`${F}/get-online-features`, { entities: { user_id: ["a", "a|b", "7", "a"], merchant_id: ["b|c", "c", "x", "b"] }, features: ["pair_stats:spend"] }, key);
+      expect(feast.body.metadata.feature_names).toEqual(["user_id", "merchant_id", "spend"]);
+      expect(feast.body.results[2].values).toEqual([2, 1, 3, null]);
+      const rows = await s.post("/api/v1/features/online", { entity_rows: [{ user_merchant: { user_id: "a|b", merchant_id: "c" } }, { user_merchant: { merchant_id: "b|c", user_id: "a" } }], feature_names: ["spend"] }, key);
+      expect(rows.body.results.map((r: { features: { spend: number } }) => r.features.spend)).toEqual([1, 2]);
+      // the stored id is the JSON array of the values in join-key order, usable as entity_id
+      const byId = await s.post("/api/v1/features/online", { entity_id: JSON.stringify(["a", "b|c"]), feature_names: ["pair_stats:spend"] }, key);
+      expect(byId.body.features).toEqual({ "pair_stats:spend": 2 });
+      const partial = await s.post("/api/v1/features/online", { entity_rows: [{ user_merchant: { user_id: "a" } }], feature_names: ["spend"] }, key);
+      expect(partial.status).toBe(400);
+      expect(partial.body.errors).toEqual([{ path: "entity_rows[0].user_merchant", message: "user_merchant is named by the join keys user_id, merchant_id" }]);
+      const oneColumn = await s.post(`${F}/get-online-features`, { entities: { user_id: ["a"] }, features: ["pair_stats:spend"] }, key);
+      expect(oneColumn.status).toBe(400);
+      expect(oneColumn.body.detail).toContain("user_id, merchant_id");
+    });
+
     test("auth, scopes, tenants and bad input", async () => {
       const { tenant, key } = await setup();
       const body = { entities: { driver_id: [1001] }, features: ["driver_stats:trips"] };

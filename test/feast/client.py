@@ -56,6 +56,15 @@ out["service"] = answer(
         full_feature_names=True,
     )
 )
+store.write_to_online_store(
+    "pair_stats", pd.DataFrame({"user_id": ["a|b", "a"], "merchant_id": ["c", "b|c"], "spend": [1, 2], "event_timestamp": [ts, ts]})
+)
+out["composite"] = answer(
+    store.get_online_features(
+        features=["pair_stats:spend"],
+        entity_rows=[{"user_id": "a", "merchant_id": "b|c"}, {"user_id": "a|b", "merchant_id": "c"}, {"user_id": "a", "merchant_id": "b"}],
+    )
+)
 out["noauth_error"] = error_of(
     lambda: FeatureStore(repo_path=noauth_repo).get_online_features(features=["driver_stats:trips"], entity_rows=[{"driver_id": 1001}])
 )

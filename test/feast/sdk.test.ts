@@ -128,6 +128,16 @@ describe("Feast's SDK against the binary", () => {
     expect(ours.results[2].metadata.trips.event_time).toBe("2024-01-15T09:58:00.000Z");
   });
 
+  test("composite keys (user_id + merchant_id): ('a|b','c') and ('a','b|c') stay apart; same as the native API", async () => {
+    expect(sdk.composite.values).toEqual({ user_id: ["a", "a|b", "a"], merchant_id: ["b|c", "c", "b"], spend: [2, 1, null] });
+    const ours = await native({
+      entity_rows: [{ user_merchant: { user_id: "a", merchant_id: "b|c" } }, { user_merchant: { user_id: "a|b", merchant_id: "c" } }, { user_merchant: { user_id: "a", merchant_id: "b" } }],
+      feature_names: ["pair_stats:spend"],
+    });
+    expect(sdk.composite.values.spend).toEqual(ours.results.map((r: Json) => r.features["pair_stats:spend"]));
+    expect(sdk.composite.statuses.spend).toEqual(ours.results.map((r: Json) => STATUS[r.metadata["pair_stats:spend"].status]));
+  });
+
   test("no anonymous access: without a key the SDK is refused; a read key reads but cannot write", () => {
     expect(sdk.noauth_error).toContain("401");
     expect(sdk.readonly_read.values.trips).toEqual([7]);

@@ -34,3 +34,15 @@ customer_stats = FeatureView(
     source=customer_source,
 )
 ranking = FeatureService(name="ranking", features=[driver_stats, customer_stats[["rating"]]])
+
+# A view keyed by two entities (a composite key: user_id + merchant_id).
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
+merchant = Entity(name="merchant", join_keys=["merchant_id"], value_type=ValueType.STRING)
+pair_source = FileSource(name="pair_source", path="data/pair.parquet", timestamp_field="event_timestamp")
+pair_stats = FeatureView(
+    name="pair_stats",
+    entities=[user, merchant],
+    ttl=timedelta(days=3650),
+    schema=[Field(name="user_id", dtype=String), Field(name="merchant_id", dtype=String), Field(name="spend", dtype=Int64)],
+    source=pair_source,
+)
