@@ -37,15 +37,15 @@ ts = datetime(2024, 1, 15, 9, 58, tzinfo=timezone.utc)
 out = {}
 
 store.write_to_online_store(
-    "driver_stats",
-    pd.DataFrame({"driver_id": [1001, 1002], "conv_rate": [0.5, 0.75], "trips": [7, 8], "old_score": [1, 2], "event_timestamp": [ts, ts]}),
+    "driver_stats", pd.DataFrame({"driver_id": [1001, 1002], "conv_rate": [0.5, 0.75], "trips": [7, 8], "event_timestamp": [ts, ts]})
 )
-store.push("driver_push", pd.DataFrame({"driver_id": [1003], "conv_rate": [0.125], "trips": [9], "old_score": [3], "event_timestamp": [ts]}), to=PushMode.ONLINE)
+store.push("driver_push", pd.DataFrame({"driver_id": [1003], "conv_rate": [0.125], "trips": [9], "event_timestamp": [ts]}), to=PushMode.ONLINE)
+store.write_to_online_store("driver_recent", pd.DataFrame({"driver_id": [1001, 1003], "old_score": [1, 3], "event_timestamp": [ts, ts]}))
 store.write_to_online_store("customer_stats", pd.DataFrame({"customer_id": ["c1"], "rating": [4.5], "event_timestamp": [ts]}))
 
 out["online"] = answer(
     store.get_online_features(
-        features=["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:old_score"],
+        features=["driver_stats:conv_rate", "driver_stats:trips", "driver_recent:old_score"],
         entity_rows=[{"driver_id": 1001}, {"driver_id": 1003}, {"driver_id": 4242}],
     )
 )
@@ -73,7 +73,7 @@ out["readonly_read"] = answer(
 )
 out["readonly_write_error"] = error_of(
     lambda: FeatureStore(repo_path=readonly_repo).write_to_online_store(
-        "driver_stats", pd.DataFrame({"driver_id": [1001], "conv_rate": [0.0], "trips": [0], "old_score": [0], "event_timestamp": [ts]})
+        "driver_stats", pd.DataFrame({"driver_id": [1001], "conv_rate": [0.0], "trips": [0], "event_timestamp": [ts]})
     )
 )
 print(json.dumps(out))

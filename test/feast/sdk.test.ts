@@ -38,6 +38,9 @@ describe("Feast's SDK against the binary", () => {
   let base: string;
   let admin: string;
   let sdk: Json;
+  let imported: ReturnType<typeof run>;
+  let asYaml: ReturnType<typeof run>;
+  let registerAgain: ReturnType<typeof run>;
 
   async function native(body: unknown): Promise<Json> {
     const res = await fetch(`${base}/api/v1/features/online`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": admin }, body: JSON.stringify(body) });
@@ -53,10 +56,6 @@ describe("Feast's SDK against the binary", () => {
     admin = key("admin");
     const writer = key("write");
     const reader = key("read");
-    const reg = run([BIN, "register", join(ROOT, "test/feast/repo/feature-store.yaml"), "--tenant", "acme"], env);
-    expect(reg.stdout).toContain("new       service ranking@1");
-    expect(reg.code).toBe(0);
-
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     server = Bun.spawn([BIN, "serve", "--port", String(port), "--host", "127.0.0.1"], { env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
@@ -79,6 +78,24 @@ describe("Feast's SDK against the binary", () => {
     const feastEnv = { FEATURE_STORE_API_KEY: writer, FEATURE_STORE_READ_KEY: reader, FEAST_USAGE: "False" };
     const applied = run([FEAST, "apply"], feastEnv, repo);
     if (applied.code !== 0) throw new Error(`feast apply failed:\n${applied.stdout}\n${applied.stderr}`);
+
+    // The migration as the README tells it: dump Feast's registry, import it.
+    const dumped = run([FEAST, "registry-dump"], feastEnv, repo);
+    if (dumped.code !== 0) throw new Error(`feast registry-dump failed:\n${dumped.stderr}`);
+    writeFileSync(join(dir, "dump.json"), dumped.stdout);
+    const dry = run([BIN, "import-feast", join(dir, "dump.json"), "--tenant", "acme", "--dry-run"], env);
+    imported = run([BIN, "import-feast", join(dir, "dump.json"), "--tenant", "acme"], env);
+    expect(dry.stdout).toBe(imported.stdout);
+    asYaml = run([BIN, "import-feast", join(dir, "dump.json"), "--yaml"], env);
+    writeFileSync(join(dir, "imported.yaml"), asYaml.stdout);
+    registerAgain = run([BIN, "register", join(dir, "imported.yaml"), "--tenant", "acme", "--dry-run"], env);
+
+    // the server sees another process's registration within a second
+    for (let i = 0; i < 100; i++) {
+      const list = await fetch(`${base}/api/v1/feature-services`, { headers: { "x-api-key": admin } }).then((r) => r.json() as Promise<Json>);
+      if (list.feature_services?.length > 0) break;
+      await Bun.sleep(50);
+    }
     const client = run([PY, join(ROOT, "test/feast/client.py"), repo, join(dir, "noauth"), join(dir, "readonly")], feastEnv, repo);
     if (client.code !== 0) throw new Error(`Feast's SDK failed:\n${client.stderr}`);
     sdk = JSON.parse(client.stdout.trim().split("\n").at(-1) ?? "{}");
@@ -89,10 +106,28 @@ describe("Feast's SDK against the binary", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  test("feast registry-dump | import-feast: views, features, services registered; the on-demand view and sources listed", () => {
+    expect(imported.code).toBe(0);
+    const lines = imported.stdout.trim().split("\n");
+    for (const l of ["new         conv_rate@1", "new         old_score@1", "new         spend@1", "new         view driver_stats@1", "new         view pair_stats@1", "new         service ranking@1"]) {
+      expect(lines).toContain(l);
+    }
+    expect(lines.filter((l) => l.startsWith("unsupported "))).toEqual([
+      "unsupported on-demand feature view (a Python transformation) boosted_rate: not supported",
+      expect.stringMatching(/^unsupported data sources .*customer_source.*driver_push.*: not imported/),
+    ]);
+    expect(imported.stderr).toContain("2 part(s) of the Feast registry were not imported");
+    // --yaml writes the same definitions as a register file: registering it changes nothing
+    expect(asYaml.stdout).toContain("join_keys:");
+    expect(registerAgain.code).toBe(0);
+    expect(registerAgain.stdout.trim().split("\n").every((l) => l.startsWith("unchanged "))).toBe(true);
+    expect(registerAgain.stdout).toContain("unchanged service ranking@1");
+  });
+
   test("get_online_features: several rows, a missing entity, an expired value; same as the native API", async () => {
     expect(sdk.online.values).toEqual({ driver_id: [1001, 1003, 4242], conv_rate: [0.5, 0.125, null], trips: [7, 9, null], old_score: [null, null, null] });
     expect(sdk.online.statuses.old_score).toEqual(["OUTSIDE_MAX_AGE", "OUTSIDE_MAX_AGE", "NOT_FOUND"]);
-    const refs = ["driver_stats:conv_rate", "driver_stats:trips", "driver_stats:old_score"];
+    const refs = ["driver_stats:conv_rate", "driver_stats:trips", "driver_recent:old_score"];
     const ours = await native({ entity_ids: ["1001", "1003", "4242"], feature_names: refs });
     for (const ref of refs) {
       const name = ref.split(":")[1] as string;
@@ -107,7 +142,6 @@ describe("Feast's SDK against the binary", () => {
       customer_id: ["c1", "nobody"],
       driver_stats__conv_rate: [0.75, 0.5],
       driver_stats__trips: [8, 7],
-      driver_stats__old_score: [null, null],
       customer_stats__rating: [4.5, null],
     });
     const ours = await native({ entity_rows: [{ driver: "1002", customer: "c1" }, { driver: "1001", customer: "nobody" }], feature_service: "ranking" });
