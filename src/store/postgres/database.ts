@@ -248,10 +248,7 @@ export class PostgresDatabase implements Database {
     const out = await this.timed(
       "register",
       this.sql.begin(async (tx) => {
-        await tx`SELECT pg_advisory_xact_lock(${LOCK_TENANT_NAMESPACE}, hashtext(${tenant}))`;
-        const current = (
-          await tx<DefinitionRecord[]>`SELECT ${tx.unsafe(DEFINITION_COLUMNS)} FROM feature_definitions WHERE tenant = ${tenant} ORDER BY id`
-        ).map(toDefinition);
+        const current = await this.lockedDefinitions(tx, tenant);
         const { plan, apply, result } = decide(current);
         if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted: [] };
         const inserted = await this.applyDefinitionPlan(tx, plan);
@@ -261,6 +258,13 @@ export class PostgresDatabase implements Database {
     );
     if (version !== undefined) this.afterBump("definitions", version);
     return out;
+  }
+
+  /** Takes the tenant's registration lock in the caller's transaction, then reads its definitions. */
+  private async lockedDefinitions(tx: Querier, tenant: string): Promise<DefinitionRow[]> {
+    await tx`SELECT pg_advisory_xact_lock(${LOCK_TENANT_NAMESPACE}, hashtext(${tenant}))`;
+    const rows = await tx<DefinitionRecord[]>`SELECT ${tx.unsafe(DEFINITION_COLUMNS)} FROM feature_definitions WHERE tenant = ${tenant} ORDER BY id`;
+    return rows.map(toDefinition);
   }
 
   /** Inserts and updates definitions inside the caller's transaction; returns the inserted rows. */
@@ -309,10 +313,7 @@ export class PostgresDatabase implements Database {
     const out = await this.timed(
       "register",
       this.sql.begin(async (tx) => {
-        await tx`SELECT pg_advisory_xact_lock(${LOCK_TENANT_NAMESPACE}, hashtext(${tenant}))`;
-        const current = (
-          await tx<DefinitionRecord[]>`SELECT ${tx.unsafe(DEFINITION_COLUMNS)} FROM feature_definitions WHERE tenant = ${tenant} ORDER BY id`
-        ).map(toDefinition);
+        const current = await this.lockedDefinitions(tx, tenant);
         const groups = [...(await tx<GroupRow[]>`SELECT ${tx.unsafe(GROUP_COLUMNS)} FROM feature_groups WHERE tenant = ${tenant} ORDER BY id`)];
         const { plan, apply, result } = decide(current, groups);
         const empty = plan.inserts.length + plan.updates.length + plan.groupInserts.length + plan.groupUpdates.length === 0;
