@@ -45,17 +45,25 @@ export const ServiceBody = z
   })
   .openapi("FeatureServiceBody", { example: { name: "fraud_model", version: 1, features: ["user_stats:*", "merchant_stats:risk_score"] } });
 
+const T0 = "2024-01-15T09:58:00.000Z";
+const viewExample = {
+  name: "user_stats", version: 1, entity_type: "user", join_keys: ["user_id"], features: ["user_age", "user_lifetime_value"], push_source: null,
+  description: "profile features of a user", owner: "ml-platform", tags: { team: "ml" }, created_at: T0, updated_at: T0,
+};
+const serviceExample = {
+  name: "fraud_model", version: 1, features: ["user_stats:*", "merchant_stats:risk_score"], description: "features of fraud model v3", owner: "fraud", tags: {}, created_at: T0, updated_at: T0,
+};
 const MetaOut = { description: z.string().nullable(), owner: z.string().nullable(), tags: z.record(z.string(), z.string()), created_at: OutTime, updated_at: OutTime };
 export const FeatureView = z
   .object({ name: Name, version: z.int(), entity_type: EntityType, join_keys: z.array(z.string()), features: z.array(z.string()), push_source: z.string().nullable(), ...MetaOut })
   .openapi("FeatureView");
 export const FeatureService = z.object({ name: Name, version: z.int(), features: z.array(z.string()), ...MetaOut }).openapi("FeatureService");
-export const ViewResponse = z.object({ feature_view: FeatureView }).openapi("FeatureViewResponse");
-export const ServiceResponse = z.object({ feature_service: FeatureService }).openapi("FeatureServiceResponse");
-export const ViewList = z.object({ feature_views: z.array(FeatureView) }).openapi("FeatureViewList");
-export const ServiceList = z.object({ feature_services: z.array(FeatureService) }).openapi("FeatureServiceList");
-export const ViewVersions = z.object({ name: Name, versions: z.array(FeatureView) }).openapi("FeatureViewVersions");
-export const ServiceVersions = z.object({ name: Name, versions: z.array(FeatureService) }).openapi("FeatureServiceVersions");
+export const ViewResponse = z.object({ feature_view: FeatureView }).openapi("FeatureViewResponse", { example: { feature_view: viewExample } });
+export const ServiceResponse = z.object({ feature_service: FeatureService }).openapi("FeatureServiceResponse", { example: { feature_service: serviceExample } });
+export const ViewList = z.object({ feature_views: z.array(FeatureView) }).openapi("FeatureViewList", { example: { feature_views: [viewExample] } });
+export const ServiceList = z.object({ feature_services: z.array(FeatureService) }).openapi("FeatureServiceList", { example: { feature_services: [serviceExample] } });
+export const ViewVersions = z.object({ name: Name, versions: z.array(FeatureView) }).openapi("FeatureViewVersions", { example: { name: "user_stats", versions: [viewExample] } });
+export const ServiceVersions = z.object({ name: Name, versions: z.array(FeatureService) }).openapi("FeatureServiceVersions", { example: { name: "fraud_model", versions: [serviceExample] } });
 
 // ---------------------------------------------------------------- requests naming a service
 

@@ -32,14 +32,31 @@ export function problemResponse(c: Context<AppEnv>, code: ErrorCode, detail: str
   });
 }
 
-/** Turns zod issues into `errors` entries. */
+/**
+ * Wording of zod issues a client can act on (pass as `safeParse(raw, { error: issueWording })`):
+ * a missing field is `required` (zod says "expected array, received undefined"), an empty string
+ * or list `must not be empty`. Anything else keeps zod's message.
+ */
+export const issueWording: z.core.$ZodErrorMap = (issue) => {
+  if (issue.input === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value")) return "required";
+  if (issue.code === "too_small" && issue.minimum === 1 && (issue.origin === "string" || issue.origin === "array")) return "must not be empty";
+  return undefined;
+};
+
+/** Turns zod issues into `errors` entries: at most one per path (the first), at most 100. */
 export function zodErrors(error: z.ZodError): FieldError[] {
   const out: FieldError[] = [];
+  const seen = new Set<string>();
+  const add = (path: string, message: string) => {
+    if (seen.has(path)) return;
+    seen.add(path);
+    out.push({ path, message });
+  };
   for (const i of error.issues) {
     if (i.code === "unrecognized_keys") {
-      for (const k of i.keys) out.push({ path: formatPath([...i.path, k]), message: `unknown field ${JSON.stringify(k)}` });
+      for (const k of i.keys) add(formatPath([...i.path, k]), `unknown field ${JSON.stringify(k)}`);
     } else {
-      out.push({ path: formatPath(i.path) || "(body)", message: i.message });
+      add(formatPath(i.path) || "(body)", i.message);
     }
     if (out.length >= 100) break;
   }

@@ -37,6 +37,52 @@ export const Timestamp = z.string().openapi({ format: "date-time", description: 
 const OutTime = z.string().openapi({ format: "date-time", example: "2024-01-15T10:00:00.000Z" });
 const FeatureNames = z.array(FeatureRef).min(1).max(LIMITS.features);
 
+// ---------------------------------------------------------------- examples
+
+/** A definition as the examples of the document show it. */
+const DEFINITION_EXAMPLE = {
+  name: "user_lifetime_value",
+  version: 1,
+  dtype: "float64",
+  entity_type: "user",
+  ttl_hours: 24,
+  description: "total spend of the user, in EUR",
+  owner: "growth-team",
+  tags: { team: "growth" },
+  created_at: "2024-01-15T09:00:00.000Z",
+  updated_at: "2024-01-15T09:00:00.000Z",
+};
+const ONLINE_EXAMPLE = {
+  entity_id: "user_123",
+  features: { user_age: 34, user_lifetime_value: null },
+  metadata: {
+    user_age: { status: "present", event_time: "2024-01-15T09:58:00.000Z" },
+    user_lifetime_value: { status: "not_found", event_time: null },
+  },
+};
+const ONLINE_MULTI_EXAMPLE = {
+  results: [
+    ONLINE_EXAMPLE,
+    {
+      entity_id: "user_456",
+      features: { user_age: 27, user_lifetime_value: null },
+      metadata: {
+        user_age: { status: "present", event_time: "2024-01-14T18:30:00.000Z" },
+        user_lifetime_value: { status: "expired", event_time: "2024-01-10T08:00:00.000Z" },
+      },
+    },
+  ],
+};
+const BATCH_RESULT_EXAMPLE = {
+  entity_id: "user_1",
+  timestamp: "2024-01-15T10:00:00.000Z",
+  features: { user_age: 34, user_lifetime_value: 1520.5 },
+  metadata: {
+    user_age: { status: "present", event_time: "2024-01-12T08:00:00.000Z" },
+    user_lifetime_value: { status: "present", event_time: "2024-01-15T09:00:00.000Z" },
+  },
+};
+
 // ---------------------------------------------------------------- registry
 
 export const RegisterBody = z
@@ -67,11 +113,18 @@ export const Definition = z
     created_at: OutTime,
     updated_at: OutTime,
   })
-  .openapi("Definition");
+  .openapi("Definition", { example: DEFINITION_EXAMPLE });
 
-export const DefinitionResponse = z.object({ feature: Definition }).openapi("DefinitionResponse");
-export const DefinitionList = z.object({ features: z.array(Definition) }).openapi("DefinitionList");
-export const DefinitionVersions = z.object({ name: Name, versions: z.array(Definition) }).openapi("DefinitionVersions");
+export const DefinitionResponse = z.object({ feature: Definition }).openapi("DefinitionResponse", { example: { feature: DEFINITION_EXAMPLE } });
+export const DefinitionList = z.object({ features: z.array(Definition) }).openapi("DefinitionList", { example: { features: [DEFINITION_EXAMPLE] } });
+export const DefinitionVersions = z
+  .object({ name: Name, versions: z.array(Definition) })
+  .openapi("DefinitionVersions", {
+    example: {
+      name: "user_lifetime_value",
+      versions: [DEFINITION_EXAMPLE, { ...DEFINITION_EXAMPLE, version: 2, dtype: "float32", created_at: "2024-02-01T12:00:00.000Z", updated_at: "2024-02-01T12:00:00.000Z" }],
+    },
+  });
 
 // ---------------------------------------------------------------- values
 
@@ -82,7 +135,7 @@ const FeatureValues = z.record(FeatureRef, z.unknown()).openapi({
 
 export const WriteRecord = z.strictObject({
   entity_id: EntityId,
-  event_time: Timestamp.optional(),
+  event_time: Timestamp.openapi({ description: "RFC 3339; any offset; truncated to the millisecond; default: the time of receipt. At most MAX_FUTURE_SKEW (default 5 minutes) ahead of the server clock, else 400." }).optional(),
   features: FeatureValues,
 });
 
@@ -91,7 +144,7 @@ export const WriteBody = z
   .openapi("WriteBody", {
     example: { entity_type: "user", records: [{ entity_id: "user_123", event_time: "2024-01-15T09:58:00Z", features: { user_age: 34 } }] },
   });
-export const WriteResponse = z.object({ written: z.int().min(0) }).openapi("WriteResponse");
+export const WriteResponse = z.object({ written: z.int().min(0) }).openapi("WriteResponse", { example: { written: 2 } });
 
 export const OnlineSingleBody = z.strictObject({ entity_id: EntityId, feature_names: FeatureNames }).openapi("OnlineSingleBody", {
   example: { entity_id: "user_123", feature_names: ["user_age", "user_lifetime_value"] },
@@ -108,9 +161,14 @@ const ResultFields = {
   features: z.record(z.string(), z.unknown()).openapi({ description: "reference as requested -> value, or null when not present" }),
   metadata: z.record(z.string(), ValueMeta),
 };
-export const OnlineResult = z.object({ entity_id: z.string(), ...ResultFields }).openapi("OnlineResult");
-export const OnlineMultiResponse = z.object({ results: z.array(OnlineResult) }).openapi("OnlineMultiResponse");
-export const OnlineResponse = z.union([OnlineResult, OnlineMultiResponse]).openapi("OnlineResponse");
+export const OnlineResult = z.object({ entity_id: z.string(), ...ResultFields }).openapi("OnlineResult", { example: ONLINE_EXAMPLE });
+export const OnlineMultiResponse = z.object({ results: z.array(OnlineResult) }).openapi("OnlineMultiResponse", { example: ONLINE_MULTI_EXAMPLE });
+export const OnlineResponse = z.union([OnlineResult, OnlineMultiResponse]).openapi("OnlineResponse", { example: ONLINE_EXAMPLE });
+/** Named examples of the online response, one per request shape. */
+export const onlineExamples = {
+  entity_id: { summary: "`entity_id`: one result object", value: ONLINE_EXAMPLE },
+  entity_ids: { summary: "`entity_ids`: one result per id, in request order", value: ONLINE_MULTI_EXAMPLE },
+};
 
 export const BatchSharedBody = z
   .strictObject({ entity_ids: z.array(EntityId).min(1).max(LIMITS.batchRows), feature_names: FeatureNames, timestamp: Timestamp })
@@ -124,8 +182,22 @@ export const BatchRowsBody = z
   })
   .openapi("BatchRowsBody");
 export const BatchBody = z.union([BatchSharedBody, BatchRowsBody]).openapi("BatchBody");
-export const BatchResult = z.object({ entity_id: z.string(), timestamp: OutTime, ...ResultFields }).openapi("BatchResult");
-export const BatchResponse = z.object({ results: z.array(BatchResult) }).openapi("BatchResponse");
+export const BatchResult = z.object({ entity_id: z.string(), timestamp: OutTime, ...ResultFields }).openapi("BatchResult", { example: BATCH_RESULT_EXAMPLE });
+export const BatchResponse = z
+  .object({ results: z.array(BatchResult) })
+  .openapi("BatchResponse", {
+    example: {
+      results: [
+        BATCH_RESULT_EXAMPLE,
+        {
+          entity_id: "user_2",
+          timestamp: "2024-01-15T10:00:00.000Z",
+          features: { user_age: null, user_lifetime_value: 88 },
+          metadata: { user_age: { status: "not_found", event_time: null }, user_lifetime_value: { status: "present", event_time: "2024-01-14T22:10:00.000Z" } },
+        },
+      ],
+    },
+  });
 
 // ---------------------------------------------------------------- operations and errors
 
@@ -141,9 +213,21 @@ export const Problem = z
   })
   .openapi("Problem", { description: "RFC 9457 problem details" });
 
+export const ServiceIndex = z
+  .object({
+    name: z.literal("feature-store"),
+    version: z.string(),
+    docs: z.string().openapi({ description: "the interactive API reference (works offline)" }),
+    openapi: z.string().openapi({ description: "the OpenAPI 3.1 document" }),
+    health: z.string(),
+    ready: z.string(),
+    metrics: z.string(),
+  })
+  .openapi("ServiceIndex");
+
 export const Readiness = z
   .object({
     status: z.enum(["ok", "degraded", "down"]),
     stores: z.object({ database: z.enum(["ok", "down"]), cache: z.enum(["ok", "down", "in_process"]) }),
   })
-  .openapi("Readiness");
+  .openapi("Readiness", { example: { status: "ok", stores: { database: "ok", cache: "in_process" } } });

@@ -69,7 +69,8 @@ Options:
       return r.success ? { input: toGroupInput(kind, r.data) } : { invalid: { kind, name: g.name, version: g.version, reason: zodErrors(r.error).map((e) => `${e.path}: ${e.message}`).join("; ") } };
     });
 
-    const deps = await buildDeps(config());
+    // the database goes to stderr, as for register: stdout is one line per definition
+    const deps = await buildDeps(config(), { announce: { location: true, warnIfNew: true } });
     try {
       const { outcomes, ok } = await registerCatalog(deps, values.tenant as string, features, groups, values["dry-run"] === true);
       for (const o of outcomes) {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, YAMLParseError } from "yaml";
 import { RegisterBody } from "../api/schemas.ts";
 import { zodErrors } from "../api/errors.ts";
 import { TENANT_RE } from "../serving/keys.ts";
@@ -8,6 +8,15 @@ import { parseGroups } from "./register-groups.ts";
 import { registerCatalog } from "../serving/catalog.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
 
+const READ_PROBLEMS: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a directory" };
+
+/** `FILE:LINE:COL: YAML syntax error: what (CODE)`, the form editors jump to. */
+function yamlErrorLine(file: string, e: YAMLParseError): string {
+  const at = e.linePos?.[0];
+  const what = (e.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "");
+  return `${file}${at ? `:${at.line}:${at.col}` : ""}: YAML syntax error: ${what} (${e.code})`;
+}
+
 export const command: Command = {
   summary: "register the feature definitions in a YAML file",
   help: `Usage: feature-store register FILE.yaml --tenant T [--dry-run]
@@ -15,8 +24,9 @@ export const command: Command = {
 Registers every definition in FILE (\`features: [ {name, version, dtype, entity_type,
 ttl_hours?, description?, owner?, tags?}, ... ]\`, and optionally \`feature_views: [ {name,
 version, entity_type, join_keys?, features, push_source?, ...} ]\` and \`feature_services:
-[ {name, version, features, ...} ]\`) for tenant T, all or nothing, in one transaction. Prints one line per definition: new, unchanged, updated (metadata only),
-conflict or invalid (with the reason).
+[ {name, version, features, ...} ]\`) for tenant T, all or nothing, in one transaction.
+Prints one line per definition: new, unchanged, updated (metadata only), conflict or invalid
+(with the reason).
 
 Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
 2 on a usage error or a file that cannot be read or parsed.
@@ -31,12 +41,19 @@ Options:
     if (!TENANT_RE.test(values.tenant)) throw new UsageError("--tenant must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
     const file = positionals[0] as string;
 
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? "";
+      throw new CliError(`cannot read ${file}: ${READ_PROBLEMS[code] ?? (code || (e as Error).message)}`, 2);
+    }
     let doc: unknown;
     try {
-      doc = parseYaml(readFileSync(file, "utf8"));
+      doc = parseYaml(text);
     } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw new CliError(`cannot ${err.code ? "read" : "parse"} ${file}: ${err.code ?? err.message.split("\n")[0]}`, 2);
+      if (!(e instanceof YAMLParseError)) throw e;
+      throw new CliError(yamlErrorLine(file, e), 2);
     }
     const catalog = parseGroups(doc, file);
     const list = (doc as { features?: unknown } | null)?.features ?? (catalog ? [] : undefined);
@@ -51,7 +68,8 @@ Options:
     });
 
     const cfg = config();
-    const deps = await buildDeps(cfg);
+    // the database goes to stderr: stdout is one line per definition
+    const deps = await buildDeps(cfg, { announce: { location: true, warnIfNew: true } });
     try {
       const { outcomes, ok } = catalog
         ? await registerCatalog(deps, values.tenant, items, catalog, values["dry-run"] === true)

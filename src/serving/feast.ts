@@ -197,7 +197,7 @@ async function writeFrame(deps: Deps, tenant: string, views: readonly GroupRow[]
     return { entityType, ...prepareRows(deps, tenant, entityType, records, now, "df") };
   });
   let n = 0;
-  for (const p of prepared) n += await storeRows(deps, tenant, p.entityType, p.rows, p.defs);
+  for (const p of prepared) n += (await storeRows(deps, tenant, p.entityType, p.rows, p.defs)).accepted;
   return n;
 }
 

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { parseTime } from "../lib/time.ts";
+import { formatTime, parseTime } from "../lib/time.ts";
 import type { ValueWrite, WrittenRow } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
@@ -27,11 +27,22 @@ export function valueHash(packed: Uint8Array): Uint8Array {
 }
 
 /**
+ * Why an event time later than the server clock plus `MAX_FUTURE_SKEW` is refused (one line). A
+ * value dated in the future would outrank every value written "now" until its time came, and
+ * could not be taken back.
+ */
+function futureEventTimeMessage(eventTime: number, now: number, skewMs: number, defaulted: boolean): string {
+  const what = defaulted ? `the record timestamp ${formatTime(eventTime)} (used as event_time)` : formatTime(eventTime);
+  return `${what} is more than MAX_FUTURE_SKEW (${skewMs / 1000} s) ahead of the server clock (${formatTime(now)}); values cannot be dated in the future`;
+}
+
+/**
  * Validates records into rows ready to store, or throws one 400 listing what is wrong (which
- * record and feature). `defaultTime` stands for a missing event_time.
+ * record and feature). `defaultTime` stands for a missing event_time. Event times (given or
+ * defaulted) later than the server clock plus `MAX_FUTURE_SKEW` are refused.
  */
 export function prepareRows(
-  deps: Pick<Deps, "registry">,
+  deps: Pick<Deps, "registry" | "clock" | "config">,
   tenant: string,
   entityType: string,
   records: readonly WriteRecord[],
@@ -43,6 +54,8 @@ export function prepareRows(
   const rows: ValueWrite[] = [];
   const defs: Definition[] = [];
   const resolved = new Map<string, Definition | string>();
+  const now = deps.clock.now();
+  const latest = now + deps.config.MAX_FUTURE_SKEW;
   for (let i = 0; i < records.length && errors.length < MAX_ERRORS; i++) {
     const rec = records[i] as WriteRecord;
     let eventTime = defaultTime;
@@ -53,6 +66,10 @@ export function prepareRows(
         continue;
       }
       eventTime = t;
+    }
+    if (eventTime > latest) {
+      errors.push({ path: `${pathPrefix}[${i}].event_time`, message: futureEventTimeMessage(eventTime, now, deps.config.MAX_FUTURE_SKEW, rec.event_time === undefined) });
+      continue;
     }
     for (const [ref, raw] of Object.entries(rec.features)) {
       const path = `${pathPrefix}[${i}].features.${ref}`;
@@ -97,14 +114,15 @@ export function prepareRows(
 
 /**
  * Stores prepared rows and updates the online cache with the newly stored ones. Returns how
- * many values were accepted (identical re-sends and older values included).
+ * many values were accepted (identical re-sends and older values included) and how many of
+ * them were newly stored (not identical re-sends).
  */
-export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
-  if (rows.length === 0) return 0;
+export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<{ accepted: number; stored: number }> {
+  if (rows.length === 0) return { accepted: 0, stored: 0 };
   const written = await dbCall(deps, "write", () => deps.db.writeValues(rows));
   await offerToCache(deps, tenant, entityType, written, defs);
   deps.metrics.valuesWritten.inc(rows.length);
-  return rows.length;
+  return { accepted: rows.length, stored: written.length };
 }
 
 /**
@@ -134,5 +152,5 @@ export async function offerToCache(deps: Deps, tenant: string, entityType: strin
 /** The `write` route's operation: validate everything, then store. */
 export async function writeFeatures(deps: Deps, tenant: string, entityType: string, records: readonly WriteRecord[]): Promise<number> {
   const { rows, defs } = prepareRows(deps, tenant, entityType, records, deps.clock.now());
-  return storeRows(deps, tenant, entityType, rows, defs);
+  return (await storeRows(deps, tenant, entityType, rows, defs)).accepted;
 }

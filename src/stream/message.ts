@@ -71,11 +71,11 @@ export function decodeEvent(record: SourceRecord, tenants: ReadonlySet<string>):
 
 /**
  * Validates an event's values against the tenant's current registry (through `prepareRows`,
- * like a write). A missing `event_time` is the record's timestamp, so a redelivered record
- * yields identical rows and is recognised as a re-send.
+ * like a write, with its `MAX_FUTURE_SKEW` limit). A missing `event_time` is the record's
+ * timestamp, so a redelivered record yields identical rows and is recognised as a re-send.
  */
 export function prepareEvent(
-  deps: Pick<Deps, "registry">,
+  deps: Pick<Deps, "registry" | "clock" | "config">,
   event: EventMessage,
   recordTimestamp: number,
 ): { ok: true; rows: ValueWrite[]; defs: Definition[] } | { ok: false; rejection: Rejection } {

@@ -292,6 +292,33 @@ for (const backend of contractBackends()) {
         expect(r.body.results[3].metadata.v.event_time).toBe("2024-01-01T00:00:00.002Z");
       });
 
+      test("an event time more than MAX_FUTURE_SKEW ahead of the server clock is 400 naming the record, nothing written; batch may ask about the future", async () => {
+        const { key } = await setup([{ name: "v", dtype: "int32" }]);
+        const past = new Date(Date.now() - 3_600_000).toISOString();
+        const soon = new Date(Date.now() + 60_000).toISOString();
+        const records = [past, past, soon, "9999-12-31T23:59:59Z"].map((t, i) => ({ entity_id: `u${i}`, event_time: t, features: { v: i } }));
+        const r = await s.post(W, { entity_type: "user", records }, key);
+        expectProblem(r, 400, "invalid_request");
+        expect(r.body.errors).toEqual([{ path: "records[3].event_time", message: expect.stringMatching(/^9999-12-31T23:59:59\.000Z is more than MAX_FUTURE_SKEW \(300 s\) ahead of the server clock/) }]);
+        const none = await s.post(O, { entity_ids: ["u0", "u2"], feature_names: ["v"] }, key);
+        expect(none.body.results.map((x: { metadata: { v: { status: string } } }) => x.metadata.v.status)).toEqual(["not_found", "not_found"]);
+        // within the default skew (5 minutes): accepted
+        expect((await s.post(W, { entity_type: "user", records: records.slice(0, 3) }, key)).body).toEqual({ written: 3 });
+        const far = await s.post(B, { entity_ids: ["u2"], feature_names: ["v"], timestamp: "9999-12-31T23:59:59Z" }, key);
+        expect(far.status).toBe(200);
+        expect(far.body.results[0].features.v).toBe(2);
+        // the limit is a setting
+        const lax = await TestServer.open(backend, { MAX_FUTURE_SKEW: "2h" });
+        try {
+          const k2 = await lax.key(TestServer.tenant());
+          expect((await lax.post(R, { name: "v", version: 1, dtype: "int32", entity_type: "user" }, k2)).status).toBe(201);
+          const inAnHour = new Date(Date.now() + 3_600_000).toISOString();
+          expect((await lax.post(W, { entity_type: "user", records: [{ entity_id: "u", event_time: inAnHour, features: { v: 1 } }] }, k2)).body).toEqual({ written: 1 });
+        } finally {
+          await lax.close();
+        }
+      });
+
       test("ttl: expired online and at a batch timestamp; a missing event_time means now", async () => {
         const { key } = await setup([{ name: "fresh", dtype: "int32", ttl_hours: 1 }, { name: "forever", dtype: "int32" }]);
         const old = new Date(Date.now() - 2 * 3600_000).toISOString();

@@ -6,7 +6,7 @@ import { lookupBatch, type BatchResult, type BatchRow } from "../../serving/batc
 import type { Deps } from "../../serving/deps.ts";
 import type { AppEnv } from "../env.ts";
 import { problemBody } from "../errors.ts";
-import { mount, readJson, requireScope, validate } from "../route.ts";
+import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
 import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../schemas.ts";
 import { problems, security } from "./common.ts";
 import { BatchServiceRowsBody, BatchServiceSharedBody } from "../catalog-schemas.ts";
@@ -35,6 +35,7 @@ export const batchRoute = createRoute({
 });
 
 function toRows(raw: unknown): { rows: BatchRow[]; featureNames: string[] } {
+  exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
     const body = validate(BatchRowsBody, raw);
     const rows = body.rows.map((r, i) => {

@@ -2,8 +2,8 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Deps } from "../../serving/deps.ts";
 import { lookupOnline } from "../../serving/online.ts";
 import type { AppEnv } from "../env.ts";
-import { mount, readJson, requireScope, validate } from "../route.ts";
-import { OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody } from "../schemas.ts";
+import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
+import { OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../schemas.ts";
 import { problems, security } from "./common.ts";
 import { OnlineRowsBody, OnlineRowsResponse, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../catalog-schemas.ts";
 import { onlineByService } from "./service-forms.ts";
@@ -19,7 +19,7 @@ export const onlineRoute = createRoute({
   security,
   request: { body: { required: true, content: { "application/json": { schema: z.union([OnlineBody, OnlineServiceSingleBody, OnlineServiceMultiBody, OnlineRowsBody]) } } } },
   responses: {
-    200: { description: "Values with per-feature metadata", content: { "application/json": { schema: z.union([OnlineResponse, OnlineRowsResponse]) } } },
+    200: { description: "Values with per-feature metadata", content: { "application/json": { schema: z.union([OnlineResponse, OnlineRowsResponse]), examples: onlineExamples } } },
     ...problems(400, 404, 413),
   },
 });
@@ -32,6 +32,8 @@ export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, onlineRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
     const raw = await readJson(c);
+    exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
+    exclusive(raw, "entity_rows", ["entity_id", "entity_ids"], "`entity_rows` (an entity per entity type) or `entity_id`/`entity_ids`");
     const byService = await onlineByService(deps, tenant, raw);
     if (byService) return c.json(byService, 200);
     if (isObject(raw) && "entity_ids" in raw) {

@@ -9,7 +9,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { resolveFeatureSet } from "../../serving/features.ts";
 import { lookupOnlineRows, type OnlineRowResult } from "../../serving/multi.ts";
 import { lookupOnline, type OnlineResult } from "../../serving/online.ts";
-import { validate } from "../route.ts";
+import { exclusive, validate } from "../route.ts";
 import { BatchServiceRowsBody, BatchServiceSharedBody, OnlineRowsBody, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../catalog-schemas.ts";
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -29,6 +29,7 @@ export async function onlineByService(deps: Deps, tenant: string, raw: unknown):
     return { results: await lookupOnlineRows(deps, tenant, body.entity_rows, refs, defs) };
   }
   if (!("feature_service" in raw)) return undefined;
+  exclusive(raw, "feature_service", ["feature_names"], "`feature_names` or `feature_service`");
   if ("entity_ids" in raw) {
     const body = validate(OnlineServiceMultiBody, raw);
     return { results: await lookupOnline(deps, tenant, body.entity_ids, oneType(deps, tenant, body.feature_service)) };
@@ -58,6 +59,8 @@ function oneType(deps: Deps, tenant: string, service: string): string[] {
  */
 export function batchByService(deps: Deps, tenant: string, raw: unknown): unknown {
   if (!isObject(raw) || !("feature_service" in raw)) return raw;
+  exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
+  exclusive(raw, "feature_service", ["feature_names"], "`feature_names` or `feature_service`");
   const body = "rows" in raw ? validate(BatchServiceRowsBody, raw) : validate(BatchServiceSharedBody, raw);
   const { feature_service, ...rest } = body;
   return { ...rest, feature_names: oneType(deps, tenant, feature_service) };

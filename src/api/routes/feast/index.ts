@@ -34,7 +34,17 @@ const FeastOnlineResponse = z
       }),
     ),
   })
-  .openapi("FeastOnlineFeaturesResponse", { description: "one column per entity key, then per feature; `results[i]` is the column `metadata.feature_names[i]`" });
+  .openapi("FeastOnlineFeaturesResponse", {
+    description: "one column per entity key, then per feature; `results[i]` is the column `metadata.feature_names[i]`",
+    example: {
+      metadata: { feature_names: ["driver_id", "conv_rate", "trips"] },
+      results: [
+        { values: [1001, 1002], statuses: ["PRESENT", "PRESENT"], event_timestamps: ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"] },
+        { values: [0.5, null], statuses: ["PRESENT", "NOT_FOUND"], event_timestamps: ["2024-01-15T09:58:00Z", "1970-01-01T00:00:00Z"] },
+        { values: [null, null], statuses: ["OUTSIDE_MAX_AGE", "NOT_FOUND"], event_timestamps: ["2024-01-15T09:58:00Z", "1970-01-01T00:00:00Z"] },
+      ],
+    },
+  });
 const Frame = z.record(z.string(), z.array(z.unknown()).max(LIMITS.writeRecords)).openapi({
   description: "column -> values: the view's join key, its features by name, `event_timestamp` (ISO 8601, no offset = UTC), `created` (ignored)",
   example: { user_id: ["u1"], age: [31], event_timestamp: ["2024-01-15T09:58:00"] },
@@ -66,7 +76,7 @@ const writeRoute = createRoute({
   description: "Feast's `POST /write-to-online-store` (what Feast's `remote` online store sends for `write_to_online_store`). All or nothing per view; a null cell writes nothing.",
   security,
   request: { body: { required: true, content: { "application/json": { schema: FeastWriteBody } } } },
-  responses: { 200: { description: "Written (body `null`, as Feast answers)", content: { "application/json": { schema: z.null() } } }, ...problems(400, 404, 413) },
+  responses: { 200: { description: "Written (body `null`, as Feast answers)", content: { "application/json": { schema: z.null(), examples: { written: { value: null } } } } }, ...problems(400, 404, 413) },
 });
 const pushRoute = createRoute({
   method: "post",
