@@ -123,6 +123,14 @@ for (const backend of contractBackends()) {
       expect(missing.body.errors).toEqual([{ path: "entity_rows[0]", message: "missing entity type merchant" }]);
       const both = await s.post(O, { entity_rows: [{ user: "u1" }], feature_service: "fraud", feature_names: ["age"] }, key);
       expect(both.status).toBe(400);
+      const mixed = await s.post(O, { entity_rows: [{ user: "u1" }], entity_id: "u1", feature_service: "user_model" }, key);
+      expect(mixed.status).toBe(400);
+      expect(mixed.body.errors[0].path).toBe("entity_id");
+      const namesToo = await s.post(O, { entity_id: "u1", feature_service: "user_model", feature_names: ["age"] }, key);
+      expect(namesToo.status).toBe(400);
+      expect(namesToo.body.errors[0].path).toBe("feature_names");
+      const batchToo = await s.post(B, { entity_ids: ["u1"], feature_service: "user_model", feature_names: ["age"], timestamp: "2024-01-16T00:00:00Z" }, key);
+      expect(batchToo.status).toBe(400);
       const ghost = await s.post(O, { entity_id: "u1", feature_service: "ghost" }, key);
       expect(ghost.status).toBe(404);
       expect(ghost.body.detail).toBe('unknown feature service "ghost"');
