@@ -141,6 +141,8 @@ export const ConfigSchema = z.object({
   WORKER_BATCH_SIZE: positiveInt.default(1000),
   /** Longest the worker waits to fill a batch, milliseconds. */
   WORKER_BATCH_WAIT_MS: positiveInt.default(50),
+  /** Longest the worker keeps retrying a store or dead-letter write that fails for an outage before it exits 1, seconds. */
+  WORKER_RETRY_LIMIT_SECONDS: positiveInt.default(600),
 });
 
 /** Validated settings. */

@@ -5,7 +5,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import { PLAIN_REF_PATTERN } from "../registry/names.ts";
-import { EntityId, EntityType, FeatureRef, LIMITS, Name, RegisterBody, Timestamp } from "./schemas.ts";
+import { EntityId, EntityType, FeatureRef, LIMITS, Name, RegisterBody, Timestamp } from "../schemas.ts";
 
 const PlainRef = z.string().regex(new RegExp(PLAIN_REF_PATTERN), "must be `name` or `name@N`").openapi({ example: "user_age" });
 const ServiceMember = z

@@ -11,8 +11,8 @@ import { Metrics } from "../metrics.ts";
 import { systemClock } from "../lib/time.ts";
 import { RegistryHolder, type Deps } from "../serving/deps.ts";
 import { KeyRing } from "../serving/keys.ts";
-import type { Database } from "../store/types.ts";
-import { openCache, openDatabase } from "../stores.ts";
+import type { Database, RegistryStore } from "../store/types.ts";
+import { openDatabase, openOnlineStore, storesOf } from "../stores.ts";
 
 /** A usage error: help is printed and the process exits 2. */
 export class UsageError extends Error {
@@ -160,22 +160,29 @@ export async function buildDeps(
   const metrics = new Metrics({ defaults: opts.defaultMetrics ?? false });
   const db = await openConfiguredDatabase(cfg, log, opts.announce ?? { location: false, warnIfNew: opts.log === undefined });
   try {
-    if (db.kind === "sqlite" && opts.autoMigrateEmbedded !== false) await db.migrate();
-    else await db.assertMigrated();
+    await ensureMigrated(db, opts.autoMigrateEmbedded !== false);
   } catch (e) {
     await db.close().catch(() => {});
-    throw new CliError(`${db.kind === "postgres" ? "PostgreSQL" : "database"}: ${(e as Error).message}`, 1);
+    throw new CliError(`${db.capabilities.embedded ? "database" : `database (${db.name})`}: ${(e as Error).message}`, 1);
   }
-  const cache = await openCache(cfg, log, metrics);
+  const stores = storesOf(db, await openOnlineStore(cfg, log, metrics));
   const registry = new RegistryHolder(db);
   const keys = new KeyRing(db, systemClock);
   await registry.reload();
   await keys.reload();
-  return { config: cfg, db, cache, registry, keys, clock: systemClock, log, metrics };
+  return { config: cfg, stores, registry, keys, clock: systemClock, log, metrics };
+}
+
+/**
+ * Applies pending migrations to an embedded store (when `autoMigrate`), else checks that a
+ * deployment ran `feature-store migrate`.
+ */
+export async function ensureMigrated(store: RegistryStore, autoMigrate = true): Promise<void> {
+  if (store.capabilities.embedded && autoMigrate) await store.migrate();
+  else await store.assertMigrated();
 }
 
 /** Closes the stores of a CLI command. */
 export async function closeDeps(deps: Deps): Promise<void> {
-  await deps.cache.close().catch(() => {});
-  await deps.db.close().catch(() => {});
+  await deps.stores.close().catch(() => {});
 }

@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { stringify as toYaml } from "yaml";
 import { ServiceBody, ViewBody } from "../api/catalog-schemas.ts";
-import { zodErrors } from "../api/errors.ts";
 import { toGroupInput } from "../api/routes/catalog.ts";
-import { RegisterBody } from "../api/schemas.ts";
+import { RegisterBody, zodErrors } from "../schemas.ts";
 import { convertFeastDump } from "../registry/feast-dump.ts";
 import { registerCatalog, type GroupItem } from "../serving/catalog.ts";
 import { TENANT_RE } from "../serving/keys.ts";

@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml, YAMLParseError } from "yaml";
-import { RegisterBody } from "../api/schemas.ts";
-import { zodErrors } from "../api/errors.ts";
+import { RegisterBody, zodErrors } from "../schemas.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
 import { parseGroups } from "./register-groups.ts";

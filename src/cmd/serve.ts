@@ -81,8 +81,7 @@ Options:
     const log = createLogger(cfg.LOG_LEVEL, 1);
     const deps = await buildDeps(cfg, { log, defaultMetrics: true });
     const lifecycle = new Lifecycle();
-    lifecycle.add("database", () => deps.db.close());
-    lifecycle.add("cache", () => deps.cache.close());
+    lifecycle.add("stores", () => deps.stores.close());
     const rateLimiter = await openRateLimiter(cfg, log);
     lifecycle.add("rate limiter", () => rateLimiter.close());
 
@@ -110,10 +109,10 @@ Options:
       throw listenError(e, cfg, blame);
     }
     log.info(
-      { url: server.url.href, database: deps.db.kind, database_location: databaseLocation(cfg), cache: deps.cache.kind, version: pkg.version },
+      { url: server.url.href, database: deps.stores.registry.name, database_location: databaseLocation(cfg), cache: deps.stores.online.name, version: pkg.version },
       "feature-store serving",
     );
-    if ((await deps.db.listKeys()).length === 0) {
+    if ((await deps.stores.registry.listKeys()).length === 0) {
       log.warn("no API keys exist yet; create one with: feature-store keys create --tenant default --scopes admin");
     }
 

@@ -3,7 +3,8 @@
  * request. Rebuilt from the database at start, after this process registers, and when the
  * change feed says another process did.
  */
-import type { DefinitionRow, GroupKind, GroupRow } from "../store/types.ts";
+import type { DefinitionRow } from "./definition.ts";
+import type { GroupKind, GroupRow } from "./group.ts";
 import { parseDtype, type Dtype } from "./dtype.ts";
 import { parseRef } from "./names.ts";
 
@@ -37,7 +38,7 @@ export class RegistrySnapshot {
   /** tenant -> entity type -> the join keys its views name it by */
   private readonly joinKeyMap = new Map<string, Map<string, string[]>>();
 
-  constructor(rows: DefinitionRow[], groups: readonly GroupRow[] = []) {
+  constructor(rows: readonly DefinitionRow[], groups: readonly GroupRow[] = []) {
     for (const g of groups) {
       if (g.kind === "view" && g.spec.entity_type !== undefined && g.spec.join_keys !== undefined) {
         let types = this.joinKeyMap.get(g.tenant);
@@ -57,6 +58,28 @@ export class RegistrySnapshot {
       names.set(row.name, versions);
     }
     for (const names of this.tenants.values()) for (const v of names.values()) v.sort((a, b) => a.version - b.version);
+  }
+
+  /**
+   * This snapshot with `tenant`'s definitions replaced by `rows` (the other tenants are shared,
+   * not copied): what a registration, or a change feed naming the tenant, reloads.
+   */
+  withTenant(tenant: string, rows: readonly DefinitionRow[], groups: readonly GroupRow[] = []): RegistrySnapshot {
+    const next = new RegistrySnapshot([]);
+    for (const [t, names] of this.tenants) if (t !== tenant) next.tenants.set(t, names);
+    for (const [t, byName] of this.groups) if (t !== tenant) next.groups.set(t, byName);
+    for (const [t, types] of this.joinKeyMap) if (t !== tenant) next.joinKeyMap.set(t, types);
+    const fresh = new RegistrySnapshot(
+      rows.filter((r) => r.tenant === tenant),
+      groups.filter((g) => g.tenant === tenant),
+    );
+    const defs = fresh.tenants.get(tenant);
+    if (defs) next.tenants.set(tenant, defs);
+    const byName = fresh.groups.get(tenant);
+    if (byName) next.groups.set(tenant, byName);
+    const types = fresh.joinKeyMap.get(tenant);
+    if (types) next.joinKeyMap.set(tenant, types);
+    return next;
   }
 
   /**

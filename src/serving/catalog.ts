@@ -159,7 +159,7 @@ export function decideCatalog(
  * is in conflict or invalid and `dryRun` is false), then refreshes this process's snapshot.
  */
 export async function registerCatalog(
-  deps: Pick<Deps, "db" | "registry" | "clock" | "config" | "log">,
+  deps: Pick<Deps, "stores" | "registry" | "clock" | "config" | "log">,
   tenant: string,
   features: readonly RegisterItem[],
   groups: readonly GroupItem[],
@@ -167,7 +167,7 @@ export async function registerCatalog(
 ): Promise<{ outcomes: CatalogOutcome[]; ok: boolean }> {
   const now = deps.clock.now();
   const { result, inserted, insertedGroups } = await dbCall(deps, "register", () =>
-    deps.db.registerCatalog(tenant, (defs, current) => {
+    deps.stores.registry.registerCatalog(tenant, (defs, current) => {
       const d = decideCatalog(tenant, features, groups, defs, current, now);
       return { plan: d.plan, apply: d.ok && !dryRun, result: d };
     }),
@@ -179,7 +179,7 @@ export async function registerCatalog(
     if (o.group?.id === -1) o.group = { ...o.group, id: groupIds.get(`${o.kind}:${o.name}@${o.version}`) ?? -1 };
   }
   const changed = inserted.length + insertedGroups.length + result.plan.updates.length + result.plan.groupUpdates.length > 0;
-  if (changed && result.ok && !dryRun) await dbCall(deps, "registry reload", () => deps.registry.reload());
+  if (changed && result.ok && !dryRun) await dbCall(deps, "registry reload", () => deps.registry.reload(tenant));
   return { outcomes: result.outcomes, ok: result.ok };
 }
 

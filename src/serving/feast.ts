@@ -14,7 +14,7 @@ import { serviceFeatureNames } from "./catalog.ts";
 import type { Deps } from "./deps.ts";
 import { resolveFeatureSet, type ServedValue } from "./features.ts";
 import { lookupAcrossTypes } from "./multi.ts";
-import { prepareRows, storeRows, type WriteRecord } from "./write.ts";
+import { storeValues, validateRecords, type WriteGroup, type WriteRecord } from "./write.ts";
 
 /** Feast's `GetOnlineFeaturesRequest` (fields Feast's server ignores are ignored here too). */
 export interface FeastOnlineRequest {
@@ -132,6 +132,12 @@ export async function feastOnline(deps: Deps, tenant: string, req: FeastOnlineRe
 /** Feast's columnar data frame: column -> values, one per row. */
 export type FeastFrame = Record<string, unknown[]>;
 
+/** The frame cell of a write problem: `features.view:name` of record r -> `df.name[r]`. */
+function frameCell(field: string, record: number, view: string): string {
+  const col = field === "event_time" ? TIME_COLUMN : field.replace(/^features\./, "").replace(`${view}:`, "");
+  return `df.${col}[${record}]`;
+}
+
 /** Columns Feast's clients add to every written frame. */
 const TIME_COLUMN = "event_timestamp";
 const IGNORED = new Set(["created"]);
@@ -192,13 +198,17 @@ async function writeFrame(deps: Deps, tenant: string, views: readonly GroupRow[]
   const batches = views.map((view) => ({ view, records: viewRecords(view, frame, rows, now, used, errors) }));
   for (const [k] of cols) if (!used.has(k)) errors.push({ path: `df.${k}`, message: `not a join key or feature of ${views.map((v) => v.name).join(", ")}` });
   if (errors.length > 0) throw new AppError("invalid_request", "invalid df; nothing was written", { errors: errors.slice(0, 100) });
-  const prepared = batches.map(({ view, records }) => {
+  const groups: WriteGroup[] = [];
+  for (const { view, records } of batches) {
     const entityType = view.spec.entity_type as string;
-    return { entityType, ...prepareRows(deps, tenant, entityType, records, now, "df") };
-  });
-  let n = 0;
-  for (const p of prepared) n += (await storeRows(deps, tenant, p.entityType, p.rows, p.defs)).accepted;
-  return n;
+    const v = validateRecords(deps, tenant, entityType, records, now);
+    if (v.ok) groups.push({ tenant, entityType, rows: v.rows, defs: v.defs });
+    else for (const p of v.problems) errors.push({ path: frameCell(p.field, p.record, view.name), message: p.message });
+  }
+  if (errors.length > 0) throw new AppError("invalid_request", "invalid df; nothing was written", { errors: errors.slice(0, 100) });
+  // every view's rows in one transaction: a push through several views is all or nothing
+  await storeValues(deps, groups);
+  return groups.reduce((n, g) => n + g.rows.length, 0);
 }
 
 /** `POST /write-to-online-store`: a frame of one feature view. */

@@ -6,7 +6,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { AppError } from "../errors.ts";
 import type { Clock } from "../lib/time.ts";
 import { withTimeout } from "../lib/timeout.ts";
-import type { Database, KeyRow } from "../store/types.ts";
+import type { KeyRow, RegistryStore } from "../store/types.ts";
 
 /** Scopes, each including the ones before it. */
 export const SCOPES = ["read", "write", "admin"] as const;
@@ -94,7 +94,7 @@ export class KeyRing {
   private readonly opts: KeyLookupOptions;
 
   constructor(
-    private readonly db: Pick<Database, "listKeys">,
+    private readonly db: Pick<RegistryStore, "listKeys">,
     private readonly clock: Clock,
     opts: Partial<KeyLookupOptions> = {},
   ) {

@@ -32,7 +32,7 @@ export async function lookupAcrossTypes(
   });
   const out: ServedValue[][] = Array.from({ length: rows }, () => new Array<ServedValue>(defs.length));
   const now = deps.clock.now();
-  const memo = deps.cache.kind === "in_process";
+  const memo = deps.stores.online.capabilities.stableRows;
   const counts = { present: 0, not_found: 0, expired: 0 };
   // every entity type is checked before anything is read (a 400 must not follow a partial read)
   for (const [entityType, fs] of byType) if (idsOf(entityType) === undefined) throw missing(entityType, defs[fs[0] as number] as Definition);

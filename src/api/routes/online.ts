@@ -3,7 +3,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { lookupOnline } from "../../serving/online.ts";
 import type { AppEnv } from "../env.ts";
 import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
-import { OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../schemas.ts";
+import { OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 import { OnlineRowsBody, OnlineRowsResponse, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../catalog-schemas.ts";
 import { onlineByService } from "./service-forms.ts";

@@ -8,7 +8,7 @@ import { dbCall, type Deps } from "../../../serving/deps.ts";
 import { feastOnline, feastPush, feastWrite } from "../../../serving/feast.ts";
 import type { AppEnv } from "../../env.ts";
 import { mount, parseBody, requireScope } from "../../route.ts";
-import { LIMITS } from "../../schemas.ts";
+import { LIMITS } from "../../../schemas.ts";
 import { problems, security } from "../common.ts";
 
 /** Where the Feast routes live. */
@@ -119,7 +119,7 @@ export function mountFeast(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   });
   mount(app, healthRoute, async (c) => {
     requireScope(c, "read");
-    await dbCall(deps, "health", () => deps.db.ping());
+    await dbCall(deps, "health", () => deps.stores.registry.ping());
     return c.body(null, 200);
   });
 }
