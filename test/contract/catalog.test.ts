@@ -2,26 +2,15 @@
  * Feature views and feature services on every backend: registering them, `view:name`
  * references, `feature_service` in online and batch requests, `entity_rows` across entity types.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { contractBackends, TestServer } from "../support/backends.ts";
+import { describe, expect, test } from "bun:test";
+import { TestServer } from "../support/backends.ts";
+import { B, contractOn, O, R, W } from "./support.ts";
 
-const R = "/api/v1/features/register";
 const V = "/api/v1/feature-views/register";
 const S = "/api/v1/feature-services/register";
-const W = "/api/v1/features/write";
-const O = "/api/v1/features/online";
-const B = "/api/v1/features/batch";
 
-for (const backend of contractBackends()) {
-  describe(`views and services on ${backend.name}`, () => {
-    let s: TestServer;
-    beforeAll(async () => {
-      s = await TestServer.open(backend);
-    });
-    afterAll(async () => {
-      await s.close();
-    });
-
+contractOn(({ s }) => {
+  describe("views and services", () => {
     /** A tenant with user features age (v1 int32, v2 int64) and ltv, merchant feature risk, two views, values. */
     async function setup() {
       const tenant = TestServer.tenant();
@@ -160,4 +149,4 @@ for (const backend of contractBackends()) {
       expect((await s.get("/api/v1/feature-services/mine", other.key)).status).toBe(404);
     });
   });
-}
+});

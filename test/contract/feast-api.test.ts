@@ -2,22 +2,15 @@
  * Feast's feature-server API (/api/v1/feast/...) on every backend: the column-oriented online
  * shape, writes and pushes of columnar frames, auth, scopes and errors.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { contractBackends, TestServer } from "../support/backends.ts";
+import { describe, expect, test } from "bun:test";
+import { TestServer } from "../support/backends.ts";
+import { contractOn } from "./support.ts";
 
 const F = "/api/v1/feast";
 const T = "2024-01-15T09:58:00Z";
 
-for (const backend of contractBackends()) {
-  describe(`Feast API on ${backend.name}`, () => {
-    let s: TestServer;
-    beforeAll(async () => {
-      s = await TestServer.open(backend);
-    });
-    afterAll(async () => {
-      await s.close();
-    });
-
+contractOn(({ s }) => {
+  describe("Feast API", () => {
     async function setup() {
       const tenant = TestServer.tenant();
       const key = await s.key(tenant, ["admin"]);
@@ -140,4 +133,4 @@ for (const backend of contractBackends()) {
       expect(none.status).toBe(400);
     });
   });
-}
+});
