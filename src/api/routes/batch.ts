@@ -1,4 +1,4 @@
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { stream } from "hono/streaming";
 import { AppError } from "../../errors.ts";
 import { parseTime } from "../../lib/time.ts";
@@ -9,6 +9,8 @@ import { problemBody } from "../errors.ts";
 import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
 import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
+import { BatchServiceRowsBody, BatchServiceSharedBody } from "../catalog-schemas.ts";
+import { batchByService } from "./service-forms.ts";
 
 export const batchRoute = createRoute({
   method: "post",
@@ -19,7 +21,7 @@ export const batchRoute = createRoute({
   description:
     "For each row and feature, the value current at the row's timestamp: greatest event_time <= timestamp, ties to the value written last. Nothing written with a later event time leaks into a row. `Accept: application/x-ndjson` streams one result object per line; a failure after the stream started ends it with a line `{\"error\": PROBLEM}`.",
   security,
-  request: { body: { required: true, content: { "application/json": { schema: BatchBody } } } },
+  request: { body: { required: true, content: { "application/json": { schema: z.union([BatchBody, BatchServiceSharedBody, BatchServiceRowsBody]) } } } },
   responses: {
     200: {
       description: "One result per input row, in input order",
@@ -52,7 +54,7 @@ function toRows(raw: unknown): { rows: BatchRow[]; featureNames: string[] } {
 export function mountBatch(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, batchRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
-    const { rows, featureNames } = toRows(await readJson(c));
+    const { rows, featureNames } = toRows(batchByService(deps, tenant, await readJson(c)));
     const chunks = lookupBatch(deps, tenant, rows, featureNames);
     // The first chunk is read before answering, so an unavailable store is still a plain 503.
     const first = await chunks.next();
