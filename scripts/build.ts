@@ -3,8 +3,8 @@
  * (minified, with bytecode for a fast cold start). The executable never auto-loads .env,
  * bunfig.toml, tsconfig.json or package.json from the directory it runs in. Migrations and the
  * /docs assets are embedded through text imports. The bulk lane's worker thread
- * (src/lane/worker.ts) is a second entrypoint, embedded as /$bunfs/root/lane/worker.js (see
- * workerUrl() in src/lane/pool.ts).
+ * (src/cmd/lane-worker.ts) is a second entrypoint, embedded as /$bunfs/root/cmd/lane-worker.js
+ * (see workerUrl() in src/lane/pool.ts).
  */
 import { rmSync } from "node:fs";
 
@@ -25,7 +25,7 @@ const args = [
   "--define",
   'process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED="true"',
   "src/cli.ts",
-  "src/lane/worker.ts",
+  "src/cmd/lane-worker.ts",
   "--outfile",
   outfile,
 ];

@@ -69,7 +69,7 @@ export const settings = {
   pin: process.env.BENCH_PIN === undefined || process.env.BENCH_PIN === "auto" ? LOAD_AT_START < 0.5 : num("BENCH_PIN", 1) !== 0,
   /** Use this binary instead of building dist/feature-store. */
   binary: process.env.BENCH_BINARY,
-  /** Parts to skip / to run exclusively: micro, embedded, redis, saturation, mixed, coldstart, ingest. */
+  /** Parts to skip / to run exclusively: micro, embedded, redis, saturation, mixed, coldstart, ingest, feast. */
   skip: list("BENCH_SKIP"),
   only: list("BENCH_ONLY"),
   /** Ingest: events sent per measurement, and per-message feature count. */

@@ -1,4 +1,5 @@
 import { createApp, type ServerState } from "../app.ts";
+import { batchByService } from "../api/routes/service-forms.ts";
 import { BulkLane, laneOptions } from "../lane/pool.ts";
 import { Lifecycle } from "../lib/lifecycle.ts";
 import { createLogger } from "../log.ts";
@@ -93,7 +94,7 @@ Options:
     lifecycle.add("health loop", () => clearInterval(health));
 
     // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
-    const lane = new BulkLane(deps, laneOptions(cfg));
+    const lane = new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
     lifecycle.add("bulk lane", () => lane.close());
 
     const state: ServerState = { draining: false };

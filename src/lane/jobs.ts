@@ -18,9 +18,16 @@ import { chooseRenderer, type BatchRenderer } from "./render.ts";
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
 export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pick<Stores, "registry" | "offline"> };
 
+/**
+ * Rewrites a decoded batch body in another accepted form (a `feature_service` for
+ * `feature_names`: api/routes/service-forms.ts) into the contract's form; the body unchanged
+ * otherwise. Given by the layer that knows the forms (the worker's entry, the app).
+ */
+export type NormaliseBatch = (deps: Pick<Deps, "registry">, tenant: string, raw: unknown) => unknown;
+
 /** Decodes a batch request body into rows (entity, as-of time) and feature references; 400 when invalid. */
-export function decodeBatchRequest(body: Uint8Array): { rows: BatchRow[]; featureNames: string[] } {
-  const raw = decodeJson(body);
+export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) => unknown = (raw) => raw): { rows: BatchRow[]; featureNames: string[] } {
+  const raw = normalise(decodeJson(body));
   exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
     const req = validate(BatchRowsBody, raw);
@@ -103,7 +110,7 @@ export class JobRunner {
   constructor(
     private readonly deps: LaneDeps,
     private readonly post: (m: FromWorker, transfer?: Bun.Transferable[]) => void,
-    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined },
+    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined },
   ) {}
 
   /** Jobs running now. */
@@ -180,7 +187,8 @@ export class JobRunner {
     let started = false;
     try {
       await this.fresh(m.gen);
-      const { rows, featureNames } = decodeBatchRequest(m.body);
+      const normalise = this.opts.normaliseBatch;
+      const { rows, featureNames } = decodeBatchRequest(m.body, normalise ? (raw) => normalise(this.deps, m.tenant, raw) : undefined);
       const chunks = lookupBatch(this.deps, m.tenant, rows, featureNames, this.opts.chunkKeys);
       for await (const c of chunks) {
         if (started && !(await this.credit(job))) {

@@ -16,7 +16,7 @@ import { AppError } from "../errors.ts";
 import type { RegistrySnapshot } from "../registry/snapshot.ts";
 import type { Deps } from "../serving/deps.ts";
 import { offerToOnline } from "../serving/write.ts";
-import { JobRunner, unpackRows } from "./jobs.ts";
+import { JobRunner, unpackRows, type NormaliseBatch } from "./jobs.ts";
 import type { FromWorker, JobProblem, ToWorker, WriteOutcome } from "./protocol.ts";
 
 /** Settings of the lane. */
@@ -33,6 +33,8 @@ export interface LaneOptions {
   stallTimeoutMs: number;
   /** keys per chunk of a batch (default: serving/batch.ts CHUNK_KEYS) */
   chunkKeys?: number;
+  /** other accepted forms of a batch body, for jobs run on this thread (`workers: 0`); the worker's entry has its own */
+  normaliseBatch?: NormaliseBatch;
 }
 
 /** The routes the bulk lane answers (everything else is the online lane). */
@@ -54,12 +56,12 @@ export function laneOptions(cfg: Config): LaneOptions {
 /** Values offered to the online cache per event-loop turn after a bulk write. */
 const CACHE_SLICE = 1000;
 
-/** Where the worker's code is: beside this file when run from source, an embedded entrypoint in the binary. */
+/** Where the worker's code is: its entry (src/cmd/lane-worker.ts) from source, an embedded entrypoint in the binary. */
 function workerUrl(): string {
   // `bun build --compile` embeds extra entrypoints under /$bunfs/root/, relative to the common
-  // source root (src/): src/lane/worker.ts becomes /$bunfs/root/lane/worker.js.
-  if (Bun.main.includes("$bunfs")) return join(Bun.main, "..", "lane", "worker.js");
-  return new URL("./worker.ts", import.meta.url).href;
+  // source root (src/): src/cmd/lane-worker.ts becomes /$bunfs/root/cmd/lane-worker.js.
+  if (Bun.main.includes("$bunfs")) return join(Bun.main, "..", "cmd", "lane-worker.js");
+  return new URL("../cmd/lane-worker.ts", import.meta.url).href;
 }
 
 /** One thread of the pool (or the serving thread itself, with `workers: 0`). */
@@ -127,7 +129,7 @@ export class BulkLane {
   }
 
   private inline(): Slot {
-    const runner = new JobRunner(this.deps, (m) => queueMicrotask(() => this.dispatch(m)), { reloadRegistry: false, chunkKeys: this.o.chunkKeys });
+    const runner = new JobRunner(this.deps, (m) => queueMicrotask(() => this.dispatch(m)), { reloadRegistry: false, chunkKeys: this.o.chunkKeys, normaliseBatch: this.o.normaliseBatch });
     return { send: (m) => runner.handle(m), running: 0, ready: Promise.resolve(), stop: async () => {} };
   }
 
