@@ -20,6 +20,7 @@ const LAYERS: { name: string; prefixes: string[] }[] = [
   { name: "store", prefixes: ["store/", "stores.ts"] },
   { name: "serving", prefixes: ["serving/"] },
   { name: "stream", prefixes: ["stream/"] },
+  { name: "lane", prefixes: ["lane/"] },
   { name: "api", prefixes: ["api/"] },
   { name: "app", prefixes: ["app.ts"] },
   { name: "cmd", prefixes: ["cmd/"] },

@@ -144,6 +144,16 @@ export interface RegistryStore extends GroupStore {
 
   /** Calls `listener` (at most about once a second late) when another process changed something. */
   watch(listener: (changes: ChangeSet) => void): void;
+
+  // Sibling connections: the bulk lane's worker threads open their own connection to the same
+  // database; their commits are this process's own, not another process's (the change feed must
+  // not make the in-process cache forget everything after each bulk write).
+  /** Identity of this connection's change notifications (PostgreSQL); a connection opened with the same `changeOrigin` is one of ours. */
+  readonly changeOrigin?: string;
+  /** The values-counter versions this connection committed since the last call (SQLite): pass them to the main connection's `adoptValuesChanges`. */
+  takeValuesChanges?(): number[];
+  /** Counts a sibling's commits of values (its `takeValuesChanges`) as this process's own (SQLite). */
+  adoptValuesChanges?(versions: readonly number[]): void;
   close(): Promise<void>;
 }
 

@@ -40,7 +40,7 @@ export async function onlineByService(deps: Deps, tenant: string, raw: unknown):
 }
 
 /** A service's references, when they share one entity type (else a 400 pointing at `entity_rows`). */
-function oneType(deps: Deps, tenant: string, service: string): string[] {
+function oneType(deps: Pick<Deps, "registry">, tenant: string, service: string): string[] {
   const names = serviceFeatureNames(deps, tenant, service);
   const { defs } = resolveFeatureSet(deps.registry.current, tenant, names, "feature_service");
   const types = [...new Set(defs.map((d) => d.entity_type))];
@@ -57,7 +57,7 @@ function oneType(deps: Deps, tenant: string, service: string): string[] {
  * `feature_service`); the body unchanged otherwise. A service spanning entity types is a 400:
  * batch rows name one entity id.
  */
-export function batchByService(deps: Deps, tenant: string, raw: unknown): unknown {
+export function batchByService(deps: Pick<Deps, "registry">, tenant: string, raw: unknown): unknown {
   if (!isObject(raw) || !("feature_service" in raw)) return raw;
   exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   exclusive(raw, "feature_service", ["feature_names"], "`feature_names` or `feature_service`");

@@ -33,6 +33,8 @@ export interface PostgresOptions {
   timeoutMs: number;
   /** pool size (default 10) */
   poolSize?: number;
+  /** identity of this connection's change notifications: a sibling (a bulk-lane worker) passes its process's `changeOrigin` */
+  origin?: string | undefined;
 }
 
 /** {@link Database} on PostgreSQL. */
@@ -57,9 +59,13 @@ export class PostgresDatabase implements Database {
       retentionDays: opts.retentionDays,
       lockTimeoutMs: Math.min(opts.timeoutMs, 5_000),
     });
-    this.feed = new PostgresChangeFeed({ url: opts.url, sql: this.sql, log: opts.log, timeoutMs: opts.timeoutMs, instance: randomBytes(6).toString("hex") });
+    this.feed = new PostgresChangeFeed({ url: opts.url, sql: this.sql, log: opts.log, timeoutMs: opts.timeoutMs, instance: opts.origin ?? randomBytes(6).toString("hex") });
     this.registry = new PostgresRegistry(this.sql, this.feed, opts.timeoutMs);
     this.values = new PostgresValues(this.sql, opts.log, this.partitions, this.feed, opts.timeoutMs);
+  }
+
+  get changeOrigin(): string {
+    return this.feed.instance;
   }
 
   // ───────────────────────────── migrations and maintenance ─────────────────────────────

@@ -72,6 +72,10 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
+  /** Values-counter versions committed by sibling connections of this process, not yet passed. */
+  private readonly adopted = new Set<number>();
+  /** Values-counter versions of this connection's commits of values, until taken (recorded once taken first). */
+  private receipts: number[] | undefined;
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -330,11 +334,33 @@ export class SqliteDatabase implements Database {
     }
   }
 
+  takeValuesChanges(): number[] {
+    const taken = this.receipts ?? [];
+    this.receipts = [];
+    return taken;
+  }
+
+  adoptValuesChanges(versions: readonly number[]): void {
+    for (const v of versions) if (v > this.known.values) this.adopted.add(v);
+  }
+
+  /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
+  private allOwn(kind: ChangeKind, upTo: number): boolean {
+    const from = this.known[kind];
+    if (upTo <= from) return true;
+    if (kind !== "values") return false;
+    let own = upTo - from <= this.adopted.size;
+    for (let v = from + 1; own && v <= upTo; v++) own = this.adopted.has(v);
+    for (const v of this.adopted) if (v <= upTo) this.adopted.delete(v);
+    return own;
+  }
+
   /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
   private bump(kind: ChangeKind): void {
     const { version } = this.statements.bump.get(kind) as { version: number };
-    const foreign = version !== this.known[kind] + 1;
+    const foreign = !this.allOwn(kind, version - 1);
     this.known[kind] = version;
+    if (kind === "values") this.receipts?.push(version);
     if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
   }
 
@@ -355,7 +381,7 @@ export class SqliteDatabase implements Database {
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
       if (r.version !== this.known[r.kind]) {
-        changes[r.kind] = true;
+        if (!this.allOwn(r.kind, r.version)) changes[r.kind] = true;
         this.known[r.kind] = r.version;
       }
     }
