@@ -36,3 +36,30 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
     dest,
   );
 }
+
+/** Writes the access-log line of one request (see {@link accessLogger}). */
+export type AccessLog = (requestId: string | undefined, method: string, route: string, status: number, durationMs: number) => void;
+
+/**
+ * The access log of `log`: the very line `log.info({request_id, method, route, status,
+ * duration_ms}, "request")` writes, built directly and written to the same destination. pino's
+ * generic path (redaction, serialisers, JSON of the object) was ~8% of the CPU of an online
+ * lookup; these five fields need none of it (none is redacted). Nothing is written when `info`
+ * is not enabled.
+ */
+export function accessLogger(log: Logger): AccessLog {
+  const stream = (log as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym];
+  const chindings = (log as unknown as Record<symbol, string | undefined>)[pino.symbols.chindingsSym] ?? "";
+  if (!stream) {
+    return (requestId, method, route, status, durationMs) => {
+      if (log.isLevelEnabled("info")) log.info({ request_id: requestId, method, route, status, duration_ms: durationMs }, "request");
+    };
+  }
+  return (requestId, method, route, status, durationMs) => {
+    if (!log.isLevelEnabled("info")) return;
+    const id = requestId === undefined ? "" : `,"request_id":${JSON.stringify(requestId)}`;
+    stream.write(
+      `{"level":"info","time":"${new Date().toISOString()}"${chindings}${id},"method":${JSON.stringify(method)},"route":${JSON.stringify(route)},"status":${status},"duration_ms":${durationMs},"msg":"request"}\n`,
+    );
+  };
+}

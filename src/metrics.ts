@@ -62,4 +62,45 @@ export class Metrics {
     for (const label of ["present", "not_found", "expired"]) this.lookups.inc({ status: label }, 0);
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
   }
+
+  // Pre-bound label children for the per-request paths: prom-client hashes a labels object on
+  // every inc/observe; a child bound once does not.
+  private readonly lookupChildren = { present: this.lookups.labels("present"), not_found: this.lookups.labels("not_found"), expired: this.lookups.labels("expired") };
+  private readonly cacheChildren = { hit: this.cacheRequests.labels("hit"), miss: this.cacheRequests.labels("miss"), error: this.cacheRequests.labels("error") };
+  private readonly ageChildren = new Map<string, ReturnType<Histogram<"entity_type">["labels"]>>();
+  private readonly httpChildren = new Map<string, { count: ReturnType<Counter<"route" | "method" | "status">["labels"]>; duration: ReturnType<Histogram<"route" | "method">["labels"]> }>();
+
+  /** Counts looked-up values by outcome (zeros are skipped). */
+  countLookups(present: number, notFound: number, expired: number): void {
+    if (present > 0) this.lookupChildren.present.inc(present);
+    if (notFound > 0) this.lookupChildren.not_found.inc(notFound);
+    if (expired > 0) this.lookupChildren.expired.inc(expired);
+  }
+
+  /** Counts online cache look-ups by result. */
+  countCache(result: "hit" | "miss" | "error", n: number): void {
+    this.cacheChildren[result].inc(n);
+  }
+
+  /** The served-value age histogram of an entity type. */
+  servedValueAgeOf(entityType: string): ReturnType<Histogram<"entity_type">["labels"]> {
+    let h = this.ageChildren.get(entityType);
+    if (h === undefined) {
+      h = this.servedValueAge.labels(entityType);
+      this.ageChildren.set(entityType, h);
+    }
+    return h;
+  }
+
+  /** Counts and times one HTTP request (route template, method, status). */
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    const key = `${route} ${method} ${status}`;
+    let c = this.httpChildren.get(key);
+    if (c === undefined) {
+      c = { count: this.httpRequests.labels(route, method, String(status)), duration: this.httpDuration.labels(route, method) };
+      this.httpChildren.set(key, c);
+    }
+    c.count.inc();
+    c.duration.observe(seconds);
+  }
 }

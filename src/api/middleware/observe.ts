@@ -1,11 +1,12 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
-import type { Logger } from "../../log.ts";
+import { accessLogger, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { AppEnv } from "../env.ts";
 
 /** Counts and times every request by route template, and writes one access-log line. */
 export function observe(metrics: Metrics, log: Logger): MiddlewareHandler<AppEnv> {
+  const access = accessLogger(log);
   return async (c, next) => {
     const start = performance.now();
     c.set("route", "unmatched");
@@ -14,11 +15,8 @@ export function observe(metrics: Metrics, log: Logger): MiddlewareHandler<AppEnv
     const route = c.get("route") === "unmatched" ? templateOf(c) : c.get("route");
     const method = c.req.method;
     const status = c.res.status;
-    metrics.httpRequests.inc({ route, method, status: String(status) });
-    metrics.httpDuration.observe({ route, method }, seconds);
-    if (log.isLevelEnabled("info")) {
-      log.info({ request_id: c.get("requestId"), method, route, status, duration_ms: Math.round(seconds * 1e6) / 1000 }, "request");
-    }
+    metrics.observeRequest(route, method, status, seconds);
+    access(c.get("requestId"), method, route, status, Math.round(seconds * 1e6) / 1000);
   };
 }
 
