@@ -3,7 +3,7 @@
  * database behind it (read-through; a cache outage falls back to the database).
  */
 import { decodeValue, toJsonValue } from "../registry/dtype.ts";
-import type { Definition } from "../registry/snapshot.ts";
+import type { Definition, RegistrySnapshot } from "../registry/snapshot.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, serveValue, type ResolvedFeatures, type ServedValue } from "./features.ts";
@@ -16,14 +16,46 @@ export interface OnlineResult {
 }
 
 /** What one lookup read: the resolved features and one row (or none) per entity x feature. */
-interface Lookup extends ResolvedFeatures {
+interface Lookup extends Resolved {
   rows: (StoredRow | null)[];
   now: number;
 }
 
+/** A resolution and the JSON keys of its references, as {@link resolve} remembers them. */
+interface Resolved extends ResolvedFeatures {
+  keys: string[];
+}
+
+/**
+ * Successful resolutions by tenant and feature names, per registry snapshot (snapshots are
+ * immutable and replaced whole on a reload, so a remembered resolution never goes stale). A
+ * model server asks for the same few lists over and over. Failures are not remembered.
+ */
+const resolutions = new WeakMap<RegistrySnapshot, Map<string, Resolved>>();
+/** Feature lists remembered per snapshot, at most (then it starts over). */
+const RESOLUTIONS_MAX = 1000;
+
+function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: readonly string[]): Resolved {
+  let memo = resolutions.get(snapshot);
+  if (memo === undefined) {
+    memo = new Map();
+    resolutions.set(snapshot, memo);
+  }
+  // tenants and references never hold U+0000 (a reference that did would not resolve)
+  const id = `${tenant}\u0000${featureNames.join("\u0000")}`;
+  let r = memo.get(id);
+  if (r === undefined) {
+    const resolved = resolveFeatures(snapshot, tenant, featureNames);
+    r = { ...resolved, keys: resolved.refs.map((ref) => `${JSON.stringify(ref)}:`) };
+    if (memo.size >= RESOLUTIONS_MAX) memo.clear();
+    memo.set(id, r);
+  }
+  return r;
+}
+
 /** Resolves the features and reads the latest rows (entity-major: row e * nf + f). */
 async function read(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Promise<Lookup> {
-  const resolved = resolveFeatures(deps.registry.current, tenant, featureNames);
+  const resolved = resolve(deps.registry.current, tenant, featureNames);
   const { defs } = resolved;
   const nf = defs.length;
   const keys: ValueKey[] = new Array(entityIds.length * nf);
@@ -100,7 +132,7 @@ export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: re
   account(deps, l, entityIds.length);
   const nf = l.defs.length;
   const memo = deps.cache.kind === "in_process";
-  const keys = l.refs.map(jsonKey);
+  const keys = l.keys;
   let out = many ? '{"results":[' : "";
   for (let e = 0; e < entityIds.length; e++) {
     let features = "";
@@ -124,18 +156,6 @@ export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: re
     out += `${e === 0 ? "" : ","}{"entity_id":${JSON.stringify(entityIds[e])},"features":{${features}},"metadata":{${metadata}}}`;
   }
   return many ? `${out}]}` : out;
-}
-
-/** `"ref":` for an object key, memoised (references repeat on every request). */
-const keyJson = new Map<string, string>();
-function jsonKey(ref: string): string {
-  let k = keyJson.get(ref);
-  if (k === undefined) {
-    k = `${JSON.stringify(ref)}:`;
-    if (keyJson.size >= 10_000) keyJson.clear();
-    keyJson.set(ref, k);
-  }
-  return k;
 }
 
 /** JSON text of a stored value, by the identity of its packed bytes (see {@link lookupOnlineJson}). */
