@@ -53,14 +53,34 @@ export class Metrics {
     help: "Feature values accepted by writes (identical re-sends included).",
     registers: [this.registry],
   });
+  private defaultsWanted: boolean;
+
+  /**
+   * @param opts.defaults the process metrics of prom-client (`feature_store_process_*`,
+   *   `feature_store_nodejs_*`): registered by {@link collectDefaults}, at the latest when the
+   *   registry is first read (a scrape), so that a server's start does not pay for them (~2 ms
+   *   of CPU, most of it one heap statistics call; nothing the first request needs).
+   */
   constructor(opts: { defaults?: boolean } = {}) {
-    if (opts.defaults !== false) {
-      collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
-      // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
-      for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    this.defaultsWanted = opts.defaults !== false;
+    if (this.defaultsWanted) {
+      const read = this.registry.metrics.bind(this.registry);
+      this.registry.metrics = () => {
+        this.collectDefaults();
+        return read();
+      };
     }
     for (const label of ["present", "not_found", "expired"]) this.lookups.inc({ status: label }, 0);
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
+  }
+
+  /** Registers the default process metrics now, if wanted and not done yet. */
+  collectDefaults(): void {
+    if (!this.defaultsWanted) return;
+    this.defaultsWanted = false;
+    collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
+    // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
+    for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
   }
 
   // Pre-bound label children for the per-request paths: prom-client hashes a labels object on

@@ -16,8 +16,11 @@ export interface ColdStartResults {
   min_ms: number;
   max_ms: number;
   idle_rss_mib: number;
-  bare: { median_ms: number; idle_rss_mib: number } | null;
+  bare: { median_ms: number; cpu_median_ms?: number; idle_rss_mib: number } | null;
   ratio_to_bare: number | null;
+  /** CPU (every thread) from exec to the first 200, median, ms; and ours / bare */
+  cpu_median_ms?: number;
+  cpu_ratio_to_bare?: number | null;
   binary_mib: number;
 }
 

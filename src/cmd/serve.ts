@@ -50,6 +50,8 @@ Options:
       development: false,
     });
     log.info({ url: server.url.href, database: deps.db.kind, cache: deps.cache.kind, version: pkg.version }, "feature-store serving");
+    // the process metrics are not needed to answer: registered a second after start (or at the first scrape)
+    setTimeout(() => deps.metrics.collectDefaults(), 1000).unref();
     if ((await deps.db.listKeys()).length === 0) {
       log.warn("no API keys exist yet; create one with: feature-store keys create --tenant default --scopes admin");
     }
