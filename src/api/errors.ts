@@ -4,8 +4,7 @@
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { z } from "@hono/zod-openapi";
-import { AppError, ERROR_CODES, formatPath, type ErrorCode, type FieldError } from "../errors.ts";
+import { AppError, ERROR_CODES, type ErrorCode, type FieldError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./env.ts";
 
@@ -30,37 +29,6 @@ export function problemResponse(c: Context<AppEnv>, code: ErrorCode, detail: str
     status: body.status,
     headers: { "content-type": "application/problem+json", "x-request-id": c.get("requestId") ?? "", ...headers },
   });
-}
-
-/**
- * Wording of zod issues a client can act on (pass as `safeParse(raw, { error: issueWording })`):
- * a missing field is `required` (zod says "expected array, received undefined"), an empty string
- * or list `must not be empty`. Anything else keeps zod's message.
- */
-export const issueWording: z.core.$ZodErrorMap = (issue) => {
-  if (issue.input === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value")) return "required";
-  if (issue.code === "too_small" && issue.minimum === 1 && (issue.origin === "string" || issue.origin === "array")) return "must not be empty";
-  return undefined;
-};
-
-/** Turns zod issues into `errors` entries: at most one per path (the first), at most 100. */
-export function zodErrors(error: z.ZodError): FieldError[] {
-  const out: FieldError[] = [];
-  const seen = new Set<string>();
-  const add = (path: string, message: string) => {
-    if (seen.has(path)) return;
-    seen.add(path);
-    out.push({ path, message });
-  };
-  for (const i of error.issues) {
-    if (i.code === "unrecognized_keys") {
-      for (const k of i.keys) add(formatPath([...i.path, k]), `unknown field ${JSON.stringify(k)}`);
-    } else {
-      add(formatPath(i.path) || "(body)", i.message);
-    }
-    if (out.length >= 100) break;
-  }
-  return out.slice(0, 100);
 }
 
 /** The app's onError: AppError -> its problem; HTTPException -> its status; else 500. */

@@ -8,7 +8,7 @@ import type { OpenAPIHono, RouteConfig, z } from "@hono/zod-openapi";
 import { AppError } from "../errors.ts";
 import { hasScope, type Scope } from "../serving/keys.ts";
 import type { AppEnv } from "./env.ts";
-import { issueWording, zodErrors } from "./errors.ts";
+import { issueWording, zodErrors } from "../schemas.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 

@@ -6,7 +6,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { AppError } from "../errors.ts";
 import type { Clock } from "../lib/time.ts";
 import { withTimeout } from "../lib/timeout.ts";
-import type { Database, KeyRow } from "../store/types.ts";
+import type { KeyRow, RegistryStore } from "../store/types.ts";
 
 /** Scopes, each including the ones before it. */
 export const SCOPES = ["read", "write", "admin"] as const;
@@ -99,7 +99,7 @@ export class KeyRing {
   private readonly digests = new Map<string, string>();
 
   constructor(
-    private readonly db: Pick<Database, "listKeys">,
+    private readonly db: Pick<RegistryStore, "listKeys">,
     private readonly clock: Clock,
     opts: Partial<KeyLookupOptions> = {},
   ) {

@@ -2,18 +2,16 @@
  * Online lookup: latest values for one or many entities, from the online cache with the
  * database behind it (read-through; a cache outage falls back to the database).
  */
+import type { z } from "@hono/zod-openapi";
 import { decodeValue, toJsonValue } from "../registry/dtype.ts";
 import type { Definition, RegistrySnapshot } from "../registry/snapshot.ts";
+import type { OnlineResult as OnlineResultSchema } from "../schemas.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, serveValue, type ResolvedFeatures, type ServedValue } from "./features.ts";
 
-/** The result for one entity, as the API returns it. */
-export interface OnlineResult {
-  entity_id: string;
-  features: Record<string, unknown>;
-  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
-}
+/** The result for one entity, as the API returns it (the response schema's type). */
+export type OnlineResult = z.output<typeof OnlineResultSchema>;
 
 /** What one lookup read: the resolved features and one row (or none) per entity x feature. */
 interface Lookup extends Resolved {
@@ -109,7 +107,7 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
   account(deps, l, entityIds.length);
   const nf = l.defs.length;
   // rows handed out by the in-process cache keep their identity: memoise their JSON form
-  const memo = deps.cache.kind === "in_process";
+  const memo = deps.stores.online.capabilities.stableRows;
   const results: OnlineResult[] = new Array(entityIds.length);
   const served: ServedValue[] = new Array(nf);
   for (let e = 0; e < entityIds.length; e++) {
@@ -131,7 +129,7 @@ export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: re
   const l = await read(deps, tenant, entityIds, featureNames);
   account(deps, l, entityIds.length);
   const nf = l.defs.length;
-  const memo = deps.cache.kind === "in_process";
+  const memo = deps.stores.online.capabilities.stableRows;
   const keys = l.keys;
   let out = many ? '{"results":[' : "";
   for (let e = 0; e < entityIds.length; e++) {
@@ -185,11 +183,11 @@ function eventTimeJson(ms: number): string {
 async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
   let cached: (CachedValue | undefined)[];
   try {
-    cached = await deps.cache.getMany(tenant, entityType, keys);
+    cached = await deps.stores.online.getMany(tenant, entityType, keys);
   } catch (err) {
     deps.metrics.countCache("error", keys.length);
-    deps.log.debug({ err }, "online cache unavailable; reading the database");
-    return dbCall(deps, "online lookup", () => deps.db.getLatest(keys));
+    deps.log.debug({ err }, "online store unavailable; reading the database");
+    return dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(keys));
   }
   const missIdx: number[] = [];
   for (let i = 0; i < cached.length; i++) if (cached[i] === undefined) missIdx.push(i);
@@ -199,10 +197,10 @@ async function readLatest(deps: Deps, tenant: string, entityType: string, keys: 
 
   deps.metrics.countCache("miss", missIdx.length);
   const missKeys = missIdx.map((i) => keys[i] as ValueKey);
-  const fromDb = await dbCall(deps, "online lookup", () => deps.db.getLatest(missKeys));
+  const fromDb = await dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(missKeys));
   const out = cached as (StoredRow | null)[];
   for (let j = 0; j < missIdx.length; j++) out[missIdx[j] as number] = fromDb[j] ?? null;
   const fill = missKeys.map((key, j) => ({ key, value: fromDb[j] ?? null }));
-  deps.cache.putMany(tenant, entityType, fill).catch((err: unknown) => deps.log.debug({ err }, "cache fill failed"));
+  deps.stores.online.putMany(tenant, entityType, fill).catch((err: unknown) => deps.log.debug({ err }, "cache fill failed"));
   return out;
 }

@@ -7,7 +7,7 @@ import type { Deps } from "../../serving/deps.ts";
 import type { AppEnv } from "../env.ts";
 import { problemBody } from "../errors.ts";
 import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
-import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../schemas.ts";
+import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 
 export const batchRoute = createRoute({

@@ -1,6 +1,6 @@
 import { ERROR_CODES, type ErrorCode, type FieldError } from "../../errors.ts";
 import { problemBody } from "../errors.ts";
-import { Problem } from "../schemas.ts";
+import { Problem } from "../../schemas.ts";
 
 const DESCRIPTIONS: Record<number, string> = {
   400: "Malformed body, wrong type, missing or unknown field, list over its limit, invalid value",

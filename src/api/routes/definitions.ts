@@ -4,7 +4,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { definitionJson } from "../../serving/register.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, requireScope, validate } from "../route.ts";
-import { DefinitionList, DefinitionVersions, EntityType, Name } from "../schemas.ts";
+import { DefinitionList, DefinitionVersions, EntityType, Name } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
 
 const ListQuery = z.object({ entity_type: EntityType.optional() });

@@ -4,7 +4,7 @@ import { lookupOnlineJson } from "../../serving/online.ts";
 import { REF_PATTERN } from "../../registry/names.ts";
 import type { AppEnv } from "../env.ts";
 import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
-import { LIMITS, OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../schemas.ts";
+import { LIMITS, OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 
 export const onlineRoute = createRoute({

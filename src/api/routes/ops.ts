@@ -4,7 +4,7 @@ import { checkReadiness } from "../../serving/health.ts";
 import type { AppEnv } from "../env.ts";
 import { mount } from "../route.ts";
 import { problemResponse } from "../errors.ts";
-import { Readiness, ServiceIndex } from "../schemas.ts";
+import { Readiness, ServiceIndex } from "../../schemas.ts";
 
 /** Shared between the app and the lifecycle: set when SIGTERM starts the drain. */
 export interface ServerState {

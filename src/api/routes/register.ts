@@ -4,7 +4,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { definitionJson, registerFeatures } from "../../serving/register.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
-import { DefinitionResponse, RegisterBody } from "../schemas.ts";
+import { DefinitionResponse, RegisterBody } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
 
 /**

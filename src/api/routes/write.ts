@@ -3,7 +3,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { writeFeatures } from "../../serving/write.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
-import { WriteBody, WriteResponse } from "../schemas.ts";
+import { WriteBody, WriteResponse } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
 
 export const writeRoute = createRoute({

@@ -1,11 +1,13 @@
 /**
  * The request and response schemas: they validate requests and generate /openapi.json, so the
- * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire.
+ * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire. Hono-free:
+ * the stream worker and the CLI validate with them too (`z` comes from @hono/zod-openapi only for
+ * its `.openapi()` metadata).
  */
 import { z } from "@hono/zod-openapi";
-import { ERROR_CODES } from "../errors.ts";
-import { DTYPES } from "../registry/dtype.ts";
-import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "../registry/names.ts";
+import { ERROR_CODES, formatPath, type FieldError } from "./errors.ts";
+import { DTYPES } from "./registry/dtype.ts";
+import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "./registry/names.ts";
 
 /** Request list limits. */
 export const LIMITS = { writeRecords: 10_000, onlineIds: 1_000, features: 1_000, batchRows: 100_000 } as const;
@@ -135,7 +137,7 @@ const FeatureValues = z.record(FeatureRef, z.unknown()).openapi({
 
 export const WriteRecord = z.strictObject({
   entity_id: EntityId,
-  event_time: Timestamp.optional(),
+  event_time: Timestamp.openapi({ description: "RFC 3339; any offset; truncated to the millisecond; default: the time of receipt. At most MAX_FUTURE_SKEW (default 5 minutes) ahead of the server clock, else 400." }).optional(),
   features: FeatureValues,
 });
 
@@ -231,3 +233,34 @@ export const Readiness = z
     stores: z.object({ database: z.enum(["ok", "down"]), cache: z.enum(["ok", "down", "in_process"]) }),
   })
   .openapi("Readiness", { example: { status: "ok", stores: { database: "ok", cache: "in_process" } } });
+
+/**
+ * Wording of zod issues a client can act on (pass as `safeParse(raw, { error: issueWording })`):
+ * a missing field is `required` (zod says "expected array, received undefined"), an empty string
+ * or list `must not be empty`. Anything else keeps zod's message.
+ */
+export const issueWording: z.core.$ZodErrorMap = (issue) => {
+  if (issue.input === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value")) return "required";
+  if (issue.code === "too_small" && issue.minimum === 1 && (issue.origin === "string" || issue.origin === "array")) return "must not be empty";
+  return undefined;
+};
+
+/** Turns zod issues into `errors` entries: at most one per path (the first), at most 100. */
+export function zodErrors(error: z.ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  const add = (path: string, message: string) => {
+    if (seen.has(path)) return;
+    seen.add(path);
+    out.push({ path, message });
+  };
+  for (const i of error.issues) {
+    if (i.code === "unrecognized_keys") {
+      for (const k of i.keys) add(formatPath([...i.path, k]), `unknown field ${JSON.stringify(k)}`);
+    } else {
+      add(formatPath(i.path) || "(body)", i.message);
+    }
+    if (out.length >= 100) break;
+  }
+  return out.slice(0, 100);
+}
