@@ -182,6 +182,10 @@ function eventTimeJson(ms: number): string {
 /** Latest rows for keys: cache first, then the database for misses (written back to the cache). */
 async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
   let cached: (CachedValue | undefined)[];
+  // A private (in-process) online store forgets what other processes wrote: check their commits
+  // first, so that a value another process (another `serve` worker, a CLI) wrote is served at
+  // once. For SQLite one PRAGMA data_version when nothing changed.
+  if (!deps.stores.online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
   try {
     cached = await deps.stores.online.getMany(tenant, entityType, keys);
   } catch (err) {

@@ -119,6 +119,11 @@ export interface RegistryStore {
 
   /** Calls `listener` (at most about once a second late) when another process changed something. */
   watch(listener: (changes: ChangeSet) => void): void;
+  /**
+   * Looks for other processes' changes now, calling the listeners before it returns (a cheap
+   * check when nothing changed). Stores whose feed is pushed to them leave it out.
+   */
+  pollNow?(): void;
   close(): Promise<void>;
 }
 
