@@ -161,6 +161,18 @@ Options:
     health.unref();
     lifecycle.add("health loop", () => clearInterval(health));
 
+    if (worker !== undefined) {
+      // a worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than hold the port
+      const supervisor = process.ppid;
+      const orphaned = setInterval(() => {
+        if (process.ppid === supervisor) return;
+        clearInterval(orphaned);
+        process.kill(process.pid, "SIGTERM");
+      }, 1000);
+      orphaned.unref();
+      lifecycle.add("supervisor watch", () => clearInterval(orphaned));
+    }
+
     const state: ServerState = { draining: false };
     const app = createApp(deps, state, pkg.version, { rateLimiter });
     let server: ReturnType<typeof Bun.serve>;

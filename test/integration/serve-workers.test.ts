@@ -90,4 +90,28 @@ describe("serve --workers 2", () => {
     expect([...onlineBy].sort()).toEqual([1, 2]);
     expect(lines.filter((l) => l.msg === "stopped").map((l) => l.worker).sort()).toEqual([1, 2]);
   }, 120_000);
+
+  test("workers whose supervisor was killed (SIGKILL) drain and exit, freeing the port", async () => {
+    const port = await freePort();
+    const server = Bun.spawn([process.execPath, "src/cli.ts", "serve", "--workers", "2", "--port", String(port), "--host", "127.0.0.1"], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, LOG_LEVEL: "warn" },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    for (let i = 0; ; i++) {
+      if (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) break;
+      if (i > 400) throw new Error("serve --workers 2 did not start");
+      await Bun.sleep(50);
+    }
+    server.kill("SIGKILL");
+    await server.exited;
+    // the port is free again once the orphaned workers have gone (they look every second)
+    let free = false;
+    for (let i = 0; i < 100 && !free; i++) {
+      await Bun.sleep(100);
+      free = await fetch(`http://127.0.0.1:${port}/healthz`, { keepalive: false }).then(() => false, () => true);
+    }
+    expect(free).toBe(true);
+  }, 60_000);
 });
