@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LoadResults, SteadyResult } from "../load.ts";
+import type { ScalingResults } from "../scaling.ts";
 import { ensureDir, machineInfo, RESULTS_DIR, round, settings } from "./common.ts";
 
 /** Results of bench/coldstart.ts. */
@@ -46,6 +47,7 @@ export type IngestResults =
 export type MicroResults = Record<string, { name: string; avg_ns: number; p50_ns: number; p99_ns: number }[]>;
 
 export interface AllResults {
+  scaling?: ScalingResults;
   micro?: MicroResults;
   load?: LoadResults;
   coldstart?: ColdStartResults;
@@ -205,6 +207,21 @@ export function markdown(r: AllResults): string {
       `| dist/feature-store serve | ${c.starts} | ${f(c.median_ms, 1)} | ${f(c.p90_ms, 1)} | ${f(c.min_ms, 1)} | ${f(c.max_ms, 1)} | ${f(c.cpu_median_ms, 1)} | ${f(c.idle_rss_mib, 1)} | ${f(c.binary_mib, 0)} |`,
       c.bare ? `| bare Bun.serve, compiled | ${c.starts} | ${f(c.bare.median_ms, 1)} | - | - | - | ${f(c.bare.cpu_median_ms, 1)} | ${f(c.bare.idle_rss_mib, 1)} | - |` : "",
       c.ratio_to_bare !== null ? `\nOurs / bare median: ${f(c.ratio_to_bare)}x (CPU: ${f(c.cpu_ratio_to_bare)}x; CPU time is the figure other processes on a shared machine barely move).` : "",
+    );
+  }
+  if (r.scaling) {
+    const sc = r.scaling;
+    lines.push(
+      "",
+      "## Multi-core scaling (online 1x10 saturated, embedded, `serve --workers N`)",
+      "",
+      `${sc.cores} cores; the load generator runs on the same machine${sc.pinned ? "; **the server was pinned to one core (BENCH_PIN), so its workers shared it**" : ""}.`,
+      "",
+      "| workers | max req/s | p99 ms at max |",
+      "| ---: | ---: | ---: |",
+      ...sc.runs.map((x) => `| ${x.workers} | ${big(x.max_rps)} | ${f(x.p99_ms_at_max, 3)} |`),
+      "",
+      `${sc.runs.at(-1)?.workers ?? "N"} workers / 1 worker: ${f(sc.ratio)}x.`,
     );
   }
   if (r.micro) {
