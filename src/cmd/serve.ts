@@ -58,8 +58,9 @@ function listenError(e: unknown, cfg: Config, blame: Blame): CliError {
   }
 }
 
-/** Set in the environment of the processes a supervisor starts: their worker number. */
+/** Set in the environment of the processes a supervisor starts: their worker number, and the supervisor's pid. */
 const WORKER_ENV = "FEATURE_STORE_SERVE_WORKER";
+const SUPERVISOR_ENV = "FEATURE_STORE_SERVE_SUPERVISOR";
 
 /**
  * `serve --workers N` (N > 1): this process only supervises. It checks that the address is
@@ -82,7 +83,7 @@ async function supervise(cfg: Config, blame: Blame, workers: number): Promise<nu
   const args = [...self, ...process.argv.slice(2)];
   let stopping = false;
   const procs = Array.from({ length: workers }, (_, i) =>
-    Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
+    Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
   );
   const forwarded = procs.map(async (p) => {
     let rest = new Uint8Array(0);
@@ -162,8 +163,10 @@ Options:
     lifecycle.add("health loop", () => clearInterval(health));
 
     if (worker !== undefined) {
-      // a worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than hold the port
-      const supervisor = process.ppid;
+      // a worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than hold
+      // the port (the supervisor may die while the worker is still starting: its pid comes from
+      // the environment, not from the parent seen now)
+      const supervisor = Number(process.env[SUPERVISOR_ENV]);
       const orphaned = setInterval(() => {
         if (process.ppid === supervisor) return;
         clearInterval(orphaned);
