@@ -16,10 +16,10 @@ export interface ResolvedFeatures {
 }
 
 /**
- * Resolves `feature_names` (duplicates collapse): 400 for a malformed reference or mixed entity
- * types, 404 listing every unknown reference.
+ * Resolves `feature_names` (duplicates collapse): 400 for a malformed reference or (unless
+ * `mixed`) mixed entity types, 404 listing every unknown reference.
  */
-export function resolveFeatures(snapshot: RegistrySnapshot, tenant: string, names: readonly string[], field = "feature_names"): ResolvedFeatures {
+export function resolveFeatures(snapshot: RegistrySnapshot, tenant: string, names: readonly string[], field = "feature_names", mixed = false): ResolvedFeatures {
   const refs = [...new Set(names)];
   const defs: Definition[] = [];
   const invalid: FieldError[] = [];
@@ -37,8 +37,7 @@ export function resolveFeatures(snapshot: RegistrySnapshot, tenant: string, name
     throw new AppError("not_found", `unknown feature(s): ${list}`, { errors: unknown });
   }
   const entityType = defs[0]?.entity_type ?? "";
-  const mixed = defs.filter((d) => d.entity_type !== entityType);
-  if (mixed.length > 0) {
+  if (!mixed && defs.some((d) => d.entity_type !== entityType)) {
     throw new AppError("invalid_request", "all features of one request must share one entity type", {
       errors: refs.map((ref, i) => ({
         path: `${field}[${names.indexOf(ref)}]`,

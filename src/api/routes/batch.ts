@@ -1,13 +1,14 @@
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { stream } from "hono/streaming";
 import { AppError } from "../../errors.ts";
 import { parseTime } from "../../lib/time.ts";
-import { lookupBatch, type BatchResult, type BatchRow } from "../../serving/batch.ts";
+import { lookupBatch, lookupFrame, type BatchResult, type BatchRow } from "../../serving/batch.ts";
 import type { Deps } from "../../serving/deps.ts";
 import type { AppEnv } from "../env.ts";
 import { problemBody } from "../errors.ts";
-import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
-import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
+import { exclusive, mount, requireScope, validate } from "../route.ts";
+import { BatchBody, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
+import { readBatchRequest, respondFrame } from "./batch-frame.ts";
 import { problems, security } from "./common.ts";
 
 export const batchRoute = createRoute({
@@ -19,16 +20,32 @@ export const batchRoute = createRoute({
   description:
     "For each row and feature, the value current at the row's timestamp: greatest event_time <= timestamp, ties to the value written last. Nothing written with a later event time leaks into a row. `Accept: application/x-ndjson` streams one result object per line; a failure after the stream started ends it with a line `{\"error\": PROBLEM}`.",
   security,
-  request: { body: { required: true, content: { "application/json": { schema: BatchBody } } } },
-  responses: {
-    200: {
-      description: "One result per input row, in input order",
+  request: {
+    query: BatchFrameQuery.partial(),
+    body: {
+      required: true,
       content: {
-        "application/json": { schema: BatchResponse },
-        "application/x-ndjson": { schema: BatchResultSchema },
+        "application/json": { schema: BatchBody },
+        // entity dataframes as files (feature names and column mapping in the query): see the README
+        "application/x-ndjson": { schema: BatchFrameRow },
+        "text/csv": { schema: { type: "string" } },
+        "application/vnd.apache.parquet": { schema: { type: "string", format: "binary" } },
       },
     },
-    ...problems(400, 404, 413),
+  },
+  responses: {
+    200: {
+      description:
+        "One result per input row, in input order. Contract forms as JSON/NDJSON: `BatchResponse` / one `BatchResult` per line. Entity dataframes (`entity_rows`, or a CSV/NDJSON/Parquet body), and contract forms asked for as CSV/Parquet/Arrow: the input columns, then per feature its value and `<ref>__status`; JSON `{\"rows\": [...]}`, NDJSON one row object per line, CSV with a header, Parquet and Arrow IPC stream with typed columns.",
+      content: {
+        "application/json": { schema: z.union([BatchResponse, BatchFrameResponse]) },
+        "application/x-ndjson": { schema: z.union([BatchResultSchema, BatchFrameRow]) },
+        "text/csv": { schema: { type: "string" } },
+        "application/vnd.apache.parquet": { schema: { type: "string", format: "binary" } },
+        "application/vnd.apache.arrow.stream": { schema: { type: "string", format: "binary" } },
+      },
+    },
+    ...problems(400, 404, 406, 413, 415),
   },
 });
 
@@ -52,7 +69,10 @@ function toRows(raw: unknown): { rows: BatchRow[]; featureNames: string[] } {
 export function mountBatch(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, batchRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
-    const { rows, featureNames } = toRows(await readJson(c));
+    // entity dataframes and columnar formats: see batch-frame.ts
+    const req = await readBatchRequest(c);
+    if (req.kind === "frame") return respondFrame(c, deps, lookupFrame(deps, tenant, req.frame, req.options), req.format);
+    const { rows, featureNames } = toRows(req.json);
     const chunks = lookupBatch(deps, tenant, rows, featureNames);
     // The first chunk is read before answering, so an unavailable store is still a plain 503.
     const first = await chunks.next();

@@ -1,0 +1,163 @@
+/**
+ * The entity-dataframe side of `POST /api/v1/features/batch`: content negotiation (`Accept` ->
+ * JSON, NDJSON, CSV, Parquet or Arrow IPC stream; `Content-Type` -> JSON, NDJSON, CSV or Parquet
+ * body), reading the request into an entity dataframe, and streaming the encoded answer. The
+ * contract's two JSON forms, asked for as JSON or NDJSON, are handed back to the batch handler
+ * unchanged.
+ */
+import type { Context } from "hono";
+import { AppError } from "../../errors.ts";
+import { decodeFrame, frameFromObjects, inputFormatOf, type InputFrame } from "../../formats/decode.ts";
+import { createEncoder, OUTPUT_TYPES, type OutputFormat } from "../../formats/encode.ts";
+import type { FrameOptions, FrameQuery } from "../../serving/batch.ts";
+import type { Deps } from "../../serving/deps.ts";
+import type { AppEnv } from "../env.ts";
+import { problemBody } from "../errors.ts";
+import { readJson, validate } from "../route.ts";
+import { BatchFrameBody, BatchFrameQuery, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
+
+/** Media types of `Accept` that select each output format (`*\/*` and `application/*` mean JSON). */
+const ACCEPTS: Record<string, OutputFormat> = {
+  "*/*": "json",
+  "application/*": "json",
+  "application/json": "json",
+  "application/x-ndjson": "ndjson",
+  "application/jsonl": "ndjson",
+  "text/*": "csv",
+  "text/csv": "csv",
+  "application/vnd.apache.parquet": "parquet",
+  "application/x-parquet": "parquet",
+  "application/parquet": "parquet",
+  "application/vnd.apache.arrow.stream": "arrow",
+};
+
+/**
+ * The output format an `Accept` header asks for: the supported media type with the highest
+ * q-value (ties to the first listed); JSON when the header is absent; `null` when nothing listed
+ * is supported.
+ */
+export function negotiateOutput(accept: string | undefined): OutputFormat | null {
+  if (accept === undefined || accept.trim() === "") return "json";
+  let best: { f: OutputFormat; q: number } | null = null;
+  for (const part of accept.split(",")) {
+    const [type, ...params] = part.split(";").map((x) => x.trim().toLowerCase());
+    const f = ACCEPTS[type ?? ""];
+    if (!f) continue;
+    const qp = params.find((p) => p.startsWith("q="));
+    const q = qp ? Number(qp.slice(2)) : 1;
+    if (!(q > 0)) continue;
+    if (!best || q > best.q) best = { f, q };
+  }
+  return best?.f ?? null;
+}
+
+/** A batch request as read: a contract form for the batch handler, or a dataframe query. */
+export type BatchRequest = { kind: "contract"; json: unknown } | { kind: "frame"; frame: InputFrame; options: FrameOptions; format: OutputFormat };
+
+function queryOptions(c: Context<AppEnv>): FrameOptions {
+  const list = (name: string) => c.req.queries(name)?.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+  const q = validate(BatchFrameQuery, {
+    feature_names: list("feature_names") ?? [],
+    ...(c.req.query("entity_columns") !== undefined ? { entity_columns: list("entity_columns") } : {}),
+    ...(c.req.query("timestamp_column") !== undefined ? { timestamp_column: c.req.query("timestamp_column") } : {}),
+  });
+  const entityColumns: Record<string, string> = {};
+  for (const pair of q.entity_columns ?? []) {
+    const [type, column] = pair.split(":") as [string, string];
+    entityColumns[type] = column;
+  }
+  return { featureNames: q.feature_names, entityColumns, ...(q.timestamp_column ? { timestampColumn: q.timestamp_column } : {}) };
+}
+
+/**
+ * Reads a batch request: 406 for an `Accept` naming no supported format, 415 for an unsupported
+ * `Content-Type`, 400 for a body that does not decode. The contract forms asked for as JSON or
+ * NDJSON come back as `contract`; as CSV, Parquet or Arrow they become a two-column dataframe
+ * (`entity_id`, `timestamp`).
+ */
+export async function readBatchRequest(c: Context<AppEnv>): Promise<BatchRequest> {
+  const format = negotiateOutput(c.req.header("accept"));
+  if (format === null) {
+    throw new AppError("not_acceptable", `no supported response type in Accept; supported: ${[...new Set(Object.values(OUTPUT_TYPES))].join(", ")}`);
+  }
+  const input = inputFormatOf(c.req.header("content-type"));
+  if (input === null) {
+    throw new AppError("unsupported_media_type", `unsupported Content-Type ${JSON.stringify(c.req.header("content-type"))}; send application/json, application/x-ndjson, text/csv or application/vnd.apache.parquet`);
+  }
+  if (input !== "json") {
+    const options = queryOptions(c);
+    return { kind: "frame", frame: await decodeFrame(input, new Uint8Array(await c.req.arrayBuffer())), options, format };
+  }
+  const json = await readJson(c);
+  if (typeof json === "object" && json !== null && "entity_rows" in json) {
+    const body = validate(BatchFrameBody, json);
+    const options: FrameOptions = {
+      featureNames: body.feature_names,
+      ...(body.entity_columns ? { entityColumns: body.entity_columns } : {}),
+      ...(body.timestamp_column ? { timestampColumn: body.timestamp_column } : {}),
+    };
+    return { kind: "frame", frame: frameFromObjects(body.entity_rows, "entity_rows"), options, format };
+  }
+  if (format === "json" || format === "ndjson") return { kind: "contract", json };
+  if (typeof json === "object" && json !== null && "rows" in json) {
+    const body = validate(BatchRowsBody, json);
+    return { kind: "frame", frame: frameFromObjects(body.rows), options: { featureNames: body.feature_names, timestampColumn: "timestamp" }, format };
+  }
+  const body = validate(BatchSharedBody, json);
+  const frame = frameFromObjects(body.entity_ids.map((entity_id) => ({ entity_id, timestamp: body.timestamp })));
+  return { kind: "frame", frame, options: { featureNames: body.feature_names, timestampColumn: "timestamp" }, format };
+}
+
+const TEXT: ReadonlySet<OutputFormat> = new Set(["json", "ndjson", "csv"]);
+
+/**
+ * Streams a dataframe query's answer in `format`. The first chunk is computed before answering,
+ * so an unavailable store is still a plain 503; the rest is pulled as the client reads. A later
+ * failure ends an NDJSON stream with its `{"error": PROBLEM}` line and aborts any other format's
+ * body (the connection closes without the final chunk: a client sees a truncated transfer, never
+ * a well-formed partial file).
+ */
+export async function respondFrame(c: Context<AppEnv>, deps: Deps, query: FrameQuery, format: OutputFormat): Promise<Response> {
+  const enc = createEncoder(format, query.columns);
+  const first = await query.chunks.next();
+  const requestId = c.get("requestId");
+  const head = [enc.begin(), ...(first.done ? [] : [enc.write(first.value)])];
+  let done = first.done === true;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const b of head) if (b.byteLength > 0) controller.enqueue(b);
+      if (done) {
+        controller.enqueue(enc.end());
+        controller.close();
+      }
+    },
+    async pull(controller) {
+      if (done) return;
+      try {
+        const next = await query.chunks.next();
+        if (next.done) {
+          done = true;
+          controller.enqueue(enc.end());
+          controller.close();
+          return;
+        }
+        const bytes = enc.write(next.value);
+        if (bytes.byteLength > 0) controller.enqueue(bytes);
+      } catch (err) {
+        done = true;
+        const code = err instanceof AppError ? err.code : "internal";
+        const detail = err instanceof AppError ? err.message : "an internal error occurred";
+        if (!(err instanceof AppError)) deps.log.error({ err, request_id: requestId }, "batch stream failed");
+        const tail = enc.fail(problemBody(code, detail, requestId));
+        if (tail) {
+          controller.enqueue(tail);
+          controller.close();
+        } else controller.error(err);
+      }
+    },
+    cancel() {
+      void query.chunks.return(undefined);
+    },
+  });
+  return c.body(body, 200, { "content-type": TEXT.has(format) ? `${OUTPUT_TYPES[format]}; charset=utf-8` : OUTPUT_TYPES[format] });
+}
