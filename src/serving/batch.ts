@@ -2,7 +2,7 @@
  * Point-in-time retrieval for training data: for every (entity, timestamp) row and feature,
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
-import type { AsOfKey } from "../store/types.ts";
+import type { AsOfKey, StoredRow } from "../store/types.ts";
 import { AppError } from "../errors.ts";
 import { LIMITS } from "../schemas.ts";
 import { passthroughColumn, type InputFrame } from "../formats/decode.ts";
@@ -176,7 +176,9 @@ export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts:
 
   const chunks = (async function* () {
     const nf = defs.length;
-    const chunkRows = Math.max(1, Math.min(FRAME_CHUNK_ROWS, Math.floor(CHUNK_KEYS / nf)));
+    // chunks big enough for efficient row groups / record batches; database calls stay at
+    // CHUNK_KEYS keys, with the event loop free between them
+    const chunkRows = Math.max(256, Math.min(FRAME_CHUNK_ROWS, Math.floor(FRAME_CHUNK_KEYS / nf)));
     for (let start = 0; start < frame.rows; start += chunkRows) {
       const n = Math.min(chunkRows, frame.rows - start);
       const keys: AsOfKey[] = [];
@@ -191,7 +193,11 @@ export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts:
           keys.push({ feature_id: fid, entity_id: id, at: ats[start + r] as number });
         }
       }
-      const found = keys.length > 0 ? await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(keys)) : [];
+      const found: (StoredRow | null)[] = [];
+      for (let k = 0; k < keys.length; k += CHUNK_KEYS) {
+        const part = keys.slice(k, k + CHUNK_KEYS);
+        for (const row of await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(part))) found.push(row);
+      }
       const counts = { present: 0, not_found: 0, expired: 0 };
       const out: Cell[][] = inputs.map((i) => i.cells.slice(start, start + n));
       for (let f = 0; f < nf; f++) {
@@ -224,3 +230,5 @@ export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts:
 
 /** Rows per dataframe chunk at most (each is one Parquet row group / Arrow record batch). */
 const FRAME_CHUNK_ROWS = 8_192;
+/** Rows x features per dataframe chunk, at most (bounds a chunk's memory). */
+const FRAME_CHUNK_KEYS = 200_000;

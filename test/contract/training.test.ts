@@ -124,7 +124,8 @@ for (const backend of contractBackends()) {
       const ats: number[] = [];
       for (const t of times) ats.push(t, t - 1, t + 1, t + 0.5 * H, t + 0.5 * H - 1, t + H, t + H - 1, t + 2 * H, t + 2 * H - 1);
       ats.push(T0 - H, T0 + 10 * H);
-      for (let i = 0; i < 240; i++) {
+      // more rows than one chunk (8,192) and one database call (20,000 keys): chunk boundaries are covered
+      for (let i = 0; i < 9_000; i++) {
         const u = rnd() < 0.1 ? (rnd() < 0.5 ? "u_never" : null) : pick(USERS);
         const m = rnd() < 0.1 ? "m_never" : pick(MERCHANTS);
         entityRows.push({ request_id: `r${i}`, user_id: u, merchant_id: m, ts: new Date(pick(ats)).toISOString(), label: Math.floor(rnd() * 3), split: rnd() < 0.8 ? "train" : "test" });
