@@ -59,6 +59,8 @@ function canon(v: unknown): string {
 const USERS = ["u0", "u1", "u2", "u3"];
 const MERCHANTS = ["m0", "m1", "m2"];
 const TIME_COLUMNS = new Set(["ts", "m_seen"]);
+/** Per-test timeout: thousands of rows through every format, on a shared machine (behaviour, not timing). */
+const SLOW = 120_000;
 
 function parseCsvRows(text: string): Record<string, string>[] {
   const p = Papa.parse<Record<string, string>>(text, { header: true, skipEmptyLines: true });
@@ -125,7 +127,7 @@ for (const backend of contractBackends()) {
       for (const t of times) ats.push(t, t - 1, t + 1, t + 0.5 * H, t + 0.5 * H - 1, t + H, t + H - 1, t + 2 * H, t + 2 * H - 1);
       ats.push(T0 - H, T0 + 10 * H);
       // more rows than one chunk (8,192) and one database call (20,000 keys): chunk boundaries are covered
-      for (let i = 0; i < 9_000; i++) {
+      for (let i = 0; i < 8_500; i++) {
         const u = rnd() < 0.1 ? (rnd() < 0.5 ? "u_never" : null) : pick(USERS);
         const m = rnd() < 0.1 ? "m_never" : pick(MERCHANTS);
         entityRows.push({ request_id: `r${i}`, user_id: u, merchant_id: m, ts: new Date(pick(ats)).toISOString(), label: Math.floor(rnd() * 3), split: rnd() < 0.8 ? "train" : "test" });
@@ -157,7 +159,7 @@ for (const backend of contractBackends()) {
       expect(expected.some((e) => e.u_count__status === "expired")).toBe(true);
       expect(expected.some((e) => e.m_risk__status === "present")).toBe(true);
       expect(expected.some((e) => e.u_vec__status === "not_found")).toBe(true);
-    });
+    }, SLOW);
     afterAll(async () => {
       await s.close();
     });
@@ -178,20 +180,20 @@ for (const backend of contractBackends()) {
       const rows = ((await res.json()) as { rows: Record<string, unknown>[] }).rows;
       expect(Object.keys(rows[0] as object)).toEqual(COLUMNS);
       expect(rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, canon(v)])))).toEqual(expected);
-    });
+    }, SLOW);
 
     test("NDJSON out equals the oracle", async () => {
       const res = await raw(body(), "application/x-ndjson");
       expect(res.headers.get("content-type")).toContain("application/x-ndjson");
       const lines = (await res.text()).trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, canon(v)])))).toEqual(expected);
-    });
+    }, SLOW);
 
     test("CSV out equals the oracle", async () => {
       const res = await raw(body(), "text/csv");
       expect(res.headers.get("content-type")).toContain("text/csv");
       expect(parseCsvRows(await res.text())).toEqual(expected);
-    });
+    }, SLOW);
 
     test("Parquet out: typed columns, equals the oracle", async () => {
       const res = await raw(body(), "application/vnd.apache.parquet");
@@ -201,7 +203,7 @@ for (const backend of contractBackends()) {
       expect(typeof rows.find((r) => r.u_count !== null)?.u_count).toBe("bigint");
       expect(rows.find((r) => r.m_seen !== null)?.m_seen).toBeInstanceOf(Date);
       expect(rows.map((r) => Object.fromEntries(COLUMNS.map((c) => [c, typedCanon(c, r[c])])))).toEqual(expected);
-    });
+    }, SLOW);
 
     test("Arrow IPC stream out: typed columns, equals the oracle", async () => {
       const res = await raw(body(), "application/vnd.apache.arrow.stream");
@@ -217,7 +219,7 @@ for (const backend of contractBackends()) {
         rows.push(Object.fromEntries(COLUMNS.map((c) => [c, typedCanon(c, r[c])])));
       }
       expect(rows).toEqual(expected);
-    });
+    }, SLOW);
 
     test("CSV, NDJSON and Parquet bodies give the same answer as JSON", async () => {
       const csv = [COLUMNS.slice(0, 6).join(","), ...entityRows.map((r) => COLUMNS.slice(0, 6).map((c) => canon(r[c])).join(","))].join("\n");
@@ -255,7 +257,7 @@ for (const backend of contractBackends()) {
         expect(res.status).toBe(200);
         expect(parseCsvRows(await res.text())).toEqual(expected);
       }
-    });
+    }, SLOW);
 
     test("the contract forms can be asked for as CSV", async () => {
       const res = await raw({ entity_ids: ["u1", "nobody"], feature_names: ["u_name"], timestamp: new Date(T0 + 10 * H).toISOString() }, "text/csv");
@@ -263,7 +265,7 @@ for (const backend of contractBackends()) {
       const rows = parseCsvRows(await res.text());
       expect(rows.map((r) => r.entity_id)).toEqual(["u1", "nobody"]);
       expect(rows[1]?.u_name__status).toBe("not_found");
-    });
+    }, SLOW);
 
     test("errors name the row or column: missing entity column, bad timestamp, not Parquet, unknown Accept and Content-Type", async () => {
       const rows = entityRows.slice(0, 5).map(({ merchant_id: _m, ...r }) => r);
@@ -307,6 +309,6 @@ for (const backend of contractBackends()) {
 
       res = await raw({ entity_rows: [{ user_id: "u1", ts: "2024-01-01T00:00:00Z" }], feature_names: ["nope"], timestamp_column: "ts" }, "application/json");
       expect(res.status).toBe(404);
-    });
+    }, SLOW);
   });
 }

@@ -13,7 +13,7 @@ import type { FrameOptions, FrameQuery } from "../../serving/batch.ts";
 import type { Deps } from "../../serving/deps.ts";
 import type { AppEnv } from "../env.ts";
 import { problemBody } from "../errors.ts";
-import { readJson, validate } from "../route.ts";
+import { exclusive, readJson, validate } from "../route.ts";
 import { BatchFrameBody, BatchFrameQuery, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
 
 /** Media types of `Accept` that select each output format (`*\/*` and `application/*` mean JSON). */
@@ -99,6 +99,7 @@ export async function readBatchRequest(c: Context<AppEnv>): Promise<BatchRequest
     return { kind: "frame", frame: frameFromObjects(body.entity_rows, "entity_rows"), options, format };
   }
   if (format === "json" || format === "ndjson") return { kind: "contract", json };
+  exclusive(json, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof json === "object" && json !== null && "rows" in json) {
     const body = validate(BatchRowsBody, json);
     return { kind: "frame", frame: frameFromObjects(body.rows), options: { featureNames: body.feature_names, timestampColumn: "timestamp" }, format };

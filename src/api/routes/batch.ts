@@ -7,9 +7,9 @@ import type { Deps } from "../../serving/deps.ts";
 import type { AppEnv } from "../env.ts";
 import { problemBody } from "../errors.ts";
 import { exclusive, mount, requireScope, validate } from "../route.ts";
-import { BatchBody, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
+import { BatchBody, batchExamples, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BinaryTable, CsvTable, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
 import { readBatchRequest, respondFrame } from "./batch-frame.ts";
-import { problems, security } from "./common.ts";
+import { problemsFor, security } from "./common.ts";
 
 export const batchRoute = createRoute({
   method: "post",
@@ -28,8 +28,8 @@ export const batchRoute = createRoute({
         "application/json": { schema: BatchBody },
         // entity dataframes as files (feature names and column mapping in the query): see the README
         "application/x-ndjson": { schema: BatchFrameRow },
-        "text/csv": { schema: { type: "string" } },
-        "application/vnd.apache.parquet": { schema: { type: "string", format: "binary" } },
+        "text/csv": { schema: CsvTable },
+        "application/vnd.apache.parquet": { schema: BinaryTable },
       },
     },
   },
@@ -38,14 +38,24 @@ export const batchRoute = createRoute({
       description:
         "One result per input row, in input order. Contract forms as JSON/NDJSON: `BatchResponse` / one `BatchResult` per line. Entity dataframes (`entity_rows`, or a CSV/NDJSON/Parquet body), and contract forms asked for as CSV/Parquet/Arrow: the input columns, then per feature its value and `<ref>__status`; JSON `{\"rows\": [...]}`, NDJSON one row object per line, CSV with a header, Parquet and Arrow IPC stream with typed columns.",
       content: {
-        "application/json": { schema: z.union([BatchResponse, BatchFrameResponse]) },
-        "application/x-ndjson": { schema: z.union([BatchResultSchema, BatchFrameRow]) },
-        "text/csv": { schema: { type: "string" } },
-        "application/vnd.apache.parquet": { schema: { type: "string", format: "binary" } },
-        "application/vnd.apache.arrow.stream": { schema: { type: "string", format: "binary" } },
+        "application/json": { schema: z.union([BatchResponse, BatchFrameResponse]), examples: batchExamples.json },
+        "application/x-ndjson": { schema: z.union([BatchResultSchema, BatchFrameRow]), examples: batchExamples.ndjson },
+        "text/csv": { schema: CsvTable },
+        "application/vnd.apache.parquet": { schema: BinaryTable },
+        "application/vnd.apache.arrow.stream": { schema: BinaryTable },
       },
     },
-    ...problems(400, 404, 406, 413, 415),
+    ...problemsFor(
+      {
+        406: { code: "not_acceptable", detail: "no supported response type in Accept; supported: application/json, application/x-ndjson, text/csv, application/vnd.apache.parquet, application/vnd.apache.arrow.stream" },
+        415: { code: "unsupported_media_type", detail: 'unsupported Content-Type "text/plain"; send application/json, application/x-ndjson, text/csv or application/vnd.apache.parquet' },
+      },
+      400,
+      404,
+      406,
+      413,
+      415,
+    ),
   },
 });
 
