@@ -33,7 +33,7 @@ const ROWS = Number(args.rows ?? 1_000_000);
 const FEATURES = Number(args.features ?? 50);
 const USERS = Number(args.users ?? 20_000);
 const DAYS = Number(args.days ?? 3);
-const STACKS = args.stack === "both" || args.stack === undefined ? ["embedded", "postgres"] : [args.stack];
+const STACKS = args.stack === "both" || args.stack === undefined ? ["embedded", "postgres"] : args.stack === "none" ? [] : [args.stack];
 const BIN = join(ROOT, "dist/feature-store");
 const PY = join(ROOT, ".cache/venv-bench/bin/python");
 const T0 = Date.parse("2024-01-01T00:00:00Z");
@@ -156,6 +156,7 @@ async function duckdb(csv: string): Promise<{ rate: number; seconds: number } | 
     const script = `
 import duckdb, time
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute("CREATE TABLE h AS SELECT * FROM read_parquet('${dir}/history.parquet')")
 con.execute("CREATE TABLE e AS SELECT user_id, timestamp::TIMESTAMPTZ AS ts, label FROM read_csv('${dir}/entities.csv', header=true, types={'user_id':'VARCHAR','timestamp':'VARCHAR','label':'BIGINT'})")
 t = time.perf_counter()
@@ -165,6 +166,7 @@ print(time.perf_counter() - t)
     const p = Bun.spawnSync([PY, "-c", script], { stdout: "pipe", stderr: "pipe" });
     if (p.exitCode !== 0) return `failed: ${p.stderr.toString().slice(-500)}`;
     const seconds = Number(p.stdout.toString().trim());
+    if (!Number.isFinite(seconds)) return `failed: unexpected output ${JSON.stringify(p.stdout.toString().slice(-300))}`;
     return { rate: (ROWS * FEATURES) / seconds, seconds };
   } finally {
     rmSync(dir, { recursive: true, force: true });
