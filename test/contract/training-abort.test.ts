@@ -1,12 +1,12 @@
 /**
- * A failure after a training-data stream began (here: the history table dropped by another
- * connection to the embedded database, so the next read fails) ends NDJSON
+ * A failure after a training-data stream began (here: the offline store becomes unavailable after
+ * the first chunk) ends NDJSON
  * with the contract's error line and aborts every other format's body, so no client can take a
  * truncated answer for a complete one.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { Database } from "bun:sqlite";
-import { join } from "node:path";
+import { StoreUnavailable } from "../../src/store/errors.ts";
+import { FaultyOfflineStore } from "../support/faulty-store.ts";
 import { TestServer } from "../support/backends.ts";
 
 const ROWS = 9_000; // two chunks: the first is sent, the second fails
@@ -19,11 +19,11 @@ async function start(): Promise<{ s: TestServer; key: string; body: string }> {
   return { s, key, body: JSON.stringify({ entity_rows, feature_names: ["f"] }) };
 }
 
-/** Breaks the store for real: drops the history table from a second connection. */
+/** From now on, every as-of read of `s` fails as an outage would. */
 function breakStore(s: TestServer): void {
-  const db = new Database(join(s.deps.config.DATA_DIR, "feature-store.db"));
-  db.exec("DROP TABLE feature_values");
-  db.close();
+  const faulty = new FaultyOfflineStore(s.deps.stores.offline);
+  faulty.asOfFault = () => new StoreUnavailable("SQLite", "injected outage");
+  s.deps.stores = { ...s.deps.stores, offline: faulty };
 }
 
 describe("a failure after the stream began", () => {
