@@ -54,19 +54,26 @@ export function negotiateOutput(accept: string | undefined): OutputFormat | null
 /** A batch request as read: a contract form for the batch handler, or a dataframe query. */
 export type BatchRequest = { kind: "contract"; json: unknown } | { kind: "frame"; frame: InputFrame; options: FrameOptions; format: OutputFormat };
 
-function queryOptions(c: Context<AppEnv>): FrameOptions {
-  const list = (name: string) => c.req.queries(name)?.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
-  const q = validate(BatchFrameQuery, {
-    feature_names: list("feature_names") ?? [],
-    ...(c.req.query("entity_columns") !== undefined ? { entity_columns: list("entity_columns") } : {}),
-    ...(c.req.query("timestamp_column") !== undefined ? { timestamp_column: c.req.query("timestamp_column") } : {}),
+/**
+ * The query parameters, validated on every request (an unknown or malformed one is a 400 even
+ * with a JSON body, which carries its options in its fields and ignores valid ones); `null` when
+ * there are none.
+ */
+function queryOptions(c: Context<AppEnv>): FrameOptions | null {
+  const raw = c.req.queries();
+  if (Object.keys(raw).length === 0) return null;
+  const list = (name: string) => raw[name]?.flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+  const q = validate(BatchFrameQuery.partial(), {
+    ...Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, v.at(-1)])),
+    ...(raw.feature_names ? { feature_names: list("feature_names") } : {}),
+    ...(raw.entity_columns ? { entity_columns: list("entity_columns") } : {}),
   });
   const entityColumns: Record<string, string> = {};
   for (const pair of q.entity_columns ?? []) {
-    const [type, column] = pair.split(":") as [string, string];
-    entityColumns[type] = column;
+    const at = pair.indexOf(":");
+    entityColumns[pair.slice(0, at)] = pair.slice(at + 1);
   }
-  return { featureNames: q.feature_names, entityColumns, ...(q.timestamp_column ? { timestampColumn: q.timestamp_column } : {}) };
+  return { featureNames: q.feature_names ?? [], entityColumns, ...(q.timestamp_column ? { timestampColumn: q.timestamp_column } : {}) };
 }
 
 /**
@@ -84,8 +91,12 @@ export async function readBatchRequest(c: Context<AppEnv>): Promise<BatchRequest
   if (input === null) {
     throw new AppError("unsupported_media_type", `unsupported Content-Type ${JSON.stringify(c.req.header("content-type"))}; send application/json, application/x-ndjson, text/csv or application/vnd.apache.parquet`);
   }
+  const fromQuery = queryOptions(c);
   if (input !== "json") {
-    const options = queryOptions(c);
+    const options = fromQuery ?? { featureNames: [] };
+    if (options.featureNames.length === 0) {
+      throw new AppError("invalid_request", "request does not match the schema", { errors: [{ path: "feature_names", message: "required: ?feature_names=a,b (the body is the dataframe)" }] });
+    }
     return { kind: "frame", frame: await decodeFrame(input, new Uint8Array(await c.req.arrayBuffer())), options, format };
   }
   const json = await readJson(c);
