@@ -209,7 +209,6 @@ export class PostgresValues {
       await this.timed(
         "point-in-time lookup",
         this.sql.begin("isolation level repeatable read read only", async (sql) => {
-          await sql`SET LOCAL enable_nestloop = off`;
           let offset = 0;
           for (const part of parts) {
             for (const r of await this.asOfHistory(sql, part)) out[offset + r.ord - 1] = { event_time: r.event_time, seq: r.seq, value: r.value };
@@ -227,9 +226,11 @@ export class PostgresValues {
   /**
    * Training data reaching back past the recent partitions, where asOfChunk's per-key probes
    * walk every partition and DEFAULT: one join of the keys with the history each can see, the
-   * greatest (event_time, seq) per key kept. Run with nested loops off (the planner's estimate
-   * of an unnest is 100 rows, which would make it probe per key): a hash join reads the history
-   * of the chunk's entities once.
+   * greatest (event_time, seq) per key kept; the planner picks the join (index nested loop with
+   * run-time partition pruning, or a hash join when the history is small). Measured on 3 days of
+   * history per key: 3.4 s -> 1.0-1.7 s per 20,000 keys (forcing a hash join gave 0.9 s, but it
+   * scans all history per statement, which does not scale). Keys with long histories read every
+   * row up to `at`: a merge of sorted keys with the index is what is left to do.
    */
   private asOfHistory(sql: Querier, keys: AsOfKey[]): Promise<FoundRow[]> {
     return sql<FoundRow[]>`
