@@ -7,15 +7,18 @@
  *      redis-benchmark baselines side by side
  *   4. cold start (bench/coldstart.ts)
  *   5. ingest through the Kafka worker (bench/ingest.ts), when the worker exists
+ *   6. side by side with Feast's `feast serve` on the same Redis (bench/feast.ts; part `feast`,
+ *      results in bench/results/feast.md and feast.json)
  *
  * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
- * (micro, embedded, redis, saturation, coldstart, ingest); durations: BENCH_SECONDS,
+ * (micro, embedded, redis, saturation, coldstart, ingest, feast); durations: BENCH_SECONDS,
  * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
  * parts not run are kept from the previous bench/results/latest.json.
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runColdStart } from "./coldstart.ts";
+import { feastMarkdown, runAndWriteFeast } from "./feast.ts";
 import { runIngest } from "./ingest.ts";
 import { enabled, ensureDir, log, machineInfo, RESULTS_DIR, ROOT, settings, TMP_DIR } from "./lib/common.ts";
 import { type AllResults, markdown, writeResults, type MicroResults } from "./lib/report.ts";
@@ -40,7 +43,7 @@ ensureDir(TMP_DIR);
 
 const needsLoad = enabled("embedded") || enabled("redis");
 const vegeta = needsLoad ? await ensureVegeta() : undefined;
-const bin = needsLoad || enabled("coldstart") || enabled("ingest") ? await buildBinary() : undefined;
+const bin = needsLoad || enabled("coldstart") || enabled("ingest") || enabled("feast") ? await buildBinary() : undefined;
 
 const save = (): void => {
   results.duration_s = (performance.now() - t0) / 1000;
@@ -70,6 +73,14 @@ if (enabled("coldstart")) {
 if (enabled("ingest")) {
   results.ingest = await runIngest({ bin });
   save();
+}
+
+if (enabled("feast")) {
+  try {
+    process.stdout.write(feastMarkdown(await runAndWriteFeast({ bin, ...(vegeta ? { vegeta } : {}) })));
+  } catch (e) {
+    log(`feast side by side failed: ${(e as Error).stack ?? e}`);
+  }
 }
 
 save();

@@ -15,6 +15,8 @@ import { rateLimit } from "./api/middleware/rate-limit.ts";
 import { Admission, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
+import { mountCatalog } from "./api/routes/catalog.ts";
+import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
 import { mountOnline } from "./api/routes/online.ts";
 import { mountOps, type ServerState } from "./api/routes/ops.ts";
@@ -91,6 +93,8 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountOnline(app, deps);
   mountBatch(app, deps);
   mountDefinitions(app, deps);
+  mountCatalog(app, deps);
+  mountFeast(app, deps);
   return app;
 }
 

@@ -3,6 +3,8 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import { RegisterBody, zodErrors } from "../schemas.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
+import { parseGroups } from "./register-groups.ts";
+import { registerCatalog } from "../serving/catalog.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
 
 const READ_PROBLEMS: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a directory" };
@@ -19,9 +21,11 @@ export const command: Command = {
   help: `Usage: feature-store register FILE.yaml --tenant T [--dry-run]
 
 Registers every definition in FILE (\`features: [ {name, version, dtype, entity_type,
-ttl_hours?, description?, owner?, tags?}, ... ]\`) for tenant T, all or nothing, in one
-transaction. Prints one line per definition: new, unchanged, updated (metadata only),
-conflict or invalid (with the reason).
+ttl_hours?, description?, owner?, tags?}, ... ]\`, and optionally \`feature_views: [ {name,
+version, entity_type, join_keys?, features, push_source?, ...} ]\` and \`feature_services:
+[ {name, version, features, ...} ]\`) for tenant T, all or nothing, in one transaction.
+Prints one line per definition: new, unchanged, updated (metadata only), conflict or invalid
+(with the reason).
 
 Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
 2 on a usage error or a file that cannot be read or parsed.
@@ -50,7 +54,8 @@ Options:
       if (!(e instanceof YAMLParseError)) throw e;
       throw new CliError(yamlErrorLine(file, e), 2);
     }
-    const list = (doc as { features?: unknown } | null)?.features;
+    const catalog = parseGroups(doc, file);
+    const list = (doc as { features?: unknown } | null)?.features ?? (catalog ? [] : undefined);
     if (typeof doc !== "object" || doc === null || !Array.isArray(list)) throw new CliError(`${file}: expected a top-level \`features:\` list`, 2);
 
     const items: RegisterItem[] = list.map((raw: unknown, i) => {
@@ -65,9 +70,12 @@ Options:
     // the database goes to stderr: stdout is one line per definition
     const deps = await buildDeps(cfg, { announce: { location: true, warnIfNew: true } });
     try {
-      const { outcomes, ok } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
+      const { outcomes, ok } = catalog
+        ? await registerCatalog(deps, values.tenant, items, catalog, values["dry-run"] === true)
+        : await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
       for (const o of outcomes) {
-        const what = o.version > 0 ? `${o.name}@${o.version}` : o.name;
+        const kind = "kind" in o && o.kind !== "feature" ? `${o.kind} ` : "";
+        const what = kind + (o.version > 0 ? `${o.name}@${o.version}` : o.name);
         console.log(`${o.status.padEnd(9)} ${what}${o.reason ? `: ${o.reason}` : ""}`);
       }
       if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length} definition(s) in conflict or invalid`);

@@ -12,7 +12,7 @@ import { decodeValue } from "../registry/dtype.ts";
 import { entityIdProblem } from "../registry/names.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { dbCall, type Deps } from "./deps.ts";
-import { renderResult, resolveFeatures, serveValue, type ServedValue, type ValueStatus } from "./features.ts";
+import { renderResult, resolveFeatures, resolveFeatureSet, serveValue, type ServedValue, type ValueStatus } from "./features.ts";
 
 /** One requested row: an entity and the time to read it at (epoch ms). */
 export interface BatchRow {
@@ -137,7 +137,7 @@ function timeOf(v: unknown, column: string, row: number): number {
  * feature its value (typed by dtype) and `<ref>__status`. Every 400/404 comes before any output.
  */
 export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts: FrameOptions): FrameQuery {
-  const { refs, defs } = resolveFeatures(deps.registry.current, tenant, opts.featureNames, "feature_names", true);
+  const { refs, defs } = resolveFeatureSet(deps.registry.current, tenant, opts.featureNames);
   if (frame.rows > LIMITS.frameRows) throw frameError(`at most ${LIMITS.frameRows} rows per request`, "rows");
   const { names } = frame;
   const tsName = opts.timestampColumn ?? (names.includes("timestamp") ? "timestamp" : names.includes("event_timestamp") ? "event_timestamp" : "timestamp");

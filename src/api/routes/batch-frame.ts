@@ -77,12 +77,13 @@ function queryOptions(c: Context<AppEnv>): FrameOptions | null {
 }
 
 /**
- * Reads a batch request: 406 for an `Accept` naming no supported format, 415 for an unsupported
+ * Reads a batch request (`normalize` rewrites a JSON body first, e.g. a feature service into its
+ * feature names): 406 for an `Accept` naming no supported format, 415 for an unsupported
  * `Content-Type`, 400 for a body that does not decode. The contract forms asked for as JSON or
  * NDJSON come back as `contract`; as CSV, Parquet or Arrow they become a two-column dataframe
  * (`entity_id`, `timestamp`).
  */
-export async function readBatchRequest(c: Context<AppEnv>): Promise<BatchRequest> {
+export async function readBatchRequest(c: Context<AppEnv>, normalize: (json: unknown) => unknown = (j) => j): Promise<BatchRequest> {
   const format = negotiateOutput(c.req.header("accept"));
   if (format === null) {
     throw new AppError("not_acceptable", `no supported response type in Accept; supported: ${[...new Set(Object.values(OUTPUT_TYPES))].join(", ")}`);
@@ -99,7 +100,8 @@ export async function readBatchRequest(c: Context<AppEnv>): Promise<BatchRequest
     }
     return { kind: "frame", frame: await decodeFrame(input, new Uint8Array(await c.req.arrayBuffer())), options, format };
   }
-  const json = await readJson(c);
+  // `normalize` turns the contract forms' variants (a feature service) into the forms below
+  const json = normalize(await readJson(c));
   if (typeof json === "object" && json !== null && "entity_rows" in json) {
     const body = validate(BatchFrameBody, json);
     const options: FrameOptions = {

@@ -10,6 +10,8 @@ import { exclusive, mount, requireScope, validate } from "../route.ts";
 import { BatchBody, batchExamples, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BinaryTable, CsvTable, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
 import { readBatchRequest, respondFrame } from "./batch-frame.ts";
 import { problemsFor, security } from "./common.ts";
+import { BatchServiceRowsBody, BatchServiceSharedBody } from "../catalog-schemas.ts";
+import { batchByService } from "./service-forms.ts";
 
 export const batchRoute = createRoute({
   method: "post",
@@ -25,7 +27,7 @@ export const batchRoute = createRoute({
     body: {
       required: true,
       content: {
-        "application/json": { schema: BatchBody },
+        "application/json": { schema: z.union([BatchBody, BatchServiceSharedBody, BatchServiceRowsBody]) },
         // entity dataframes as files (feature names and column mapping in the query): see the README
         "application/x-ndjson": { schema: BatchFrameRow },
         "text/csv": { schema: CsvTable },
@@ -80,7 +82,7 @@ export function mountBatch(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, batchRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
     // entity dataframes and columnar formats: see batch-frame.ts
-    const req = await readBatchRequest(c);
+    const req = await readBatchRequest(c, (json) => batchByService(deps, tenant, json));
     if (req.kind === "frame") return respondFrame(c, deps, lookupFrame(deps, tenant, req.frame, req.options), req.format);
     const { rows, featureNames } = toRows(req.json);
     const chunks = lookupBatch(deps, tenant, rows, featureNames);

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { postgresMigrations } from "../../../migrations/index.ts";
 import type { Logger } from "../../log.ts";
 import { pendingMigrations } from "../migrations.ts";
-import type { AsOfKey, ChangeSet, Database, DefinitionRow, KeyRow, RegisterPlan, RegistryCapabilities, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
+import type { AsOfKey, CatalogPlan, ChangeSet, Database, DefinitionRow, GroupRow, KeyRow, RegisterPlan, RegistryCapabilities, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
 import { PostgresChangeFeed } from "./change-feed.ts";
 import { createClient, STORE_NAME, timed, type Sql } from "./client.ts";
 import { appliedMigrations, applyMigrations } from "./migrate.ts";
@@ -115,6 +115,17 @@ export class PostgresDatabase implements Database {
   ): Promise<{ result: T; inserted: DefinitionRow[] }> {
     return this.registry.registerDefinitions(tenant, decide);
   }
+  loadGroups(tenant?: string): Promise<GroupRow[]> {
+    return this.registry.loadGroups(tenant);
+  }
+
+  registerCatalog<T>(
+    tenant: string,
+    decide: (defs: DefinitionRow[], groups: GroupRow[]) => { plan: CatalogPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[]; insertedGroups: GroupRow[] }> {
+    return this.registry.registerCatalog(tenant, decide);
+  }
+
 
   createKey(key: KeyRow): Promise<void> {
     return this.registry.createKey(key);

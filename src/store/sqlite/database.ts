@@ -11,8 +11,11 @@ import type { DefinitionRecord } from "../../registry/definition.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
 import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
+import { SqliteGroups } from "./groups.ts";
 import type {
   AsOfKey,
+  CatalogPlan,
+  GroupRow,
   ChangeSet,
   Database,
   DefinitionRow,
@@ -187,18 +190,58 @@ export class SqliteDatabase implements Database {
         .transaction(() => {
           const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
           const { plan, apply, result } = decide(current);
-          const inserted: DefinitionRow[] = [];
-          if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
-          for (const d of plan.inserts) {
-            const row = s.defInsert.get(
-              d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
-              d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
-            ) as DefinitionRecord;
-            inserted.push(toDefinition(row));
-          }
-          for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+          if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted: [] as DefinitionRow[] };
+          const inserted = this.applyDefinitionPlan(plan);
           this.bump("definitions");
           return { result, inserted };
+        })
+        .immediate();
+    });
+  }
+
+  /** Inserts and updates definitions inside the caller's transaction; returns the inserted rows. */
+  private applyDefinitionPlan(plan: RegisterPlan): DefinitionRow[] {
+    const s = this.statements;
+    const inserted: DefinitionRow[] = [];
+    for (const d of plan.inserts) {
+      const row = s.defInsert.get(
+        d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
+        d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
+      ) as DefinitionRecord;
+      inserted.push(toDefinition(row));
+    }
+    for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+    return inserted;
+  }
+
+  private groupStmts: SqliteGroups | undefined;
+  private get groups(): SqliteGroups {
+    void this.statements; // throws the "not migrated" error first
+    this.groupStmts ??= new SqliteGroups(this.db);
+    return this.groupStmts;
+  }
+
+  async loadGroups(tenant?: string): Promise<GroupRow[]> {
+    return this.guard(() => this.groups.load(tenant));
+  }
+
+  async registerCatalog<T>(
+    tenant: string,
+    decide: (defs: DefinitionRow[], groups: GroupRow[]) => { plan: CatalogPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[]; insertedGroups: GroupRow[] }> {
+    return this.guard(() => {
+      const s = this.statements;
+      const groups = this.groups;
+      return this.db
+        .transaction(() => {
+          const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
+          const { plan, apply, result } = decide(current, groups.load(tenant));
+          const empty = plan.inserts.length + plan.updates.length + plan.groupInserts.length + plan.groupUpdates.length === 0;
+          if (!apply || empty) return { result, inserted: [] as DefinitionRow[], insertedGroups: [] as GroupRow[] };
+          const inserted = this.applyDefinitionPlan(plan);
+          const insertedGroups = groups.apply(plan.groupInserts, plan.groupUpdates);
+          this.bump("definitions");
+          return { result, inserted, insertedGroups };
         })
         .immediate();
     });
