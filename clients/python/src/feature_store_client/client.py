@@ -166,6 +166,9 @@ class FeatureStore:
             doc = yaml.safe_load(f)
         if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
             raise ValueError(f"{path_to_yaml}: expected a mapping with a `features` list")
+        unsupported = [k for k in ("feature_views", "feature_services") if doc.get(k)]
+        if unsupported:
+            raise ValueError(f"{path_to_yaml}: {' and '.join(unsupported)} are not supported by register() yet; use `feature-store register`")
         out = []
         for d in doc["features"]:
             res = self._request("POST", "/api/v1/features/register", json=d)
