@@ -106,9 +106,9 @@ async function runStack(stack: string, csv: string): Promise<{ rate: number; sec
       }
       await Bun.sleep(50);
     }
-    const k = Bun.spawnSync([BIN, "keys", "create", "--tenant", "default", "--scopes", "read"], { env: { PATH: process.env.PATH ?? "", ...env } });
+    const k = Bun.spawnSync([...cmd.filter((a) => !a.startsWith("--cpu-prof")), "keys", "create", "--tenant", "default", "--scopes", "read"], { env: { PATH: process.env.PATH ?? "", ...env } });
     const key = k.stdout.toString().trimEnd().split("\n").at(-1) as string;
-    for (let i = 0; i < 50 && (await fetch(`${base}/api/v1/features`, { headers: { "x-api-key": key } })).status !== 200; i++) await Bun.sleep(100);
+    for (let i = 0; i < 300 && (await fetch(`${base}/api/v1/features`, { headers: { "x-api-key": key } })).status !== 200; i++) await Bun.sleep(100);
     const started = performance.now();
     const res = await fetch(`${base}/api/v1/features/batch?feature_names=${names.join(",")}`, {
       method: "POST",

@@ -231,4 +231,4 @@ export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts:
 /** Rows per dataframe chunk at most (each is one Parquet row group / Arrow record batch). */
 const FRAME_CHUNK_ROWS = 8_192;
 /** Rows x features per dataframe chunk, at most (bounds a chunk's memory). */
-const FRAME_CHUNK_KEYS = 200_000;
+const FRAME_CHUNK_KEYS = 50_000;
