@@ -17,6 +17,7 @@ const LAYERS: { name: string; prefixes: string[] }[] = [
   { name: "base", prefixes: ["errors.ts", "log.ts", "metrics.ts", "config.ts"] },
   { name: "registry", prefixes: ["registry/"] },
   { name: "schemas", prefixes: ["schemas.ts"] },
+  { name: "formats", prefixes: ["formats/"] },
   { name: "store", prefixes: ["store/", "stores.ts"] },
   { name: "serving", prefixes: ["serving/"] },
   { name: "stream", prefixes: ["stream/"] },

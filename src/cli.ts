@@ -13,6 +13,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command:
   register: { summary: "register the feature definitions in a YAML file", load: () => import("./cmd/register.ts") },
   keys: { summary: "create, list and revoke API keys", load: () => import("./cmd/keys.ts") },
   seed: { summary: "generate sample definitions and values", load: () => import("./cmd/seed.ts") },
+  export: { summary: "write point-in-time training data for an entity dataframe file", load: () => import("./cmd/export.ts") },
   "import-feast": { summary: "import a Feast registry (feast registry-dump output)", load: () => import("./cmd/import-feast.ts") },
   healthcheck: { summary: "exit 0 when the server answers /readyz with 200", load: () => import("./cmd/healthcheck.ts") },
   version: { summary: "print the version", load: async () => ({ command: version }) },
