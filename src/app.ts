@@ -91,7 +91,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountRegister(app, deps);
   mountWrite(app, lane);
   mountOnline(app, deps);
-  mountBatch(app, deps, lane);
+  mountBatch(app, lane);
   mountDefinitions(app, deps);
   mountCatalog(app, deps);
   mountFeast(app, deps);
