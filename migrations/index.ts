@@ -4,6 +4,8 @@
  */
 import postgres0001 from "./postgres/0001_init.sql" with { type: "text" };
 import sqlite0001 from "./sqlite/0001_init.sql" with { type: "text" };
+import postgres0002 from "./postgres/0002_sources.sql" with { type: "text" };
+import sqlite0002 from "./sqlite/0002_sources.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -13,7 +15,13 @@ export interface Migration {
 }
 
 /** Embedded SQLite migrations, in order. */
-export const sqliteMigrations: Migration[] = [{ name: "0001_init", sql: sqlite0001 }];
+export const sqliteMigrations: Migration[] = [
+  { name: "0001_init", sql: sqlite0001 },
+  { name: "0002_sources", sql: sqlite0002 },
+];
 
 /** Embedded PostgreSQL migrations, in order. */
-export const postgresMigrations: Migration[] = [{ name: "0001_init", sql: postgres0001 }];
+export const postgresMigrations: Migration[] = [
+  { name: "0001_init", sql: postgres0001 },
+  { name: "0002_sources", sql: postgres0002 },
+];

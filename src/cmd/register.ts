@@ -4,6 +4,7 @@ import { RegisterBody } from "../api/schemas.ts";
 import { zodErrors } from "../api/errors.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
+import { applySources, planSources } from "../sources/register.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
 
 export const command: Command = {
@@ -35,7 +36,8 @@ Options:
       const err = e as NodeJS.ErrnoException;
       throw new CliError(`cannot ${err.code ? "read" : "parse"} ${file}: ${err.code ?? err.message.split("\n")[0]}`, 2);
     }
-    const list = (doc as { features?: unknown } | null)?.features;
+    const sourcesRaw = (doc as { sources?: unknown } | null)?.sources;
+    const list = (doc as { features?: unknown } | null)?.features ?? (sourcesRaw !== undefined ? [] : undefined);
     if (typeof doc !== "object" || doc === null || !Array.isArray(list)) throw new CliError(`${file}: expected a top-level \`features:\` list`, 2);
 
     const items: RegisterItem[] = list.map((raw: unknown, i) => {
@@ -49,12 +51,16 @@ Options:
     const cfg = config();
     const deps = await buildDeps(cfg);
     try {
-      const { outcomes, ok } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
+      const sources = await planSources(deps, values.tenant, sourcesRaw, file, items);
+      const { outcomes, ok: featuresOk } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true || !sources.ok);
       for (const o of outcomes) {
         const what = o.version > 0 ? `${o.name}@${o.version}` : o.name;
         console.log(`${o.status.padEnd(9)} ${what}${o.reason ? `: ${o.reason}` : ""}`);
       }
-      if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length} definition(s) in conflict or invalid`);
+      for (const o of sources.outcomes) console.log(`${o.status.padEnd(9)} source ${o.name}: ${o.detail}`);
+      const ok = featuresOk && sources.ok;
+      if (ok && !values["dry-run"]) await applySources(deps, values.tenant, sources.outcomes);
+      if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length + sources.outcomes.filter((o) => o.status === "invalid").length} definition(s) in conflict or invalid`);
       else if (values["dry-run"]) console.error("dry run: nothing was applied");
       return ok ? 0 : 1;
     } finally {

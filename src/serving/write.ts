@@ -97,11 +97,13 @@ export function prepareRows(
 
 /**
  * Stores prepared rows and updates the online cache with the newly stored ones. Returns how
- * many values were accepted (identical re-sends and older values included).
+ * many values were accepted (identical re-sends and older values included); `onWritten` sees
+ * the newly stored ones (materialize counts re-sends with it).
  */
-export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<number> {
+export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[], onWritten?: (written: readonly WrittenRow[]) => void): Promise<number> {
   if (rows.length === 0) return 0;
   const written = await dbCall(deps, "write", () => deps.db.writeValues(rows));
+  onWritten?.(written);
   await offerToCache(deps, tenant, entityType, written, defs);
   deps.metrics.valuesWritten.inc(rows.length);
   return rows.length;

@@ -22,6 +22,7 @@ import type {
   ValueWrite,
   WrittenRow,
 } from "../types.ts";
+import { PostgresSourceStore } from "./sources.ts";
 import { byteaArray, createClient, numberArray, textArray, type Querier, type Sql } from "./client.ts";
 import { PartitionManager } from "./partitions.ts";
 
@@ -132,6 +133,7 @@ export class PostgresDatabase implements Database {
   private maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   private maintenance: Promise<void> | undefined;
   private closed = false;
+  readonly sources: PostgresSourceStore;
 
   constructor(opts: PostgresOptions) {
     this.log = opts.log;
@@ -142,6 +144,7 @@ export class PostgresDatabase implements Database {
       lockTimeoutMs: Math.min(opts.timeoutMs, 5_000),
     });
     this.url = opts.url;
+    this.sources = new PostgresSourceStore(this.sql);
   }
 
   /**

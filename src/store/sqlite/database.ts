@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { sqliteMigrations } from "../../../migrations/index.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
+import { SqliteSourceStore } from "./sources.ts";
 import type {
   AsOfKey,
   ChangeSet,
@@ -77,6 +78,7 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private stmts: ReturnType<SqliteDatabase["prepare"]> | undefined;
+  readonly sources: SqliteSourceStore;
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -86,6 +88,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
+    this.sources = new SqliteSourceStore(this.db);
   }
 
   private prepare() {
