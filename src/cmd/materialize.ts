@@ -70,7 +70,9 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
     if (chunkRows !== undefined && (!Number.isInteger(chunkRows) || chunkRows < 1 || chunkRows > 1_000_000)) throw new UsageError("--chunk-rows must be an integer from 1 to 1000000");
     const tenant = values.tenant;
 
-    const deps = await buildDeps(config());
+    // With no Redis the online cache is this process's own memory, which no server reads (a
+    // server notices the new values through the database): keep it small.
+    const deps = await buildDeps(config(process.env["REDIS_URL"] || process.env["REDIS_URL_FILE"] ? {} : { CACHE_MAX_ENTRIES: "10000" }));
     const abort = new AbortController();
     let why: "signal" | "parent" | undefined;
     const stop = () => {

@@ -238,20 +238,22 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   const { start, end } = run.window;
   const s = run.stats;
 
-  const reject = (part: string, row: number, reason: string, key: string, cells: unknown[]) => {
-    if (!opts.rejects) throw new InvalidRowError(spec.name, part, row, reason);
+  type Rejected = { part: string; row: number; reason: string; key: string; cells: unknown[] };
+  const record = (r: Rejected) => {
     s.rows_rejected++;
-    s.rejected_by_reason[key] = (s.rejected_by_reason[key] ?? 0) + 1;
-    if (s.first_rejected.length < FIRST_REJECTED) s.first_rejected.push({ part, row, reason });
+    s.rejected_by_reason[r.key] = (s.rejected_by_reason[r.key] ?? 0) + 1;
+    if (s.first_rejected.length < FIRST_REJECTED) s.first_rejected.push({ part: r.part, row: r.row, reason: r.reason });
     const obj: Record<string, unknown> = {};
-    cells.forEach((c, i) => (obj[columns[i] as string] = c));
-    opts.rejects.write(JSON.stringify({ source: spec.name, part, row, reason, cells: obj }, jsonCell));
+    r.cells.forEach((c, i) => (obj[columns[i] as string] = c));
+    opts.rejects?.write(JSON.stringify({ source: spec.name, part: r.part, row: r.row, reason: r.reason, cells: obj }, jsonCell));
   };
 
   for await (const chunk of reader.read(columns, run.position, chunkRows, run.window, opts.signal)) {
     s.rows_read += chunk.rows.length;
     type Item = { row: number; cells: unknown[]; rec: WriteRecord; time: number; created: number };
     const items: Item[] = [];
+    const rejected: Rejected[] = [];
+    const reject = (part: string, row: number, reason: string, key: string, cells: unknown[]) => void rejected.push({ part, row, reason, key, cells });
     let chunkMax: number | null = null;
     for (let i = 0; i < chunk.rows.length; i++) {
       const cells = chunk.rows[i] as unknown[];
@@ -315,6 +317,12 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
           reject(chunk.part, it.row, `column ${JSON.stringify(col)} (${ref}): ${msg}`, `${col}: ${msg}`, it.cells);
         }
       }
+    }
+    if (rejected.length > 0) {
+      rejected.sort((a, b) => a.row - b.row);
+      const first = rejected[0] as Rejected;
+      if (!opts.rejects) throw new InvalidRowError(spec.name, first.part, first.row, first.reason);
+      for (const r of rejected) record(r);
     }
     let stored = 0;
     await storeRows(deps, tenant, checked.entityType, rows, defs, (w) => (stored += w.length));
