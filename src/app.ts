@@ -16,6 +16,7 @@ import { Admission, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
+import { mountMaterialize } from "./api/routes/materialize.ts";
 import { mountOnline } from "./api/routes/online.ts";
 import { mountOps, type ServerState } from "./api/routes/ops.ts";
 import { mountRegister } from "./api/routes/register.ts";
@@ -90,6 +91,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountOnline(app, deps);
   mountBatch(app, deps);
   mountDefinitions(app, deps);
+  mountMaterialize(app, deps);
   return app;
 }
 

@@ -4,6 +4,7 @@ import { AppError } from "../errors.ts";
 import { parseTime } from "../lib/time.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { InvalidRowError, materializeSource, type Progress, type Summary } from "../sources/materialize.ts";
+import { HEARTBEAT_MS } from "../sources/jobs.ts";
 import { SourceError } from "../sources/read.ts";
 import { loadSource } from "../sources/register.ts";
 import type { SourceSpec } from "../sources/spec.ts";
@@ -92,6 +93,8 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
         abort.abort();
       }
     }, 1000) : undefined;
+    // a job's row is touched regularly, so a job whose process died is seen as interrupted
+    const heartbeat = job ? setInterval(() => void deps.db.sources.updateJob(job, {}, Date.now()).catch(() => {}), HEARTBEAT_MS) : undefined;
     let rejectFd: number | undefined;
     const bars = process.stderr.isTTY === true && !job ? new MultiBar({ format: "{source} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | ETA {eta_formatted}", hideCursor: true, clearOnComplete: false, etaBuffer: 20 }) : undefined;
     try {
@@ -163,6 +166,7 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
     } finally {
       bars?.stop();
       if (watchParent) clearInterval(watchParent);
+      if (heartbeat) clearInterval(heartbeat);
       if (rejectFd !== undefined) closeSync(rejectFd);
       process.off("SIGINT", stop);
       process.off("SIGTERM", stop);

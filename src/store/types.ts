@@ -228,6 +228,6 @@ export interface SourceStore {
   getJob(tenant: string, id: string): Promise<JobRow | null>;
   /** A tenant's jobs, newest first (at most `limit`). */
   listJobs(tenant: string, limit: number): Promise<JobRow[]>;
-  /** Marks every queued or running job `interrupted` (a server starting again); returns how many. */
-  interruptActiveJobs(now: number): Promise<number>;
+  /** Marks queued or running jobs not updated since `before` as `interrupted` (their process is gone); returns how many. */
+  interruptStaleJobs(before: number, now: number): Promise<number>;
 }

@@ -72,8 +72,8 @@ export class PostgresSourceStore implements SourceStore {
     return rows.map(toJob);
   }
 
-  async interruptActiveJobs(now: number): Promise<number> {
-    const r = await this.sql`UPDATE materialize_jobs SET status = 'interrupted', updated_at = ${now} WHERE status IN ('queued', 'running')`;
+  async interruptStaleJobs(before: number, now: number): Promise<number> {
+    const r = await this.sql`UPDATE materialize_jobs SET status = 'interrupted', updated_at = ${now} WHERE status IN ('queued', 'running') AND updated_at < ${before}`;
     return r.count;
   }
 }

@@ -91,7 +91,7 @@ export class SqliteSourceStore implements SourceStore {
     return rows.map(toJob);
   }
 
-  async interruptActiveJobs(now: number): Promise<number> {
-    return this.db.query("UPDATE materialize_jobs SET status = 'interrupted', updated_at = ? WHERE status IN ('queued', 'running')").run(now).changes;
+  async interruptStaleJobs(before: number, now: number): Promise<number> {
+    return this.db.query("UPDATE materialize_jobs SET status = 'interrupted', updated_at = ? WHERE status IN ('queued', 'running') AND updated_at < ?").run(now, before).changes;
   }
 }
