@@ -168,6 +168,11 @@ export class SqliteDatabase implements Database {
     this.dataVersion = this.readDataVersion();
   }
 
+  /** Sets this connection's page cache size in MiB (a bulk load, `materialize`, wants a larger one). */
+  setCacheSize(mib: number): void {
+    this.db.exec(`PRAGMA cache_size = -${Math.floor(mib * 1024)}`);
+  }
+
   async ping(): Promise<void> {
     this.db.query("SELECT 1").get();
   }
