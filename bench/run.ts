@@ -7,13 +7,15 @@
  *      redis-benchmark baselines side by side
  *   4. cold start (bench/coldstart.ts)
  *   5. ingest through the Kafka worker (bench/ingest.ts), when the worker exists
+ *   6. materialize: Parquet into each store beside the raw read rate (bench/materialize.ts;
+ *      results in bench/results/materialize.json and .md)
  *
  * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
- * (micro, embedded, redis, saturation, coldstart, ingest); durations: BENCH_SECONDS,
+ * (micro, embedded, redis, saturation, coldstart, ingest, materialize); durations: BENCH_SECONDS,
  * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
  * parts not run are kept from the previous bench/results/latest.json.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runColdStart } from "./coldstart.ts";
 import { runIngest } from "./ingest.ts";
@@ -22,6 +24,7 @@ import { type AllResults, markdown, writeResults, type MicroResults } from "./li
 import { buildBinary } from "./lib/server.ts";
 import { ensureVegeta } from "./lib/vegeta.ts";
 import { runLoad } from "./load.ts";
+import { materializeMarkdown, runMaterialize, type MaterializeResults } from "./materialize.ts";
 
 const t0 = performance.now();
 // With BENCH_ONLY, the parts not run now are kept from the previous latest.json.
@@ -72,7 +75,15 @@ if (enabled("ingest")) {
   save();
 }
 
+let materialized: MaterializeResults | undefined;
+if (enabled("materialize")) {
+  materialized = await runMaterialize({ bin });
+  writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(materialized, null, 2)}\n`);
+  writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(materialized));
+}
+
 save();
 log(`done in ${Math.round((performance.now() - t0) / 1000)} s: bench/results/latest.md, bench/results/latest.json`);
 process.stdout.write(markdown(results));
+if (materialized) process.stdout.write(`\n${materializeMarkdown(materialized)}`);
 process.exit(0);

@@ -407,4 +407,34 @@ sources:
     expect(counts(dir).history).toBe(3 * n);
     console.log(`connection killed after ${partial} of ${3 * n} values; resumed to ${counts(dir).history}`);
   }, 120_000);
+
+  test("into the PostgreSQL store (and Redis when REDIS_URL is set): kill -9, resume, exact count, newest value online", async () => {
+    const storeUrl = await createDatabaseAt(serverUrl as string);
+    const store = postgres(storeUrl, { max: 1, onnotice: () => {} });
+    cleanups.push(() => store.end({ timeout: 1 }));
+    const tenant = `mat_${Math.random().toString(36).slice(2, 10)}`;
+    const n = 12_000;
+    const dir = tmp();
+    writeParquet(join(dir, "users.parquet"), n, { entities: 499 });
+    writeFileSync(join(dir, "defs.yaml"), FEATURES + parquetSource("users", "users.parquet"));
+    const stores = { POSTGRES_URL: storeUrl, ...(process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {}) };
+    expect(cli(dir, ["migrate"], stores).code).toBe(0);
+    expect(cli(dir, ["register", "defs.yaml", "--tenant", tenant], stores).code).toBe(0);
+    const history = async () => Number((await store`SELECT count(*)::int AS n FROM feature_values`)[0]?.n ?? 0);
+    const args = ["materialize", "users", "--tenant", tenant, "--chunk-rows", "250", "--json"];
+    const p = Bun.spawn([process.execPath, CLI, ...args], { cwd: dir, env: env(dir, stores), stdout: "pipe", stderr: "pipe" });
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && (await history()) === 0 && p.exitCode === null) await Bun.sleep(20);
+    await Bun.sleep(Math.floor(Math.random() * 300));
+    p.kill("SIGKILL");
+    await p.exited;
+    const partial = await history();
+    const last = cli(dir, args, stores);
+    expect(last.code, last.stderr).toBe(0);
+    expect(await history()).toBe(3 * n);
+    expect(summary(cli(dir, args, stores)).values_stored).toBe(0);
+    const [row] = await store`SELECT o.event_time FROM online_values o JOIN feature_definitions d ON d.id = o.feature_id WHERE d.tenant = ${tenant} AND d.name = 'user_age' AND o.entity_id = 'u7'`;
+    expect(Number(row?.event_time)).toBe(T0 + (7 + 499 * 24) * MIN);
+    console.log(`PostgreSQL store: kill -9 after ${partial} of ${3 * n} values; resumed to ${await history()}`);
+  }, 120_000);
 });

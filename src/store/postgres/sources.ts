@@ -1,16 +1,7 @@
 /** {@link SourceStore} on PostgreSQL (tables of migration 0002_sources). */
+import { toJob, type JobRecord } from "../job-record.ts";
 import type { JobRow, SourceRow, SourceStateRow, SourceStore } from "../types.ts";
 import type { Sql } from "./client.ts";
-
-interface JobRecord extends Omit<JobRow, "args" | "progress" | "result"> {
-  args: string;
-  progress: string;
-  result: string | null;
-}
-
-function toJob(r: JobRecord): JobRow {
-  return { ...r, args: JSON.parse(r.args), progress: JSON.parse(r.progress), result: r.result === null ? null : JSON.parse(r.result) };
-}
 
 /** Source definitions, load state and jobs in PostgreSQL. */
 export class PostgresSourceStore implements SourceStore {

@@ -1,16 +1,7 @@
 /** {@link SourceStore} on the embedded SQLite file (tables of migration 0002_sources). */
 import type { Database as Sqlite } from "bun:sqlite";
+import { toJob, type JobRecord } from "../job-record.ts";
 import type { JobRow, SourceRow, SourceStateRow, SourceStore } from "../types.ts";
-
-interface JobRecord extends Omit<JobRow, "args" | "progress" | "result"> {
-  args: string;
-  progress: string;
-  result: string | null;
-}
-
-function toJob(r: JobRecord): JobRow {
-  return { ...r, args: JSON.parse(r.args), progress: JSON.parse(r.progress), result: r.result === null ? null : JSON.parse(r.result) };
-}
 
 /** Source definitions, load state and jobs in the embedded database. */
 export class SqliteSourceStore implements SourceStore {
