@@ -12,7 +12,7 @@ import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Co
 
 const DEFAULT_REJECTED = "rejected-rows.jsonl";
 /** SQLite page cache of a materialize process, MiB (within the 512 MiB budget of a bulk load). */
-const BULK_CACHE_MIB = 128;
+const BULK_CACHE_MIB = 96;
 
 export const command: Command = {
   summary: "load rows of registered sources (Parquet, CSV, PostgreSQL) into history and the online store",

@@ -14,7 +14,8 @@ export const command: Command = {
 Registers every definition in FILE (\`features: [ {name, version, dtype, entity_type,
 ttl_hours?, description?, owner?, tags?}, ... ]\`) for tenant T, all or nothing, in one
 transaction. Prints one line per definition: new, unchanged, updated (metadata only),
-conflict or invalid (with the reason).
+conflict or invalid (with the reason). FILE may also declare \`sources:\` (Parquet, CSV,
+PostgreSQL) for \`feature-store materialize\`; each is checked and stored with the features.
 
 Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
 2 on a usage error or a file that cannot be read or parsed.

@@ -343,8 +343,10 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     s.values_stored += stored;
     s.identical_resends += rows.length - stored;
     if (chunkMax !== null && (s.max_event_time === null || chunkMax > s.max_event_time)) s.max_event_time = chunkMax;
-    // Collect the chunk's garbage now: left to itself the collector lets the heap grow to
-    // several chunks' worth, and a bulk load must stay within its memory budget.
+    // Collect the chunk's garbage now: left to itself the collector lets the heap (and RSS) grow
+    // to several chunks' worth, and a bulk load must stay within its memory budget. Measured on
+    // 1M rows: a collection per chunk peaked at 334 MiB; one past a 160 MiB heap, or a scheduled
+    // (non-blocking) one, at 450-480 MiB and slower overall.
     Bun.gc(true);
     run.position = chunk.position;
     await deps.db.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
