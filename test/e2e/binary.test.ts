@@ -211,11 +211,12 @@ describe("the binary, as a user runs it", () => {
       "/api/v1/features/write": { entity_type: "user", records: [{ entity_id: "user_123", features: { user_age: 1 } }] },
       "/api/v1/features/online": { entity_id: "user_123", feature_names: ["user_age"] },
       "/api/v1/features/batch": { entity_ids: ["user_123"], feature_names: ["user_age"], timestamp: new Date().toISOString() },
+      "/api/v1/materialize/jobs": { source: "user_stats" },
     };
     for (const [path, ops] of routes) {
       for (const method of Object.keys(ops)) {
-        const concrete = path.replace("{name}", "user_age");
-        const body = bodies[path];
+        const concrete = path.replace("{name}", "user_age").replace("{id}", "job_x");
+        const body = method === "get" ? undefined : bodies[path];
         const none = await api(method.toUpperCase(), concrete, body, null);
         expect([method, path, none.status]).toEqual([method, path, 401]);
         const responses = Object.keys((ops[method] as { responses: Record<string, unknown> }).responses);
@@ -233,6 +234,10 @@ describe("the binary, as a user runs it", () => {
           "/api/v1/features/batch": 404,
           "/api/v1/features/write": 400,
           "/api/v1/features/register": 201,
+          "/api/v1/materialize/jobs": method === "get" ? 200 : 404,
+          "/api/v1/materialize/jobs/{id}": 404,
+          "/api/v1/materialize/jobs/{id}/cancel": 404,
+          "/api/v1/materialize/jobs/{id}/resume": 404,
         };
         expect([path, other.status]).toEqual([path, expected[path] ?? -1]);
         if (path === "/api/v1/features") expect(other.body).toEqual({ features: [] });
