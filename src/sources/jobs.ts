@@ -22,6 +22,8 @@ export const HEARTBEAT_MS = 5_000;
 /** A queued or running job not touched for this long has lost its process. */
 export const STALE_MS = 30_000;
 
+const JOB_ID = /^job_[A-Za-z0-9_-]{1,64}$/;
+
 /** Arguments of a job, as the HTTP body gives them. */
 export interface JobArgs {
   start?: string | undefined;
@@ -72,6 +74,8 @@ export class JobRunner {
   }
 
   async get(tenant: string, id: string): Promise<JobRow> {
+    // anything that is not a job id is simply unknown (and never reaches the database)
+    if (!JOB_ID.test(id)) throw new AppError("not_found", `unknown job ${JSON.stringify(id.slice(0, 100))}`);
     await this.sweep();
     const job = await this.db((s) => s.getJob(tenant, id));
     if (!job) throw new AppError("not_found", `unknown job ${JSON.stringify(id)}`);
