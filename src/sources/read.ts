@@ -3,7 +3,8 @@
  * rows in bounded chunks, each with the position to resume after it. Files are read in path
  * order and a chunk never spans two files, so a chunk's rows are numbered consecutively.
  *
- * Parquet (hyparquet, pure JS: nothing is read from disk at run time but the data), CSV
+ * Parquet (hyparquet, pure JS, with hyparquet-compressors for gzip, zstd, brotli and lz4, whose
+ * one WebAssembly module is inlined: nothing is read from disk at run time but the data), CSV
  * (csv-parse, streamed), PostgreSQL (postgres.js cursor, ordered by event time).
  */
 import { open, stat } from "node:fs/promises";
@@ -11,6 +12,7 @@ import { createReadStream } from "node:fs";
 import { glob } from "node:fs/promises";
 import { parse as parseCsv } from "csv-parse";
 import { parquetMetadataAsync, parquetRead, parquetSchema, type AsyncBuffer, type FileMetaData } from "hyparquet";
+import { compressors } from "hyparquet-compressors";
 import postgres from "postgres";
 import type { ColumnKind, SourceSpec } from "./spec.ts";
 
@@ -245,7 +247,7 @@ class ParquetReader implements SourceReader {
             const end = Math.min(groupEnd, row + chunkRows);
             let rows: unknown[][] = [];
             try {
-              await parquetRead({ file: buf, metadata, columns, rowStart: row, rowEnd: end, parsers: PARSERS, onComplete: (r) => void (rows = r) });
+              await parquetRead({ file: buf, metadata, columns, rowStart: row, rowEnd: end, parsers: PARSERS, compressors, onComplete: (r) => void (rows = r) });
             } catch (e) {
               throw new SourceError(`${path}: cannot read rows ${row + 1}-${end}: ${(e as Error).message}`);
             }

@@ -1,5 +1,5 @@
 /**
- * End to end on the compiled binary: a Parquet file to online features in two commands
+ * End to end on the compiled binary: a (zstd-compressed) Parquet file to online features in two commands
  * (`register`, `materialize`), as the README shows, read back over HTTP; the same through a
  * materialization job, which runs the binary itself as a child process.
  */
@@ -36,6 +36,9 @@ beforeAll(() => {
   }
   parquetWriteFile({
     filename: join(dir, "user_stats.parquet"),
+    // zstd, as polars writes by default: the decompressor must work inside the binary
+    codec: "ZSTD",
+    compressors: { ZSTD: (input: Uint8Array) => new Uint8Array(Bun.zstdCompressSync(input)) },
     columnData: [
       { name: "user_id", data: ids, type: "STRING" },
       { name: "event_ts", data: ts, type: "TIMESTAMP" },

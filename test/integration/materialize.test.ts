@@ -13,6 +13,7 @@ import { Database as Sqlite } from "bun:sqlite";
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { gzipSync } from "node:zlib";
 import { parquetWriteFile } from "hyparquet-writer";
 import postgres from "postgres";
 import type { Summary } from "../../src/sources/materialize.ts";
@@ -88,7 +89,7 @@ const FEATURES = `features:
 `;
 
 /** A Parquet file of `n` rows: `entities` users, one row a minute from T0 + offset minutes. */
-function writeParquet(path: string, n: number, opts: { entities?: number; offset?: number; ltvAsString?: boolean } = {}): void {
+function writeParquet(path: string, n: number, opts: { entities?: number; offset?: number; ltvAsString?: boolean; gzip?: boolean } = {}): void {
   const entities = opts.entities ?? 50;
   const ids: string[] = [];
   const ts: Date[] = [];
@@ -112,6 +113,7 @@ function writeParquet(path: string, n: number, opts: { entities?: number; offset
       { name: "city", data: city, type: "STRING" },
     ],
     rowGroupSize: 5_000,
+    ...(opts.gzip ? { codec: "GZIP" as const, compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) } } : {}),
   });
 }
 
@@ -231,7 +233,7 @@ describe("parquet sources", () => {
     rmSync(join(dir, "parts"), { recursive: true, force: true });
     Bun.spawnSync(["mkdir", "-p", join(dir, "parts")]);
     writeParquet(join(dir, "parts/a.parquet"), 100);
-    writeParquet(join(dir, "parts/b.parquet"), 100, { offset: 100 });
+    writeParquet(join(dir, "parts/b.parquet"), 100, { offset: 100, gzip: true }); // gzip-compressed pages
     const ok = cli(dir, ["materialize", "users", "--tenant", "acme", "--json"]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(summary(ok).values_stored).toBe(600);
