@@ -126,10 +126,10 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
         let lastJob = 0;
         const rate = (p: Progress) => Math.round(p.rows_read / Math.max(0.001, (Date.now() - began) / 1000));
         const onProgress = (p: Progress) => {
-          if (bar) bar.update(p.total === undefined ? 0 : p.done, { source: spec.name, rows: p.rows_read, rate: rate(p) });
+          if (bar) bar.update(p.total === undefined ? 0 : Math.min(p.done, p.total), { source: spec.name, rows: p.rows_read, rate: rate(p) });
           else if (!job && Date.now() - lastLine >= 2000) {
             lastLine = Date.now();
-            const pct = p.total ? ` (${((100 * p.done) / p.total).toFixed(1)}%)` : "";
+            const pct = p.total ? ` (${Math.min(100, (100 * p.done) / p.total).toFixed(1)}%)` : ""; // a table's total is an estimate
             console.error(`materialize ${spec.name}: ${p.rows_read} rows read${pct}, ${p.values_stored} values stored, ${rate(p)} rows/s`);
           }
           if (job && Date.now() - lastJob >= 1000) {
@@ -143,7 +143,8 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
           summary = await materializeSource(deps, tenant, spec, {
             start, end, incremental: values.incremental === true, rejects, chunkRows, signal: abort.signal, onProgress,
             onStart: (i) => {
-              if (bars) bar = bars.create(i.total ?? 0, 0, { source: spec.name, rows: 0, rate: 0 });
+              // with no total known (a query), no percentage or ETA: rows and rate only
+              if (bars) bar = bars.create(i.total ?? 0, 0, { source: spec.name, rows: 0, rate: 0 }, i.total === undefined ? { format: "{source} | {rows} rows | {rate} rows/s" } : undefined);
               else if (!job) console.error(`materialize ${spec.name}: ${i.resumed ? "resuming the interrupted run" : "starting"}${i.total !== undefined ? ` (${i.total} ${i.unit})` : ""}`);
             },
           });

@@ -429,7 +429,13 @@ class PostgresReader implements SourceReader {
       const r = await sql.unsafe(`SELECT * FROM ${this.from()} LIMIT 0`);
       const columns = new Map<string, ColumnKind>();
       for (const c of r.columns) columns.set(c.name, PG_KINDS[c.type] ?? { kind: "any" });
-      return { columns, parts: [], unit: "rows" };
+      // a table's planner estimate gives progress a total (and an ETA) without counting it
+      let total: number | undefined;
+      if (this.spec.table !== undefined) {
+        const [est] = await sql<{ n: string }[]>`SELECT reltuples::bigint::text AS n FROM pg_class WHERE oid = to_regclass(${this.spec.table})`;
+        if (est && Number(est.n) > 0) total = Number(est.n);
+      }
+      return { columns, parts: [], total, unit: "rows" };
     } catch (e) {
       throw this.fail(e);
     } finally {
