@@ -13,7 +13,7 @@
  *    "event to servable" time, measured from outside). The worker's own
  *    feature_store_worker_freshness_seconds histogram is reported next to it.
  *
- * Needs src/stream/run.ts (the worker) and a Kafka from the test harness; reports "not run"
+ * Needs src/stream/worker.ts (the worker) and a Kafka from the test harness; reports "not run"
  * with the reason otherwise, never a made-up figure.
  */
 import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
@@ -67,7 +67,7 @@ function eventBytes(i: number, eventTime: number, entityPrefix = "user_"): Buffe
 
 /** Runs the ingest benchmark. */
 export async function runIngest(opts: { bin?: string } = {}): Promise<IngestResults> {
-  if (!existsSync(join(ROOT, "src", "stream", "run.ts"))) return { ran: false, reason: "src/stream/run.ts (the Kafka worker) does not exist in this tree" };
+  if (!existsSync(join(ROOT, "src", "stream", "worker.ts"))) return { ran: false, reason: "src/stream/worker.ts (the Kafka worker) does not exist in this tree" };
   let bin: string;
   try {
     bin = opts.bin ?? (await buildBinary());

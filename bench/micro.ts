@@ -3,7 +3,7 @@
  * one run:
  * - value codec per dtype: msgpackr (what every store holds) vs JSON
  * - key building and cache lookup: the in-process cache's string keys vs alternatives
- * - request validation: the zod schemas of src/api/schemas.ts (vs JSON.parse alone, and a
+ * - request validation: the zod schemas of src/schemas.ts (vs JSON.parse alone, and a
  *   hand-written check of the same rules, to size the overhead)
  * - serving a value: decode + JSON form per dtype, shortest float32, time formatting
  * - an online lookup (1 x 10 and 100 x 10): embedded (SQLite + in-process cache), database only,
@@ -26,7 +26,7 @@ const SRC = join(process.env.BENCH_SRC ?? ROOT, "src");
 const imp = <T>(p: string): Promise<T> => import(join(SRC, p)) as Promise<T>;
 
 const dtype = await imp<typeof import("../src/registry/dtype.ts")>("registry/dtype.ts");
-const schemas = await imp<typeof import("../src/api/schemas.ts")>("api/schemas.ts");
+const schemas = await imp<typeof import("../src/schemas.ts")>("schemas.ts");
 const configMod = await imp<typeof import("../src/config.ts")>("config.ts");
 const common = await imp<typeof import("../src/cmd/common.ts")>("cmd/common.ts");
 const online = await imp<typeof import("../src/serving/online.ts")>("serving/online.ts");
@@ -91,7 +91,10 @@ if (Bun.which("redis-server") !== null && process.env.MICRO_REDIS !== "0") {
 /** A Deps whose cache always misses: every lookup reads the database. */
 const dbOnly: Deps = {
   ...embedded,
-  cache: { ...embedded.cache, kind: "in_process", getMany: async (_t: string, _e: string, keys: unknown[]) => new Array(keys.length).fill(undefined), putMany: async () => {}, clear: async () => {}, ping: async () => {}, close: async () => {} },
+  stores: {
+    ...embedded.stores,
+    online: { name: "always-miss", capabilities: { sharedAcrossProcesses: false, stableRows: true }, getMany: async (_t: string, _e: string, keys: unknown[]) => new Array(keys.length).fill(undefined), putMany: async () => {}, clear: async () => {}, ping: async () => {}, close: async () => {} },
+  },
 };
 
 const ids1 = Array.from({ length: 1000 }, () => `user_${Math.floor(rnd() * ENTITIES)}`);
@@ -180,7 +183,7 @@ group("key building + lookup: 10 values of one entity in an LRU of 200k entries"
 
 // ───────────────────────────── validation ─────────────────────────────
 
-group("request validation (zod schemas of src/api/schemas.ts)", () => {
+group("request validation (zod schemas of src/schemas.ts)", () => {
   const one = onlineOne(42);
   const many = onlineMany(Array.from({ length: 100 }, (_, j) => j));
   const rows = batchRows(Array.from({ length: 1000 }, (_, j) => j), DAYS, NOW, rnd);
@@ -288,7 +291,7 @@ group("point-in-time resolution, 1,000 rows x 10 features (SQLite)", () => {
   const rows = body.rows.map((r) => ({ entity_id: r.entity_id, at: time.parseTime(r.timestamp) as number }));
   const keys = rows.flatMap((r) => defs.map((d) => ({ feature_id: d.id, entity_id: r.entity_id, at: r.at })));
   summary(() => {
-    bench("db.getAsOf (10,000 keys, one read transaction)", async () => do_not_optimize(await embedded.db.getAsOf(keys)));
+    bench("db.getAsOf (10,000 keys, one read transaction)", async () => do_not_optimize(await embedded.stores.offline.getAsOf(keys)));
     bench("lookupBatch (store + serving, JSON-ready rows)", async () => {
       const out = [];
       for await (const chunk of batch.lookupBatch(embedded, TENANT, rows, FEATURE_NAMES)) out.push(chunk);
@@ -306,7 +309,7 @@ group("point-in-time resolution, 1,000 rows x 10 features (SQLite)", () => {
 
 group("per-request overheads", () => {
   const { key, row } = keysMod.generateKey(TENANT, ["read"], NOW, null);
-  const ring = new keysMod.KeyRing({ listKeys: async () => [row] } as unknown as import("../src/store/types.ts").Database, time.systemClock);
+  const ring = new keysMod.KeyRing({ listKeys: async () => [row] }, time.systemClock);
   void ring.reload();
   const m = embedded.metrics;
   const child = m.servedValueAge.labels({ entity_type: ENTITY_TYPE });

@@ -143,7 +143,7 @@ async function main(): Promise<number> {
       serviceEnv = env;
       freshDatabase = () => pg.createDatabase();
       console.log(`PostgreSQL ${pg.url}\nRedis ${redis.url}\nRedis Cluster ${cluster.urls.join(" ")}`);
-      if (wanted.has("contract")) await run("contract suite (embedded, PostgreSQL + Redis, PostgreSQL + Redis Cluster)", [BUN, "test", "test/contract"], env, { counts: true });
+      if (wanted.has("contract")) await run("contract suites: HTTP (embedded, PostgreSQL + Redis, PostgreSQL + Redis Cluster) and stores (SQLite, PostgreSQL; in-process, Redis, Redis Cluster)", [BUN, "test", "test/contract"], env, { counts: true });
       if (wanted.has("integration")) await run("integration suites (real services)", [BUN, "test", "--timeout", "600000", "test/integration"], env, { counts: true });
     }
 

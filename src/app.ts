@@ -52,7 +52,8 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;
     const allowed = allowedMethods(app, path);
-    if (allowed.length === 0) return problemResponse(c, "not_found", `no route for ${c.req.method} ${path}`);
+    // No route at all, or the method is routed but this exact path is not (`/api/v1/features/`): 404.
+    if (allowed.length === 0 || allowed.includes(c.req.method)) return problemResponse(c, "not_found", `no route for ${c.req.method} ${path}`);
     // A known resource, another method: 405 with Allow (RFC 9110 15.5.6).
     const body = { ...problemBody("invalid_request", `${c.req.method} is not allowed on ${path}; allowed: ${allowed.join(", ")}`, c.get("requestId") ?? ""), status: 405, title: "Method not allowed" };
     return new Response(JSON.stringify(body), {

@@ -4,7 +4,7 @@
  * command loads only what it uses (cold start stays small).
  */
 import pkg from "../package.json" with { type: "json" };
-import { CliError, UsageError, type Command } from "./cmd/common.ts";
+import { CliError, parseFlags, UsageError, type Command } from "./cmd/common.ts";
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command: Command }> }> = {
   serve: { summary: "run the HTTP API", load: () => import("./cmd/serve.ts") },
@@ -15,7 +15,16 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command:
   materialize: { summary: "load registered sources (Parquet, CSV, PostgreSQL) into the store", load: () => import("./cmd/materialize.ts") },
   seed: { summary: "generate sample definitions and values", load: () => import("./cmd/seed.ts") },
   healthcheck: { summary: "exit 0 when the server answers /readyz with 200", load: () => import("./cmd/healthcheck.ts") },
-  version: { summary: "print the version", load: async () => ({ command: { summary: "", help: "Usage: feature-store version", run: async () => void console.log(pkg.version) } }) },
+  version: { summary: "print the version", load: async () => ({ command: version }) },
+};
+
+const version: Command = {
+  summary: "print the version",
+  help: "Usage: feature-store version",
+  async run(argv) {
+    parseFlags(argv, {});
+    console.log(pkg.version);
+  },
 };
 
 function usage(): string {
@@ -28,14 +37,16 @@ function usage(): string {
     "Commands:",
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     "",
-    "Run `feature-store <command> --help` for a command's options.",
+    "Run `feature-store <command> --help` (or `feature-store help <command>`) for a command's options.",
     "Configuration: flags, then environment variables (PORT, HOST, DATA_DIR, POSTGRES_URL, REDIS_URL,",
     "KAFKA_BROKERS, LOG_LEVEL, ...; X_FILE for secrets), then defaults. See the README.",
   ].join("\n");
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [first, ...args] = argv;
+  // `help COMMAND` is `COMMAND --help`
+  const [name, ...rest] = first === "help" && args.length > 0 ? [args[0], ...args.slice(1), "--help"] : [first, ...args];
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
     return name === undefined ? 2 : 0;

@@ -4,6 +4,7 @@
  * holding it). A bad value is reported as one line naming the variable.
  */
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { z } from "@hono/zod-openapi";
 
 const bool = z
@@ -13,9 +14,34 @@ const bool = z
   .pipe(z.enum(["true", "false", "1", "0", "yes", "no", "on", "off", ""]))
   .transform((v) => ["true", "1", "yes", "on"].includes(v));
 
-const positiveInt = z.coerce.number().int().positive();
-const nonNegativeNumber = z.coerce.number().finite().nonnegative();
-const nonNegativeInt = z.coerce.number().int().nonnegative();
+/**
+ * A number from its text, in [min, max] (whole when `int`). The message says what is expected
+ * (`expected an integer from 0 to 65535`), never how zod coerced it ("received NaN").
+ */
+function numeric(int: boolean, min: number, max = Number.POSITIVE_INFINITY) {
+  const kind = int ? "an integer" : "a number";
+  const expected = `expected ${kind} ${max === Number.POSITIVE_INFINITY ? `>= ${min}` : `from ${min} to ${max}`}`;
+  return z
+    .string()
+    .trim()
+    .transform((s, ctx) => {
+      const n = s === "" ? Number.NaN : Number(s);
+      if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: expected });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+/** A whole number in [min, max]. */
+const intIn = (min: number, max?: number) => numeric(true, min, max);
+const positiveInt = intIn(1);
+const nonNegativeNumber = numeric(false, 0);
+const nonNegativeInt = intIn(0);
+const portNumber = intIn(0, 65535);
+
+/** A DNS name (RFC 1123 labels; the last label is not all digits, so `999.1.1.1` is not a name). */
+const HOST_NAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*(?!\d+\.?$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$/i;
 const optionalUrl = (protocols: RegExp) =>
   z
     .string()
@@ -24,18 +50,37 @@ const optionalUrl = (protocols: RegExp) =>
     .transform((v) => (v === "" ? undefined : v))
     .refine((v) => v === undefined || protocols.test(v), "not a valid URL for this store");
 
+/** Milliseconds per duration unit; no unit means seconds. */
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, "": 1000, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration, parsed to milliseconds: a number with a unit (`500ms`, `30s`, `5m`, `2h`, `1d`) or plain seconds (`300`). */
+const duration = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, "expected a duration such as 30s, 5m, 1h or 1d (a plain number is seconds)")
+  .transform((v) => {
+    const [, n, unit] = /^([\d.]+)([a-z]*)$/.exec(v) ?? [];
+    return Math.round(Number(n) * (DURATION_UNIT_MS[unit ?? ""] ?? 1000));
+  })
+  .refine((ms) => Number.isSafeInteger(ms), "too long a duration");
+
 /** The settings schema; keys are the environment variable names. */
 export const ConfigSchema = z.object({
   /** HTTP port of `serve`. */
-  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
-  /** Address `serve` binds. */
-  HOST: z.string().trim().min(1).default("0.0.0.0"),
+  PORT: portNumber.default(8000),
+  /** Address `serve` binds: an IPv4 or IPv6 address of this machine, or a host name resolving to one. */
+  HOST: z
+    .string()
+    .trim()
+    .refine((v) => isIP(v) !== 0 || HOST_NAME.test(v), "expected an IP address (0.0.0.0, 127.0.0.1, ::) or a host name")
+    .default("0.0.0.0"),
   /** Directory of the embedded database (used when POSTGRES_URL is unset). */
   DATA_DIR: z.string().trim().min(1).default("./data"),
   /** PostgreSQL URL (`postgres://user:pass@host:5432/db?sslmode=require`); unset: embedded SQLite. */
   POSTGRES_URL: optionalUrl(/^postgres(ql)?:\/\//),
   /** Connections in this process's PostgreSQL pool (plus one for LISTEN); size it so pods x pool fits max_connections. */
-  POSTGRES_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
+  POSTGRES_POOL_SIZE: intIn(1, 1000).default(10),
   /** Redis URL (`redis://`, `rediss://`), or several comma-separated for a cluster; unset: in-process cache. */
   REDIS_URL: optionalUrl(/^rediss?:\/\//),
   /** Treat REDIS_URL as a Redis Cluster even when it names one node. */
@@ -66,6 +111,8 @@ export const ConfigSchema = z.object({
   REQUEST_TIMEOUT_MS: nonNegativeInt.default(30_000),
   /** Entries of the in-process online cache. */
   CACHE_MAX_ENTRIES: positiveInt.default(1_000_000),
+  /** Latest event time accepted on a write or a stream event, ahead of this server's clock: a duration (`5m`, `30s`) or seconds (milliseconds once parsed); later ones are refused (400, DLQ). */
+  MAX_FUTURE_SKEW: duration.default(5 * 60_000),
   /** Drop offline history partitions older than this many days (PostgreSQL); 0: keep forever. */
   RETENTION_DAYS: nonNegativeNumber.default(0),
   /** Kafka bootstrap brokers, comma-separated `host:port`. */
@@ -87,13 +134,15 @@ export const ConfigSchema = z.object({
   /** SASL password. */
   KAFKA_SASL_PASSWORD: z.string().optional(),
   /** Consumer group session timeout of the worker, ms: a worker that died loses its partitions after this long. */
-  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
+  KAFKA_SESSION_TIMEOUT_MS: intIn(1000, 3_600_000).default(30_000),
   /** Port of the worker's /metrics and /healthz. */
-  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  WORKER_METRICS_PORT: portNumber.default(9464),
   /** Largest batch the worker stores in one transaction (messages). */
   WORKER_BATCH_SIZE: positiveInt.default(1000),
   /** Longest the worker waits to fill a batch, milliseconds. */
   WORKER_BATCH_WAIT_MS: positiveInt.default(50),
+  /** Longest the worker keeps retrying a store or dead-letter write that fails for an outage before it exits 1, seconds. */
+  WORKER_RETRY_LIMIT_SECONDS: positiveInt.default(600),
 });
 
 /** Validated settings. */
@@ -131,8 +180,22 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Parti
   if (!r.success) {
     const issue = r.error.issues[0];
     const name = String(issue?.path[0] ?? "configuration");
-    const shown = SECRET_VARS.includes(name as (typeof SECRET_VARS)[number]) ? "" : ` (got ${JSON.stringify(raw[name])})`;
-    throw new ConfigError(`${name}: ${issue?.message ?? "invalid"}${shown}`);
+    // a value given as a flag is blamed on the flag the user typed (--port), not on PORT
+    const label = flags[name as keyof Config] !== undefined ? flagName(name) : name;
+    const shown = SECRET_VARS.includes(name as (typeof SECRET_VARS)[number]) ? "" : `, got ${JSON.stringify(raw[name])}`;
+    throw new ConfigError(`${label}: ${issue ? describeIssue(issue) : "invalid"}${shown}`);
   }
   return r.data;
+}
+
+/** The command-line flag that sets variable `name` (`PORT` -> `--port`). */
+function flagName(name: string): string {
+  return `--${name.toLowerCase().replaceAll("_", "-")}`;
+}
+
+/** A zod issue as a user reads it: what is expected, without zod's own wording ("Invalid input: ..."). */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type" && issue.expected === "number") return "expected a number";
+  if (issue.code === "invalid_value") return `expected one of ${issue.values.map((v) => String(v)).filter((v) => v !== "").join(", ")}`;
+  return issue.message.replace(/^Invalid input: /, "");
 }

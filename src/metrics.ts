@@ -6,6 +6,31 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const AGE_BUCKETS = [1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400];
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const SIZE_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+const FRESHNESS_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400];
+
+/** The Redis online store's generation protocol (store/redis/generation.ts); exported only by a process that uses Redis. */
+export class RedisCacheMetrics {
+  readonly generation: Gauge;
+  readonly bumps: Counter<"reason">;
+  readonly available: Gauge;
+
+  constructor(registry: Registry) {
+    this.generation = new Gauge({ name: "feature_store_cache_generation", help: "Redis cache generation this process reads and writes.", registers: [registry] });
+    this.bumps = new Counter({
+      name: "feature_store_cache_generation_bumps_total",
+      help: "Redis cache generations started by this process (reason: write_failed, clear).",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    });
+    this.available = new Gauge({
+      name: "feature_store_cache_available",
+      help: "1 while this process reads online values from Redis, 0 while it reads the database instead (outage, quarantine, pending invalidation).",
+      registers: [registry],
+    });
+  }
+}
 
 /** The server's metrics. */
 export class Metrics {
@@ -53,6 +78,14 @@ export class Metrics {
     help: "Feature values accepted by writes (identical re-sends included).",
     registers: [this.registry],
   });
+  private redis: RedisCacheMetrics | undefined;
+
+  /** The Redis online store's metrics, registered the first time a Redis store asks (one set per registry). */
+  get redisCache(): RedisCacheMetrics {
+    this.redis ??= new RedisCacheMetrics(this.registry);
+    return this.redis;
+  }
+
   constructor(opts: { defaults?: boolean } = {}) {
     if (opts.defaults !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
@@ -61,5 +94,66 @@ export class Metrics {
     }
     for (const label of ["present", "not_found", "expired"]) this.lookups.inc({ status: label }, 0);
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
+  }
+}
+
+/**
+ * The stream worker's metrics (prefix `feature_store_worker_`), registered on the process's one
+ * Registry (`deps.metrics.registry`) so that store and cache metrics are exported next to them.
+ */
+export class WorkerMetrics {
+  /** Messages handled, by outcome; `duplicate` = valid, but every value was an identical re-send. */
+  readonly messages: Counter<"outcome">;
+  /** Seconds from taking a batch to having its offsets committed (store, DLQ and retries included). */
+  readonly batchDuration: Histogram;
+  /** Messages per batch. */
+  readonly batchSize: Histogram;
+  /** High watermark minus the next offset to process, per assigned partition. */
+  readonly lag: Gauge<"topic" | "partition">;
+  /** Seconds from a stored message's event_time to the moment its values were servable. */
+  readonly freshness: Histogram;
+  /** Retries of a batch step that failed (store, dlq, commit). */
+  readonly retries: Counter<"stage">;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.messages = new Counter({
+      name: "feature_store_worker_messages_total",
+      help: "Messages handled by the stream worker, by outcome: stored, duplicate (every value an identical re-send), dlq.",
+      labelNames: ["outcome"] as const,
+      registers,
+    });
+    this.batchDuration = new Histogram({
+      name: "feature_store_worker_batch_duration_seconds",
+      help: "Time to store a batch and commit its offsets, seconds (retries included).",
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: "feature_store_worker_batch_size",
+      help: "Messages per batch stored by the stream worker.",
+      buckets: SIZE_BUCKETS,
+      registers,
+    });
+    this.lag = new Gauge({
+      name: "feature_store_worker_consumer_lag",
+      help: "Messages not yet processed per partition: high watermark minus the next offset to process.",
+      labelNames: ["topic", "partition"] as const,
+      registers,
+    });
+    this.freshness = new Histogram({
+      name: "feature_store_worker_freshness_seconds",
+      help: "Time from a message's event_time until its values were stored and servable, seconds.",
+      buckets: FRESHNESS_BUCKETS,
+      registers,
+    });
+    this.retries = new Counter({
+      name: "feature_store_worker_retries_total",
+      help: "Retries of a failed batch step, by stage: store, dlq, commit.",
+      labelNames: ["stage"] as const,
+      registers,
+    });
+    for (const outcome of ["stored", "duplicate", "dlq"] as const) this.messages.inc({ outcome }, 0);
+    for (const stage of ["store", "dlq", "commit"] as const) this.retries.inc({ stage }, 0);
   }
 }

@@ -4,8 +4,7 @@
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { z } from "@hono/zod-openapi";
-import { AppError, ERROR_CODES, formatPath, type ErrorCode, type FieldError } from "../errors.ts";
+import { AppError, ERROR_CODES, type ErrorCode, type FieldError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./env.ts";
 
@@ -30,20 +29,6 @@ export function problemResponse(c: Context<AppEnv>, code: ErrorCode, detail: str
     status: body.status,
     headers: { "content-type": "application/problem+json", "x-request-id": c.get("requestId") ?? "", ...headers },
   });
-}
-
-/** Turns zod issues into `errors` entries. */
-export function zodErrors(error: z.ZodError): FieldError[] {
-  const out: FieldError[] = [];
-  for (const i of error.issues) {
-    if (i.code === "unrecognized_keys") {
-      for (const k of i.keys) out.push({ path: formatPath([...i.path, k]), message: `unknown field ${JSON.stringify(k)}` });
-    } else {
-      out.push({ path: formatPath(i.path) || "(body)", message: i.message });
-    }
-    if (out.length >= 100) break;
-  }
-  return out.slice(0, 100);
 }
 
 /** The app's onError: AppError -> its problem; HTTPException -> its status; else 500. */

@@ -8,7 +8,7 @@ import type { OpenAPIHono, RouteConfig, z } from "@hono/zod-openapi";
 import { AppError } from "../errors.ts";
 import { hasScope, type Scope } from "../serving/keys.ts";
 import type { AppEnv } from "./env.ts";
-import { zodErrors } from "./errors.ts";
+import { issueWording, zodErrors } from "../schemas.ts";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
@@ -59,9 +59,20 @@ export async function parseBody<S extends z.ZodType>(c: Context<AppEnv>, schema:
 
 /** Validates a value against `schema`; 400 with `errors` on failure. */
 export function validate<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
-  const r = schema.safeParse(raw);
+  const r = schema.safeParse(raw, { error: issueWording });
   if (!r.success) throw new AppError("invalid_request", "request does not match the schema", { errors: zodErrors(r.error) });
   return r.data;
+}
+
+/**
+ * Bodies with alternative shapes (`entity_id` | `entity_ids`; `rows` | `entity_ids` + `timestamp`):
+ * when `raw` has `field` and any of `others`, a 400 saying they are mutually exclusive (rather
+ * than calling one of them an unknown field of the other shape). `choice` says what to send.
+ */
+export function exclusive(raw: unknown, field: string, others: readonly string[], choice: string): void {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !(field in raw)) return;
+  const errors = others.filter((o) => o in raw).map((o) => ({ path: o, message: `\`${field}\` and \`${o}\` are mutually exclusive: send ${choice}` }));
+  if (errors.length > 0) throw new AppError("invalid_request", "request does not match the schema", { errors });
 }
 
 /** Requires the authenticated principal to hold `scope` (403 otherwise). */

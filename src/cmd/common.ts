@@ -2,6 +2,8 @@
  * What every command shares: argument parsing with usage errors, configuration, and building
  * the dependencies (stores, registry snapshot, key ring) once per process.
  */
+import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig, type Config } from "../config.ts";
 import { createLogger, type Logger } from "../log.ts";
@@ -9,7 +11,8 @@ import { Metrics } from "../metrics.ts";
 import { systemClock } from "../lib/time.ts";
 import { RegistryHolder, type Deps } from "../serving/deps.ts";
 import { KeyRing } from "../serving/keys.ts";
-import { openCache, openDatabase } from "../stores.ts";
+import type { Database, RegistryStore } from "../store/types.ts";
+import { openDatabase, openOnlineStore, storesOf } from "../stores.ts";
 
 /** A usage error: help is printed and the process exits 2. */
 export class UsageError extends Error {
@@ -38,10 +41,27 @@ export interface Command {
 
 /** util.parseArgs in strict mode; unknown flags and bad positionals are usage errors. */
 export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, allowPositionals = false) {
+  const all = { ...options, help: { type: "boolean", short: "h" } } as const;
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals });
+    return parseArgs({ args: argv, options: all, strict: true, allowPositionals });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(parseArgsMessage(e as Error & { code?: string }, Object.keys(all)));
+  }
+}
+
+/** A parseArgs failure in one line a user can act on (its own messages explain its internals). */
+function parseArgsMessage(e: Error & { code?: string }, options: string[]): string {
+  const quoted = /'([^']+)'/.exec(e.message)?.[1] ?? "";
+  const flag = quoted.split(/[ ,]/).find((w) => w.startsWith("--")) ?? quoted;
+  switch (e.code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown option ${quoted} (options: ${options.map((o) => `--${o}`).join(", ")})`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return e.message.includes("argument missing") ? `${flag} needs a value` : `${flag} takes no value`;
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `unexpected argument ${JSON.stringify(quoted)}`;
+    default:
+      return e.message.split("\n")[0] ?? e.message;
   }
 }
 
@@ -55,28 +75,114 @@ export function config(flags: Partial<Record<keyof Config, string>> = {}): Confi
   }
 }
 
-/** Builds Deps: opens the stores, checks (or, embedded, applies) migrations, loads snapshots. */
-export async function buildDeps(cfg: Config, opts: { log?: Logger; fd?: 1 | 2; autoMigrateEmbedded?: boolean; defaultMetrics?: boolean } = {}): Promise<Deps> {
+/** The embedded database's file under DATA_DIR (the name src/store/sqlite/database.ts gives it). */
+const EMBEDDED_FILE = "feature-store.db";
+
+/**
+ * Where the configured database is, for people: the embedded SQLite file's absolute path, or
+ * the PostgreSQL URL without user, password or query (`postgres://db.internal:5432/features`).
+ */
+export function databaseLocation(cfg: Config): string {
+  if (!cfg.POSTGRES_URL) return resolve(cfg.DATA_DIR, EMBEDDED_FILE);
+  // everything up to the last '@' goes first (a password may hold an unencoded '@', '/' or '?'), then the query
+  return cfg.POSTGRES_URL.replace(/^([a-z]+:\/\/).*@/s, "$1").replace(/\?.*$/s, "");
+}
+
+const DIR_PROBLEMS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "read-only file system",
+  ENOTDIR: "a part of the path is a file, not a directory",
+  EEXIST: "it exists and is not a directory",
+  ENOENT: "it does not exist and cannot be created",
+};
+
+/** DATA_DIR must be, or become, a writable directory: else one line naming it, exit 2. */
+function checkDataDir(cfg: Config, file: string): void {
+  try {
+    mkdirSync(cfg.DATA_DIR, { recursive: true });
+    accessSync(cfg.DATA_DIR, constants.W_OK | constants.X_OK);
+    if (existsSync(file)) accessSync(file, constants.R_OK | constants.W_OK);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = DIR_PROBLEMS[err.code ?? ""] ?? err.message;
+    throw new CliError(`configuration error: DATA_DIR: cannot keep the embedded database in ${resolve(cfg.DATA_DIR)}: ${why}`, 2);
+  }
+}
+
+/** What a one-shot command tells its user on stderr when it opens the database. */
+export interface Announce {
+  /** print `database: LOCATION` (keys, register, migrate) */
+  location: boolean;
+  /** warn when this call created a new embedded database (every command but the services) */
+  warnIfNew: boolean;
+}
+
+/** Services (serve, worker) log their database themselves and never warn. */
+const QUIET: Announce = { location: false, warnIfNew: false };
+
+/**
+ * Opens the configured database (not yet migrated). Embedded, DATA_DIR problems are one line
+ * naming DATA_DIR (exit 2). On stderr, as `announce` says: the location, and a warning when
+ * this call created a new embedded database, since DATA_DIR defaults to ./data relative to the
+ * working directory (a command run from another directory silently gets an empty database).
+ */
+export async function openConfiguredDatabase(cfg: Config, log: Logger, announce: Announce = QUIET): Promise<Database> {
+  const location = databaseLocation(cfg);
+  const embedded = !cfg.POSTGRES_URL;
+  const isNew = embedded && !existsSync(location);
+  if (embedded) checkDataDir(cfg, location);
+  let db: Database;
+  try {
+    db = await openDatabase(cfg, log);
+  } catch (e) {
+    if (!embedded) throw e;
+    throw new CliError(`configuration error: DATA_DIR: cannot open ${location}: ${(e as Error).message}`, 2);
+  }
+  if (announce.location) console.error(`database: ${location}`);
+  if (announce.warnIfNew && isNew) {
+    console.error(`warning: created a new, empty database at ${location} (DATA_DIR=${cfg.DATA_DIR}, working directory ${process.cwd()}); set DATA_DIR to use an existing one`);
+  }
+  return db;
+}
+
+/**
+ * Builds Deps: opens the stores, checks (or, embedded, applies) migrations, loads snapshots.
+ * `announce` (see {@link openConfiguredDatabase}): by default a command without a logger of its
+ * own (register, seed) warns about a new embedded database, and the services (serve, worker),
+ * which pass their logger, stay quiet.
+ */
+export async function buildDeps(
+  cfg: Config,
+  opts: { log?: Logger; fd?: 1 | 2; autoMigrateEmbedded?: boolean; defaultMetrics?: boolean; announce?: Announce } = {},
+): Promise<Deps> {
   const log = opts.log ?? createLogger(cfg.LOG_LEVEL, opts.fd ?? 2);
   const metrics = new Metrics({ defaults: opts.defaultMetrics ?? false });
-  const db = await openDatabase(cfg, log);
+  const db = await openConfiguredDatabase(cfg, log, opts.announce ?? { location: false, warnIfNew: opts.log === undefined });
   try {
-    if (db.kind === "sqlite" && opts.autoMigrateEmbedded !== false) await db.migrate();
-    else await db.assertMigrated();
+    await ensureMigrated(db, opts.autoMigrateEmbedded !== false);
   } catch (e) {
     await db.close().catch(() => {});
-    throw new CliError(`${db.kind === "postgres" ? "PostgreSQL" : "database"}: ${(e as Error).message}`, 1);
+    throw new CliError(`${db.capabilities.embedded ? "database" : `database (${db.name})`}: ${(e as Error).message}`, 1);
   }
-  const cache = await openCache(cfg, log, metrics);
+  const stores = storesOf(db, await openOnlineStore(cfg, log, metrics));
   const registry = new RegistryHolder(db);
   const keys = new KeyRing(db, systemClock);
   await registry.reload();
   await keys.reload();
-  return { config: cfg, db, cache, registry, keys, clock: systemClock, log, metrics };
+  return { config: cfg, stores, registry, keys, clock: systemClock, log, metrics };
+}
+
+/**
+ * Applies pending migrations to an embedded store (when `autoMigrate`), else checks that a
+ * deployment ran `feature-store migrate`.
+ */
+export async function ensureMigrated(store: RegistryStore, autoMigrate = true): Promise<void> {
+  if (store.capabilities.embedded && autoMigrate) await store.migrate();
+  else await store.assertMigrated();
 }
 
 /** Closes the stores of a CLI command. */
 export async function closeDeps(deps: Deps): Promise<void> {
-  await deps.cache.close().catch(() => {});
-  await deps.db.close().catch(() => {});
+  await deps.stores.close().catch(() => {});
 }

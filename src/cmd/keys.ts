@@ -1,8 +1,7 @@
 import { generateKey, SCOPES, TENANT_RE, type Scope } from "../serving/keys.ts";
 import { createLogger } from "../log.ts";
-import { openDatabase } from "../stores.ts";
-import type { Database } from "../store/types.ts";
-import { CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
+import type { RegistryStore } from "../store/types.ts";
+import { CliError, config, ensureMigrated, openConfiguredDatabase, parseFlags, UsageError, type Command } from "./common.ts";
 
 const DURATION = /^(\d+)([smhdw])$/;
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -18,12 +17,12 @@ function iso(ms: number | null): string {
   return ms === null ? "-" : new Date(ms).toISOString();
 }
 
-async function withDb<T>(fn: (db: Database) => Promise<T>): Promise<T> {
+async function withDb<T>(fn: (db: RegistryStore) => Promise<T>): Promise<T> {
   const cfg = config();
-  const db = await openDatabase(cfg, createLogger(cfg.LOG_LEVEL, 2));
+  // the location goes to stderr: stdout is parsed (keys create's key is its last line)
+  const db = await openConfiguredDatabase(cfg, createLogger(cfg.LOG_LEVEL, 2), { location: true, warnIfNew: true });
   try {
-    if (db.kind === "sqlite") await db.migrate();
-    else await db.assertMigrated();
+    await ensureMigrated(db);
     return await fn(db);
   } catch (e) {
     if (e instanceof UsageError || e instanceof CliError) throw e;

@@ -73,11 +73,10 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
     if (chunkRows !== undefined && (!Number.isInteger(chunkRows) || chunkRows < 1 || chunkRows > 1_000_000)) throw new UsageError("--chunk-rows must be an integer from 1 to 1000000");
     const tenant = values.tenant;
 
-    // With no Redis the online cache is this process's own memory, which no server reads (a
-    // server notices the new values through the database): keep it small.
-    const deps = await buildDeps(config(process.env["REDIS_URL"] || process.env["REDIS_URL_FILE"] ? {} : { CACHE_MAX_ENTRIES: "10000" }));
+    const deps = await buildDeps(config());
     // a bulk load touches index pages all over the file: a larger page cache saves re-reading them
-    if ("setCacheSize" in deps.db && typeof deps.db.setCacheSize === "function") deps.db.setCacheSize(BULK_CACHE_MIB);
+    const offline = deps.stores.offline as { setCacheSize?: (mib: number) => void };
+    offline.setCacheSize?.(BULK_CACHE_MIB);
     const abort = new AbortController();
     let why: "signal" | "parent" | undefined;
     const stop = () => {
@@ -98,7 +97,7 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
       }
     }, 1000) : undefined;
     // a job's row is touched regularly, so a job whose process died is seen as interrupted
-    const heartbeat = job ? setInterval(() => void deps.db.sources.updateJob(job, {}, Date.now()).catch(() => {}), HEARTBEAT_MS) : undefined;
+    const heartbeat = job ? setInterval(() => void deps.stores.registry.sources.updateJob(job, {}, Date.now()).catch(() => {}), HEARTBEAT_MS) : undefined;
     let rejectFd: number | undefined;
     const bars = process.stderr.isTTY === true && !job ? new MultiBar({ format: "{source} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | ETA {eta_formatted}", hideCursor: true, clearOnComplete: false, etaBuffer: 20 }) : undefined;
     try {
@@ -134,10 +133,10 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
           }
           if (job && Date.now() - lastJob >= 1000) {
             lastJob = Date.now();
-            void deps.db.sources.updateJob(job, { progress: { ...p, rows_per_second: rate(p) } }, Date.now()).catch(() => {});
+            void deps.stores.registry.sources.updateJob(job, { progress: { ...p, rows_per_second: rate(p) } }, Date.now()).catch(() => {});
           }
         };
-        if (job) await deps.db.sources.updateJob(job, { status: "running" }, Date.now());
+        if (job) await deps.stores.registry.sources.updateJob(job, { status: "running" }, Date.now());
         let summary: Summary;
         try {
           summary = await materializeSource(deps, tenant, spec, {
@@ -156,14 +155,14 @@ failure; run the same command again to resume); 2 on a usage error or an unknown
             : undefined;
           if (job) {
             const patch = why === "signal" ? { status: "cancelled" as const } : why === "parent" ? { status: "interrupted" as const } : { status: "failed" as const, error: msg ?? (e as Error).message };
-            await deps.db.sources.updateJob(job, patch, Date.now()).catch(() => {});
+            await deps.stores.registry.sources.updateJob(job, patch, Date.now()).catch(() => {});
           }
           if (msg) throw new CliError(msg, 1);
           throw e;
         }
         if (bar) bar.update(bar.getTotal(), { source: spec.name, rows: summary.rows_read, rate: Math.round(summary.rows_read / Math.max(0.001, summary.elapsed_ms / 1000)) });
         bars?.stop();
-        if (job) await deps.db.sources.updateJob(job, { status: "succeeded", result: { ...summary } }, Date.now());
+        if (job) await deps.stores.registry.sources.updateJob(job, { status: "succeeded", result: { ...summary } }, Date.now());
         printSummary(summary, rejects ? rejectedPath : undefined);
         if (values.json) console.log(JSON.stringify(summary));
       }

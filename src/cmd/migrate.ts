@@ -1,6 +1,5 @@
 import { createLogger } from "../log.ts";
-import { openDatabase } from "../stores.ts";
-import { CliError, config, parseFlags, type Command } from "./common.ts";
+import { CliError, config, openConfiguredDatabase, parseFlags, type Command } from "./common.ts";
 
 export const command: Command = {
   summary: "apply pending database migrations, then exit",
@@ -13,7 +12,7 @@ again applies nothing and exits 0. Refuses (exit 1) when an applied migration wa
     parseFlags(argv, {});
     const cfg = config();
     const log = createLogger(cfg.LOG_LEVEL, 2);
-    const db = await openDatabase(cfg, log);
+    const db = await openConfiguredDatabase(cfg, log, { location: true, warnIfNew: true });
     try {
       const applied = await db.migrate();
       console.log(applied.length === 0 ? "database is up to date" : applied.map((n) => `applied ${n}`).join("\n"));

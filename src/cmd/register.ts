@@ -1,11 +1,19 @@
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
-import { RegisterBody } from "../api/schemas.ts";
-import { zodErrors } from "../api/errors.ts";
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { RegisterBody, zodErrors } from "../schemas.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
 import { applySources, planSources } from "../sources/register.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
+
+const READ_PROBLEMS: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a directory" };
+
+/** `FILE:LINE:COL: YAML syntax error: what (CODE)`, the form editors jump to. */
+function yamlErrorLine(file: string, e: YAMLParseError): string {
+  const at = e.linePos?.[0];
+  const what = (e.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "");
+  return `${file}${at ? `:${at.line}:${at.col}` : ""}: YAML syntax error: ${what} (${e.code})`;
+}
 
 export const command: Command = {
   summary: "register the feature definitions in a YAML file",
@@ -30,12 +38,19 @@ Options:
     if (!TENANT_RE.test(values.tenant)) throw new UsageError("--tenant must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
     const file = positionals[0] as string;
 
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? "";
+      throw new CliError(`cannot read ${file}: ${READ_PROBLEMS[code] ?? (code || (e as Error).message)}`, 2);
+    }
     let doc: unknown;
     try {
-      doc = parseYaml(readFileSync(file, "utf8"));
+      doc = parseYaml(text);
     } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw new CliError(`cannot ${err.code ? "read" : "parse"} ${file}: ${err.code ?? err.message.split("\n")[0]}`, 2);
+      if (!(e instanceof YAMLParseError)) throw e;
+      throw new CliError(yamlErrorLine(file, e), 2);
     }
     const sourcesRaw = (doc as { sources?: unknown } | null)?.sources;
     const list = (doc as { features?: unknown } | null)?.features ?? (sourcesRaw !== undefined ? [] : undefined);
@@ -50,7 +65,8 @@ Options:
     });
 
     const cfg = config();
-    const deps = await buildDeps(cfg);
+    // the database goes to stderr: stdout is one line per definition
+    const deps = await buildDeps(cfg, { announce: { location: true, warnIfNew: true } });
     try {
       const sources = await planSources(deps, values.tenant, sourcesRaw, file, items);
       const { outcomes, ok: featuresOk } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true || !sources.ok);

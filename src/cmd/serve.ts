@@ -5,7 +5,57 @@ import pkg from "../../package.json" with { type: "json" };
 import { followChanges } from "../serving/changes.ts";
 import { checkReadiness } from "../serving/health.ts";
 import { openRateLimiter } from "../serving/rate-limit.ts";
-import { buildDeps, config, parseFlags, type Command } from "./common.ts";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import type { Config } from "../config.ts";
+import { buildDeps, CliError, config, databaseLocation, parseFlags, type Command } from "./common.ts";
+
+/** What the user typed for PORT and HOST: the flag when given, else the variable. */
+interface Blame {
+  port: string;
+  host: string;
+}
+
+/** `host:port` as a user would type it (IPv6 in brackets). */
+function hostPort(cfg: Config): string {
+  return `${isIP(cfg.HOST) === 6 ? `[${cfg.HOST}]` : cfg.HOST}:${cfg.PORT}`;
+}
+
+/**
+ * The socket options of Bun.serve, decided here only. The port is exclusive unless `shared`:
+ * Bun sets SO_REUSEPORT by itself when \`development\` is false, which let a second, unrelated
+ * server bind the same port silently and take half its connections. \`shared\` is for processes
+ * of one server that listen together on purpose (the kernel spreads connections among them).
+ */
+export function listenOn(cfg: Config, shared = false): { port: number; hostname: string; reusePort: boolean } {
+  return { port: cfg.PORT, hostname: cfg.HOST, reusePort: shared };
+}
+
+/** A host name that does not resolve is a configuration error, found before anything opens. */
+async function checkHost(cfg: Config, blame: Blame): Promise<void> {
+  if (isIP(cfg.HOST) !== 0) return;
+  try {
+    await lookup(cfg.HOST);
+  } catch (e) {
+    throw new CliError(`configuration error: ${blame.host}: cannot resolve ${JSON.stringify(cfg.HOST)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 2);
+  }
+}
+
+/** Bun.serve's failure to listen, as one line naming what to change (exit 2). */
+function listenError(e: unknown, cfg: Config, blame: Blame): CliError {
+  const code = (e as NodeJS.ErrnoException).code;
+  const where = hostPort(cfg);
+  switch (code) {
+    case "EADDRINUSE":
+      return new CliError(`address in use: ${where} is taken by another process; stop it or choose another ${blame.port}`, 2);
+    case "EACCES":
+      return new CliError(`${blame.port}: permission denied to listen on ${where} (ports below 1024 need privileges)`, 2);
+    case "EADDRNOTAVAIL":
+      return new CliError(`${blame.host}: ${cfg.HOST} is not an address of this machine (EADDRNOTAVAIL)`, 2);
+    default:
+      return new CliError(`cannot listen on ${where} (${blame.host}, ${blame.port}): ${code ?? (e as Error).message}`, 2);
+  }
+}
 
 export const command: Command = {
   summary: "run the HTTP API",
@@ -13,21 +63,25 @@ export const command: Command = {
 
 Runs the HTTP API (default 0.0.0.0:8000; env PORT, HOST). With no POSTGRES_URL it uses the
 embedded SQLite database under DATA_DIR (migrated automatically); with no REDIS_URL an
-in-process online cache. On SIGTERM/SIGINT /readyz turns 503, new connections stop, in-flight
-requests finish (at most SHUTDOWN_TIMEOUT seconds), then the process exits 0.
+in-process online cache. The start line names the database (database_location). On
+SIGTERM/SIGINT /readyz turns 503, new connections stop, in-flight requests finish (at most
+SHUTDOWN_TIMEOUT seconds), then the process exits 0.
 
 Options:
-  --port N   port to listen on (env PORT, default 8000)
-  --host H   address to bind (env HOST, default 0.0.0.0)
+  --port N   port to listen on (env PORT, default 8000); one another process listens on
+             is an error (exit 2), never shared
+  --host H   address to bind (env HOST, default 0.0.0.0): an IP address of this machine or
+             a host name resolving to one
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" } });
     const cfg = config({ PORT: values.port, HOST: values.host });
+    const blame: Blame = { port: values.port === undefined ? "PORT" : "--port", host: values.host === undefined ? "HOST" : "--host" };
+    await checkHost(cfg, blame);
     const log = createLogger(cfg.LOG_LEVEL, 1);
     const deps = await buildDeps(cfg, { log, defaultMetrics: true });
     const lifecycle = new Lifecycle();
-    lifecycle.add("database", () => deps.db.close());
-    lifecycle.add("cache", () => deps.cache.close());
+    lifecycle.add("stores", () => deps.stores.close());
     const rateLimiter = await openRateLimiter(cfg, log);
     lifecycle.add("rate limiter", () => rateLimiter.close());
 
@@ -39,16 +93,26 @@ Options:
 
     const state: ServerState = { draining: false };
     const app = createApp(deps, state, pkg.version, { rateLimiter });
-    const server = Bun.serve({
-      port: cfg.PORT,
-      hostname: cfg.HOST,
-      fetch: app.fetch,
-      // the app enforces BODY_LIMIT_BYTES itself (413 problem); this only stops pathological bodies earlier
-      maxRequestBodySize: cfg.BODY_LIMIT_BYTES + 1024 * 1024,
-      development: false,
-    });
-    log.info({ url: server.url.href, database: deps.db.kind, cache: deps.cache.kind, version: pkg.version }, "feature-store serving");
-    if ((await deps.db.listKeys()).length === 0) {
+    let server: ReturnType<typeof Bun.serve>;
+    try {
+      server = Bun.serve({
+        ...listenOn(cfg),
+        fetch: app.fetch,
+        // The app enforces BODY_LIMIT_BYTES itself, with a 413 problem+json: by Content-Length
+        // before reading a byte, and by counting a chunked body as it streams. A lower limit here
+        // would make Bun answer a bare 413 (no body) first, so Bun's own limit is effectively off.
+        maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        development: false,
+      });
+    } catch (e) {
+      await lifecycle.stop(2000, () => {});
+      throw listenError(e, cfg, blame);
+    }
+    log.info(
+      { url: server.url.href, database: deps.stores.registry.name, database_location: databaseLocation(cfg), cache: deps.stores.online.name, version: pkg.version },
+      "feature-store serving",
+    );
+    if ((await deps.stores.registry.listKeys()).length === 0) {
       log.warn("no API keys exist yet; create one with: feature-store keys create --tenant default --scopes admin");
     }
 

@@ -2,7 +2,6 @@
 
 /** Feature and entity-type names. */
 export const NAME_PATTERN = "^[a-z][a-z0-9_]{0,127}$";
-export const NAME_RE = new RegExp(NAME_PATTERN);
 /** A feature reference: `name` or `name@N`. */
 export const REF_PATTERN = "^[a-z][a-z0-9_]{0,127}(@[1-9][0-9]{0,8})?$";
 const REF_RE = /^([a-z][a-z0-9_]{0,127})(?:@([1-9][0-9]{0,8}))?$/;

@@ -3,7 +3,7 @@
  * request. Rebuilt from the database at start, after this process registers, and when the
  * change feed says another process did.
  */
-import type { DefinitionRow } from "../store/types.ts";
+import type { DefinitionRow } from "./definition.ts";
 import { parseDtype, type Dtype } from "./dtype.ts";
 import { parseRef } from "./names.ts";
 
@@ -40,6 +40,18 @@ export class RegistrySnapshot {
       names.set(row.name, versions);
     }
     for (const names of this.tenants.values()) for (const v of names.values()) v.sort((a, b) => a.version - b.version);
+  }
+
+  /**
+   * This snapshot with `tenant`'s definitions replaced by `rows` (the other tenants are shared,
+   * not copied): what a registration, or a change feed naming the tenant, reloads.
+   */
+  withTenant(tenant: string, rows: readonly DefinitionRow[]): RegistrySnapshot {
+    const next = new RegistrySnapshot([]);
+    for (const [t, names] of this.tenants) if (t !== tenant) next.tenants.set(t, names);
+    const fresh = new RegistrySnapshot(rows.filter((r) => r.tenant === tenant)).tenants.get(tenant);
+    if (fresh) next.tenants.set(tenant, fresh);
+    return next;
   }
 
   /** Resolves `name` (highest version) or `name@N` for a tenant. */

@@ -40,7 +40,7 @@ export function lookupBatch(deps: Deps, tenant: string, rows: readonly BatchRow[
         const row = chunk[r] as BatchRow;
         for (let f = 0; f < nf; f++) keys[r * nf + f] = { feature_id: (defs[f] as (typeof defs)[number]).id, entity_id: row.entity_id, at: row.at };
       }
-      const found = await dbCall(deps, "point-in-time lookup", () => deps.db.getAsOf(keys));
+      const found = await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(keys));
       const counts = { present: 0, not_found: 0, expired: 0 };
       const out: BatchResult[] = new Array(chunk.length);
       const served: ServedValue[] = new Array(nf);

@@ -6,14 +6,15 @@ import type { Deps } from "./deps.ts";
  * and forgets the in-process cache when another process wrote values.
  */
 export function followChanges(deps: Deps): void {
-  deps.db.watch((changes) => {
+  deps.stores.registry.watch((changes) => {
     if (changes.definitions) {
-      deps.registry.reload().then(
+      deps.registry.reloadFor(changes.tenants).then(
         () => deps.log.debug("registry reloaded"),
         (err: unknown) => deps.log.warn({ err }, "registry reload failed"),
       );
     }
     if (changes.keys) deps.keys.reload().catch((err: unknown) => deps.log.warn({ err }, "key reload failed"));
-    if (changes.values && deps.cache.kind === "in_process") void deps.cache.clear();
+    // a private online store cannot see other processes' writes: forget it (a shared one saw them)
+    if (changes.values && !deps.stores.online.capabilities.sharedAcrossProcesses) void deps.stores.online.clear();
   });
 }

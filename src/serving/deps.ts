@@ -7,29 +7,46 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Clock } from "../lib/time.ts";
-import { withTimeout } from "../lib/timeout.ts";
 import { RegistrySnapshot } from "../registry/snapshot.ts";
-import type { Database, OnlineCache } from "../store/types.ts";
+import { isStoreUnavailable } from "../store/errors.ts";
+import type { RegistryStore, Stores } from "../store/types.ts";
 import type { KeyRing } from "./keys.ts";
 
 /** Holds the current registry snapshot; swapped whole on reload. */
 export class RegistryHolder {
   current = new RegistrySnapshot([]);
+  /** reloads run one at a time, in order, so an older read never replaces a newer one */
+  private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly db: Database) {}
+  constructor(private readonly store: Pick<RegistryStore, "loadDefinitions">) {}
 
-  /** Re-reads every definition. */
-  async reload(): Promise<RegistrySnapshot> {
-    this.current = new RegistrySnapshot(await this.db.loadDefinitions());
-    return this.current;
+  /** Re-reads one tenant's definitions, or every tenant's. */
+  reload(tenant?: string): Promise<RegistrySnapshot> {
+    const run = async () => {
+      if (tenant === undefined) this.current = new RegistrySnapshot(await this.store.loadDefinitions());
+      else {
+        const rows = await this.store.loadDefinitions(tenant);
+        this.current = this.current.withTenant(tenant, rows);
+      }
+      return this.current;
+    };
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Reloads the tenants a change names, or every tenant when it names none. */
+  async reloadFor(tenants: readonly string[] | undefined): Promise<void> {
+    if (tenants === undefined) await this.reload();
+    else await Promise.all(tenants.map((t) => this.reload(t)));
   }
 }
 
 /** Everything a request or a message needs. */
 export interface Deps {
   config: Config;
-  db: Database;
-  cache: OnlineCache;
+  /** the registry, offline and online stores */
+  stores: Stores;
   registry: RegistryHolder;
   keys: KeyRing;
   clock: Clock;
@@ -38,15 +55,21 @@ export interface Deps {
 }
 
 /**
- * Runs a database call with the configured timeout; any failure becomes a 503 `unavailable`
- * (logged with its cause, never shown to the client).
+ * Runs a store call and says what failed: a store that cannot answer now
+ * ({@link StoreUnavailable}, a timeout) becomes a 503 `unavailable` logged at warn; anything else
+ * is a bug or a broken invariant, a 500 `internal` logged at error with its stack. Neither shows
+ * the cause to the client. No timeout is added here: each backend applies its own, once.
  */
-export async function dbCall<T>(deps: Pick<Deps, "config" | "log">, what: string, fn: () => Promise<T>): Promise<T> {
+export async function dbCall<T>(deps: Pick<Deps, "log">, what: string, fn: () => Promise<T>): Promise<T> {
   try {
-    return await withTimeout(fn(), deps.config.STORE_TIMEOUT_MS, what);
+    return await fn();
   } catch (err) {
     if (err instanceof AppError) throw err;
-    deps.log.warn({ err, op: what }, "database call failed");
-    throw new AppError("unavailable", "the database is unavailable; try again shortly", { cause: err });
+    if (isStoreUnavailable(err)) {
+      deps.log.warn({ err, op: what }, "store unavailable");
+      throw new AppError("unavailable", "the database is unavailable; try again shortly", { cause: err });
+    }
+    deps.log.error({ err, op: what }, "store call failed");
+    throw new AppError("internal", "an internal error occurred", { cause: err });
   }
 }

@@ -2,16 +2,14 @@
  * Online lookup: latest values for one or many entities, from the online cache with the
  * database behind it (read-through; a cache outage falls back to the database).
  */
+import type { z } from "@hono/zod-openapi";
+import type { OnlineResult as OnlineResultSchema } from "../schemas.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
 
-/** The result for one entity, as the API returns it. */
-export interface OnlineResult {
-  entity_id: string;
-  features: Record<string, unknown>;
-  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
-}
+/** The result for one entity, as the API returns it (the response schema's type). */
+export type OnlineResult = z.output<typeof OnlineResultSchema>;
 
 /**
  * Looks up `featureNames` for each entity (in order). Throws AppError 400/404 for bad
@@ -31,7 +29,7 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
   const results: OnlineResult[] = new Array(entityIds.length);
   const served: ServedValue[] = new Array(nf);
   // rows handed out by the in-process cache keep their identity: memoise their JSON form
-  const memo = deps.cache.kind === "in_process";
+  const memo = deps.stores.online.capabilities.stableRows;
   const age = deps.metrics.servedValueAge.labels({ entity_type: entityType });
   for (let e = 0; e < entityIds.length; e++) {
     // one age observation per entity and event time (the values of an entity written together
@@ -57,11 +55,11 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
 async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
   let cached: (CachedValue | undefined)[];
   try {
-    cached = await deps.cache.getMany(tenant, entityType, keys);
+    cached = await deps.stores.online.getMany(tenant, entityType, keys);
   } catch (err) {
     deps.metrics.cacheRequests.inc({ result: "error" }, keys.length);
-    deps.log.debug({ err }, "online cache unavailable; reading the database");
-    return dbCall(deps, "online lookup", () => deps.db.getLatest(keys));
+    deps.log.debug({ err }, "online store unavailable; reading the database");
+    return dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(keys));
   }
   const missIdx: number[] = [];
   for (let i = 0; i < cached.length; i++) if (cached[i] === undefined) missIdx.push(i);
@@ -71,10 +69,10 @@ async function readLatest(deps: Deps, tenant: string, entityType: string, keys: 
 
   deps.metrics.cacheRequests.inc({ result: "miss" }, missIdx.length);
   const missKeys = missIdx.map((i) => keys[i] as ValueKey);
-  const fromDb = await dbCall(deps, "online lookup", () => deps.db.getLatest(missKeys));
+  const fromDb = await dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(missKeys));
   const out = cached as (StoredRow | null)[];
   for (let j = 0; j < missIdx.length; j++) out[missIdx[j] as number] = fromDb[j] ?? null;
   const fill = missKeys.map((key, j) => ({ key, value: fromDb[j] ?? null }));
-  deps.cache.putMany(tenant, entityType, fill).catch((err: unknown) => deps.log.debug({ err }, "cache fill failed"));
+  deps.stores.online.putMany(tenant, entityType, fill).catch((err: unknown) => deps.log.debug({ err }, "cache fill failed"));
   return out;
 }

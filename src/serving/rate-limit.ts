@@ -12,6 +12,8 @@
 import type { Config } from "../config.ts";
 import { withTimeout } from "../lib/timeout.ts";
 import type { Logger } from "../log.ts";
+import { openWindowStore } from "../stores.ts";
+import type { WindowHit, WindowStore } from "../store/types.ts";
 
 /** What the limiter decided for one request. */
 export interface RateDecision {
@@ -24,28 +26,7 @@ export interface RateDecision {
   retryAfterMs: number;
 }
 
-/** One sliding-window check, as a {@link WindowStore} answers it. */
-export interface WindowHit {
-  /** Whether the request fitted (and was counted). */
-  allowed: boolean;
-  /** Requests counted in the current fixed window before this one. */
-  cur: number;
-  /** Requests counted in the previous fixed window. */
-  prev: number;
-  /** Milliseconds since the current fixed window began. */
-  elapsedMs: number;
-}
-
-/** Counts requests per id in fixed windows of its own clock; the sliding estimate is derived. */
-export interface WindowStore {
-  /**
-   * Atomically: with `w` = the current window of length `windowMs`, reads the counts of `w`
-   * and `w - 1` for `id`; when `prev * (1 - elapsed / windowMs) + cur + 1 <= limit`, counts one
-   * more request in `w`. Refused requests are not counted.
-   */
-  hit(id: string, limit: number, windowMs: number): Promise<WindowHit>;
-  close(): Promise<void>;
-}
+export type { WindowHit, WindowStore } from "../store/types.ts";
 
 /** The sliding-window test every store applies. */
 export function fits(h: { cur: number; prev: number; elapsedMs: number }, limit: number, windowMs: number): boolean {
@@ -225,7 +206,5 @@ export async function openRateLimiter(
   };
   const base = { limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS, onFallback };
   if (cfg.RATE_LIMIT_PER_KEY <= 0 || !cfg.REDIS_URL) return new RateLimiter(base);
-  const { RedisWindowStore } = await import("../store/redis/rate-counter.ts");
-  const shared = RedisWindowStore.open({ url: cfg.REDIS_URL, cluster: cfg.REDIS_CLUSTER, log, connectTimeoutMs: Math.max(cfg.STORE_TIMEOUT_MS, 500) });
-  return new RateLimiter({ ...base, shared });
+  return new RateLimiter({ ...base, shared: await openWindowStore(cfg, log) });
 }

@@ -3,21 +3,13 @@
  * (many, all or nothing). The decision is made on the tenant's current definitions inside the
  * database's register transaction, so concurrent registrations cannot interleave.
  */
-import type { DtypeName } from "../registry/dtype.ts";
+import type { z } from "@hono/zod-openapi";
+import type { RegisterBody } from "../schemas.ts";
 import type { DefinitionRow, MetadataUpdate, NewDefinition } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
-/** A definition as submitted (already schema-valid). */
-export interface RegisterInput {
-  name: string;
-  version: number;
-  dtype: DtypeName;
-  entity_type: string;
-  ttl_hours?: number | undefined;
-  description?: string | undefined;
-  owner?: string | undefined;
-  tags?: Record<string, string> | undefined;
-}
+/** A definition as submitted (already schema-valid: the request schema's type). */
+export type RegisterInput = z.output<typeof RegisterBody>;
 
 /** What happened (or would happen) to one definition. */
 export type RegisterStatus = "new" | "unchanged" | "updated" | "conflict" | "invalid";
@@ -107,10 +99,10 @@ export function decideRegistration(tenant: string, items: readonly RegisterItem[
  * Registers items for a tenant, all or nothing: applied only when none is in conflict or
  * invalid and `dryRun` is false. Refreshes this process's registry snapshot after a change.
  */
-export async function registerFeatures(deps: Pick<Deps, "db" | "registry" | "clock" | "config" | "log">, tenant: string, items: readonly RegisterItem[], dryRun = false): Promise<{ outcomes: RegisterOutcome[]; ok: boolean }> {
+export async function registerFeatures(deps: Pick<Deps, "stores" | "registry" | "clock" | "config" | "log">, tenant: string, items: readonly RegisterItem[], dryRun = false): Promise<{ outcomes: RegisterOutcome[]; ok: boolean }> {
   const now = deps.clock.now();
   const { result, inserted } = await dbCall(deps, "register", () =>
-    deps.db.registerDefinitions(tenant, (current) => {
+    deps.stores.registry.registerDefinitions(tenant, (current) => {
       const d = decideRegistration(tenant, items, current, now);
       return { plan: d.plan, apply: d.ok && !dryRun, result: d };
     }),
@@ -120,7 +112,7 @@ export async function registerFeatures(deps: Pick<Deps, "db" | "registry" | "clo
     if (o.definition && o.definition.id === -1) o.definition = { ...o.definition, id: ids.get(`${o.name}@${o.version}`) ?? -1 };
   }
   if (inserted.length > 0 || result.plan.updates.length > 0) {
-    if (result.ok && !dryRun) await dbCall(deps, "registry reload", () => deps.registry.reload());
+    if (result.ok && !dryRun) await dbCall(deps, "registry reload", () => deps.registry.reload(tenant));
   }
   return { outcomes: result.outcomes, ok: result.ok };
 }

@@ -1,22 +1,21 @@
 /**
  * Writing feature values: all or nothing. Every value is validated against its definition
  * first; only then is the batch stored (history + latest, one transaction) and offered to the
- * online cache, which keeps whichever value is newest by (event_time, seq).
+ * online store, which keeps whichever value is newest by (event_time, seq). HTTP writes and the
+ * stream worker share {@link storeValues}.
  */
 import { createHash } from "node:crypto";
+import type { z } from "@hono/zod-openapi";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { parseTime } from "../lib/time.ts";
-import type { ValueWrite, WrittenRow } from "../store/types.ts";
-import { dbCall, type Deps } from "./deps.ts";
+import { formatTime, parseTime } from "../lib/time.ts";
+import type { WriteRecord as WriteRecordSchema } from "../schemas.ts";
+import type { RowOutcome, ValueWrite } from "../store/types.ts";
+import { dbCall, type Deps, type RegistryHolder } from "./deps.ts";
 
 /** One record of a write, as validated by the request schema. */
-export interface WriteRecord {
-  entity_id: string;
-  event_time?: string | undefined;
-  features: Record<string, unknown>;
-}
+export type WriteRecord = z.output<typeof WriteRecordSchema>;
 
 /** At most this many field errors are reported in one 400. */
 const MAX_ERRORS = 100;
@@ -26,36 +25,78 @@ export function valueHash(packed: Uint8Array): Uint8Array {
   return new Uint8Array(createHash("sha256").update(packed).digest().subarray(0, 16));
 }
 
+/** Why a value of a write is refused. */
+export type RowProblemReason =
+  /** no such feature (it may have been registered moments ago, in another process) */
+  | "unknown_feature"
+  /** the feature belongs to another entity type */
+  | "wrong_entity_type"
+  /** not a feature reference (`name` or `name@N`) */
+  | "bad_reference"
+  /** the event time is not an RFC 3339 timestamp, or later than the server clock plus MAX_FUTURE_SKEW */
+  | "bad_time"
+  /** the value does not fit the feature's dtype or size limit */
+  | "bad_value";
+
+/** One refused value (or event time) of a write. */
+export interface RowProblem {
+  /** index of the record in the write */
+  record: number;
+  /** where in the record: `event_time` or `features.<reference>` */
+  field: string;
+  reason: RowProblemReason;
+  message: string;
+}
+
 /**
- * Validates records into rows ready to store, or throws one 400 listing what is wrong (which
- * record and feature). `defaultTime` stands for a missing event_time.
+ * Why an event time later than the server clock plus `MAX_FUTURE_SKEW` is refused (one line). A
+ * value dated in the future would outrank every value written "now" until its time came, and
+ * could not be taken back.
  */
-export function prepareRows(
-  deps: Pick<Deps, "registry">,
+function futureEventTimeMessage(eventTime: number, now: number, skewMs: number, defaulted: boolean): string {
+  const what = defaulted ? `the record timestamp ${formatTime(eventTime)} (used as event_time)` : formatTime(eventTime);
+  return `${what} is more than MAX_FUTURE_SKEW (${skewMs / 1000} s) ahead of the server clock (${formatTime(now)}); values cannot be dated in the future`;
+}
+
+/** What validation needs: the registry snapshot, the clock and the future-skew limit. */
+export type ValidationDeps = Pick<Deps, "clock" | "config"> & { registry: Pick<RegistryHolder, "current"> };
+
+/**
+ * Validates records into rows ready to store (each with its definition), or lists what is wrong
+ * (at most {@link MAX_ERRORS} problems). `defaultTime` stands for a missing event_time. Event
+ * times (given or defaulted) later than the server clock plus `MAX_FUTURE_SKEW` are refused.
+ */
+export function validateRecords(
+  deps: ValidationDeps,
   tenant: string,
   entityType: string,
   records: readonly WriteRecord[],
   defaultTime: number,
-  pathPrefix = "records",
-): { rows: ValueWrite[]; defs: Definition[] } {
+): { ok: true; rows: ValueWrite[]; defs: Definition[] } | { ok: false; problems: RowProblem[] } {
   const snapshot = deps.registry.current;
-  const errors: FieldError[] = [];
+  const problems: RowProblem[] = [];
   const rows: ValueWrite[] = [];
   const defs: Definition[] = [];
-  const resolved = new Map<string, Definition | string>();
-  for (let i = 0; i < records.length && errors.length < MAX_ERRORS; i++) {
+  const resolved = new Map<string, Definition | { reason: RowProblemReason; message: string }>();
+  const now = deps.clock.now();
+  const latest = now + deps.config.MAX_FUTURE_SKEW;
+  for (let i = 0; i < records.length && problems.length < MAX_ERRORS; i++) {
     const rec = records[i] as WriteRecord;
     let eventTime = defaultTime;
     if (rec.event_time !== undefined) {
       const t = parseTime(rec.event_time);
       if (t === null) {
-        errors.push({ path: `${pathPrefix}[${i}].event_time`, message: "expected an RFC 3339 timestamp" });
+        problems.push({ record: i, field: "event_time", reason: "bad_time", message: "expected an RFC 3339 timestamp" });
         continue;
       }
       eventTime = t;
     }
+    if (eventTime > latest) {
+      problems.push({ record: i, field: "event_time", reason: "bad_time", message: futureEventTimeMessage(eventTime, now, deps.config.MAX_FUTURE_SKEW, rec.event_time === undefined) });
+      continue;
+    }
     for (const [ref, raw] of Object.entries(rec.features)) {
-      const path = `${pathPrefix}[${i}].features.${ref}`;
+      const field = `features.${ref}`;
       let def = resolved.get(ref);
       if (def === undefined) {
         const r = snapshot.resolve(tenant, ref);
@@ -63,78 +104,121 @@ export function prepareRows(
           r.kind === "ok"
             ? r.def.entity_type === entityType
               ? r.def
-              : `feature ${ref} belongs to entity type ${r.def.entity_type}, not ${entityType}`
+              : { reason: "wrong_entity_type", message: `feature ${ref} belongs to entity type ${r.def.entity_type}, not ${entityType}` }
             : r.kind === "invalid"
-              ? r.message
-              : `unknown feature ${JSON.stringify(ref)}`;
+              ? { reason: "bad_reference", message: r.message }
+              : { reason: "unknown_feature", message: `unknown feature ${JSON.stringify(ref)}` };
         resolved.set(ref, def);
       }
-      if (typeof def === "string") {
-        errors.push({ path, message: def });
+      if ("reason" in def) {
+        problems.push({ record: i, field, ...def });
         continue;
       }
       const v = coerceValue(def.type, raw);
       if (!v.ok) {
-        errors.push({ path, message: v.message });
+        problems.push({ record: i, field, reason: "bad_value", message: v.message });
         continue;
       }
       const packed = encodeValue(def.type, v.value);
       if (packed.byteLength > MAX_VALUE_BYTES) {
-        errors.push({ path, message: `value is ${packed.byteLength} bytes encoded; the limit is ${MAX_VALUE_BYTES}` });
+        problems.push({ record: i, field, reason: "bad_value", message: `value is ${packed.byteLength} bytes encoded; the limit is ${MAX_VALUE_BYTES}` });
         continue;
       }
       rows.push({ feature_id: def.id, entity_id: rec.entity_id, event_time: eventTime, value: packed, value_hash: valueHash(packed) });
       defs.push(def);
     }
   }
-  if (errors.length > 0) {
-    throw new AppError("invalid_request", `${errors.length}${errors.length >= MAX_ERRORS ? "+" : ""} invalid value(s); nothing was written`, {
-      errors: errors.slice(0, MAX_ERRORS),
-    });
-  }
-  return { rows, defs };
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, rows, defs };
 }
 
 /**
- * Stores prepared rows and updates the online cache with the newly stored ones. Returns how
- * many values were accepted (identical re-sends and older values included); `onWritten` sees
- * the newly stored ones (materialize counts re-sends with it).
+ * Validates the records of a write request into rows ready to store, or throws one 400 listing
+ * what is wrong (which record and feature: `records[3].features.x`).
  */
-export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[], onWritten?: (written: readonly WrittenRow[]) => void): Promise<number> {
-  if (rows.length === 0) return 0;
-  const written = await dbCall(deps, "write", () => deps.db.writeValues(rows));
-  onWritten?.(written);
-  await offerToCache(deps, tenant, entityType, written, defs);
+export function prepareRows(
+  deps: ValidationDeps,
+  tenant: string,
+  entityType: string,
+  records: readonly WriteRecord[],
+  defaultTime: number,
+): { rows: ValueWrite[]; defs: Definition[] } {
+  const v = validateRecords(deps, tenant, entityType, records, defaultTime);
+  if (v.ok) return v;
+  const errors: FieldError[] = v.problems.slice(0, MAX_ERRORS).map((p) => ({ path: `records[${p.record}].${p.field}`, message: p.message }));
+  throw new AppError("invalid_request", `${errors.length}${errors.length >= MAX_ERRORS ? "+" : ""} invalid value(s); nothing was written`, { errors });
+}
+
+/** Values of one tenant and entity type to store, each row with its definition (same order). */
+export interface WriteGroup {
+  tenant: string;
+  entityType: string;
+  rows: ValueWrite[];
+  defs: Definition[];
+}
+
+/**
+ * The one way values are stored, for HTTP writes and the stream worker alike: the rows of every
+ * group in ONE offline-store transaction (one `writeValues` call), then every accepted row,
+ * newly stored or identical to a stored one, offered to the online store through its
+ * compare-and-set. Offering re-sends too is what repairs the online store after a write that
+ * committed but was answered 503 (a timeout): the client's retry stores nothing new, yet its
+ * values reach the online store. Returns what each row became, per group.
+ *
+ * `servesReads: false` (the stream worker) skips a private, in-process online store: nobody
+ * reads it in that process, and the servers forget theirs when the change feed reports values.
+ */
+export async function storeValues(deps: Deps, groups: readonly WriteGroup[], opts: { servesReads?: boolean } = {}): Promise<RowOutcome[][]> {
+  const rows = groups.length === 1 ? (groups[0] as WriteGroup).rows : groups.flatMap((g) => g.rows);
+  if (rows.length === 0) return groups.map(() => []);
+  const outcomes = await dbCall(deps, "write", () => deps.stores.offline.writeValues(rows));
   deps.metrics.valuesWritten.inc(rows.length);
-  return rows.length;
+  const perGroup: RowOutcome[][] = [];
+  let at = 0;
+  for (const g of groups) {
+    perGroup.push(outcomes.slice(at, at + g.rows.length));
+    at += g.rows.length;
+  }
+  if (opts.servesReads !== false || deps.stores.online.capabilities.sharedAcrossProcesses) {
+    for (let i = 0; i < groups.length; i++) await offerToOnline(deps, groups[i] as WriteGroup, perGroup[i] as RowOutcome[]);
+  }
+  return perGroup;
 }
 
 /**
- * Offers newly stored rows of one tenant and entity type to the online cache (compare-and-set:
- * only a newer value replaces a cached one). A cache failure is counted, never thrown: the
- * database holds the values and the cache catches up by its recovery rules.
+ * Stores prepared rows of one tenant and entity type (see {@link storeValues}). Returns how many
+ * values were accepted (identical re-sends and older values included) and how many of them were
+ * newly stored (not identical re-sends).
  */
-export async function offerToCache(deps: Deps, tenant: string, entityType: string, written: readonly WrittenRow[], defs: readonly Definition[]): Promise<void> {
-  if (written.length === 0) return;
-  const ttl = new Map(defs.map((d) => [d.id, d.ttlMs]));
-  const entries = written.map((w) => {
-    const ttlMs = ttl.get(w.feature_id);
+export async function storeRows(deps: Deps, tenant: string, entityType: string, rows: ValueWrite[], defs: Definition[]): Promise<{ accepted: number; stored: number }> {
+  const [outcomes = []] = await storeValues(deps, [{ tenant, entityType, rows, defs }]);
+  return { accepted: rows.length, stored: outcomes.filter((o) => o.status === "stored").length };
+}
+
+/**
+ * Offers accepted rows of one group to the online store (compare-and-set: only a newer
+ * (event_time, seq) replaces what it holds). A failure is counted, never thrown: the offline
+ * store holds the values, and the online store catches up by its recovery rules.
+ */
+async function offerToOnline(deps: Deps, group: WriteGroup, outcomes: readonly RowOutcome[]): Promise<void> {
+  if (group.rows.length === 0) return;
+  const entries = group.rows.map((r, i) => {
+    const ttlMs = (group.defs[i] as Definition).ttlMs;
     return {
-      key: { feature_id: w.feature_id, entity_id: w.entity_id },
-      value: { event_time: w.event_time, seq: w.seq, value: w.value },
+      key: { feature_id: r.feature_id, entity_id: r.entity_id },
+      value: { event_time: r.event_time, seq: (outcomes[i] as RowOutcome).seq, value: r.value },
       ...(ttlMs ? { ttlSeconds: Math.ceil(ttlMs / 1000) } : {}),
     };
   });
   try {
-    await deps.cache.putMany(tenant, entityType, entries);
+    await deps.stores.online.putMany(group.tenant, group.entityType, entries);
   } catch (err) {
     deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
-    deps.log.debug({ err }, "online cache update failed after a write");
+    deps.log.debug({ err }, "online store update failed after a write");
   }
 }
 
 /** The `write` route's operation: validate everything, then store. */
 export async function writeFeatures(deps: Deps, tenant: string, entityType: string, records: readonly WriteRecord[]): Promise<number> {
   const { rows, defs } = prepareRows(deps, tenant, entityType, records, deps.clock.now());
-  return storeRows(deps, tenant, entityType, rows, defs);
+  return (await storeRows(deps, tenant, entityType, rows, defs)).accepted;
 }

@@ -63,8 +63,8 @@ export class JobRunner {
   constructor(private readonly deps: Deps) {}
 
   /** A store call; a store that is down is a 503. */
-  private db<T>(fn: (s: Deps["db"]["sources"]) => Promise<T>): Promise<T> {
-    return dbCall(this.deps, "materialize jobs", () => fn(this.deps.db.sources));
+  private db<T>(fn: (s: Deps["stores"]["registry"]["sources"]) => Promise<T>): Promise<T> {
+    return dbCall(this.deps, "materialize jobs", () => fn(this.deps.stores.registry.sources));
   }
 
   /** Marks jobs whose process is gone as interrupted. */
@@ -139,10 +139,10 @@ export class JobRunner {
       this.children.delete(job.id);
       // a process that ended without recording an outcome (a crash, a bad configuration)
       const now = this.deps.clock.now();
-      const row = await this.deps.db.sources.getJob(job.tenant, job.id).catch(() => null);
+      const row = await this.deps.stores.registry.sources.getJob(job.tenant, job.id).catch(() => null);
       if (row && (row.status === "queued" || row.status === "running")) {
         const last = stderr.trim().split("\n").at(-1) ?? "";
-        await this.deps.db.sources.updateJob(job.id, { status: "failed", error: `the materialize process exited with status ${code}${last ? `: ${last.slice(0, 2000)}` : ""}` }, now).catch(() => {});
+        await this.deps.stores.registry.sources.updateJob(job.id, { status: "failed", error: `the materialize process exited with status ${code}${last ? `: ${last.slice(0, 2000)}` : ""}` }, now).catch(() => {});
       }
     })().catch((err: unknown) => this.deps.log.warn({ err }, "materialize job watcher failed"));
   }

@@ -1,7 +1,7 @@
 /**
  * Materializing a source: stream its rows in chunks, turn each row into a write record
  * (entity id, event time, feature values by reference) and store the chunk through the same
- * path as `POST /features/write` (prepareRows + storeRows: history, the latest-value table's
+ * path as `POST /features/write` (prepareRows + storeValues: history, the latest-value table's
  * compare-and-set and the online cache). After each chunk the run's position is saved.
  *
  * Exactly once without a shared transaction: the position is saved after the chunk's values
@@ -15,7 +15,7 @@ import { parseDtype, type Dtype } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { entityIdProblem } from "../registry/names.ts";
 import type { Deps } from "../serving/deps.ts";
-import { prepareRows, storeRows, type WriteRecord } from "../serving/write.ts";
+import { prepareRows, storeValues, type WriteRecord } from "../serving/write.ts";
 import type { ValueWrite } from "../store/types.ts";
 import { FieldCountError, openReader, SourceError, type Chunk, type Position, type SourceReader } from "./read.ts";
 import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from "./spec.ts";
@@ -213,7 +213,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   const reader = openReader(spec, opts.env);
   const { checked, total, unit } = await checkSource(deps, tenant, spec, reader);
   const args: RunArgs = { start: opts.start, end: opts.end, incremental: opts.incremental };
-  const state = await deps.db.sources.getSourceState(tenant, spec.name);
+  const state = await deps.stores.registry.sources.getSourceState(tenant, spec.name);
   const saved = state?.run as SavedRun | null | undefined;
   const resumed = !!saved && sameArgs(saved.args, args);
   const run: SavedRun = resumed
@@ -228,7 +228,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
         stats: emptyStats(),
         started_at: deps.clock.now(),
       };
-  if (!resumed) await deps.db.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
+  if (!resumed) await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
   opts.onStart?.({ source: spec.name, total, unit, resumed });
 
   const featureCols = [...checked.targets.keys()];
@@ -336,9 +336,13 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     s.rows_read += chunk.rows.length;
     s.rows_outside_window += outside;
     s.null_values += nulls;
-    let stored = 0;
     const t0 = performance.now();
-    await storeRows(deps, tenant, checked.entityType, rows, defs, (w) => (stored += w.length));
+    // The one storage path of HTTP writes and the stream worker. Like the worker, a load skips
+    // a private in-process online store (no one reads it here; servers drop theirs when the
+    // change feed reports values); a shared one (Redis) gets every value by compare-and-set.
+    const [outcomes = []] = await storeValues(deps, [{ tenant, entityType: checked.entityType, rows, defs }], { servesReads: false });
+    let stored = 0;
+    for (const o of outcomes) if (o.status === "stored") stored++;
     timings.store_ms += performance.now() - t0;
     s.values_stored += stored;
     s.identical_resends += rows.length - stored;
@@ -349,7 +353,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     // (non-blocking) one, at 450-480 MiB and slower overall.
     Bun.gc(true);
     run.position = chunk.position;
-    await deps.db.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
+    await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
     opts.onProgress?.({
       source: spec.name, rows_read: s.rows_read, values_stored: s.values_stored, identical_resends: s.identical_resends,
       rows_rejected: s.rows_rejected, done: chunk.done, total, unit,
@@ -377,7 +381,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   }
 
   const watermark = s.max_event_time === null ? (state?.watermark ?? null) : Math.max(s.max_event_time, state?.watermark ?? -Infinity);
-  await deps.db.sources.putSourceState(tenant, spec.name, { run: null, watermark }, deps.clock.now());
+  await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run: null, watermark }, deps.clock.now());
   return {
     source: spec.name,
     window: { start: start === null ? null : formatTime(start), end: end === null ? null : formatTime(end) },

@@ -32,11 +32,11 @@ function canonical(v: unknown): string {
  * Checks the `sources:` of a file (`raw`) for a tenant, against the current definitions plus
  * the valid ones in the same file. Never applies anything.
  */
-export async function planSources(deps: Pick<Deps, "db" | "registry">, tenant: string, raw: unknown, file: string, features: readonly RegisterItem[], env: Record<string, string | undefined> = process.env): Promise<{ outcomes: SourceOutcome[]; ok: boolean }> {
+export async function planSources(deps: Pick<Deps, "stores" | "registry">, tenant: string, raw: unknown, file: string, features: readonly RegisterItem[], env: Record<string, string | undefined> = process.env): Promise<{ outcomes: SourceOutcome[]; ok: boolean }> {
   const { specs, invalid } = parseSources(raw, file);
   const outcomes: SourceOutcome[] = invalid.map((i) => ({ name: i.name, status: "invalid", detail: i.reason }));
   const pending = features.flatMap((f) => ("input" in f ? [f.input] : []));
-  const stored = new Map((await deps.db.sources.listSources(tenant)).map((s) => [s.name, canonical(s.spec)]));
+  const stored = new Map((await deps.stores.registry.sources.listSources(tenant)).map((s) => [s.name, canonical(s.spec)]));
   for (const spec of specs) {
     const checked = checkMapping(spec, tenant, deps.registry.current, pending);
     if (typeof checked === "string") {
@@ -66,13 +66,13 @@ export async function planSources(deps: Pick<Deps, "db" | "registry">, tenant: s
 }
 
 /** Stores the new and updated sources of a successful plan (one transaction). */
-export async function applySources(deps: Pick<Deps, "db" | "clock">, tenant: string, outcomes: readonly SourceOutcome[]): Promise<void> {
+export async function applySources(deps: Pick<Deps, "stores" | "clock">, tenant: string, outcomes: readonly SourceOutcome[]): Promise<void> {
   const put = outcomes.filter((o) => (o.status === "new" || o.status === "updated") && o.spec).map((o) => ({ name: o.name, spec: o.spec }));
-  if (put.length > 0) await deps.db.sources.putSources(tenant, put, deps.clock.now());
+  if (put.length > 0) await deps.stores.registry.sources.putSources(tenant, put, deps.clock.now());
 }
 
 /** A tenant's stored source by name, or null. */
-export async function loadSource(deps: Pick<Deps, "db">, tenant: string, name: string): Promise<SourceSpec | null> {
-  const row = (await deps.db.sources.listSources(tenant)).find((s) => s.name === name);
+export async function loadSource(deps: Pick<Deps, "stores">, tenant: string, name: string): Promise<SourceSpec | null> {
+  const row = (await deps.stores.registry.sources.listSources(tenant)).find((s) => s.name === name);
   return row ? (row.spec as SourceSpec) : null;
 }

@@ -5,7 +5,7 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { z } from "@hono/zod-openapi";
-import { zodErrors } from "../api/errors.ts";
+import { zodErrors } from "../schemas.ts";
 import { parseDtype, type Dtype, type DtypeName } from "../registry/dtype.ts";
 import { NAME_PATTERN, parseRef, REF_PATTERN } from "../registry/names.ts";
 import type { RegistrySnapshot } from "../registry/snapshot.ts";

@@ -1,47 +1,18 @@
 /**
- * The store interfaces. Every backend (embedded SQLite, PostgreSQL; in-process cache, Redis)
- * implements them; nothing above this layer knows which one it talks to.
+ * The store interfaces, one per role: {@link RegistryStore} (definitions, keys, change feed,
+ * migrations), {@link OfflineStore} (value history, point-in-time reads, the latest-value
+ * table) and {@link OnlineStore} (latest values, compare-and-set). Every backend (embedded
+ * SQLite, PostgreSQL; in-process, Redis) implements one or more of them; nothing above this
+ * layer knows which one it talks to, and callers ask for capabilities, never for a backend.
  *
  * Conventions: times are epoch milliseconds; a feature version is identified by its numeric
  * `feature_id`, unique across tenants (so tenant isolation of values follows from ids that only
  * the tenant's own snapshot resolves); values travel in stored form, packed (`Uint8Array`, see
  * registry/dtype.ts), with a 16-byte hash used to recognise identical re-sends.
  */
-import type { DtypeName } from "../registry/dtype.ts";
+import type { DefinitionRow, MetadataUpdate, NewDefinition, RegisterPlan } from "../registry/definition.ts";
 
-/** A registered feature version as stored. */
-export interface DefinitionRow {
-  id: number;
-  tenant: string;
-  name: string;
-  version: number;
-  dtype: DtypeName;
-  entity_type: string;
-  ttl_hours: number | null;
-  description: string | null;
-  owner: string | null;
-  tags: Record<string, string>;
-  created_at: number;
-  updated_at: number;
-}
-
-/** A definition to insert (the store assigns the id). */
-export type NewDefinition = Omit<DefinitionRow, "id">;
-
-/** Metadata replacement for an existing definition. */
-export interface MetadataUpdate {
-  id: number;
-  description: string | null;
-  owner: string | null;
-  tags: Record<string, string>;
-  updated_at: number;
-}
-
-/** What a register transaction decided, given the tenant's current definitions. */
-export interface RegisterPlan {
-  inserts: NewDefinition[];
-  updates: MetadataUpdate[];
-}
+export type { DefinitionRow, MetadataUpdate, NewDefinition, RegisterPlan };
 
 /** API key record (the key itself is never stored, only its SHA-256). */
 export interface KeyRow {
@@ -75,10 +46,12 @@ export interface StoredRow {
   value: Uint8Array;
 }
 
-/** A value that was newly stored by a write (re-sends are not reported). */
-export interface WrittenRow extends StoredRow {
-  feature_id: number;
-  entity_id: string;
+/** What one input row of a write became (`writeValues` answers one per row, in input order). */
+export interface RowOutcome {
+  /** the row's write sequence: newly assigned, or that of the identical row stored before */
+  seq: number;
+  /** `stored`: newly stored; `identical`: the same value was already stored (a re-send) */
+  status: "stored" | "identical";
 }
 
 /** (feature version, entity) */
@@ -98,16 +71,29 @@ export interface ChangeSet {
   keys: boolean;
   /** values written by another process (the in-process cache must forget what it holds) */
   values: boolean;
+  /** the tenants whose definitions changed, when the feed knows; absent: any may have */
+  tenants?: readonly string[];
+}
+
+/** What a {@link RegistryStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
+export interface RegistryCapabilities {
+  /**
+   * The store belongs to this installation (a file under DATA_DIR): every command applies
+   * pending migrations itself. Otherwise `feature-store migrate` is a deployment step and the
+   * other commands only check that it ran.
+   */
+  readonly embedded: boolean;
 }
 
 /**
- * The system of record: registry, API keys and the offline history of values (plus the latest
- * value per feature version and entity, maintained in the same transaction as the history).
+ * Role 1, the registry: feature definitions, API keys, the change feed that tells other
+ * processes about them, and the schema migrations of the system of record.
  */
-export interface Database {
-  /** `sqlite` or `postgres` */
-  readonly kind: "sqlite" | "postgres";
-  /** offline sources, load state and materialization jobs */
+export interface RegistryStore {
+  /** The backend's short name for logs and messages (`sqlite`, `postgres`); never branch on it. */
+  readonly name: string;
+  readonly capabilities: RegistryCapabilities;
+  /** offline sources, their load state and materialization jobs (issue 14) */
   readonly sources: SourceStore;
   /** Applies pending migrations; idempotent. Returns the names applied now. */
   migrate(): Promise<string[]>;
@@ -116,8 +102,8 @@ export interface Database {
   /** Round trip to the store; throws when it is down. */
   ping(): Promise<void>;
 
-  /** Every definition of every tenant (for the in-memory snapshot). */
-  loadDefinitions(): Promise<DefinitionRow[]>;
+  /** Every definition of one tenant, or of every tenant (for the in-memory snapshot). */
+  loadDefinitions(tenant?: string): Promise<DefinitionRow[]>;
   /**
    * Runs `decide` on the tenant's current definitions inside one serialised transaction and
    * applies the plan it returns (unless `apply` is false). All or nothing.
@@ -133,49 +119,123 @@ export interface Database {
   /** Marks a key revoked; false when there is no such key or it was already revoked. */
   revokeKey(id: string, at: number): Promise<boolean>;
 
-  /**
-   * Stores values in one transaction: history rows (identical re-sends skipped, each new row
-   * given the next write sequence) and the latest-value table (replaced only by a value with a
-   * greater (event_time, seq)). Returns the newly stored rows.
-   */
-  writeValues(rows: ValueWrite[]): Promise<WrittenRow[]>;
-  /** Latest value per key (greatest event_time, then seq), `null` when never written. */
-  getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]>;
-  /** Value current at `at` per key: greatest event_time <= at, then seq. */
-  getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]>;
-
   /** Calls `listener` (at most about once a second late) when another process changed something. */
   watch(listener: (changes: ChangeSet) => void): void;
   close(): Promise<void>;
 }
 
+/**
+ * Role 2, the offline store: the append-only history of values (point-in-time reads, retention
+ * by the backend's own rules) and, maintained in the same transaction, the latest value per
+ * feature version and entity: the authority the online store falls back to.
+ */
+export interface OfflineStore {
+  /**
+   * Stores values in one transaction: history rows (identical re-sends skipped, each new row
+   * given the next write sequence, in input order) and the latest-value table (replaced only by
+   * a value with a greater (event_time, seq)). Answers what each input row became, in input
+   * order: its sequence, and whether it was newly stored or identical to a stored row (an
+   * identical row repeated within `rows` is stored once; the repeats are `identical`).
+   * The call's timeout grows with the size of the write.
+   */
+  writeValues(rows: ValueWrite[]): Promise<RowOutcome[]>;
+  /** Latest value per key (greatest event_time, then seq), `null` when never written. */
+  getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]>;
+  /** Value current at `at` per key: greatest event_time <= at, then seq. */
+  getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A system of record: one backend (embedded SQLite, PostgreSQL) playing the registry and offline
+ * roles over one schema, so a registration and the values that use it share transactions.
+ */
+export interface Database extends RegistryStore, OfflineStore {}
+
 /** A cached latest value; `null` records "never written" (a negative entry). */
 export type CachedValue = StoredRow | null;
 
-/** The online cache in front of {@link Database.getLatest}. */
-export interface OnlineCache {
-  readonly kind: "in_process" | "redis";
+/** What an {@link OnlineStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
+export interface OnlineCapabilities {
   /**
-   * Cached entries for one entity type's keys, `undefined` where the cache holds nothing.
-   * Throws when the cache is unavailable (callers fall back to the database).
+   * Every serving and worker process sees the same contents (Redis): worth writing to from a
+   * worker, worth pinging for readiness, and writes by another process need not clear it.
+   * When false (in-process) the store is private to this process.
+   */
+  readonly sharedAcrossProcesses: boolean;
+  /**
+   * `getMany` hands out the stored row objects themselves, the same object for as long as the
+   * value is current, so forms derived from a row (its JSON) may be memoised on it.
+   */
+  readonly stableRows: boolean;
+}
+
+/**
+ * Role 3, the online store: latest values keyed by (feature version, entity), each replaced only
+ * through a compare-and-set on (event_time, seq). It may forget entries (it is bounded, and
+ * Redis may evict or lose them); a miss is answered from {@link OfflineStore.getLatest} and
+ * written back. Backends: in-process (memory/), Redis and Redis Cluster (redis/).
+ */
+export interface OnlineStore {
+  /** The backend's short name for logs and messages (`in_process`, `redis`); never branch on it. */
+  readonly name: string;
+  readonly capabilities: OnlineCapabilities;
+  /**
+   * Stored entries for one entity type's keys, `undefined` where the store holds nothing.
+   * Throws when the store is unavailable (callers fall back to the offline store).
    */
   getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]>;
   /**
-   * Offers values to the cache; each replaces the cached one only when its (event_time, seq)
-   * is greater (a negative entry is replaced by any value). `ttlSeconds` (per entry, optional)
-   * bounds how long the cache may keep it.
+   * Offers values; each replaces the stored one only when its (event_time, seq) is greater (a
+   * negative entry is replaced by any value). `ttlSeconds` (per entry, optional) bounds how long
+   * the store may keep it.
    */
   putMany(
     tenant: string,
     entityType: string,
     entries: { key: ValueKey; value: CachedValue; ttlSeconds?: number }[],
   ): Promise<void>;
-  /** Forgets everything (used when another process wrote to an embedded database). */
+  /** Forgets everything (used when another process wrote to the offline store). */
   clear(): Promise<void>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
+/** The three roles one process works with, opened together from the configuration (src/stores.ts). */
+export interface Stores {
+  registry: RegistryStore;
+  offline: OfflineStore;
+  online: OnlineStore;
+  /** Closes every store once (the registry and offline roles may be one backend). */
+  close(): Promise<void>;
+}
+
+/** One sliding-window check, as a {@link WindowStore} answers it. */
+export interface WindowHit {
+  /** Whether the request fitted (and was counted). */
+  allowed: boolean;
+  /** Requests counted in the current fixed window before this one. */
+  cur: number;
+  /** Requests counted in the previous fixed window. */
+  prev: number;
+  /** Milliseconds since the current fixed window began. */
+  elapsedMs: number;
+}
+
+/**
+ * Rate-limit counts, shared by every server (Redis, store/redis/rate-counter.ts): requests per
+ * id in fixed windows of the store's own clock; the sliding estimate is derived.
+ */
+export interface WindowStore {
+  /**
+   * Atomically: with `w` = the current window of length `windowMs`, reads the counts of `w`
+   * and `w - 1` for `id`; when `prev * (1 - elapsed / windowMs) + cur + 1 <= limit`, counts one
+   * more request in `w`. Refused requests are not counted.
+   */
+  hit(id: string, limit: number, windowMs: number): Promise<WindowHit>;
+  close(): Promise<void>;
+}
 /** A declared offline source as stored (`spec` is its validated definition, see sources/spec.ts). */
 export interface SourceRow {
   tenant: string;

@@ -1,15 +1,13 @@
 /**
  * Decoding and validating one event. The envelope is checked with the write route's own zod
- * schemas and the values with `prepareRows`, so an event is accepted exactly when the same
+ * schemas and the values with `validateRecords`, so an event is accepted exactly when the same
  * record would be accepted by `POST /api/v1/features/write` for that tenant.
  */
 import { z } from "@hono/zod-openapi";
-import { zodErrors } from "../api/errors.ts";
-import { EntityType, WriteRecord } from "../api/schemas.ts";
-import { AppError, type ErrorCode, type FieldError } from "../errors.ts";
+import { EntityType, WriteRecord, zodErrors } from "../schemas.ts";
+import type { ErrorCode, FieldError } from "../errors.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { prepareRows } from "../serving/write.ts";
-import type { Deps } from "../serving/deps.ts";
+import { validateRecords, type ValidationDeps } from "../serving/write.ts";
 import type { ValueWrite } from "../store/types.ts";
 import type { SourceRecord } from "./source.ts";
 
@@ -70,22 +68,23 @@ export function decodeEvent(record: SourceRecord, tenants: ReadonlySet<string>):
 }
 
 /**
- * Validates an event's values against the tenant's current registry (through `prepareRows`,
- * like a write). A missing `event_time` is the record's timestamp, so a redelivered record
- * yields identical rows and is recognised as a re-send.
+ * Validates an event's values against the tenant's current registry (through
+ * `validateRecords`, like a write, with its `MAX_FUTURE_SKEW` limit). A missing `event_time` is
+ * the record's timestamp, so a redelivered record yields identical rows and is recognised as a
+ * re-send. `staleRegistry` says the registry may just not know the feature yet (registered
+ * moments ago elsewhere): the event is worth validating again after a reload.
  */
 export function prepareEvent(
-  deps: Pick<Deps, "registry">,
+  deps: ValidationDeps,
   event: EventMessage,
   recordTimestamp: number,
-): { ok: true; rows: ValueWrite[]; defs: Definition[] } | { ok: false; rejection: Rejection } {
-  try {
-    const { rows, defs } = prepareRows(deps, event.tenant, event.entity_type, [event], recordTimestamp, "");
-    return { ok: true, rows, defs };
-  } catch (e) {
-    if (!(e instanceof AppError)) throw e;
-    // prepareRows names paths `[0].features.x`; an event is a single record.
-    const errors = (e.errors ?? []).map((f) => ({ path: f.path.replace(/^\[0\]\.?/, ""), message: f.message }));
-    return { ok: false, rejection: { code: e.code, detail: errors.length > 0 ? describe(errors) : e.message } };
-  }
+): { ok: true; rows: ValueWrite[]; defs: Definition[] } | { ok: false; rejection: Rejection; staleRegistry: boolean } {
+  const v = validateRecords(deps, event.tenant, event.entity_type, [event], recordTimestamp);
+  if (v.ok) return v;
+  return {
+    ok: false,
+    // an event is a single record: paths are relative to it (`features.x`)
+    rejection: { code: "invalid_request", detail: describe(v.problems.map((p) => ({ path: p.field, message: p.message }))) },
+    staleRegistry: v.problems.some((p) => p.reason === "unknown_feature" || p.reason === "wrong_entity_type"),
+  };
 }

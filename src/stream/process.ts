@@ -1,19 +1,16 @@
 /**
  * One batch of records -> stored values and dead letters. Every record is validated on its
  * own (one bad record never fails the others); the values of all valid records are stored in
- * ONE database transaction (one `writeValues` call), then offered to the online cache. No
+ * ONE database transaction through `storeValues`, the write path HTTP writes take too. No
  * Kafka here and no retries: a store failure throws, and the caller retries the whole batch,
  * which is safe because storing is idempotent (identical re-sends are not stored again).
  */
 import type { Definition } from "../registry/snapshot.ts";
-import { dbCall, type Deps } from "../serving/deps.ts";
-import { offerToCache } from "../serving/write.ts";
-import type { ValueWrite, WrittenRow } from "../store/types.ts";
+import type { Deps } from "../serving/deps.ts";
+import { storeValues, type WriteGroup } from "../serving/write.ts";
+import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { decodeEvent, prepareEvent, type EventMessage, type Rejection } from "./message.ts";
 import type { DeadLetter, SourceRecord } from "./source.ts";
-
-/** A record the registry may simply not know yet (definitions registered moments ago). */
-const RETRY_AFTER_RELOAD = /unknown feature|belongs to entity type/;
 
 /** Clock skew tolerated between the producers' clocks (record timestamps) and ours, ms. */
 const SKEW_MS = 5_000;
@@ -47,8 +44,6 @@ export interface ProcessContext {
   refreshRegistry(since: number): Promise<boolean>;
 }
 
-const rowKey = (r: { feature_id: number; entity_id: string; event_time: number }) => `${r.feature_id}\u0000${r.event_time}\u0000${r.entity_id}`;
-
 /**
  * Validates and stores a batch. Throws (an `unavailable` AppError) when the database write
  * fails; nothing is then reported as stored, and the batch may be retried as a whole.
@@ -66,7 +61,7 @@ export async function processBatch(ctx: ProcessContext, records: readonly Source
     }
     const prepared = prepareEvent(deps, decoded.event, record.timestamp);
     if (prepared.ok) valid.push({ record, event: decoded.event, rows: prepared.rows, defs: prepared.defs });
-    else if (RETRY_AFTER_RELOAD.test(prepared.rejection.detail)) retry.push({ record, event: decoded.event, rejection: prepared.rejection });
+    else if (prepared.staleRegistry) retry.push({ record, event: decoded.event, rejection: prepared.rejection });
     else letters.push({ record, ...prepared.rejection });
   }
   if (retry.length > 0) {
@@ -85,56 +80,34 @@ export async function processBatch(ctx: ProcessContext, records: readonly Source
     valid.sort((a, b) => (a.record.partition - b.record.partition) || (a.record.offset < b.record.offset ? -1 : a.record.offset > b.record.offset ? 1 : 0));
   }
 
-  const rows = valid.flatMap((v) => v.rows);
-  const written = rows.length === 0 ? [] : await dbCall(deps, "write", () => deps.db.writeValues(rows));
-  deps.metrics.valuesWritten.inc(rows.length);
-  await offerBatchToCache(deps, valid, written);
-
-  // Which messages had a value newly stored: match written rows back by identity, in order.
-  const fresh = new Map<string, number>();
-  for (const w of written) fresh.set(rowKey(w), (fresh.get(rowKey(w)) ?? 0) + 1);
-  let stored = 0;
-  let duplicates = 0;
-  const storedEventTimes: number[] = [];
-  for (const v of valid) {
-    let any = v.rows.length === 0;
-    for (const r of v.rows) {
-      const n = fresh.get(rowKey(r)) ?? 0;
-      if (n > 0) {
-        any = true;
-        fresh.set(rowKey(r), n - 1);
-      }
-    }
-    if (any) {
-      stored++;
-      const first = v.rows[0];
-      if (first) storedEventTimes.push(first.event_time);
-    } else duplicates++;
-  }
-  return { letters, stored, duplicates, storedEventTimes };
-}
-
-/**
- * Offers newly stored rows to the online cache, grouped by tenant and entity type. An in-process
- * cache is skipped: in a worker process nobody reads it, and servers drop their own when they
- * see the database change.
- */
-async function offerBatchToCache(deps: Deps, valid: readonly Valid[], written: readonly WrittenRow[]): Promise<void> {
-  if (written.length === 0 || deps.cache.kind === "in_process") return;
-  const owner = new Map<number, { group: string; def: Definition }>();
-  const groups = new Map<string, { tenant: string; entityType: string; defs: Definition[]; rows: WrittenRow[] }>();
+  // One group per tenant and entity type; each message's rows are a contiguous slice of its
+  // group's, in offset order (so "the value written last" is the later record).
+  const groups = new Map<string, { group: WriteGroup; members: { valid: Valid; start: number }[] }>();
   for (const v of valid) {
     const gk = `${v.event.tenant}\u0000${v.event.entity_type}`;
     let g = groups.get(gk);
-    if (!g) groups.set(gk, (g = { tenant: v.event.tenant, entityType: v.event.entity_type, defs: [], rows: [] }));
-    for (const d of v.defs) {
-      if (!owner.has(d.id)) g.defs.push(d);
-      owner.set(d.id, { group: gk, def: d });
+    if (!g) groups.set(gk, (g = { group: { tenant: v.event.tenant, entityType: v.event.entity_type, rows: [], defs: [] }, members: [] }));
+    g.members.push({ valid: v, start: g.group.rows.length });
+    g.group.rows.push(...v.rows);
+    g.group.defs.push(...v.defs);
+  }
+  const all = [...groups.values()];
+  const outcomes = await storeValues(deps, all.map((g) => g.group), { servesReads: false });
+
+  let stored = 0;
+  let duplicates = 0;
+  const storedEventTimes: number[] = [];
+  all.forEach((g, gi) => {
+    const out = outcomes[gi] as RowOutcome[];
+    for (const { valid: v, start } of g.members) {
+      let fresh = v.rows.length === 0;
+      for (let i = start; i < start + v.rows.length && !fresh; i++) fresh = (out[i] as RowOutcome).status === "stored";
+      if (fresh) {
+        stored++;
+        const first = v.rows[0];
+        if (first) storedEventTimes.push(first.event_time);
+      } else duplicates++;
     }
-  }
-  for (const w of written) {
-    const o = owner.get(w.feature_id);
-    if (o) groups.get(o.group)?.rows.push(w);
-  }
-  for (const g of groups.values()) await offerToCache(deps, g.tenant, g.entityType, g.rows, g.defs);
+  });
+  return { letters, stored, duplicates, storedEventTimes };
 }

@@ -3,11 +3,17 @@
  * to `batchSize` records, or whatever arrived within `batchWaitMs` of the first one), and each
  * batch is, in this order:
  *
- *   1. validated and stored (one database transaction), retried with backoff while the
- *      database is unavailable, consumption paused meanwhile;
+ *   1. validated and stored (one database transaction), retried with backoff while a store
+ *      is unavailable, consumption paused meanwhile. A failure that is not a store outage (a
+ *      bug, a value a backend refuses) would fail the same way every time: the batch is split
+ *      in halves until the failing records are alone, and those are dead-lettered with
+ *      `error-code: internal` and what failed, so the partitions move on;
  *   2. its invalid records written to the dead-letter sink (acknowledged by all in-sync
  *      replicas), retried the same way;
  *   3. its offsets committed.
+ *
+ * A step still failing after `retryLimitMs` ends the worker (`failed` resolves; the process
+ * exits non-zero for its supervisor to restart it) instead of stalling its partitions unseen.
  *
  * So an offset is committed only after everything before it is stored or dead-lettered, and
  * a crash at any point redelivers at most the uncommitted batches, which storage recognises as
@@ -16,9 +22,11 @@
  * Fetching goes on while a batch is being stored (up to two batches wait in memory), so the
  * database and the broker work in parallel.
  */
+import { AppError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { isStoreUnavailable } from "../store/errors.ts";
 import type { Clock } from "../lib/time.ts";
-import type { WorkerMetrics } from "./metrics.ts";
+import type { WorkerMetrics } from "../metrics.ts";
 import { processBatch, type BatchOutcome, type ProcessContext } from "./process.ts";
 import type { DeadLetterSink, EventSource, PartitionOffset, SourceRecord } from "./source.ts";
 
@@ -36,6 +44,32 @@ export interface StreamWorkerOptions {
   batchWaitMs: number;
   /** first and longest pause between retries of a failed step, ms */
   backoff?: { initialMs: number; maxMs: number };
+  /** longest a step may keep failing before the worker gives up (default 10 minutes), ms */
+  retryLimitMs?: number;
+}
+
+/** Longest `error-detail` of a record dead-lettered because storing it failed, characters. */
+const MAX_FAILURE_DETAIL = 1000;
+
+/** True for a failure that may pass by itself (a store outage), worth retrying as it is. */
+export function isTransient(err: unknown): boolean {
+  return isStoreUnavailable(err) || (err instanceof AppError && err.code === "unavailable");
+}
+
+/** What failed, for the `error-detail` of a record that cannot be stored. */
+function failureDetail(err: unknown): string {
+  const cause = err instanceof AppError && err.cause !== undefined ? err.cause : err;
+  const text = `storing this record failed: ${cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)}`;
+  return text.length > MAX_FAILURE_DETAIL ? `${text.slice(0, MAX_FAILURE_DETAIL - 1)}…` : text;
+}
+
+function merge(a: BatchOutcome, b: BatchOutcome): BatchOutcome {
+  return {
+    letters: [...a.letters, ...b.letters],
+    stored: a.stored + b.stored,
+    duplicates: a.duplicates + b.duplicates,
+    storedEventTimes: [...a.storedEventTimes, ...b.storedEventTimes],
+  };
 }
 
 /** Resolves waiters when `notify()` is called or after their own timeout, whichever comes first. */
@@ -83,7 +117,7 @@ export class StreamWorker {
   /** next offset to process per partition (committed, or first delivered) */
   private readonly positions = new Map<string, bigint>();
   private fatal: ((err: unknown) => void) | undefined;
-  /** resolves with an error when the source failed for good */
+  /** resolves with an error when the source failed for good, or a step kept failing past `retryLimitMs` */
   readonly failed: Promise<unknown>;
 
   constructor(private readonly opts: StreamWorkerOptions) {
@@ -195,7 +229,7 @@ export class StreamWorker {
   private async handle(batch: SourceRecord[]): Promise<void> {
     const { metrics, log, dlq } = this.opts;
     const started = performance.now();
-    const outcome = await this.retry("store", () => processBatch(this.opts.process, batch));
+    const outcome = await this.store(batch);
     if (outcome === undefined) return;
     if (outcome.letters.length > 0) {
       const sent = await this.retry("dlq", async () => {
@@ -264,17 +298,51 @@ export class StreamWorker {
   }
 
   /**
+   * Validates and stores records, retrying store outages. A failure of another kind isolates
+   * the records that cause it by bisection (halves stored in offset order) and turns each into
+   * a dead letter (`internal`). Undefined when the worker stopped or gave up meanwhile.
+   */
+  private async store(records: SourceRecord[]): Promise<BatchOutcome | undefined> {
+    try {
+      return await this.retry("store", () => processBatch(this.opts.process, records));
+    } catch (err) {
+      const first = records[0] as SourceRecord;
+      if (records.length === 1) {
+        this.opts.log.error({ err, topic: first.topic, partition: first.partition, offset: String(first.offset) }, "storing a record fails every time; it goes to the dead-letter topic");
+        return { letters: [{ record: first, code: "internal", detail: failureDetail(err) }], stored: 0, duplicates: 0, storedEventTimes: [] };
+      }
+      this.opts.log.warn({ err, records: records.length }, "storing a batch failed, not for a store outage; splitting it to find the failing records");
+      const mid = Math.ceil(records.length / 2);
+      const a = await this.store(records.slice(0, mid));
+      if (a === undefined) return undefined;
+      const b = await this.store(records.slice(mid));
+      return b === undefined ? undefined : merge(a, b);
+    }
+  }
+
+  /**
    * Runs `step` until it succeeds, pausing consumption while it fails, with exponential
-   * backoff and jitter. Returns undefined when the shutdown deadline ended the retries.
+   * backoff and jitter. Returns undefined when the shutdown deadline ended the retries, or
+   * when the failure lasted past `retryLimitMs` (the worker then fails). A `store` failure
+   * that is not transient is thrown at once: retrying would fail the same way.
    */
   private async retry<T>(stage: "store" | "dlq", step: () => Promise<T>): Promise<T | undefined> {
     const { initialMs, maxMs } = this.opts.backoff ?? { initialMs: 200, maxMs: 10_000 };
+    const limitMs = this.opts.retryLimitMs ?? 600_000;
+    const since = performance.now();
     for (let attempt = 0; ; attempt++) {
       if (this.abandoned) return undefined;
       try {
         return await step();
       } catch (err) {
         if (this.abandoned) return undefined;
+        if (stage === "store" && !isTransient(err)) throw err;
+        if (performance.now() - since >= limitMs) {
+          this.opts.log.error({ err, stage, attempts: attempt + 1 }, `${stage === "store" ? "storing" : "dead-lettering"} has failed for ${Math.round(limitMs / 1000)} s; giving up`);
+          this.abandoned = true;
+          this.fatal?.(err);
+          return undefined;
+        }
         this.opts.metrics.retries.inc({ stage });
         if (!this.pausedForRetry) {
           this.pausedForRetry = true;

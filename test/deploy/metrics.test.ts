@@ -34,7 +34,7 @@ const CONTRACT_SERVER = {
 };
 const CONTRACT_WORKER = ["feature_store_worker_messages_total", "feature_store_worker_batch_duration_seconds", "feature_store_worker_consumer_lag", "feature_store_worker_freshness_seconds"];
 
-const WORKER_MODULE = join(ROOT, "src/stream/metrics.ts");
+const WORKER_MODULE = join(ROOT, "src/metrics.ts");
 
 const dashboard = JSON.parse(readFileSync(join(DEPLOY, "grafana/dashboards/feature-store.json"), "utf8")) as Json;
 const alerts = ((loadYaml(join(DEPLOY, "prometheus/alerts.yml"))[0] as Json).groups as Json[]).flatMap((g) => g.rules as Json[]);

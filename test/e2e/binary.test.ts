@@ -122,7 +122,7 @@ describe("the binary, as a user runs it", () => {
     expect(b.stdout).toContain("up to date");
   });
 
-  test("the README quick start: register, write, online, batch", async () => {
+  test("the README quick start: register (file, then a new feature over HTTP), seed, write, online, batch; metadata survives", async () => {
     const reg = cli(["register", "examples/features.yaml", "--tenant", "acme"], env);
     expect(reg.code).toBe(0);
     expect(reg.stdout).toContain("new       user_age@1");
@@ -130,17 +130,37 @@ describe("the binary, as a user runs it", () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("unchanged user_age@1");
 
-    const r = await api("POST", "/api/v1/features/register", { name: "user_lifetime_value", version: 1, dtype: "float64", entity_type: "user", ttl_hours: 24 });
-    expect(r.status).toBe(200);
-    const t = new Date(Date.now() - 60_000).toISOString();
-    const w = await api("POST", "/api/v1/features/write", { entity_type: "user", records: [{ entity_id: "user_123", event_time: t, features: { user_age: 34, user_lifetime_value: 1520.5 } }] });
-    expect(w.body).toEqual({ written: 2 });
-    const o = await api("POST", "/api/v1/features/online", { entity_id: "user_123", feature_names: ["user_age", "user_lifetime_value"] });
+    const sessions = { name: "user_sessions_7d", version: 1, dtype: "int32", entity_type: "user", ttl_hours: 24, description: "Sessions in the last 7 days", owner: "growth-team" };
+    const r = await api("POST", "/api/v1/features/register", sessions);
+    expect(r.status).toBe(201);
+    expect(r.body.feature).toMatchObject({ ...sessions, tags: {} });
+    expect((await api("POST", "/api/v1/features/register", sessions)).status).toBe(200);
+
+    const seed = cli(["seed", "--users", "150", "--days", "30", "--tenant", "acme"], env);
+    expect(seed.code).toBe(0);
+    expect(seed.stdout).toMatch(/^seeded tenant acme: 8 features \(0 newly registered\), 150 users, 30 days up to \S+: \d+ new values stored, 0 already stored$/m);
+    // the file's metadata is intact after seeding (seed registers only what is missing)
+    const ltv = await api("GET", "/api/v1/features/user_lifetime_value");
+    expect(ltv.body.versions[0]).toMatchObject({ description: "Total spend of the user so far, USD", owner: "growth-team", tags: { pii: "false", source: "orders" } });
+    const premium = await api("GET", "/api/v1/features/user_is_premium");
+    expect(premium.body.versions[0]).toMatchObject({ description: null, owner: null, tags: {} });
+
+    const w = await api("POST", "/api/v1/features/write", { entity_type: "user", records: [{ entity_id: "user_123", features: { user_age: 34, user_lifetime_value: 1520.5, user_sessions_7d: 12 } }] });
+    expect(w.body).toEqual({ written: 3 });
+    const o = await api("POST", "/api/v1/features/online", { entity_id: "user_123", feature_names: ["user_age", "user_lifetime_value", "user_sessions_7d"] });
     expect(o.status).toBe(200);
-    expect(o.body.features).toEqual({ user_age: 34, user_lifetime_value: 1520.5 });
+    expect(o.body.features).toEqual({ user_age: 34, user_lifetime_value: 1520.5, user_sessions_7d: 12 });
+    const written = o.body.metadata.user_age.event_time;
+    expect(Object.values(o.body.metadata)).toEqual([0, 1, 2].map(() => ({ status: "present", event_time: written })));
+    await Bun.sleep(5);
     const b = await api("POST", "/api/v1/features/batch", { entity_ids: ["user_1", "user_2", "user_123"], feature_names: ["user_age", "user_lifetime_value"], timestamp: new Date().toISOString() });
     expect(b.status).toBe(200);
-    expect(b.body.results.map((x: { features: { user_age: unknown } }) => x.features.user_age)).toEqual([null, null, 34]);
+    const [u1, u2, u123] = b.body.results;
+    for (const u of [u1, u2]) {
+      expect(typeof u.features.user_age).toBe("number");
+      expect(typeof u.features.user_lifetime_value).toBe("number");
+    }
+    expect(u123.features).toEqual({ user_age: 34, user_lifetime_value: 1520.5 });
   });
 
   test("register FILE: conflicts and invalid definitions apply nothing; unreadable files exit 2", () => {
@@ -184,8 +204,8 @@ describe("the binary, as a user runs it", () => {
   test("seed writes realistic history with plain progress lines off a terminal", async () => {
     const r = cli(["seed", "--users", "20", "--days", "3", "--tenant", "seeded"], env);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain("seed: 100%");
-    expect(r.stdout).toContain("20 users");
+    expect(r.stderr).toContain("seed: 100% (20/20 users)");
+    expect(r.stdout).toContain("8 features (8 newly registered), 20 users");
     const key = lastLine(cli(["keys", "create", "--tenant", "seeded", "--scopes", "read"], env).stdout);
     await Bun.sleep(1000);
     const o = await api("POST", "/api/v1/features/online", { entity_ids: ["user_1", "user_20"], feature_names: ["user_age", "user_country", "user_embedding"] }, key);
@@ -194,6 +214,97 @@ describe("the binary, as a user runs it", () => {
       expect(typeof res.features.user_age).toBe("number");
       expect(res.features.user_embedding).toHaveLength(16);
     }
+    const defs = await api("GET", "/api/v1/features/user_age", undefined, key);
+    expect(defs.body.versions[0]).toMatchObject({ owner: "seed", description: "Age of the user in years" });
+  });
+
+  test("seed: history on a daily grid ending at the moment of seeding; progress lines labelled right; a re-seed reports what it stored", async () => {
+    const USERS = 150;
+    const DAYS = 30;
+    const DAY = 86_400_000;
+    const first = cli(["seed", "--users", String(USERS), "--days", String(DAYS), "--tenant", "grid"], env);
+    expect(first.code).toBe(0);
+    // progress: one line per tenth passed, each percentage that of the users it names
+    const lines = first.stderr.trim().split("\n");
+    expect(lines.length).toBeGreaterThan(1);
+    for (const line of lines) {
+      const m = /^seed: (\d+)% \((\d+)\/(\d+) users\)$/.exec(line);
+      expect(m, line).not.toBeNull();
+      expect([line, Number(m?.[1])]).toEqual([line, Math.floor((Number(m?.[2]) * 100) / USERS)]);
+      expect(Number(m?.[3])).toBe(USERS);
+    }
+    expect(lines.at(-1)).toBe(`seed: 100% (${USERS}/${USERS} users)`);
+    const summary = /up to (\S+): (\d+) new values stored, (\d+) already stored$/m;
+    const m1 = summary.exec(first.stdout);
+    expect(m1).not.toBeNull();
+    const seededAt = Date.parse(m1?.[1] ?? "");
+    const stored1 = Number(m1?.[2]);
+    expect(Number(m1?.[3])).toBe(0);
+
+    const key = lastLine(cli(["keys", "create", "--tenant", "grid", "--scopes", "read"], env).stdout);
+    await Bun.sleep(1000);
+    const ids = Array.from({ length: USERS }, (_, i) => `user_${i + 1}`);
+    const daily = ["user_lifetime_value", "user_is_premium", "user_orders_30d", "user_avg_order_value", "user_last_login"];
+    const o = await api("POST", "/api/v1/features/online", { entity_ids: ids, feature_names: ["user_age", ...daily] }, key);
+    expect(o.status).toBe(200);
+    const latest = new Map<string, number>();
+    for (const res of o.body.results) {
+      const times = Object.fromEntries(Object.entries(res.metadata as Record<string, { status: string; event_time: string }>).map(([f, m]) => [f, Date.parse(m.event_time)]));
+      for (const f of daily) {
+        expect([res.entity_id, f, res.metadata[f].status]).toEqual([res.entity_id, f, "present"]);
+        // nothing after the moment of seeding, so nothing a "now" write would lose to
+        expect([res.entity_id, f, times[f]! <= seededAt]).toEqual([res.entity_id, f, true]);
+      }
+      const last = times.user_lifetime_value!;
+      latest.set(res.entity_id, last);
+      // the newest point is the last one at or before the seeding: less than a day old
+      expect(seededAt - last).toBeLessThan(DAY);
+      // the grid: the first value (user_age) is DAYS - 1 days before today at the same time of day
+      const age = times.user_age!;
+      expect([res.entity_id, (last - age) % DAY]).toEqual([res.entity_id, 0]);
+      expect([res.entity_id, Math.floor(age / DAY)]).toEqual([res.entity_id, Math.floor(seededAt / DAY) - (DAYS - 1)]);
+    }
+
+    const second = cli(["seed", "--users", String(USERS), "--days", String(DAYS), "--tenant", "grid"], env);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toContain("8 features (0 newly registered)");
+    const m2 = summary.exec(second.stdout);
+    const reseededAt = Date.parse(m2?.[1] ?? "");
+    if (Math.floor(reseededAt / DAY) === Math.floor(seededAt / DAY)) {
+      // the same day: everything stored before is re-sent identically and stored nothing new,
+      // but for the users whose point of today came between the two runs
+      expect(Number(m2?.[3])).toBe(stored1);
+      const came = [...latest.values()].filter((t) => t + DAY > seededAt && t + DAY <= reseededAt).length;
+      if (came === 0) expect(Number(m2?.[2])).toBe(0);
+      else expect(Number(m2?.[2])).toBeGreaterThan(0);
+    }
+  });
+
+  test("seed refuses existing definitions its values would not fit, and writes nothing", async () => {
+    const f = join(dataDir, "clash.yaml");
+    writeFileSync(f, "features:\n  - {name: user_age, version: 1, dtype: int64, entity_type: user, owner: me}\n");
+    expect(cli(["register", f, "--tenant", "clash"], env).code).toBe(0);
+    const r = cli(["seed", "--users", "2", "--days", "2", "--tenant", "clash"], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain("tenant clash already has different definitions: user_age@1 is int64/user/ttl none, seed needs int32/user/ttl none");
+    expect(r.stdout).toBe("");
+  });
+
+  test("MAX_FUTURE_SKEW: a far-future event time is a 400 naming the record; a bad setting is one line naming it, exit 2", async () => {
+    const r = await api("POST", "/api/v1/features/write", { entity_type: "user", records: [
+      { entity_id: "skew", features: { user_age: 1 } },
+      { entity_id: "skew", event_time: "9999-12-31T23:59:59Z", features: { user_age: 2 } },
+    ] });
+    expect(r.status).toBe(400);
+    expect(r.headers.get("content-type")).toContain("application/problem+json");
+    expect(r.body.errors).toEqual([{ path: "records[1].event_time", message: expect.stringContaining("more than MAX_FUTURE_SKEW (300 s) ahead of the server clock") }]);
+    const o = await api("POST", "/api/v1/features/online", { entity_id: "skew", feature_names: ["user_age"] });
+    expect(o.body.metadata.user_age.status).toBe("not_found");
+    const bad = cli(["migrate"], { DATA_DIR: dataDir, MAX_FUTURE_SKEW: "soon" });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bad.stderr).toContain("MAX_FUTURE_SKEW: expected a duration such as 30s, 5m, 1h or 1d");
   });
 
   test("every route in the live OpenAPI document rejects no key (401), a weak scope (403) and shows nothing to another tenant", async () => {

@@ -98,33 +98,6 @@ function semantics(name: string, url: () => string | undefined, extra: Partial<R
   describe.skipIf(url() === undefined)(`${name}: semantics`, () => {
     const u = (): string => url() as string;
 
-    test("compare-and-set keeps the newest (event_time, seq); older never replaces newer", async () => {
-      const c = await open(u(), extra);
-      const k = key(1, "user_1");
-      await c.putMany("t", "user", [{ key: k, value: row(100, 5) }]);
-      await c.putMany("t", "user", [{ key: k, value: row(50, 9) }]); // older event time, later seq
-      expect(await c.getMany("t", "user", [k])).toEqual([row(100, 5)]);
-      await c.putMany("t", "user", [{ key: k, value: row(100, 4) }]); // tie on time, lower seq
-      expect(await c.getMany("t", "user", [k])).toEqual([row(100, 5)]);
-      await c.putMany("t", "user", [{ key: k, value: row(100, 6, bytes(9, 9)) }]); // tie, higher seq
-      expect(await c.getMany("t", "user", [k])).toEqual([row(100, 6, bytes(9, 9))]);
-      await c.putMany("t", "user", [{ key: k, value: row(200, 1) }]);
-      expect(await c.getMany("t", "user", [k])).toEqual([row(200, 1)]);
-      // several offers for one field in one call, in any order: the newest wins
-      const k2 = key(2, "user_1");
-      await c.putMany("t", "user", [
-        { key: k2, value: row(300, 2) },
-        { key: k2, value: row(400, 1) },
-        { key: k2, value: row(100, 9) },
-      ]);
-      expect(await c.getMany("t", "user", [k2])).toEqual([row(400, 1)]);
-      // negative event times (before 1970) compare too
-      const k3 = key(3, "user_1");
-      await c.putMany("t", "user", [{ key: k3, value: row(-5000, 1) }]);
-      await c.putMany("t", "user", [{ key: k3, value: row(-9000, 7) }]);
-      expect(await c.getMany("t", "user", [k3])).toEqual([row(-5000, 1)]);
-    });
-
     test("ordering holds across every MessagePack number encoding of event_time and seq", async () => {
       const c = await open(u(), extra);
       // fixint, negative fixint, int8/16/32, uint8/16/32, and float64 (beyond 32 bits)
@@ -146,31 +119,6 @@ function semantics(name: string, url: () => string | undefined, extra: Partial<R
         }
         expect(await c.getMany("t", "user", [k])).toEqual([expected]);
       }
-    });
-
-    test("concurrent writers in any order converge on the newest value", async () => {
-      const c = await open(u(), extra);
-      const offers = Array.from({ length: 200 }, (_, i) => row(1_700_000_000_000 + (i % 37), i));
-      offers.sort(() => Math.random() - 0.5);
-      const ks = [key(1, "a"), key(2, "a"), key(1, "b")];
-      await Promise.all(offers.map((v) => c.putMany("t", "user", ks.map((k) => ({ key: k, value: v })))));
-      const best = offers.reduce((a, b) => (b.event_time > a.event_time || (b.event_time === a.event_time && b.seq > a.seq) ? b : a));
-      expect(await c.getMany("t", "user", ks)).toEqual([best, best, best]);
-    });
-
-    test("negative entries: set only where absent, replaced by any value", async () => {
-      const c = await open(u(), extra);
-      const [a, b] = [key(1, "e"), key(2, "e")];
-      expect(await c.getMany("t", "user", [a, b])).toEqual([undefined, undefined]);
-      await c.putMany("t", "user", [
-        { key: a, value: null },
-        { key: b, value: row(10, 1) },
-      ]);
-      expect(await c.getMany("t", "user", [a, b])).toEqual([null, row(10, 1)]);
-      await c.putMany("t", "user", [{ key: b, value: null }]); // never hides a value
-      expect(await c.getMany("t", "user", [b])).toEqual([row(10, 1)]);
-      await c.putMany("t", "user", [{ key: a, value: row(-1, 0, bytes()) }]); // any value replaces it
-      expect(await c.getMany("t", "user", [a])).toEqual([row(-1, 0, bytes())]);
     });
 
     test("key expiry: at least the longest TTL held, never shortened, a default without TTL", async () => {

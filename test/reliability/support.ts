@@ -266,7 +266,7 @@ export async function openApp(env: Record<string, string>, opts: import("../../s
 export async function addKey(a: InProcessApp, tenant: string, scopes: ("read" | "write" | "admin")[] = ["admin"], expiresAt: number | null = null): Promise<{ key: string; id: string }> {
   const { generateKey } = await import("../../src/serving/keys.ts");
   const { key, row } = generateKey(tenant, scopes, Date.now(), expiresAt);
-  await a.deps.db.createKey(row);
+  await a.deps.stores.registry.createKey(row);
   await a.deps.keys.reload();
   return { key, id: row.id };
 }

@@ -89,7 +89,7 @@ export class TestServer {
   /** Creates an API key for a tenant and makes this server know it. */
   async key(tenant: string, scopes: Scope[] = ["admin"]): Promise<string> {
     const { key, row } = generateKey(tenant, scopes, Date.now(), null);
-    await this.deps.db.createKey(row);
+    await this.deps.stores.registry.createKey(row);
     await this.deps.keys.reload();
     return key;
   }

@@ -6,8 +6,8 @@ import { lookupBatch, type BatchResult, type BatchRow } from "../../serving/batc
 import type { Deps } from "../../serving/deps.ts";
 import type { AppEnv } from "../env.ts";
 import { problemBody } from "../errors.ts";
-import { mount, readJson, requireScope, validate } from "../route.ts";
-import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../schemas.ts";
+import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
+import { BatchBody, BatchResponse, BatchResult as BatchResultSchema, BatchRowsBody, BatchSharedBody } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 
 export const batchRoute = createRoute({
@@ -33,6 +33,7 @@ export const batchRoute = createRoute({
 });
 
 function toRows(raw: unknown): { rows: BatchRow[]; featureNames: string[] } {
+  exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
     const body = validate(BatchRowsBody, raw);
     const rows = body.rows.map((r, i) => {

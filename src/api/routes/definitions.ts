@@ -4,8 +4,8 @@ import type { Deps } from "../../serving/deps.ts";
 import { definitionJson } from "../../serving/register.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, requireScope, validate } from "../route.ts";
-import { DefinitionList, DefinitionVersions, EntityType, Name } from "../schemas.ts";
-import { problems, security } from "./common.ts";
+import { DefinitionList, DefinitionVersions, EntityType, Name } from "../../schemas.ts";
+import { problemsFor, security } from "./common.ts";
 
 const ListQuery = z.object({ entity_type: EntityType.optional() });
 const NameParam = z.object({ name: Name.openapi({ param: { name: "name", in: "path" } }) });
@@ -20,7 +20,7 @@ export const listRoute = createRoute({
   request: { query: ListQuery },
   responses: {
     200: { description: "Latest version of every feature of the tenant", content: { "application/json": { schema: DefinitionList } } },
-    ...problems(400),
+    ...problemsFor({ 400: { code: "invalid_request", detail: "request does not match the schema", errors: [{ path: "entity_type", message: "must match ^[a-z][a-z0-9_]{0,127}$" }] } }, 400),
   },
 });
 
@@ -34,7 +34,7 @@ export const getRoute = createRoute({
   request: { params: NameParam },
   responses: {
     200: { description: "The feature's versions, ascending", content: { "application/json": { schema: DefinitionVersions } } },
-    ...problems(404),
+    ...problemsFor({ 404: { code: "not_found", detail: 'unknown feature "user_agee"' } }, 404),
   },
 });
 

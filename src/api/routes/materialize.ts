@@ -4,7 +4,7 @@ import type { Deps } from "../../serving/deps.ts";
 import { jobJson, JobRunner } from "../../sources/jobs.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
-import { Name, Timestamp } from "../schemas.ts";
+import { Name, Timestamp } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 
 const Time = Timestamp.refine((v) => parseTime(v) !== null, "expected an RFC 3339 timestamp");

@@ -2,8 +2,8 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Deps } from "../../serving/deps.ts";
 import { lookupOnline } from "../../serving/online.ts";
 import type { AppEnv } from "../env.ts";
-import { mount, readJson, requireScope, validate } from "../route.ts";
-import { OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody } from "../schemas.ts";
+import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
+import { OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
 
 export const onlineRoute = createRoute({
@@ -17,7 +17,7 @@ export const onlineRoute = createRoute({
   security,
   request: { body: { required: true, content: { "application/json": { schema: OnlineBody } } } },
   responses: {
-    200: { description: "Values with per-feature metadata", content: { "application/json": { schema: OnlineResponse } } },
+    200: { description: "Values with per-feature metadata", content: { "application/json": { schema: OnlineResponse, examples: onlineExamples } } },
     ...problems(400, 404, 413),
   },
 });
@@ -30,6 +30,7 @@ export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, onlineRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
     const raw = await readJson(c);
+    exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
     if (isObject(raw) && "entity_ids" in raw) {
       const body = validate(OnlineMultiBody, raw);
       const results = await lookupOnline(deps, tenant, body.entity_ids, body.feature_names);

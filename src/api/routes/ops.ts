@@ -3,12 +3,18 @@ import type { Deps } from "../../serving/deps.ts";
 import { checkReadiness } from "../../serving/health.ts";
 import type { AppEnv } from "../env.ts";
 import { mount } from "../route.ts";
-import { Readiness } from "../schemas.ts";
+import { problemResponse } from "../errors.ts";
+import { Readiness, ServiceIndex } from "../../schemas.ts";
 
 /** Shared between the app and the lifecycle: set when SIGTERM starts the drain. */
 export interface ServerState {
   draining: boolean;
 }
+
+const METRICS_EXAMPLE = `# HELP feature_store_http_requests_total HTTP requests by route, method and status.
+# TYPE feature_store_http_requests_total counter
+feature_store_http_requests_total{route="/api/v1/features/online",method="POST",status="200"} 1042
+`;
 
 const healthRoute = createRoute({
   method: "get",
@@ -16,7 +22,7 @@ const healthRoute = createRoute({
   operationId: "healthz",
   tags: ["operations"],
   summary: "Liveness: 200 while the process runs",
-  responses: { 200: { description: "Alive", content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } } } },
+  responses: { 200: { description: "Alive", content: { "application/json": { schema: z.object({ status: z.literal("ok") }), example: { status: "ok" } } } } },
 });
 
 const readyRoute = createRoute({
@@ -29,7 +35,10 @@ const readyRoute = createRoute({
     "`ok` (200) when every store answers; `degraded` (200) when the database or Redis is down but the other answers; `down` (503) when the database is down and no Redis answers, and from the moment a SIGTERM starts the drain.",
   responses: {
     200: { description: "Ready (ok or degraded)", content: { "application/json": { schema: Readiness } } },
-    503: { description: "Not ready (down or draining)", content: { "application/json": { schema: Readiness } } },
+    503: {
+      description: "Not ready (down or draining)",
+      content: { "application/json": { schema: Readiness, example: { status: "down", stores: { database: "down", cache: "in_process" } } } },
+    },
   },
 });
 
@@ -39,7 +48,7 @@ const metricsRoute = createRoute({
   operationId: "metrics",
   tags: ["operations"],
   summary: "Prometheus metrics",
-  responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: z.string() } } } },
+  responses: { 200: { description: "Prometheus text exposition format", content: { "text/plain": { schema: z.string(), example: METRICS_EXAMPLE } } } },
 });
 
 const docsRoute = createRoute({
@@ -48,7 +57,24 @@ const docsRoute = createRoute({
   operationId: "docs",
   tags: ["operations"],
   summary: "Interactive API reference (works offline)",
-  responses: { 200: { description: "HTML page", content: { "text/html": { schema: z.string() } } } },
+  responses: { 200: { description: "HTML page", content: { "text/html": { schema: z.string(), example: "<!doctype html>\n<html lang=\"en\">\n<head>\n<title>feature-store API</title>\n…" } } } },
+});
+
+/** What `GET /` points at. */
+const LINKS = { docs: "/docs", openapi: "/openapi.json", health: "/healthz", ready: "/readyz", metrics: "/metrics" };
+
+const indexRoute = createRoute({
+  method: "get",
+  path: "/",
+  operationId: "index",
+  tags: ["operations"],
+  summary: "Where to start: links to the API reference, the OpenAPI document and the health endpoints",
+  responses: {
+    200: {
+      description: "Links (the interactive reference is at `docs`)",
+      content: { "application/json": { schema: ServiceIndex, example: { name: "feature-store", version: "0.1.0", ...LINKS } } },
+    },
+  },
 });
 
 const openapiRoute = createRoute({
@@ -57,7 +83,17 @@ const openapiRoute = createRoute({
   operationId: "openapi",
   tags: ["operations"],
   summary: "This OpenAPI 3.1 document",
-  responses: { 200: { description: "OpenAPI document", content: { "application/json": { schema: z.record(z.string(), z.unknown()) } } } },
+  responses: {
+    200: {
+      description: "OpenAPI document",
+      content: {
+        "application/json": {
+          schema: z.record(z.string(), z.unknown()),
+          example: { openapi: "3.1.0", info: { title: "feature-store", version: "0.1.0" }, paths: { "/api/v1/features/online": {} } },
+        },
+      },
+    },
+  },
 });
 
 export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerState, version: string): void {
@@ -69,7 +105,13 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
   mount(app, metricsRoute, async (c) => {
     return c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType });
   });
+  mount(app, indexRoute, (c) => c.json({ name: "feature-store" as const, version, ...LINKS }, 200));
   mount(app, docsRoute, async (c) => c.html((await import("../docs.ts")).docsHtml));
+  // `/docs/` is the same page: one canonical address for it.
+  app.get("/docs/", (c) => {
+    c.set("route", "/docs/");
+    return c.redirect("/docs", 301);
+  });
   app.get("/docs/:asset", async (c) => {
     c.set("route", "/docs/{asset}");
     const docs = await import("../docs.ts");
@@ -82,7 +124,7 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
       case "init.js":
         return c.body(docs.docsInit, 200, { "content-type": "text/javascript; charset=utf-8", ...cache });
       default:
-        return c.notFound();
+        return problemResponse(c, "not_found", `no such file: ${new URL(c.req.url).pathname} (the API reference is at /docs)`);
     }
   });
   let doc: string | undefined;

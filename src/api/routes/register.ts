@@ -4,8 +4,8 @@ import type { Deps } from "../../serving/deps.ts";
 import { definitionJson, registerFeatures } from "../../serving/register.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
-import { DefinitionResponse, RegisterBody } from "../schemas.ts";
-import { problems, security } from "./common.ts";
+import { DefinitionResponse, RegisterBody } from "../../schemas.ts";
+import { problemsFor, security } from "./common.ts";
 
 /**
  * OpenAPI links from a registered definition to the operations that use it, so stateful
@@ -60,7 +60,7 @@ export const registerRoute = createRoute({
   responses: {
     200: { description: "Already registered (metadata replaced)", content: { "application/json": { schema: DefinitionResponse } }, links: registeredLinks },
     201: { description: "Registered", content: { "application/json": { schema: DefinitionResponse } }, links: registeredLinks },
-    ...problems(400, 409, 413),
+    ...problemsFor({ 400: { code: "invalid_request", detail: "request does not match the schema", errors: [{ path: "dtype", message: "required" }] } }, 400, 409, 413),
   },
 });
 

@@ -3,8 +3,8 @@ import type { Deps } from "../../serving/deps.ts";
 import { writeFeatures } from "../../serving/write.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
-import { WriteBody, WriteResponse } from "../schemas.ts";
-import { problems, security } from "./common.ts";
+import { WriteBody, WriteResponse } from "../../schemas.ts";
+import { problemsFor, security } from "./common.ts";
 
 export const writeRoute = createRoute({
   method: "post",
@@ -18,7 +18,11 @@ export const writeRoute = createRoute({
   request: { body: { required: true, content: { "application/json": { schema: WriteBody } } } },
   responses: {
     200: { description: "Values accepted", content: { "application/json": { schema: WriteResponse } } },
-    ...problems(400, 413),
+    ...problemsFor(
+      { 400: { code: "invalid_request", detail: "1 invalid value(s); nothing was written", errors: [{ path: "records[0].features.user_age", message: "expected an integer (int32)" }] } },
+      400,
+      413,
+    ),
   },
 });
 

@@ -8,7 +8,7 @@
  * one string key and one LRU touch instead of ten.
  */
 import { LRUCache } from "lru-cache";
-import type { CachedValue, OnlineCache, StoredRow, ValueKey } from "../types.ts";
+import type { CachedValue, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
 
 /** Sentinel for a negative entry (LRUCache cannot hold `null`). */
 const ABSENT = Symbol("absent");
@@ -19,9 +19,10 @@ function newer(a: StoredRow, b: StoredRow): boolean {
   return a.event_time > b.event_time || (a.event_time === b.event_time && a.seq > b.seq);
 }
 
-/** {@link OnlineCache} held in this process. */
-export class InProcessCache implements OnlineCache {
-  readonly kind = "in_process" as const;
+/** {@link OnlineStore} held in this process. */
+export class InProcessCache implements OnlineStore {
+  readonly name = "in_process";
+  readonly capabilities: OnlineCapabilities = { sharedAcrossProcesses: false, stableRows: true };
   private readonly lru: LRUCache<string, Fields>;
 
   /** @param maxEntries how many (feature version, entity) values to keep at most */

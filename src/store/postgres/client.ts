@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import postgres from "postgres";
 import type { Logger } from "../../log.ts";
+import { StoreUnavailable } from "../errors.ts";
 
 /** int8 (oid 20) parsed as a number instead of postgres.js's default string. */
 const int8 = {
@@ -121,4 +122,53 @@ export function createClient(opts: ClientOptions): Sql {
     onnotify: opts.onnotify,
   };
   return postgres(url, options);
+}
+
+/** postgres.js and Node socket error codes that mean the connection, not the query, failed. */
+const CONNECTION_CODES = new Set([
+  "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT",
+  "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN",
+]);
+
+/**
+ * SQLSTATEs of a server that cannot answer now (the same statement may succeed later): class 08
+ * connection exceptions, 53 insufficient resources, 57P01-57P05 shutdown and crash recovery,
+ * 57014 statement timeout, 40001 and 40P01 serialization failure and deadlock, 55P03 lock timeout.
+ */
+const TRANSIENT_SQLSTATE = /^(08...|53...|57P0[1-5]|57014|40001|40P01|55P03)$/;
+
+/** True when `err` says the server or the connection is unavailable rather than the query wrong. */
+export function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "string") return false;
+  return CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATE.test(code);
+}
+
+/** The name PostgreSQL failures and logs are reported under. */
+export const STORE_NAME = "postgres";
+
+/**
+ * Races `p` against the call timeout (the only timeout a call gets: callers add none). A
+ * query still queued or running when the timer fires is cancelled, so a dead server cannot
+ * pile up work. A timeout, a lost connection or a server that cannot answer now becomes a
+ * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
+ */
+export async function timed<T>(what: string, p: Promise<T> & { cancel?: () => unknown }, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (p.cancel) Promise.resolve(p.cancel()).catch(() => {});
+      reject(new StoreUnavailable(STORE_NAME, `postgres ${what} timed out after ${ms} ms`));
+    }, ms);
+    timer.unref?.();
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } catch (err) {
+    if (isUnavailable(err)) throw new StoreUnavailable(STORE_NAME, `postgres ${what} failed: ${(err as Error).message}`, { cause: err });
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -57,6 +57,23 @@ export interface PartitionOptions {
   lockTimeoutMs: number;
 }
 
+/**
+ * The time range [from, to) covered without gaps by the run of `partitions` that contains the
+ * month of `now`; null when no partition holds that month.
+ */
+export function contiguousSpan(partitions: Iterable<{ from: number; to: number }>, now: number): { from: number; to: number } | null {
+  const byFrom = new Map<number, { from: number; to: number }>();
+  for (const p of partitions) byFrom.set(p.from, p);
+  const here = byFrom.get(monthStart(now));
+  if (!here) return null;
+  const byTo = new Map([...byFrom.values()].map((p) => [p.to, p]));
+  let from = here.from;
+  for (let p = byTo.get(from); p; p = byTo.get(from)) from = p.from;
+  let to = here.to;
+  for (let p = byFrom.get(to); p; p = byFrom.get(to)) to = p.to;
+  return { from, to };
+}
+
 /** Creates and drops the partitions of `feature_values`. */
 export class PartitionManager {
   /** partition by its lower bound, as last seen (a cache: other processes create/drop too) */
@@ -211,14 +228,7 @@ export class PartitionManager {
    * only costs speed: rows outside it are still found by a query over the rest.
    */
   span(now: number): { from: number; to: number } | null {
-    const here = this.known.get(monthStart(now));
-    if (!here) return null;
-    const byTo = new Map([...this.known.values()].map((p) => [p.to, p]));
-    let from = here.from;
-    for (let p = byTo.get(from); p; p = byTo.get(from)) from = p.from;
-    let to = here.to;
-    for (let p = this.known.get(to); p; p = this.known.get(to)) to = p.to;
-    return { from, to };
+    return contiguousSpan(this.known.values(), now);
   }
 
   /** Ahead-of-time creation plus retention; failures are logged, never thrown. */

@@ -5,10 +5,14 @@
  * reported to a listener instead of crashing the process.
  */
 import { createClient, createCluster, RESP_TYPES, type RedisArgument } from "redis";
+import { StoreUnavailable } from "../errors.ts";
 
 /** Raised when the connection cannot take commands right now. */
-export class RedisUnavailableError extends Error {
+export class RedisUnavailableError extends StoreUnavailable {
   override name = "RedisUnavailableError";
+  constructor(message: string) {
+    super("redis", message);
+  }
 }
 
 /** What {@link RedisConnection} reports about its connection. */

@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { ErrorReply } from "redis";
 import type { Logger } from "../../log.ts";
-import type { WindowHit, WindowStore } from "../../serving/rate-limit.ts";
+import type { WindowHit, WindowStore } from "../types.ts";
 import { RedisConnection } from "./connection.ts";
 import { DEFAULT_NAMESPACE, escapePart } from "./format.ts";
 

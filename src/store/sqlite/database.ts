@@ -7,7 +7,9 @@ import { Database as Sqlite, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { sqliteMigrations } from "../../../migrations/index.ts";
+import type { DefinitionRecord } from "../../registry/definition.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
+import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
 import { SqliteSourceStore } from "./sources.ts";
 import type {
@@ -17,28 +19,17 @@ import type {
   DefinitionRow,
   KeyRow,
   RegisterPlan,
+  RegistryCapabilities,
   StoredRow,
   ValueKey,
   ValueWrite,
-  WrittenRow,
+  RowOutcome,
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
 
-interface DefinitionRecord {
-  id: number;
-  tenant: string;
-  name: string;
-  version: number;
-  dtype: string;
-  entity_type: string;
-  ttl_hours: number | null;
-  description: string | null;
-  owner: string | null;
-  tags: string;
-  created_at: number;
-  updated_at: number;
-}
+/** SQLite result codes of a database that cannot answer now (busy or locked past the busy timeout, I/O, full disk). */
+const UNAVAILABLE_CODES = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN)/;
 
 interface KeyRecord {
   id: string;
@@ -69,7 +60,8 @@ export interface SqliteOptions {
 
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
-  readonly kind = "sqlite" as const;
+  readonly name = "sqlite";
+  readonly capabilities: RegistryCapabilities = { embedded: true };
   readonly path: string;
   private readonly db: Sqlite;
   private readonly known: Record<ChangeKind, number> = { definitions: 0, keys: 0, values: 0 };
@@ -77,7 +69,7 @@ export class SqliteDatabase implements Database {
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
-  private stmts: ReturnType<SqliteDatabase["prepare"]> | undefined;
+  private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
   readonly sources: SqliteSourceStore;
 
   constructor(opts: SqliteOptions) {
@@ -109,6 +101,7 @@ export class SqliteDatabase implements Database {
       keysAll: q("SELECT * FROM api_keys ORDER BY created_at DESC, id"),
       keysTenant: q("SELECT * FROM api_keys WHERE tenant = ? ORDER BY created_at DESC, id"),
       keyRevoke: q("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+      valueSeq: q("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?"),
       valueInsert: q(
         `INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, value) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT DO NOTHING RETURNING seq`,
@@ -128,9 +121,10 @@ export class SqliteDatabase implements Database {
     };
   }
 
-  private get s() {
-    if (!this.stmts) throw new Error("database schema is not migrated (run `feature-store migrate`)");
-    return this.stmts;
+  /** The prepared statements (once the schema is migrated). */
+  private get statements() {
+    if (!this.prepared) throw new Error("database schema is not migrated (run `feature-store migrate`)");
+    return this.prepared;
   }
 
   private appliedMigrations(): AppliedMigration[] {
@@ -163,8 +157,8 @@ export class SqliteDatabase implements Database {
   }
 
   private afterMigrated(): void {
-    this.stmts ??= this.prepare();
-    for (const r of this.s.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
+    this.prepared ??= this.prepare();
+    for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
     this.dataVersion = this.readDataVersion();
   }
 
@@ -174,94 +168,136 @@ export class SqliteDatabase implements Database {
   }
 
   async ping(): Promise<void> {
-    this.db.query("SELECT 1").get();
+    return this.guard(() => {
+      this.db.query("SELECT 1").get();
+    });
   }
 
-  async loadDefinitions(): Promise<DefinitionRow[]> {
-    return (this.s.defsAll.all() as DefinitionRecord[]).map(toDefinition);
+  async loadDefinitions(tenant?: string): Promise<DefinitionRow[]> {
+    return this.guard(() => {
+      return ((tenant === undefined ? this.statements.defsAll.all() : this.statements.defsTenant.all(tenant)) as DefinitionRecord[]).map(toDefinition);
+    });
   }
 
   async registerDefinitions<T>(
     tenant: string,
     decide: (current: DefinitionRow[]) => { plan: RegisterPlan; apply: boolean; result: T },
   ): Promise<{ result: T; inserted: DefinitionRow[] }> {
-    const s = this.s;
-    return this.db
-      .transaction(() => {
-        const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
-        const { plan, apply, result } = decide(current);
-        const inserted: DefinitionRow[] = [];
-        if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
-        for (const d of plan.inserts) {
-          const row = s.defInsert.get(
-            d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
-            d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
-          ) as DefinitionRecord;
-          inserted.push(toDefinition(row));
-        }
-        for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
-        this.bump("definitions");
-        return { result, inserted };
-      })
-      .immediate();
+    return this.guard(() => {
+      const s = this.statements;
+      return this.db
+        .transaction(() => {
+          const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
+          const { plan, apply, result } = decide(current);
+          const inserted: DefinitionRow[] = [];
+          if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
+          for (const d of plan.inserts) {
+            const row = s.defInsert.get(
+              d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
+              d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
+            ) as DefinitionRecord;
+            inserted.push(toDefinition(row));
+          }
+          for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+          this.bump("definitions");
+          return { result, inserted };
+        })
+        .immediate();
+    });
   }
 
   async createKey(key: KeyRow): Promise<void> {
-    this.db
-      .transaction(() => {
-        this.s.keyInsert.run(
-          key.id, key.tenant, key.scopes.join(","), key.hash, key.prefix, key.created_at, key.expires_at, key.revoked_at,
-        );
-        this.bump("keys");
-      })
-      .immediate();
+    return this.guard(() => {
+      this.db
+        .transaction(() => {
+          this.statements.keyInsert.run(
+            key.id, key.tenant, key.scopes.join(","), key.hash, key.prefix, key.created_at, key.expires_at, key.revoked_at,
+          );
+          this.bump("keys");
+        })
+        .immediate();
+    });
   }
 
   async listKeys(tenant?: string): Promise<KeyRow[]> {
-    const rows = (tenant === undefined ? this.s.keysAll.all() : this.s.keysTenant.all(tenant)) as KeyRecord[];
-    return rows.map(toKey);
+    return this.guard(() => {
+      const rows = (tenant === undefined ? this.statements.keysAll.all() : this.statements.keysTenant.all(tenant)) as KeyRecord[];
+      return rows.map(toKey);
+    });
   }
 
   async revokeKey(id: string, at: number): Promise<boolean> {
-    return this.db
-      .transaction(() => {
-        const changed = this.s.keyRevoke.run(at, id).changes > 0;
-        if (changed) this.bump("keys");
-        return changed;
-      })
-      .immediate();
+    return this.guard(() => {
+      return this.db
+        .transaction(() => {
+          const changed = this.statements.keyRevoke.run(at, id).changes > 0;
+          if (changed) this.bump("keys");
+          return changed;
+        })
+        .immediate();
+    });
   }
 
-  async writeValues(rows: ValueWrite[]): Promise<WrittenRow[]> {
-    const s = this.s;
-    return this.db
-      .transaction(() => {
-        const written: WrittenRow[] = [];
-        for (const r of rows) {
-          const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
-          if (!ins) continue;
-          s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
-          written.push({ feature_id: r.feature_id, entity_id: r.entity_id, event_time: r.event_time, seq: ins.seq, value: r.value });
-        }
-        if (written.length > 0) this.bump("values");
-        return written;
-      })
-      .immediate();
+  async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
+    return this.guard(() => {
+      const s = this.statements;
+      return this.db
+        .transaction(() => {
+          const out: RowOutcome[] = new Array(rows.length);
+          let stored = 0;
+          for (let i = 0; i < rows.length; i++) {
+            const r = rows[i] as ValueWrite;
+            const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
+            if (ins) {
+              s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
+              out[i] = { seq: ins.seq, status: "stored" };
+              stored++;
+              continue;
+            }
+            const found = s.valueSeq.get(r.feature_id, r.entity_id, r.event_time, r.value_hash) as { seq: number } | null;
+            if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
+            out[i] = { seq: found.seq, status: "identical" };
+          }
+          if (stored > 0) this.bump("values");
+          return out;
+        })
+        .immediate();
+    });
   }
 
   async getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]> {
-    const st = this.s.latest;
-    return keys.map((k) => (st.get(k.feature_id, k.entity_id) as StoredRow | null) ?? null);
+    return this.guard(() => {
+      const st = this.statements.latest;
+      return keys.map((k) => (st.get(k.feature_id, k.entity_id) as StoredRow | null) ?? null);
+    });
   }
 
   async getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
-    const st = this.s.asOf;
-    return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
+    return this.guard(() => {
+      const st = this.statements.asOf;
+      return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
+    });
+  }
+
+  /**
+   * Runs one call, turning a busy, locked, full or unreadable database file into a
+   * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
+   */
+  private guard<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === "string" && UNAVAILABLE_CODES.test(code)) {
+        return Promise.reject(new StoreUnavailable(this.name, `SQLite ${this.path}: ${(err as Error).message}`, { cause: err }));
+      }
+      return Promise.reject(err);
+    }
   }
 
   /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
   private bump(kind: ChangeKind): void {
-    const { version } = this.s.bump.get(kind) as { version: number };
+    const { version } = this.statements.bump.get(kind) as { version: number };
     const foreign = version !== this.known[kind] + 1;
     this.known[kind] = version;
     if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
@@ -277,12 +313,12 @@ export class SqliteDatabase implements Database {
 
   /** Looks for other processes' commits; exposed for tests. */
   poll(): void {
-    if (!this.stmts) return;
+    if (!this.prepared) return;
     const dv = this.readDataVersion();
     if (dv === this.dataVersion) return;
     this.dataVersion = dv;
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
-    for (const r of this.s.counters.all() as { kind: ChangeKind; version: number }[]) {
+    for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
       if (r.version !== this.known[r.kind]) {
         changes[r.kind] = true;
         this.known[r.kind] = r.version;

@@ -1,0 +1,266 @@
+/**
+ * The request and response schemas: they validate requests and generate /openapi.json, so the
+ * document and the behaviour cannot drift. JSON keys are snake_case, as on the wire. Hono-free:
+ * the stream worker and the CLI validate with them too (`z` comes from @hono/zod-openapi only for
+ * its `.openapi()` metadata).
+ */
+import { z } from "@hono/zod-openapi";
+import { ERROR_CODES, formatPath, type FieldError } from "./errors.ts";
+import { DTYPES } from "./registry/dtype.ts";
+import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "./registry/names.ts";
+
+/** Request list limits. */
+export const LIMITS = { writeRecords: 10_000, onlineIds: 1_000, features: 1_000, batchRows: 100_000 } as const;
+
+export const Name = z.string().regex(new RegExp(NAME_PATTERN), "must match ^[a-z][a-z0-9_]{0,127}$").openapi({ example: "user_age" });
+export const EntityType = Name.openapi({ example: "user" });
+export const FeatureRef = z
+  .string()
+  .regex(new RegExp(REF_PATTERN), "must be `name` or `name@N`")
+  .openapi({ description: "`name` (highest version) or `name@N`", example: "user_age" });
+export const EntityId = z
+  .string()
+  .min(1)
+  .max(MAX_ENTITY_ID_BYTES)
+  .superRefine((v, ctx) => {
+    const p = entityIdProblem(v);
+    if (p) ctx.addIssue({ code: "custom", message: p });
+  })
+  .openapi({ description: `non-empty, at most ${MAX_ENTITY_ID_BYTES} UTF-8 bytes, no U+0000`, example: "user_123", pattern: "^[^\\u0000]+$" });
+/** Free text of a definition's metadata: valid Unicode, no U+0000 (neither store can keep it). */
+const MetaText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((v) => v.isWellFormed() && !v.includes("\u0000"), "must be valid Unicode without U+0000")
+    .openapi({ pattern: "^[^\\u0000]*$" });
+
+export const Timestamp = z.string().openapi({ format: "date-time", description: "RFC 3339; any offset; truncated to the millisecond", example: "2024-01-15T10:00:00Z" });
+const OutTime = z.string().openapi({ format: "date-time", example: "2024-01-15T10:00:00.000Z" });
+const FeatureNames = z.array(FeatureRef).min(1).max(LIMITS.features);
+
+// ---------------------------------------------------------------- examples
+
+/** A definition as the examples of the document show it. */
+const DEFINITION_EXAMPLE = {
+  name: "user_lifetime_value",
+  version: 1,
+  dtype: "float64",
+  entity_type: "user",
+  ttl_hours: 24,
+  description: "total spend of the user, in EUR",
+  owner: "growth-team",
+  tags: { team: "growth" },
+  created_at: "2024-01-15T09:00:00.000Z",
+  updated_at: "2024-01-15T09:00:00.000Z",
+};
+const ONLINE_EXAMPLE = {
+  entity_id: "user_123",
+  features: { user_age: 34, user_lifetime_value: null },
+  metadata: {
+    user_age: { status: "present", event_time: "2024-01-15T09:58:00.000Z" },
+    user_lifetime_value: { status: "not_found", event_time: null },
+  },
+};
+const ONLINE_MULTI_EXAMPLE = {
+  results: [
+    ONLINE_EXAMPLE,
+    {
+      entity_id: "user_456",
+      features: { user_age: 27, user_lifetime_value: null },
+      metadata: {
+        user_age: { status: "present", event_time: "2024-01-14T18:30:00.000Z" },
+        user_lifetime_value: { status: "expired", event_time: "2024-01-10T08:00:00.000Z" },
+      },
+    },
+  ],
+};
+const BATCH_RESULT_EXAMPLE = {
+  entity_id: "user_1",
+  timestamp: "2024-01-15T10:00:00.000Z",
+  features: { user_age: 34, user_lifetime_value: 1520.5 },
+  metadata: {
+    user_age: { status: "present", event_time: "2024-01-12T08:00:00.000Z" },
+    user_lifetime_value: { status: "present", event_time: "2024-01-15T09:00:00.000Z" },
+  },
+};
+
+// ---------------------------------------------------------------- registry
+
+export const RegisterBody = z
+  .strictObject({
+    name: Name,
+    version: z.int().min(1).max(2_147_483_647),
+    dtype: z.enum(DTYPES).openapi({ description: "a scalar type or its list form `T[]` (`float32[]` is the embedding type)" }),
+    entity_type: EntityType,
+    ttl_hours: z.number().positive().max(1e9).optional().openapi({ description: "values older than this are served as `expired`; omitted: never expire" }),
+    description: MetaText(10_000).optional(),
+    owner: MetaText(1_000).optional(),
+    tags: z.record(MetaText(256), MetaText(10_000)).optional(),
+  })
+  .openapi("RegisterBody", {
+    example: { name: "user_lifetime_value", version: 1, dtype: "float64", entity_type: "user", ttl_hours: 24 },
+  });
+
+export const Definition = z
+  .object({
+    name: Name,
+    version: z.int(),
+    dtype: z.enum(DTYPES),
+    entity_type: EntityType,
+    ttl_hours: z.number().nullable(),
+    description: z.string().nullable(),
+    owner: z.string().nullable(),
+    tags: z.record(z.string(), z.string()),
+    created_at: OutTime,
+    updated_at: OutTime,
+  })
+  .openapi("Definition", { example: DEFINITION_EXAMPLE });
+
+export const DefinitionResponse = z.object({ feature: Definition }).openapi("DefinitionResponse", { example: { feature: DEFINITION_EXAMPLE } });
+export const DefinitionList = z.object({ features: z.array(Definition) }).openapi("DefinitionList", { example: { features: [DEFINITION_EXAMPLE] } });
+export const DefinitionVersions = z
+  .object({ name: Name, versions: z.array(Definition) })
+  .openapi("DefinitionVersions", {
+    example: {
+      name: "user_lifetime_value",
+      versions: [DEFINITION_EXAMPLE, { ...DEFINITION_EXAMPLE, version: 2, dtype: "float32", created_at: "2024-02-01T12:00:00.000Z", updated_at: "2024-02-01T12:00:00.000Z" }],
+    },
+  });
+
+// ---------------------------------------------------------------- values
+
+const FeatureValues = z.record(FeatureRef, z.unknown()).openapi({
+  description: "feature reference -> value (JSON form of its dtype)",
+  example: { user_age: 34, user_lifetime_value: 1520.5 },
+});
+
+export const WriteRecord = z.strictObject({
+  entity_id: EntityId,
+  event_time: Timestamp.openapi({ description: "RFC 3339; any offset; truncated to the millisecond; default: the time of receipt. At most MAX_FUTURE_SKEW (default 5 minutes) ahead of the server clock, else 400." }).optional(),
+  features: FeatureValues,
+});
+
+export const WriteBody = z
+  .strictObject({ entity_type: EntityType, records: z.array(WriteRecord).max(LIMITS.writeRecords) })
+  .openapi("WriteBody", {
+    example: { entity_type: "user", records: [{ entity_id: "user_123", event_time: "2024-01-15T09:58:00Z", features: { user_age: 34 } }] },
+  });
+export const WriteResponse = z.object({ written: z.int().min(0) }).openapi("WriteResponse", { example: { written: 2 } });
+
+export const OnlineSingleBody = z.strictObject({ entity_id: EntityId, feature_names: FeatureNames }).openapi("OnlineSingleBody", {
+  example: { entity_id: "user_123", feature_names: ["user_age", "user_lifetime_value"] },
+});
+export const OnlineMultiBody = z
+  .strictObject({ entity_ids: z.array(EntityId).min(1).max(LIMITS.onlineIds), feature_names: FeatureNames })
+  .openapi("OnlineMultiBody");
+export const OnlineBody = z.union([OnlineSingleBody, OnlineMultiBody]).openapi("OnlineBody");
+
+const ValueMeta = z
+  .object({ status: z.enum(["present", "not_found", "expired"]), event_time: OutTime.nullable() })
+  .openapi("ValueMetadata");
+const ResultFields = {
+  features: z.record(z.string(), z.unknown()).openapi({ description: "reference as requested -> value, or null when not present" }),
+  metadata: z.record(z.string(), ValueMeta),
+};
+export const OnlineResult = z.object({ entity_id: z.string(), ...ResultFields }).openapi("OnlineResult", { example: ONLINE_EXAMPLE });
+export const OnlineMultiResponse = z.object({ results: z.array(OnlineResult) }).openapi("OnlineMultiResponse", { example: ONLINE_MULTI_EXAMPLE });
+export const OnlineResponse = z.union([OnlineResult, OnlineMultiResponse]).openapi("OnlineResponse", { example: ONLINE_EXAMPLE });
+/** Named examples of the online response, one per request shape. */
+export const onlineExamples = {
+  entity_id: { summary: "`entity_id`: one result object", value: ONLINE_EXAMPLE },
+  entity_ids: { summary: "`entity_ids`: one result per id, in request order", value: ONLINE_MULTI_EXAMPLE },
+};
+
+export const BatchSharedBody = z
+  .strictObject({ entity_ids: z.array(EntityId).min(1).max(LIMITS.batchRows), feature_names: FeatureNames, timestamp: Timestamp })
+  .openapi("BatchSharedTimeBody", {
+    example: { entity_ids: ["user_1", "user_2", "user_3"], feature_names: ["user_age", "user_lifetime_value"], timestamp: "2024-01-15T10:00:00Z" },
+  });
+export const BatchRowsBody = z
+  .strictObject({
+    rows: z.array(z.strictObject({ entity_id: EntityId, timestamp: Timestamp })).min(1).max(LIMITS.batchRows),
+    feature_names: FeatureNames,
+  })
+  .openapi("BatchRowsBody");
+export const BatchBody = z.union([BatchSharedBody, BatchRowsBody]).openapi("BatchBody");
+export const BatchResult = z.object({ entity_id: z.string(), timestamp: OutTime, ...ResultFields }).openapi("BatchResult", { example: BATCH_RESULT_EXAMPLE });
+export const BatchResponse = z
+  .object({ results: z.array(BatchResult) })
+  .openapi("BatchResponse", {
+    example: {
+      results: [
+        BATCH_RESULT_EXAMPLE,
+        {
+          entity_id: "user_2",
+          timestamp: "2024-01-15T10:00:00.000Z",
+          features: { user_age: null, user_lifetime_value: 88 },
+          metadata: { user_age: { status: "not_found", event_time: null }, user_lifetime_value: { status: "present", event_time: "2024-01-14T22:10:00.000Z" } },
+        },
+      ],
+    },
+  });
+
+// ---------------------------------------------------------------- operations and errors
+
+export const Problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    code: z.enum(Object.keys(ERROR_CODES) as [keyof typeof ERROR_CODES, ...(keyof typeof ERROR_CODES)[]]),
+    request_id: z.string(),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi("Problem", { description: "RFC 9457 problem details" });
+
+export const ServiceIndex = z
+  .object({
+    name: z.literal("feature-store"),
+    version: z.string(),
+    docs: z.string().openapi({ description: "the interactive API reference (works offline)" }),
+    openapi: z.string().openapi({ description: "the OpenAPI 3.1 document" }),
+    health: z.string(),
+    ready: z.string(),
+    metrics: z.string(),
+  })
+  .openapi("ServiceIndex");
+
+export const Readiness = z
+  .object({
+    status: z.enum(["ok", "degraded", "down"]),
+    stores: z.object({ database: z.enum(["ok", "down"]), cache: z.enum(["ok", "down", "in_process"]) }),
+  })
+  .openapi("Readiness", { example: { status: "ok", stores: { database: "ok", cache: "in_process" } } });
+
+/**
+ * Wording of zod issues a client can act on (pass as `safeParse(raw, { error: issueWording })`):
+ * a missing field is `required` (zod says "expected array, received undefined"), an empty string
+ * or list `must not be empty`. Anything else keeps zod's message.
+ */
+export const issueWording: z.core.$ZodErrorMap = (issue) => {
+  if (issue.input === undefined && (issue.code === "invalid_type" || issue.code === "invalid_value")) return "required";
+  if (issue.code === "too_small" && issue.minimum === 1 && (issue.origin === "string" || issue.origin === "array")) return "must not be empty";
+  return undefined;
+};
+
+/** Turns zod issues into `errors` entries: at most one per path (the first), at most 100. */
+export function zodErrors(error: z.ZodError): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  const add = (path: string, message: string) => {
+    if (seen.has(path)) return;
+    seen.add(path);
+    out.push({ path, message });
+  };
+  for (const i of error.issues) {
+    if (i.code === "unrecognized_keys") {
+      for (const k of i.keys) add(formatPath([...i.path, k]), `unknown field ${JSON.stringify(k)}`);
+    } else {
+      add(formatPath(i.path) || "(body)", i.message);
+    }
+    if (out.length >= 100) break;
+  }
+  return out.slice(0, 100);
+}

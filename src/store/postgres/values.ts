@@ -1,0 +1,276 @@
+/**
+ * Values in PostgreSQL (the offline role): history range-partitioned by event time
+ * (./partitions.ts) and the latest value per key (`online_values`), written in one statement
+ * per chunk; set-based latest and point-in-time reads.
+ */
+import type { Logger } from "../../log.ts";
+import { StoreUnavailable } from "../errors.ts";
+import type { AsOfKey, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
+import { CHANGES_CHANNEL, type PostgresChangeFeed } from "./change-feed.ts";
+import { byteaArray, numberArray, STORE_NAME, textArray, timed, type Querier, type Sql } from "./client.ts";
+import type { PartitionManager } from "./partitions.ts";
+
+/** Rows per write statement, and value bytes per statement (a protocol message is < 1 GiB). */
+const WRITE_CHUNK_ROWS = 5_000;
+const WRITE_CHUNK_BYTES = 64 << 20;
+/** Keys per read statement. */
+const READ_CHUNK_KEYS = 20_000;
+
+interface FoundRow {
+  ord: number;
+  event_time: number;
+  seq: number;
+  value: Uint8Array;
+}
+
+/** The identity of a stored value: two rows with the same one are the same value (a re-send). */
+function identity(r: ValueWrite): string {
+  return `${r.feature_id}\u0000${r.entity_id}\u0000${r.event_time}\u0000${Buffer.from(r.value_hash.buffer, r.value_hash.byteOffset, r.value_hash.byteLength).toString("hex")}`;
+}
+
+/** Splits `items` into consecutive chunks of at most `size`. */
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Writes and reads of values. */
+export class PostgresValues {
+  private readonly timed = <T>(what: string, p: Promise<T> & { cancel?: () => unknown }, ms = this.timeoutMs): Promise<T> => timed(what, p, ms);
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly log: Logger,
+    private readonly partitions: PartitionManager,
+    private readonly feed: PostgresChangeFeed,
+    private readonly timeoutMs: number,
+  ) {}
+
+  async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
+    if (rows.length === 0) return [];
+    try {
+      await this.partitions.ensureFor(
+        rows.map((r) => r.event_time),
+        Date.now(),
+      );
+    } catch (err) {
+      // the DEFAULT partition takes the rows; the next attempt or maintenance retries
+      this.log.warn({ err }, "could not create partitions for a write");
+    }
+    const parts: { start: number; rows: ValueWrite[] }[] = [];
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < rows.length; i++) {
+      const size = (rows[i] as ValueWrite).value.byteLength;
+      if (i > start && (i - start >= WRITE_CHUNK_ROWS || bytes + size > WRITE_CHUNK_BYTES)) {
+        parts.push({ start, rows: rows.slice(start, i) });
+        start = i;
+        bytes = 0;
+      }
+      bytes += size;
+    }
+    parts.push({ start, rows: rows.slice(start) });
+
+    // each statement may take the call timeout (the server's statement_timeout), so the whole
+    // write gets one per statement: a bulk write is not cut short for being big
+    const timeoutMs = this.timeoutMs * parts.length;
+    const found: { index: number; seq: number }[] =
+      parts.length === 1
+        ? await this.timed("write values", this.writeChunk(this.sql, (parts[0] as (typeof parts)[number]).rows, 0), timeoutMs)
+        : await this.timed(
+            "write values",
+            this.sql.begin(async (tx) => {
+              const all: { index: number; seq: number }[] = [];
+              for (const p of parts) all.push(...(await this.writeChunk(tx, p.rows, p.start)));
+              return all;
+            }),
+            timeoutMs,
+          );
+    const out: (RowOutcome | undefined)[] = new Array(rows.length);
+    const storedSeq = new Map<string, number>();
+    for (const { index, seq } of found) {
+      out[index] = { seq, status: "stored" };
+      storedSeq.set(identity(rows[index] as ValueWrite), seq);
+    }
+    // the other rows are identical to a stored one: earlier in this write, or stored before it
+    const before: number[] = [];
+    for (let i = 0; i < rows.length; i++) {
+      if (out[i] !== undefined) continue;
+      const seq = storedSeq.get(identity(rows[i] as ValueWrite));
+      if (seq !== undefined) out[i] = { seq, status: "identical" };
+      else before.push(i);
+    }
+    if (before.length > 0) {
+      const seqs = await this.timed("write values (identical rows)", this.storedSeqs(before.map((i) => rows[i] as ValueWrite)), timeoutMs);
+      for (let j = 0; j < before.length; j++) {
+        const seq = seqs[j];
+        // only retention dropping the row in between gets here: a retry stores it again
+        if (seq === undefined) throw new StoreUnavailable(STORE_NAME, "a value identical to a stored one vanished during the write; retry");
+        out[before[j] as number] = { seq, status: "identical" };
+      }
+    }
+    return out as RowOutcome[];
+  }
+
+  private async storedSeqs(rows: ValueWrite[]): Promise<(number | undefined)[]> {
+    const out: (number | undefined)[] = new Array(rows.length);
+    let offset = 0;
+    for (const part of chunks(rows, READ_CHUNK_KEYS)) {
+      const found = await this.sql<{ ord: number; seq: number }[]>`
+        SELECT k.ord, f.seq
+        FROM unnest(${numberArray(part.map((r) => r.feature_id))}::bigint[], ${textArray(part.map((r) => r.entity_id))}::text[],
+                    ${numberArray(part.map((r) => r.event_time))}::bigint[], ${byteaArray(part.map((r) => r.value_hash))}::bytea[])
+             WITH ORDINALITY AS k(feature_id, entity_id, event_time, value_hash, ord)
+        JOIN feature_values f ON f.feature_id = k.feature_id AND f.entity_id = k.entity_id AND f.event_time = k.event_time AND f.value_hash = k.value_hash`;
+      for (const r of found) out[offset + r.ord - 1] = r.seq;
+      offset += part.length;
+    }
+    return out;
+  }
+
+  /**
+   * One statement (atomic on its own): dedupes the batch, numbers the rows in input order,
+   * inserts history (re-sends skipped by the identity index), upserts the greatest new value
+   * per key into online_values when it beats the stored one, and notifies once.
+   * Rows are inserted and locked in key order so concurrent batches cannot deadlock.
+   */
+  private async writeChunk(sql: Querier, rows: ValueWrite[], offset: number): Promise<{ index: number; seq: number }[]> {
+    const result = await sql<{ ord: number; seq: number }[]>`
+      WITH input AS (
+        SELECT * FROM unnest(${numberArray(rows.map((r) => r.feature_id))}::bigint[], ${textArray(rows.map((r) => r.entity_id))}::text[],
+                             ${numberArray(rows.map((r) => r.event_time))}::bigint[], ${byteaArray(rows.map((r) => r.value_hash))}::bytea[],
+                             ${byteaArray(rows.map((r) => r.value))}::bytea[])
+               WITH ORDINALITY AS t(feature_id, entity_id, event_time, value_hash, value, ord)
+      ),
+      firsts AS (
+        SELECT DISTINCT ON (feature_id, entity_id, event_time, value_hash) *
+        FROM input ORDER BY feature_id, entity_id, event_time, value_hash, ord
+      ),
+      numbered AS MATERIALIZED (
+        SELECT f.*, nextval('feature_values_seq') AS seq FROM (SELECT * FROM firsts ORDER BY ord) f
+      ),
+      ins AS (
+        INSERT INTO feature_values (feature_id, entity_id, event_time, seq, value_hash, value)
+        SELECT feature_id, entity_id, event_time, seq, value_hash, value FROM numbered
+        ORDER BY feature_id, entity_id, event_time, value_hash
+        ON CONFLICT (feature_id, entity_id, event_time, value_hash) DO NOTHING
+        RETURNING seq
+      ),
+      written AS MATERIALIZED (
+        SELECT n.* FROM ins JOIN numbered n USING (seq)
+      ),
+      up AS (
+        INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
+        SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
+        FROM written ORDER BY feature_id, entity_id, event_time DESC, seq DESC
+        ON CONFLICT (feature_id, entity_id) DO UPDATE
+          SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+          WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)
+      ),
+      notified AS MATERIALIZED (
+        SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}) FROM (SELECT 1 FROM written LIMIT 1) x
+      )
+      SELECT w.ord, w.seq FROM written w LEFT JOIN notified ON true ORDER BY w.seq`;
+    return result.map((r) => ({ index: offset + r.ord - 1, seq: r.seq }));
+  }
+
+  async getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]> {
+    const out: (StoredRow | null)[] = new Array<StoredRow | null>(keys.length).fill(null);
+    let offset = 0;
+    for (const part of chunks(keys, READ_CHUNK_KEYS)) {
+      const rows = await this.timed(
+        "latest lookup",
+        this.sql<FoundRow[]>`
+          SELECT k.ord, o.event_time, o.seq, o.value
+          FROM unnest(${numberArray(part.map((k) => k.feature_id))}::bigint[], ${textArray(part.map((k) => k.entity_id))}::text[]) WITH ORDINALITY AS k(feature_id, entity_id, ord)
+          JOIN online_values o ON o.feature_id = k.feature_id AND o.entity_id = k.entity_id`,
+      );
+      for (const r of rows) out[offset + r.ord - 1] = { event_time: r.event_time, seq: r.seq, value: r.value };
+      offset += part.length;
+    }
+    return out;
+  }
+
+  async getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
+    if (keys.length === 0) return [];
+    const out: (StoredRow | null)[] = new Array<StoredRow | null>(keys.length).fill(null);
+    const parts = chunks(keys, READ_CHUNK_KEYS);
+    const run = async (sql: Querier): Promise<void> => {
+      let offset = 0;
+      for (const part of parts) {
+        for (const r of await this.asOfChunk(sql, part)) out[offset + r.ord - 1] = { event_time: r.event_time, seq: r.seq, value: r.value };
+        offset += part.length;
+      }
+    };
+    // several statements read one snapshot, as SQLite's single read transaction does
+    await this.timed("point-in-time lookup", parts.length === 1 ? run(this.sql) : this.sql.begin("isolation level repeatable read read only", run));
+    return out;
+  }
+
+  /**
+   * Set-based: one statement for the whole chunk. The online row is the greatest
+   * (event_time, seq) of all history, so when its event time is not after `at` it is the
+   * answer; only the other keys search the history index (the gated LATERALs do not run for
+   * the rest), one index probe per partition at most, newest first.
+   *
+   * With a gap-free run of partitions [lo, hi) around now (see PartitionManager.span), `h`
+   * searches only inside it, which the planner proves cannot touch DEFAULT, so it walks the
+   * partitions newest first and stops at the first hit; `d` searches outside it (DEFAULT and
+   * stray partitions) and runs only when `h` found nothing or `at` is beyond the run.
+   */
+  private asOfChunk(sql: Querier, keys: AsOfKey[]): Promise<FoundRow[]> {
+    const keyRows = sql`unnest(${numberArray(keys.map((k) => k.feature_id))}::bigint[], ${textArray(keys.map((k) => k.entity_id))}::text[], ${numberArray(keys.map((k) => k.at))}::bigint[])
+      WITH ORDINALITY AS k(feature_id, entity_id, at, ord)`;
+    const span = this.partitions.span(Date.now());
+    if (!span) {
+      return sql<FoundRow[]>`
+        SELECT k.ord,
+               CASE WHEN o.event_time <= k.at THEN o.event_time ELSE h.event_time END AS event_time,
+               CASE WHEN o.event_time <= k.at THEN o.seq ELSE h.seq END AS seq,
+               CASE WHEN o.event_time <= k.at THEN o.value ELSE h.value END AS value
+        FROM ${keyRows}
+        JOIN online_values o ON o.feature_id = k.feature_id AND o.entity_id = k.entity_id
+        LEFT JOIN LATERAL (
+          SELECT f.event_time, f.seq, f.value FROM feature_values f
+          WHERE o.event_time > k.at AND f.feature_id = k.feature_id AND f.entity_id = k.entity_id AND f.event_time <= k.at
+          ORDER BY f.event_time DESC, f.seq DESC
+          LIMIT 1
+        ) h ON true
+        WHERE o.event_time <= k.at OR h.seq IS NOT NULL`;
+    }
+    // literals, not parameters: plan-time pruning is what excludes DEFAULT (safe integers)
+    const lo = sql.unsafe(String(Math.trunc(span.from)));
+    const hi = sql.unsafe(String(Math.trunc(span.to)));
+    return sql<FoundRow[]>`
+      SELECT k.ord,
+             CASE p.pick WHEN 0 THEN o.event_time WHEN 1 THEN h.event_time ELSE d.event_time END AS event_time,
+             CASE p.pick WHEN 0 THEN o.seq WHEN 1 THEN h.seq ELSE d.seq END AS seq,
+             CASE p.pick WHEN 0 THEN o.value WHEN 1 THEN h.value ELSE d.value END AS value
+      FROM ${keyRows}
+      JOIN online_values o ON o.feature_id = k.feature_id AND o.entity_id = k.entity_id
+      LEFT JOIN LATERAL (
+        SELECT f.event_time, f.seq, f.value FROM feature_values f
+        WHERE o.event_time > k.at AND f.feature_id = k.feature_id AND f.entity_id = k.entity_id AND f.event_time <= k.at
+          AND f.event_time >= ${lo} AND f.event_time < ${hi}
+        ORDER BY f.event_time DESC, f.seq DESC
+        LIMIT 1
+      ) h ON true
+      LEFT JOIN LATERAL (
+        SELECT f.event_time, f.seq, f.value FROM feature_values f
+        WHERE o.event_time > k.at AND (h.seq IS NULL OR k.at >= ${hi})
+          AND f.feature_id = k.feature_id AND f.entity_id = k.entity_id AND f.event_time <= k.at
+          AND (f.event_time < ${lo} OR f.event_time >= ${hi})
+        ORDER BY f.event_time DESC, f.seq DESC
+        LIMIT 1
+      ) d ON true
+      CROSS JOIN LATERAL (
+        SELECT CASE
+          WHEN o.event_time <= k.at THEN 0
+          WHEN d.seq IS NOT NULL AND (h.seq IS NULL OR (d.event_time, d.seq) > (h.event_time, h.seq)) THEN 2
+          WHEN h.seq IS NOT NULL THEN 1
+        END AS pick
+      ) p
+      WHERE p.pick IS NOT NULL`;
+  }
+}

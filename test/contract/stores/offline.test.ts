@@ -1,0 +1,128 @@
+/**
+ * OfflineStore contract: history (identical re-sends stored once, write sequences in input
+ * order), the latest value per key, and point-in-time reads behave the same on every backend
+ * (see backends.ts). Moved here from the PostgreSQL integration suite.
+ */
+import { describe, expect, test } from "bun:test";
+import type { AsOfKey, ValueWrite } from "../../../src/store/types.ts";
+import { databaseFactories } from "./backends.ts";
+import { acrossMonths, hashOf, text, val } from "./support.ts";
+
+const T = Date.UTC(2024, 0, 15);
+const DAY = 86_400_000;
+
+for (const factory of databaseFactories()) {
+  describe(`OfflineStore on ${factory.name}`, () => {
+    test("each input row is answered: stored (seqs in input order) or identical to a stored row (its seq), also within one batch", async () => {
+      const { db } = await factory.open();
+      const first = await db.writeValues([val(1, "u1", T, "a"), val(1, "u2", T, "b"), val(1, "u1", T, "a"), val(2, "u1", T - 5, "c")]);
+      expect(first.map((o) => o.status)).toEqual(["stored", "stored", "identical", "stored"]);
+      expect(first[2]?.seq).toBe(first[0]?.seq as number);
+      const seqs = [first[0], first[1], first[3]].map((o) => o?.seq as number);
+      expect([...seqs].sort((x, y) => x - y)).toEqual(seqs);
+      expect(new Set(seqs).size).toBe(3);
+
+      // a re-send stores nothing and is answered with the stored rows' seqs
+      expect(await db.writeValues([val(1, "u1", T, "a"), val(2, "u1", T - 5, "c")])).toEqual([
+        { seq: seqs[0] as number, status: "identical" },
+        { seq: seqs[2] as number, status: "identical" },
+      ]);
+      const again = await db.writeValues([val(1, "u1", T, "a"), val(1, "u1", T, "z")]);
+      expect(again.map((o) => o.status)).toEqual(["identical", "stored"]);
+      expect(again[1]?.seq).toBeGreaterThan(Math.max(...seqs));
+      // both values of (1, u1, T) are history; the later one is current
+      expect(text((await db.getAsOf([{ feature_id: 1, entity_id: "u1", at: T }]))[0]?.value)).toBe("z");
+    });
+
+    test("the latest value is the greatest (event_time, seq); an older write stays in history only", async () => {
+      const { db } = await factory.open();
+      const k = { feature_id: 7, entity_id: "e" };
+      await db.writeValues([val(7, "e", T, "now")]);
+      const old = await db.writeValues([val(7, "e", T - DAY, "yesterday")]);
+      expect(old).toHaveLength(1);
+      expect(text((await db.getLatest([k]))[0]?.value)).toBe("now");
+      expect(text((await db.getAsOf([{ ...k, at: T - 1 }]))[0]?.value)).toBe("yesterday");
+      // same event time, written later: wins on seq, online and as of T
+      await db.writeValues([val(7, "e", T, "now, corrected")]);
+      expect(text((await db.getLatest([k]))[0]?.value)).toBe("now, corrected");
+      expect(text((await db.getAsOf([{ ...k, at: T }]))[0]?.value)).toBe("now, corrected");
+    });
+
+    test("several rows for one key in one batch: the greatest (event_time, seq) is the latest, in any input order", async () => {
+      const { db } = await factory.open();
+      const w = await db.writeValues([val(1, "e", T, "t0-first"), val(1, "e", T + 10, "t10"), val(1, "e", T - 10, "t-10"), val(1, "e", T + 10, "t10-later"), val(1, "e", T, "t0-second")]);
+      expect(w).toHaveLength(5);
+      const [latest] = await db.getLatest([{ feature_id: 1, entity_id: "e" }]);
+      expect(text(latest?.value)).toBe("t10-later");
+      expect(latest?.seq).toBe(w[3]?.seq);
+      const asOf = await db.getAsOf([
+        { feature_id: 1, entity_id: "e", at: T },
+        { feature_id: 1, entity_id: "e", at: T + 9 },
+        { feature_id: 1, entity_id: "e", at: T - 11 },
+        { feature_id: 1, entity_id: "e", at: T + 10 },
+      ]);
+      expect(asOf.map((r) => text(r?.value))).toEqual(["t0-second", "t0-second", undefined, "t10-later"]);
+    });
+
+    test("getLatest / getAsOf answer in key order, with null for never written, nothing after T leaking", async () => {
+      const { db } = await factory.open();
+      const odd = 'we"ird \\ {id}, ünïcode ✓';
+      await db.writeValues([val(1, odd, T, "x1"), val(1, odd, T + 1_000, "x2"), val(2, "b", T + 500, "y1")]);
+      const latest = await db.getLatest([
+        { feature_id: 2, entity_id: "b" },
+        { feature_id: 1, entity_id: "missing" },
+        { feature_id: 1, entity_id: odd },
+        { feature_id: 2, entity_id: "b" },
+      ]);
+      expect(latest.map((r) => text(r?.value) ?? null)).toEqual(["y1", null, "x2", "y1"]);
+      expect(latest[2]).toMatchObject({ event_time: T + 1_000 });
+      expect(typeof latest[2]?.seq).toBe("number");
+      const asOf = await db.getAsOf([
+        { feature_id: 1, entity_id: odd, at: T + 999 },
+        { feature_id: 1, entity_id: odd, at: T - 1 },
+        { feature_id: 2, entity_id: "b", at: T + 499 },
+        { feature_id: 2, entity_id: "b", at: T + 500 },
+        { feature_id: 3, entity_id: "b", at: T + 500 },
+        { feature_id: 1, entity_id: odd, at: T + 1_000 },
+      ]);
+      expect(asOf.map((r) => text(r?.value) ?? null)).toEqual(["x1", null, null, "y1", null, "x2"]);
+      expect(asOf[0]).toMatchObject({ event_time: T });
+      expect(await db.writeValues([])).toEqual([]);
+      expect(await db.getLatest([])).toEqual([]);
+      expect(await db.getAsOf([])).toEqual([]);
+    });
+
+    test("as-of reads across months, far past and far future", async () => {
+      const { db } = await factory.open();
+      const { rows, keys, expected } = acrossMonths(Date.now());
+      await db.writeValues(rows);
+      expect((await db.getAsOf(keys)).map((r) => text(r?.value) ?? null)).toEqual(expected);
+    });
+
+    test("more keys than one statement takes, and a batch bigger than one write statement", async () => {
+      const { db } = await factory.open();
+      const rows: ValueWrite[] = [];
+      for (let i = 0; i < 12_000; i++) rows.push(val(1, `e${i % 6_000}`, T + Math.floor(i / 6_000), `v${i}`));
+      const written = await db.writeValues(rows);
+      expect(written).toHaveLength(12_000);
+      expect(written.every((w, i) => i === 0 || w.seq > (written[i - 1]?.seq ?? 0))).toBe(true);
+      expect(written.every((w) => w.status === "stored")).toBe(true);
+      // the same batch again: every row identical, with the seq it was stored under
+      expect(await db.writeValues(rows)).toEqual(written.map((w) => ({ seq: w.seq, status: "identical" })));
+      const keys: AsOfKey[] = [];
+      for (let i = 0; i < 25_000; i++) keys.push({ feature_id: 1, entity_id: `e${i % 6_000}`, at: T + (i % 2) });
+      const got = await db.getAsOf(keys);
+      for (let i = 0; i < 25_000; i += 997) expect(text(got[i]?.value)).toBe(`v${(i % 6_000) + (i % 2) * 6_000}`);
+      const latest = await db.getLatest(keys);
+      expect(text(latest[24_999]?.value)).toBe(`v${(24_999 % 6_000) + 6_000}`);
+    }, 60_000);
+
+    test("a 1 MiB value round-trips byte for byte", async () => {
+      const { db } = await factory.open();
+      const value = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);
+      await db.writeValues([{ feature_id: 1, entity_id: "big", event_time: T, value, value_hash: hashOf(value) }]);
+      const [got] = await db.getLatest([{ feature_id: 1, entity_id: "big" }]);
+      expect(Buffer.compare(Buffer.from(got?.value ?? []), Buffer.from(value))).toBe(0);
+    });
+  });
+}

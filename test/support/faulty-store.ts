@@ -1,0 +1,28 @@
+/**
+ * A fault-injecting offline store: delegates to a real one (the embedded database in tests) and
+ * fails `writeValues` calls as a test decides: a store outage ({@link StoreUnavailable}) or a
+ * deterministic failure of any other kind. Counts the calls it saw.
+ */
+import type { OfflineStore, ValueWrite } from "../../src/store/types.ts";
+
+/** Decides, per call, whether `writeValues(rows)` fails and how; undefined lets it through. */
+export type WriteFault = (rows: readonly ValueWrite[], call: number) => Error | undefined;
+
+export class FaultyOfflineStore implements OfflineStore {
+  /** `writeValues` calls so far (failed ones included) */
+  writeCalls = 0;
+  fault: WriteFault | undefined;
+
+  constructor(private readonly inner: OfflineStore) {}
+
+  async writeValues(rows: ValueWrite[]) {
+    const err = this.fault?.(rows, this.writeCalls++);
+    if (err) throw err;
+    return this.inner.writeValues(rows);
+  }
+
+  getLatest: OfflineStore["getLatest"] = (keys) => this.inner.getLatest(keys);
+  getAsOf: OfflineStore["getAsOf"] = (keys) => this.inner.getAsOf(keys);
+  ping = () => this.inner.ping();
+  close = () => this.inner.close();
+}
