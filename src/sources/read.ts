@@ -146,6 +146,9 @@ async function fileBuffer(path: string): Promise<AsyncBuffer & { close(): Promis
   };
 }
 
+/** Rows decoded per Parquet read at most (a larger row group is read in parts). */
+const READ_ROWS = 100_000;
+
 /** Parquet parsers that keep timestamps as epoch milliseconds (no Date per value). */
 const PARSERS = {
   timestampFromMilliseconds: (v: bigint) => Number(v),
@@ -238,24 +241,30 @@ class ParquetReader implements SourceReader {
         if (missing.length > 0) throw new SourceError(`${path} has no column ${missing.map((m) => JSON.stringify(m)).join(", ")}`);
         let row = f === start.file ? start.rows : 0;
         done += row;
-        // Chunks follow row-group boundaries so each group is decoded once.
+        // Reads follow row-group boundaries, a whole group (or READ_ROWS of a larger one, pages
+        // found through the offset index when the file has one) at a time, so no page is decoded
+        // twice; the rows read are then handed out in chunks.
+        const fp = fps[f] as { size: number; mtime: number };
         let groupStart = 0;
         for (const g of metadata.row_groups) {
           const groupEnd = groupStart + Number(g.num_rows);
           while (row < groupEnd) {
             signal?.throwIfAborted();
-            const end = Math.min(groupEnd, row + chunkRows);
+            const end = Math.min(groupEnd, row + Math.max(chunkRows, READ_ROWS));
             let rows: unknown[][] = [];
             try {
-              await parquetRead({ file: buf, metadata, columns, rowStart: row, rowEnd: end, parsers: PARSERS, compressors, onComplete: (r) => void (rows = r) });
+              await parquetRead({ file: buf, metadata, columns, rowStart: row, rowEnd: end, parsers: PARSERS, compressors, useOffsetIndex: true, onComplete: (r) => void (rows = r) });
             } catch (e) {
               throw new SourceError(`${path}: cannot read rows ${row + 1}-${end}: ${(e as Error).message}`);
             }
-            const first = row + 1;
+            for (let at = 0; at < rows.length; at += chunkRows) {
+              const part = rows.slice(at, at + chunkRows);
+              const first = row + 1;
+              row += part.length;
+              done += part.length;
+              yield { rows: part, part: path, firstRow: first, done, position: { kind: "files", file: f, path, size: fp.size, mtime: fp.mtime, rows: row } };
+            }
             row = end;
-            done += rows.length;
-            const fp = fps[f] as { size: number; mtime: number };
-            yield { rows, part: path, firstRow: first, done, position: { kind: "files", file: f, path, size: fp.size, mtime: fp.mtime, rows: row } };
           }
           groupStart = groupEnd;
         }
