@@ -365,6 +365,10 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   let mark = performance.now();
   try {
     for await (const chunk of reader.read(columns, run.position, chunkRows, run.window, opts.signal)) {
+      // Let timers and signals run: with rows in memory and a synchronous store, a whole
+      // row group's chunks would otherwise go by in microtasks (no cancel, no heartbeat).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      opts.signal?.throwIfAborted(); // stop between chunks, whatever the reader holds
       const t = performance.now();
       timings.read_ms += t - mark;
       const prepared = prepareChunk(chunk);

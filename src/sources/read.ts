@@ -258,6 +258,7 @@ class ParquetReader implements SourceReader {
               throw new SourceError(`${path}: cannot read rows ${row + 1}-${end}: ${(e as Error).message}`);
             }
             for (let at = 0; at < rows.length; at += chunkRows) {
+              signal?.throwIfAborted();
               const part = rows.slice(at, at + chunkRows);
               const first = row + 1;
               row += part.length;

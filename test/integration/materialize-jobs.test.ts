@@ -59,6 +59,7 @@ async function until(id: string, done: (status: string) => boolean, timeoutMs = 
 
 function stored(): number {
   const db = new Sqlite(join(dir, "data/feature-store.db"), { readonly: true });
+  db.exec("PRAGMA busy_timeout = 5000"); // a writer killed mid-transaction leaves recovery to the next reader
   try {
     return (db.query("SELECT count(*) AS n FROM feature_values").get() as { n: number }).n;
   } finally {

@@ -60,6 +60,7 @@ function summary(r: Run): Summary {
 /** Values in the embedded history, and the online (latest) rows. */
 function counts(dir: string): { history: number; online: number } {
   const db = new Sqlite(join(dir, "data/feature-store.db"), { readonly: true });
+  db.exec("PRAGMA busy_timeout = 5000"); // a writer killed mid-transaction leaves recovery to the next reader
   try {
     const h = db.query("SELECT count(*) AS n FROM feature_values").get() as { n: number };
     const o = db.query("SELECT count(*) AS n FROM online_values").get() as { n: number };
@@ -72,6 +73,7 @@ function counts(dir: string): { history: number; online: number } {
 /** event_time of the online value of (feature name, entity). */
 function onlineTime(dir: string, feature: string, entity: string): number | null {
   const db = new Sqlite(join(dir, "data/feature-store.db"), { readonly: true });
+  db.exec("PRAGMA busy_timeout = 5000"); // a writer killed mid-transaction leaves recovery to the next reader
   try {
     const r = db
       .query("SELECT o.event_time AS t FROM online_values o JOIN feature_definitions d ON d.id = o.feature_id WHERE d.name = ? AND o.entity_id = ?")
@@ -276,6 +278,7 @@ describe("csv sources", () => {
     expect(s.values_stored).toBe(7);
     expect(s.null_values).toBe(2);
     const db = new Sqlite(join(dir, "data/feature-store.db"), { readonly: true });
+    db.exec("PRAGMA busy_timeout = 5000"); // a writer killed mid-transaction leaves recovery to the next reader
     const ids = (db.query("SELECT DISTINCT entity_id FROM online_values ORDER BY entity_id").all() as { entity_id: string }[]).map((x) => x.entity_id);
     db.close();
     expect(ids).toEqual(["u1", "u3", "ü-2"]);
