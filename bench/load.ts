@@ -29,6 +29,7 @@ import {
   type StackEnv,
 } from "./lib/server.ts";
 import { attack, ensureVegeta, saturate, writeTargets, type AttackResult, type SaturationResult, type Target } from "./lib/vegeta.ts";
+import { runMixed, type MixedResult } from "./mixed.ts";
 
 /** One steady (constant-rate) scenario, ours and the bare baseline's, with ratios. */
 export interface SteadyResult {
@@ -76,6 +77,8 @@ export interface LoadResults {
   redis_benchmark: RedisBenchResult[];
   /** our Redis-stack figures as ratios to redis-benchmark's closed-loop ceiling */
   ratio_to_redis_benchmark?: { online_1x10_rps: number | null; online_100x10_hmget_per_s: number | null };
+  /** online 1x10 alone, then with training queries and writes in the background (bench/mixed.ts) */
+  mixed?: MixedResult[];
   skipped: string[];
   load_average: { start: number; end: number };
 }
@@ -239,11 +242,12 @@ interface StackRun {
   saturation: SaturationEntry[];
   loaded: { values: number; seconds: number; values_per_s: number; retried_503?: number };
   redis_benchmark: RedisBenchResult[];
+  mixed: MixedResult[];
   errors: string[];
 }
 
 function newRun(): StackRun {
-  return { steady: [], saturation: [], loaded: { values: 0, seconds: 0, values_per_s: 0 }, redis_benchmark: [], errors: [] };
+  return { steady: [], saturation: [], loaded: { values: 0, seconds: 0, values_per_s: 0 }, redis_benchmark: [], mixed: [], errors: [] };
 }
 
 /** Runs one stack's scenarios, appending to `out` as it goes (partial results survive a failure). */
@@ -267,6 +271,7 @@ async function runStack(vegeta: string, bin: string, name: string, env: StackEnv
     out.steady.push(await steady(vegeta, name, server, bare, many, Math.max(10, (satOf(many.name) ?? 400) / 2), storesPid));
     out.steady.push(await steady(vegeta, name, server, bare, batch, Math.max(1, (satOf(batch.name) ?? 10) / 2), storesPid));
 
+    if (enabled("mixed")) out.mixed.push(await runMixed(vegeta, name, server, settings.entities, settings.historyDays, now));
     if (extra.redis) await redisExtras(vegeta, name, server, extra.redis, one, out, storesPid, satOf);
   } finally {
     await server.stop();
@@ -348,6 +353,7 @@ export async function runLoad(opts: { bin?: string; vegeta?: string } = {}): Pro
         results.steady.push(...r.steady);
         results.saturation.push(...r.saturation);
         results.loaded.embedded = r.loaded;
+        (results.mixed ??= []).push(...r.mixed);
         results.skipped.push(...r.errors);
       }
     } else results.skipped.push("embedded stack (BENCH_SKIP/BENCH_ONLY)");
@@ -372,6 +378,7 @@ export async function runLoad(opts: { bin?: string; vegeta?: string } = {}): Pro
         results.saturation.push(...r.saturation);
         results.redis_benchmark.push(...r.redis_benchmark);
         results.loaded["postgres+redis"] = r.loaded;
+        (results.mixed ??= []).push(...r.mixed);
         results.skipped.push(...r.errors);
       }
     } else results.skipped.push("postgres+redis stack (BENCH_SKIP/BENCH_ONLY)");

@@ -299,7 +299,7 @@ group("point-in-time resolution, 1,000 rows x 10 features (SQLite)", () => {
     });
     bench("lookupBatch + JSON.stringify", async () => {
       const out = [];
-      for await (const chunk of batch.lookupBatch(embedded, TENANT, rows, FEATURE_NAMES)) out.push(...chunk);
+      for await (const chunk of batch.lookupBatch(embedded, TENANT, rows, FEATURE_NAMES)) out.push(...chunk.results);
       do_not_optimize(JSON.stringify({ results: out }));
     });
   });

@@ -7,17 +7,20 @@
  *      redis-benchmark baselines side by side
  *   4. cold start (bench/coldstart.ts)
  *   5. ingest through the Kafka worker (bench/ingest.ts), when the worker exists
- *   6. materialize: Parquet into each store beside the raw read rate (bench/materialize.ts;
- *      results in bench/results/materialize.json and .md)
+ *   6. side by side with Feast's `feast serve` on the same Redis (bench/feast.ts; part `feast`,
+ *      results in bench/results/feast.md and feast.json)
+ *   7. materialize: Parquet into each store beside the raw read rate (bench/materialize.ts;
+ *      part `materialize`, results in bench/results/materialize.json and .md)
  *
  * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
- * (micro, embedded, redis, saturation, coldstart, ingest, materialize); durations: BENCH_SECONDS,
+ * (micro, embedded, redis, saturation, coldstart, ingest, feast, materialize); durations: BENCH_SECONDS,
  * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
  * parts not run are kept from the previous bench/results/latest.json.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runColdStart } from "./coldstart.ts";
+import { feastMarkdown, runAndWriteFeast } from "./feast.ts";
 import { runIngest } from "./ingest.ts";
 import { enabled, ensureDir, log, machineInfo, RESULTS_DIR, ROOT, settings, TMP_DIR } from "./lib/common.ts";
 import { type AllResults, markdown, writeResults, type MicroResults } from "./lib/report.ts";
@@ -43,7 +46,7 @@ ensureDir(TMP_DIR);
 
 const needsLoad = enabled("embedded") || enabled("redis");
 const vegeta = needsLoad ? await ensureVegeta() : undefined;
-const bin = needsLoad || enabled("coldstart") || enabled("ingest") ? await buildBinary() : undefined;
+const bin = needsLoad || enabled("coldstart") || enabled("ingest") || enabled("feast") ? await buildBinary() : undefined;
 
 const save = (): void => {
   results.duration_s = (performance.now() - t0) / 1000;
@@ -80,6 +83,14 @@ if (enabled("materialize")) {
   materialized = await runMaterialize({ bin });
   writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(materialized, null, 2)}\n`);
   writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(materialized));
+}
+
+if (enabled("feast")) {
+  try {
+    process.stdout.write(feastMarkdown(await runAndWriteFeast({ bin, ...(vegeta ? { vegeta } : {}) })));
+  } catch (e) {
+    log(`feast side by side failed: ${(e as Error).stack ?? e}`);
+  }
 }
 
 save();

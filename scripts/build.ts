@@ -2,7 +2,9 @@
  * `bun run build`: compiles src/cli.ts into the single executable dist/feature-store
  * (minified, with bytecode for a fast cold start). The executable never auto-loads .env,
  * bunfig.toml, tsconfig.json or package.json from the directory it runs in. Migrations and the
- * /docs assets are embedded through text imports.
+ * /docs assets are embedded through text imports. The bulk lane's worker thread
+ * (src/cmd/lane-worker.ts) is a second entrypoint, embedded as /$bunfs/root/cmd/lane-worker.js
+ * (see workerUrl() in src/lane/pool.ts).
  */
 import { rmSync } from "node:fs";
 
@@ -23,6 +25,7 @@ const args = [
   "--define",
   'process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED="true"',
   "src/cli.ts",
+  "src/cmd/lane-worker.ts",
   "--outfile",
   outfile,
 ];

@@ -21,6 +21,7 @@ const LAYERS: { name: string; prefixes: string[] }[] = [
   { name: "serving", prefixes: ["serving/"] },
   { name: "sources", prefixes: ["sources/"] },
   { name: "stream", prefixes: ["stream/"] },
+  { name: "lane", prefixes: ["lane/"] },
   { name: "api", prefixes: ["api/"] },
   { name: "app", prefixes: ["app.ts"] },
   { name: "cmd", prefixes: ["cmd/"] },

@@ -14,18 +14,20 @@
  *    stateful schemathesis run with more checks on PostgreSQL + Redis;
  * 7. deploy checks (test/deploy): the binary in a distroless-like root, manifests against the
  *    Kubernetes schemas, compose, promtool on the Prometheus config and rules, Grafana queries;
+ * 8. Feast compatibility (test/feast): Feast's own SDK (`feast` from PyPI, pinned in
+ *    test/feast/requirements.txt, into .cache/feast-venv) against the binary;
  * then stops every service (also on failure or Ctrl-C) and prints `N passed, N failed`.
  *
  * `bun scripts/test.ts STEP...` runs only the named steps (typecheck, unit, contract,
- * integration, e2e, fuzz, reliability, deploy).
+ * integration, e2e, fuzz, reliability, deploy, feast).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startPostgres, startRedis, startRedisCluster, stopAll } from "../test/harness/services.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
-const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz", "reliability", "deploy"] as const;
+const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz", "reliability", "deploy", "feast"] as const;
 type Step = (typeof ALL)[number];
 
 const wanted = new Set<Step>(process.argv.slice(2).length > 0 ? (process.argv.slice(2) as Step[]) : [...ALL]);
@@ -82,6 +84,27 @@ function ensureSchemathesis(): string | undefined {
     }
   }
   return st;
+}
+
+/** The venv holding Feast's SDK (test/feast/requirements.txt), installed when missing; undefined when that failed. */
+function ensureFeast(): string | undefined {
+  const venv = join(ROOT, ".cache/feast-venv");
+  const req = join(ROOT, "test/feast/requirements.txt");
+  const want = /feast==(\S+)/.exec(readFileSync(req, "utf8"))?.[1];
+  const have = existsSync(join(venv, "bin/python"))
+    ? Bun.spawnSync([join(venv, "bin/python"), "-c", "import importlib.metadata as m; print(m.version('feast'))"], { stdout: "pipe", stderr: "pipe" }).stdout.toString().trim()
+    : "";
+  if (have !== want) {
+    banner("installing feast (PyPI) into .cache/feast-venv");
+    const mk = existsSync(venv) ? { exitCode: 0 } : Bun.spawnSync(["python3", "-m", "venv", venv], { stdout: "inherit", stderr: "inherit" });
+    const pip = mk.exitCode === 0 && Bun.spawnSync([join(venv, "bin/pip"), "install", "-q", "-r", req], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+    if (!pip || pip.exitCode !== 0) {
+      totals.failed += 1;
+      failures.push("feast (install)");
+      return undefined;
+    }
+  }
+  return venv;
 }
 
 async function fuzz(): Promise<void> {
@@ -147,12 +170,14 @@ async function main(): Promise<number> {
       if (wanted.has("integration")) await run("integration suites (real services)", [BUN, "test", "--timeout", "600000", "test/integration"], env, { counts: true });
     }
 
-    if (wanted.has("e2e") || wanted.has("fuzz") || wanted.has("reliability") || wanted.has("deploy")) {
+    if (wanted.has("e2e") || wanted.has("fuzz") || wanted.has("reliability") || wanted.has("deploy") || wanted.has("feast")) {
       const built = await run("build dist/feature-store", [BUN, "run", "build"]);
       if (built && wanted.has("e2e")) await run("end-to-end suite (the compiled binary)", [BUN, "test", "--timeout", "120000", "test/e2e"], {}, { counts: true });
       if (built && wanted.has("fuzz")) await fuzz();
       if (built && wanted.has("reliability") && serviceEnv && freshDatabase) await reliability(serviceEnv, freshDatabase);
       if (built && wanted.has("deploy")) await run("deploy: distroless image, manifests, Prometheus, Grafana", [BUN, "test", "--timeout", "300000", "test/deploy"], {}, { counts: true });
+      const feastVenv = built && wanted.has("feast") ? ensureFeast() : undefined;
+      if (feastVenv) await run("Feast compatibility: Feast's own SDK against the binary", [BUN, "test", "--timeout", "300000", "test/feast"], { FEAST_VENV: feastVenv }, { counts: true });
     }
   } finally {
     banner("stopping services");

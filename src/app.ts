@@ -15,12 +15,16 @@ import { rateLimit } from "./api/middleware/rate-limit.ts";
 import { Admission, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
+import { batchByService } from "./api/routes/service-forms.ts";
+import { mountCatalog } from "./api/routes/catalog.ts";
+import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
 import { mountMaterialize } from "./api/routes/materialize.ts";
 import { mountOnline } from "./api/routes/online.ts";
 import { mountOps, type ServerState } from "./api/routes/ops.ts";
 import { mountRegister } from "./api/routes/register.ts";
 import { mountWrite } from "./api/routes/write.ts";
+import { BulkLane, isBulkRoute, laneOptions } from "./lane/pool.ts";
 
 export type { ServerState };
 
@@ -30,6 +34,8 @@ export interface AppOptions {
   rateLimiter?: RateLimiter;
   /** Admission control of /api/v1 (default: MAX_IN_FLIGHT, MAX_QUEUE, QUEUE_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_EVENT_LOOP_LAG_MS). */
   admission?: Admission;
+  /** The bulk lane (training queries and writes) (default: BULK_WORKERS threads, started on first use; `serve` passes its own to close it on shutdown). */
+  lane?: BulkLane;
 }
 
 /** Builds the app. `state.draining` flips /readyz to 503 during shutdown. */
@@ -38,6 +44,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   const admission =
     opts.admission ??
     new Admission({ maxInFlight: cfg.MAX_IN_FLIGHT, maxQueue: cfg.MAX_QUEUE, queueTimeoutMs: cfg.QUEUE_TIMEOUT_MS, requestTimeoutMs: cfg.REQUEST_TIMEOUT_MS, maxLagMs: cfg.MAX_EVENT_LOOP_LAG_MS });
+  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
   const limiter = opts.rateLimiter ?? new RateLimiter({ limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS });
   const app = new OpenAPIHono<AppEnv>();
   app.use(requestId());
@@ -68,7 +75,9 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountOps(app, deps, state, version);
 
   // Overload is refused first and cheapest: before authentication and before the body is read.
-  app.use("/api/v1/*", shed(admission, deps.metrics.registry));
+  // Two lanes: the bulk routes are admitted by the bulk lane (their own slots and queue), never
+  // counted against online lookups nor refused for event-loop lag.
+  app.use("/api/v1/*", shed(admission, deps.metrics.registry, { exempt: (c) => isBulkRoute(c.req.method, c.req.path) }));
   app.use("/api/v1/*", authenticate(deps.keys));
   if (limiter.enabled) app.use("/api/v1/*", rateLimit(limiter, deps.metrics.registry));
   const maxBody = deps.config.BODY_LIMIT_BYTES;
@@ -88,11 +97,13 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
     return streamedLimit(c, next);
   });
   mountRegister(app, deps);
-  mountWrite(app, deps);
+  mountWrite(app, lane);
   mountOnline(app, deps);
-  mountBatch(app, deps);
+  mountBatch(app, lane);
   mountDefinitions(app, deps);
   mountMaterialize(app, deps);
+  mountCatalog(app, deps);
+  mountFeast(app, deps);
   return app;
 }
 

@@ -14,6 +14,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command:
   keys: { summary: "create, list and revoke API keys", load: () => import("./cmd/keys.ts") },
   materialize: { summary: "load registered sources (Parquet, CSV, PostgreSQL) into the store", load: () => import("./cmd/materialize.ts") },
   seed: { summary: "generate sample definitions and values", load: () => import("./cmd/seed.ts") },
+  "import-feast": { summary: "import a Feast registry (feast registry-dump output)", load: () => import("./cmd/import-feast.ts") },
   healthcheck: { summary: "exit 0 when the server answers /readyz with 200", load: () => import("./cmd/healthcheck.ts") },
   version: { summary: "print the version", load: async () => ({ command: version }) },
 };

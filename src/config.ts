@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { availableParallelism } from "node:os";
 import { z } from "@hono/zod-openapi";
 
 const bool = z
@@ -109,6 +110,14 @@ export const ConfigSchema = z.object({
   MAX_EVENT_LOOP_LAG_MS: nonNegativeInt.default(200),
   /** Deadline of one API request from arrival (queueing included), milliseconds; a request still running then gets a 503 (0: none). */
   REQUEST_TIMEOUT_MS: nonNegativeInt.default(30_000),
+  /** Worker threads of the bulk lane (training queries and writes run there, off the thread answering online lookups); 0: run them on that thread. Default: half the cores, at least 1. */
+  BULK_WORKERS: intIn(0, 256).default(Math.max(1, Math.floor(availableParallelism() / 2))),
+  /** Training queries and writes one server runs at once (a streamed answer counts until its last chunk); more wait in the bulk queue (0: no limit). */
+  BULK_MAX_IN_FLIGHT: nonNegativeInt.default(4),
+  /** Training queries and writes that may wait for a bulk-lane slot; more get 503 at once. */
+  BULK_MAX_QUEUE: nonNegativeInt.default(64),
+  /** Longest a training query or write waits for a bulk-lane slot before a 503, milliseconds. */
+  BULK_QUEUE_TIMEOUT_MS: positiveInt.default(10_000),
   /** Entries of the in-process online cache. */
   CACHE_MAX_ENTRIES: positiveInt.default(1_000_000),
   /** Latest event time accepted on a write or a stream event, ahead of this server's clock: a duration (`5m`, `30s`) or seconds (milliseconds once parsed); later ones are refused (400, DLQ). */

@@ -58,3 +58,17 @@ export function formatPath(path: readonly PropertyKey[]): string {
   }
   return out;
 }
+
+/** The problem body for a code. */
+export function problemBody(code: ErrorCode, detail: string, requestId: string, errors?: FieldError[]) {
+  const { status, title } = ERROR_CODES[code];
+  return {
+    type: `urn:feature-store:problem:${code}`,
+    title,
+    status,
+    detail,
+    code,
+    request_id: requestId,
+    ...(errors && errors.length > 0 ? { errors } : {}),
+  };
+}

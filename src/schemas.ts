@@ -5,7 +5,7 @@
  * its `.openapi()` metadata).
  */
 import { z } from "@hono/zod-openapi";
-import { ERROR_CODES, formatPath, type FieldError } from "./errors.ts";
+import { AppError, ERROR_CODES, formatPath, type FieldError } from "./errors.ts";
 import { DTYPES } from "./registry/dtype.ts";
 import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "./registry/names.ts";
 
@@ -263,4 +263,64 @@ export function zodErrors(error: z.ZodError): FieldError[] {
     if (out.length >= 100) break;
   }
   return out.slice(0, 100);
+}
+
+// ───────────────────────────── decoding request bodies (Hono-free) ─────────────────────────────
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** Decodes a request body as strict UTF-8 JSON (the bulk lane's workers call it off the serving thread too); 400 when it is not. */
+export function decodeJson(buf: ArrayBuffer | Uint8Array): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(buf);
+  } catch {
+    throw new AppError("invalid_request", "request body is not valid UTF-8");
+  }
+  if (text.trim() === "") throw new AppError("invalid_request", "request body is empty; a JSON object is required");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    const why = e instanceof SyntaxError ? e.message : "too deeply nested";
+    throw new AppError("invalid_request", `request body is not valid JSON: ${why}`);
+  }
+  if ((text.includes("__proto__") || text.includes("\\u")) && hasProtoKey(value)) {
+    throw new AppError("invalid_request", "`__proto__` is not allowed as a key in a request body");
+  }
+  return value;
+}
+
+/** Whether any object in a parsed JSON value has an own `__proto__` key (it would be dropped or misread). */
+function hasProtoKey(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) if (typeof x === "object" && x !== null) stack.push(x);
+      continue;
+    }
+    if (Object.hasOwn(v, "__proto__")) return true;
+    for (const x of Object.values(v)) if (typeof x === "object" && x !== null) stack.push(x);
+  }
+  return false;
+}
+
+/** Validates a value against `schema`; 400 with `errors` on failure. */
+export function validate<S extends z.ZodType>(schema: S, raw: unknown): z.output<S> {
+  const r = schema.safeParse(raw, { error: issueWording });
+  if (!r.success) throw new AppError("invalid_request", "request does not match the schema", { errors: zodErrors(r.error) });
+  return r.data;
+}
+
+/**
+ * Bodies with alternative shapes (`entity_id` | `entity_ids`; `rows` | `entity_ids` + `timestamp`):
+ * when `raw` has `field` and any of `others`, a 400 saying they are mutually exclusive (rather
+ * than calling one of them an unknown field of the other shape). `choice` says what to send.
+ */
+export function exclusive(raw: unknown, field: string, others: readonly string[], choice: string): void {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !(field in raw)) return;
+  const errors = others.filter((o) => o in raw).map((o) => ({ path: o, message: `\`${field}\` and \`${o}\` are mutually exclusive: send ${choice}` }));
+  if (errors.length > 0) throw new AppError("invalid_request", "request does not match the schema", { errors });
 }

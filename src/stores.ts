@@ -19,6 +19,8 @@ import type { Database, OnlineStore, Stores, WindowStore } from "./store/types.t
 export interface OpenContext {
   log: Logger;
   metrics: Metrics;
+  /** the `changeOrigin` of this process's main connection, when opening a sibling (a bulk-lane worker thread) */
+  changeOrigin?: string | undefined;
 }
 
 /** One backend of one role: when it applies, and how to open it. */
@@ -35,9 +37,9 @@ export const databaseBackends: readonly BackendFactory<Database>[] = [
   {
     name: "postgres",
     configured: (c) => c.POSTGRES_URL !== undefined && c.POSTGRES_URL !== "",
-    async open(c, { log }) {
+    async open(c, { log, changeOrigin }) {
       const { PostgresDatabase } = await import("./store/postgres/database.ts");
-      return new PostgresDatabase({ url: c.POSTGRES_URL as string, log, retentionDays: c.RETENTION_DAYS, timeoutMs: c.STORE_TIMEOUT_MS, poolSize: c.POSTGRES_POOL_SIZE });
+      return new PostgresDatabase({ url: c.POSTGRES_URL as string, log, retentionDays: c.RETENTION_DAYS, timeoutMs: c.STORE_TIMEOUT_MS, poolSize: c.POSTGRES_POOL_SIZE, origin: changeOrigin });
     },
   },
   {
@@ -77,8 +79,8 @@ function pick<T>(list: readonly BackendFactory<T>[], config: Config): BackendFac
 }
 
 /** Opens the system of record (registry + offline roles; not yet migrated or checked). */
-export function openDatabase(config: Config, log: Logger, metrics?: Metrics): Promise<Database> {
-  return pick(databaseBackends, config).open(config, { log, metrics: metrics ?? new Metrics({ defaults: false }) });
+export function openDatabase(config: Config, log: Logger, metrics?: Metrics, opts: { changeOrigin?: string | undefined } = {}): Promise<Database> {
+  return pick(databaseBackends, config).open(config, { log, metrics: metrics ?? new Metrics({ defaults: false }), changeOrigin: opts.changeOrigin });
 }
 
 /** Opens the online store. */

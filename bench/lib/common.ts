@@ -25,7 +25,7 @@ function initialLoad(): number {
 /** 1-minute load average when the suite started. */
 export const LOAD_AT_START = initialLoad();
 
-function num(name: string, fallback: number): number {
+export function num(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
@@ -69,7 +69,7 @@ export const settings = {
   pin: process.env.BENCH_PIN === undefined || process.env.BENCH_PIN === "auto" ? LOAD_AT_START < 0.5 : num("BENCH_PIN", 1) !== 0,
   /** Use this binary instead of building dist/feature-store. */
   binary: process.env.BENCH_BINARY,
-  /** Parts to skip / to run exclusively: micro, embedded, redis, saturation, coldstart, ingest. */
+  /** Parts to skip / to run exclusively: micro, embedded, redis, saturation, mixed, coldstart, ingest, feast. */
   skip: list("BENCH_SKIP"),
   only: list("BENCH_ONLY"),
   /** Ingest: events sent per measurement, and per-message feature count. */
@@ -134,10 +134,10 @@ export function pinned(role: keyof typeof CORES, cmd: string[]): string[] {
 
 const CLK_TCK = 100;
 
-/** User + system CPU seconds of a process (all threads), or NaN when it is gone. */
-export function cpuSeconds(pid: number): number {
+/** User + system CPU seconds of a process (all threads), or NaN when it is gone; with `tid`, of that one thread (the main thread's tid is the pid). */
+export function cpuSeconds(pid: number, tid?: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // fields[0] is field 3 (state): utime is field 14, stime field 15
     return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;

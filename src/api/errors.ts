@@ -4,23 +4,11 @@
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { AppError, ERROR_CODES, type ErrorCode, type FieldError } from "../errors.ts";
+import { AppError, ERROR_CODES, problemBody, type ErrorCode, type FieldError } from "../errors.ts";
+
+export { problemBody };
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./env.ts";
-
-/** The problem body for a code. */
-export function problemBody(code: ErrorCode, detail: string, requestId: string, errors?: FieldError[]) {
-  const { status, title } = ERROR_CODES[code];
-  return {
-    type: `urn:feature-store:problem:${code}`,
-    title,
-    status,
-    detail,
-    code,
-    request_id: requestId,
-    ...(errors && errors.length > 0 ? { errors } : {}),
-  };
-}
 
 /** A problem+json response. */
 export function problemResponse(c: Context<AppEnv>, code: ErrorCode, detail: string, errors?: FieldError[], headers?: Record<string, string>): Response {

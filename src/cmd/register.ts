@@ -4,6 +4,8 @@ import { RegisterBody, zodErrors } from "../schemas.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
 import { applySources, planSources } from "../sources/register.ts";
+import { parseGroups } from "./register-groups.ts";
+import { registerCatalog } from "../serving/catalog.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
 
 const READ_PROBLEMS: Record<string, string> = { ENOENT: "no such file", EACCES: "permission denied", EISDIR: "it is a directory" };
@@ -20,10 +22,12 @@ export const command: Command = {
   help: `Usage: feature-store register FILE.yaml --tenant T [--dry-run]
 
 Registers every definition in FILE (\`features: [ {name, version, dtype, entity_type,
-ttl_hours?, description?, owner?, tags?}, ... ]\`) for tenant T, all or nothing, in one
-transaction. Prints one line per definition: new, unchanged, updated (metadata only),
-conflict or invalid (with the reason). FILE may also declare \`sources:\` (Parquet, CSV,
-PostgreSQL) for \`feature-store materialize\`; each is checked and stored with the features.
+ttl_hours?, description?, owner?, tags?}, ... ]\`, and optionally \`feature_views: [ {name,
+version, entity_type, join_keys?, features, push_source?, ...} ]\` and \`feature_services:
+[ {name, version, features, ...} ]\`) for tenant T, all or nothing, in one transaction.
+Prints one line per definition: new, unchanged, updated (metadata only), conflict or invalid
+(with the reason). FILE may also declare \`sources:\` (Parquet, CSV, PostgreSQL) for
+\`feature-store materialize\`; each is checked and stored with the definitions.
 
 Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
 2 on a usage error or a file that cannot be read or parsed.
@@ -52,8 +56,9 @@ Options:
       if (!(e instanceof YAMLParseError)) throw e;
       throw new CliError(yamlErrorLine(file, e), 2);
     }
+    const catalog = parseGroups(doc, file);
     const sourcesRaw = (doc as { sources?: unknown } | null)?.sources;
-    const list = (doc as { features?: unknown } | null)?.features ?? (sourcesRaw !== undefined ? [] : undefined);
+    const list = (doc as { features?: unknown } | null)?.features ?? (catalog || sourcesRaw !== undefined ? [] : undefined);
     if (typeof doc !== "object" || doc === null || !Array.isArray(list)) throw new CliError(`${file}: expected a top-level \`features:\` list`, 2);
 
     const items: RegisterItem[] = list.map((raw: unknown, i) => {
@@ -69,9 +74,13 @@ Options:
     const deps = await buildDeps(cfg, { announce: { location: true, warnIfNew: true } });
     try {
       const sources = await planSources(deps, values.tenant, sourcesRaw, file, items);
-      const { outcomes, ok: featuresOk } = await registerFeatures(deps, values.tenant, items, values["dry-run"] === true || !sources.ok);
+      const dry = values["dry-run"] === true || !sources.ok;
+      const { outcomes, ok: featuresOk } = catalog
+        ? await registerCatalog(deps, values.tenant, items, catalog, dry)
+        : await registerFeatures(deps, values.tenant, items, dry);
       for (const o of outcomes) {
-        const what = o.version > 0 ? `${o.name}@${o.version}` : o.name;
+        const kind = "kind" in o && o.kind !== "feature" ? `${o.kind} ` : "";
+        const what = kind + (o.version > 0 ? `${o.name}@${o.version}` : o.name);
         console.log(`${o.status.padEnd(9)} ${what}${o.reason ? `: ${o.reason}` : ""}`);
       }
       for (const o of sources.outcomes) console.log(`${o.status.padEnd(9)} source ${o.name}: ${o.detail}`);

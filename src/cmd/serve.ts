@@ -1,4 +1,6 @@
 import { createApp, type ServerState } from "../app.ts";
+import { batchByService } from "../api/routes/service-forms.ts";
+import { BulkLane, laneOptions } from "../lane/pool.ts";
 import { Lifecycle } from "../lib/lifecycle.ts";
 import { createLogger } from "../log.ts";
 import pkg from "../../package.json" with { type: "json" };
@@ -91,8 +93,12 @@ Options:
     health.unref();
     lifecycle.add("health loop", () => clearInterval(health));
 
+    // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
+    const lane = new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
+    lifecycle.add("bulk lane", () => lane.close());
+
     const state: ServerState = { draining: false };
-    const app = createApp(deps, state, pkg.version, { rateLimiter });
+    const app = createApp(deps, state, pkg.version, { rateLimiter, lane });
     let server: ReturnType<typeof Bun.serve>;
     try {
       server = Bun.serve({

@@ -18,16 +18,13 @@ export class RegistryHolder {
   /** reloads run one at a time, in order, so an older read never replaces a newer one */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly store: Pick<RegistryStore, "loadDefinitions">) {}
+  constructor(private readonly store: Pick<RegistryStore, "loadDefinitions" | "loadGroups">) {}
 
-  /** Re-reads one tenant's definitions, or every tenant's. */
+  /** Re-reads one tenant's definitions, views and services, or every tenant's. */
   reload(tenant?: string): Promise<RegistrySnapshot> {
     const run = async () => {
-      if (tenant === undefined) this.current = new RegistrySnapshot(await this.store.loadDefinitions());
-      else {
-        const rows = await this.store.loadDefinitions(tenant);
-        this.current = this.current.withTenant(tenant, rows);
-      }
+      const [rows, groups] = await Promise.all([this.store.loadDefinitions(tenant), this.store.loadGroups(tenant)]);
+      this.current = tenant === undefined ? new RegistrySnapshot(rows, groups) : this.current.withTenant(tenant, rows, groups);
       return this.current;
     };
     const next = this.queue.then(run, run);

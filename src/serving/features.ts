@@ -20,6 +20,25 @@ export interface ResolvedFeatures {
  * types, 404 listing every unknown reference.
  */
 export function resolveFeatures(snapshot: RegistrySnapshot, tenant: string, names: readonly string[], field = "feature_names"): ResolvedFeatures {
+  const { refs, defs } = resolveFeatureSet(snapshot, tenant, names, field);
+  const entityType = defs[0]?.entity_type ?? "";
+  const mixed = defs.filter((d) => d.entity_type !== entityType);
+  if (mixed.length > 0) {
+    throw new AppError("invalid_request", "all features of one request must share one entity type", {
+      errors: refs.map((ref, i) => ({
+        path: `${field}[${names.indexOf(ref)}]`,
+        message: `entity type ${(defs[i] as Definition).entity_type}`,
+      })),
+    });
+  }
+  return { refs, defs, entityType };
+}
+
+/**
+ * Resolves references of any entity types (duplicates collapse; `view:name` through the
+ * tenant's feature views): 400 for a malformed reference, 404 listing every unknown one.
+ */
+export function resolveFeatureSet(snapshot: RegistrySnapshot, tenant: string, names: readonly string[], field = "feature_names"): { refs: string[]; defs: Definition[] } {
   const refs = [...new Set(names)];
   const defs: Definition[] = [];
   const invalid: FieldError[] = [];
@@ -36,17 +55,7 @@ export function resolveFeatures(snapshot: RegistrySnapshot, tenant: string, name
     const list = unknown.map((u) => u.message.slice("unknown feature ".length)).join(", ");
     throw new AppError("not_found", `unknown feature(s): ${list}`, { errors: unknown });
   }
-  const entityType = defs[0]?.entity_type ?? "";
-  const mixed = defs.filter((d) => d.entity_type !== entityType);
-  if (mixed.length > 0) {
-    throw new AppError("invalid_request", "all features of one request must share one entity type", {
-      errors: refs.map((ref, i) => ({
-        path: `${field}[${names.indexOf(ref)}]`,
-        message: `entity type ${(defs[i] as Definition).entity_type}`,
-      })),
-    });
-  }
-  return { refs, defs, entityType };
+  return { refs, defs };
 }
 
 /** Status of one served value. */

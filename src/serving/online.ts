@@ -52,7 +52,7 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
 }
 
 /** Latest rows for keys: cache first, then the database for misses (written back to the cache). */
-async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
+export async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
   let cached: (CachedValue | undefined)[];
   try {
     cached = await deps.stores.online.getMany(tenant, entityType, keys);

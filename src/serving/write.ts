@@ -156,6 +156,14 @@ export interface WriteGroup {
   defs: Definition[];
 }
 
+/** What {@link offerToOnline} needs of a group (a {@link WriteGroup} is one; so are the rows a bulk-lane worker stored). */
+export interface OnlineOffer {
+  tenant: string;
+  entityType: string;
+  rows: readonly Pick<ValueWrite, "feature_id" | "entity_id" | "event_time" | "value">[];
+  defs: readonly Pick<Definition, "ttlMs">[];
+}
+
 /**
  * The one way values are stored, for HTTP writes and the stream worker alike: the rows of every
  * group in ONE offline-store transaction (one `writeValues` call), then every accepted row,
@@ -199,10 +207,10 @@ export async function storeRows(deps: Deps, tenant: string, entityType: string, 
  * (event_time, seq) replaces what it holds). A failure is counted, never thrown: the offline
  * store holds the values, and the online store catches up by its recovery rules.
  */
-async function offerToOnline(deps: Deps, group: WriteGroup, outcomes: readonly RowOutcome[]): Promise<void> {
+export async function offerToOnline(deps: Pick<Deps, "stores" | "metrics" | "log">, group: OnlineOffer, outcomes: readonly Pick<RowOutcome, "seq">[]): Promise<void> {
   if (group.rows.length === 0) return;
   const entries = group.rows.map((r, i) => {
-    const ttlMs = (group.defs[i] as Definition).ttlMs;
+    const ttlMs = (group.defs[i] as Pick<Definition, "ttlMs">).ttlMs;
     return {
       key: { feature_id: r.feature_id, entity_id: r.entity_id },
       value: { event_time: r.event_time, seq: (outcomes[i] as RowOutcome).seq, value: r.value },

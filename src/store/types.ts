@@ -11,8 +11,9 @@
  * registry/dtype.ts), with a 16-byte hash used to recognise identical re-sends.
  */
 import type { DefinitionRow, MetadataUpdate, NewDefinition, RegisterPlan } from "../registry/definition.ts";
+import type { GroupKind, GroupRow, GroupSpec, NewGroup } from "../registry/group.ts";
 
-export type { DefinitionRow, MetadataUpdate, NewDefinition, RegisterPlan };
+export type { DefinitionRow, GroupKind, GroupRow, GroupSpec, MetadataUpdate, NewDefinition, NewGroup, RegisterPlan };
 
 /** API key record (the key itself is never stored, only its SHA-256). */
 export interface KeyRow {
@@ -85,11 +86,35 @@ export interface RegistryCapabilities {
   readonly embedded: boolean;
 }
 
+/** What a catalog registration (features, views and services together) decided. */
+export interface CatalogPlan extends RegisterPlan {
+  groupInserts: NewGroup[];
+  /** metadata replacements; `id` is a group id */
+  groupUpdates: MetadataUpdate[];
+}
+
+/**
+ * Registry additions for views and services (every {@link RegistryStore} implements them).
+ * Both bump the `definitions` change counter, so other processes reload their snapshot.
+ */
+export interface GroupStore {
+  /** Every view and service of one tenant, or of every tenant (for the in-memory snapshot). */
+  loadGroups(tenant?: string): Promise<GroupRow[]>;
+  /**
+   * As {@link RegistryStore.registerDefinitions}, for features, views and services together: one
+   * serialised transaction, all or nothing.
+   */
+  registerCatalog<T>(
+    tenant: string,
+    decide: (defs: DefinitionRow[], groups: GroupRow[]) => { plan: CatalogPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[]; insertedGroups: GroupRow[] }>;
+}
+
 /**
  * Role 1, the registry: feature definitions, API keys, the change feed that tells other
  * processes about them, and the schema migrations of the system of record.
  */
-export interface RegistryStore {
+export interface RegistryStore extends GroupStore {
   /** The backend's short name for logs and messages (`sqlite`, `postgres`); never branch on it. */
   readonly name: string;
   readonly capabilities: RegistryCapabilities;
@@ -121,6 +146,16 @@ export interface RegistryStore {
 
   /** Calls `listener` (at most about once a second late) when another process changed something. */
   watch(listener: (changes: ChangeSet) => void): void;
+
+  // Sibling connections: the bulk lane's worker threads open their own connection to the same
+  // database; their commits are this process's own, not another process's (the change feed must
+  // not make the in-process cache forget everything after each bulk write).
+  /** Identity of this connection's change notifications (PostgreSQL); a connection opened with the same `changeOrigin` is one of ours. */
+  readonly changeOrigin?: string;
+  /** The values-counter versions this connection committed since the last call (SQLite): pass them to the main connection's `adoptValuesChanges`. */
+  takeValuesChanges?(): number[];
+  /** Counts a sibling's commits of values (its `takeValuesChanges`) as this process's own (SQLite). */
+  adoptValuesChanges?(versions: readonly number[]): void;
   close(): Promise<void>;
 }
 

@@ -16,7 +16,9 @@ for (const backend of contractBackends()) {
     let s: TestServer;
     let faulty: FaultyOfflineStore;
     beforeAll(async () => {
-      s = await TestServer.open(backend);
+      // The fault is injected into this thread's offline store, so the bulk lane runs its jobs on
+      // this thread (BULK_WORKERS=0: the same code as in a worker, with these stores).
+      s = await TestServer.open(backend, { BULK_WORKERS: "0" });
       faulty = new FaultyOfflineStore(s.deps.stores.offline);
       s.deps.stores = { ...s.deps.stores, offline: faulty };
     });

@@ -323,7 +323,13 @@ describe("the binary, as a user runs it", () => {
       "/api/v1/features/online": { entity_id: "user_123", feature_names: ["user_age"] },
       "/api/v1/features/batch": { entity_ids: ["user_123"], feature_names: ["user_age"], timestamp: new Date().toISOString() },
       "/api/v1/materialize/jobs": { source: "user_stats" },
+      "/api/v1/feature-views/register": { name: "user_stats", version: 1, entity_type: "user", features: ["user_age"] },
+      "/api/v1/feature-services/register": { name: "user_model", version: 1, features: ["user_age"] },
+      "/api/v1/feast/get-online-features": { entities: { user: ["user_123"] }, features: ["user_age"] },
+      "/api/v1/feast/write-to-online-store": { feature_view_name: "user_stats", df: { user: ["user_123"], user_age: [1] } },
+      "/api/v1/feast/push": { push_source_name: "user_push", df: { user: ["user_123"], user_age: [1] } },
     };
+    const writes = ["/api/v1/features/register", "/api/v1/features/write", "/api/v1/feature-views/register", "/api/v1/feature-services/register", "/api/v1/feast/write-to-online-store", "/api/v1/feast/push"];
     for (const [path, ops] of routes) {
       for (const method of Object.keys(ops)) {
         const concrete = path.replace("{name}", "user_age").replace("{id}", "job_x");
@@ -333,7 +339,7 @@ describe("the binary, as a user runs it", () => {
         const responses = Object.keys((ops[method] as { responses: Record<string, unknown> }).responses);
         expect(responses).toContain("401");
         expect(responses).toContain("403");
-        if (path === "/api/v1/features/register" || path === "/api/v1/features/write") {
+        if (writes.includes(path)) {
           const weak = await api(method.toUpperCase(), concrete, body, readOnly);
           expect([path, weak.status]).toEqual([path, 403]);
         }
@@ -349,9 +355,20 @@ describe("the binary, as a user runs it", () => {
           "/api/v1/materialize/jobs/{id}": 404,
           "/api/v1/materialize/jobs/{id}/cancel": 404,
           "/api/v1/materialize/jobs/{id}/resume": 404,
+          "/api/v1/feature-views": 200,
+          "/api/v1/feature-views/{name}": 404,
+          "/api/v1/feature-views/register": 201,
+          "/api/v1/feature-services": 200,
+          "/api/v1/feature-services/{name}": 404,
+          "/api/v1/feature-services/register": 201,
+          "/api/v1/feast/get-online-features": 404,
+          "/api/v1/feast/write-to-online-store": 404,
+          "/api/v1/feast/push": 404,
+          "/api/v1/feast/health": 200,
         };
         expect([path, other.status]).toEqual([path, expected[path] ?? -1]);
         if (path === "/api/v1/features") expect(other.body).toEqual({ features: [] });
+        if (path === "/api/v1/feature-views") expect(other.body).toEqual({ feature_views: [] });
       }
     }
   });

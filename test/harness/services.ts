@@ -988,14 +988,20 @@ async function kafkaCreateTopic(brokers: string, name: string, partitions: numbe
     const existing = await admin.listTopics();
     if (!existing.includes(name)) {
       try {
-        await admin.createTopics({ topics: [{ topic: name, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true, timeout: timeoutMs });
+        // the leaders are awaited below: kafkajs's own wait gives up after a few metadata
+        // retries when the broker is slow to know the new topic (a loaded machine)
+        await admin.createTopics({ topics: [{ topic: name, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: false, timeout: timeoutMs });
       } catch (e) {
         if (!(e instanceof Error && /already exists/i.test(JSON.stringify(e) + e.message))) throw e;
       }
     }
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const meta = await admin.fetchTopicMetadata({ topics: [name] });
+      // a broker that does not know the new topic yet answers UNKNOWN_TOPIC_OR_PARTITION: "not yet"
+      const meta = await admin.fetchTopicMetadata({ topics: [name] }).catch((e: unknown) => {
+        if ((e as { type?: unknown }).type === "UNKNOWN_TOPIC_OR_PARTITION") return { topics: [] };
+        throw e;
+      });
       const parts = meta.topics[0]?.partitions ?? [];
       if (parts.length > 0 && parts.every((p) => p.leader >= 0)) return;
       if (Date.now() > deadline) throw new Error(`topic ${name}: partitions have no leader after ${timeoutMs} ms`);

@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { createApp, type ServerState } from "../../src/app.ts";
+import { batchByService } from "../../src/api/routes/service-forms.ts";
+import { BulkLane, laneOptions, type LaneOptions } from "../../src/lane/pool.ts";
 import { buildDeps, closeDeps } from "../../src/cmd/common.ts";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
@@ -66,19 +68,23 @@ export interface Res {
 export class TestServer {
   readonly state: ServerState = { draining: false };
   readonly app: ReturnType<typeof createApp>;
+  /** The bulk lane (worker threads, as `serve` runs it) answering batches and writes. */
+  readonly lane: BulkLane;
 
   private constructor(
     readonly deps: Deps,
     private readonly dataDir: string | undefined,
+    lane: Partial<LaneOptions>,
   ) {
-    this.app = createApp(deps, this.state, "test");
+    this.lane = new BulkLane(deps, { ...laneOptions(deps.config), normaliseBatch: batchByService, ...lane });
+    this.app = createApp(deps, this.state, "test", { lane: this.lane });
   }
 
-  /** Opens the backend (migrated), with config overrides. */
-  static async open(backend: Backend, overrides: Record<string, string> = {}): Promise<TestServer> {
+  /** Opens the backend (migrated), with config overrides (and lane options beyond the settings, e.g. a small `chunkKeys`). */
+  static async open(backend: Backend, overrides: Record<string, string> = {}, lane: Partial<LaneOptions> = {}): Promise<TestServer> {
     const dataDir = backend.env.POSTGRES_URL ? undefined : mkdtempSync(join(tmpdir(), "fs-contract-"));
     const deps = await openTestDeps({ ...(dataDir ? { DATA_DIR: dataDir } : {}), ...backend.env, ...overrides });
-    return new TestServer(deps, dataDir);
+    return new TestServer(deps, dataDir, lane);
   }
 
   /** A new, unique tenant name (tenants isolate tests from each other on a shared database). */
@@ -123,6 +129,7 @@ export class TestServer {
   }
 
   async close(): Promise<void> {
+    await this.lane.close();
     await closeDeps(this.deps);
     if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }

@@ -19,6 +19,9 @@ function store(rows: DefinitionRow[]) {
       gate = new Promise((r) => (open = r));
       return open;
     },
+    async loadGroups() {
+      return [];
+    },
     async loadDefinitions(tenant?: string) {
       calls.push(tenant);
       const snapshot = this.rows.filter((r) => tenant === undefined || r.tenant === tenant);

@@ -1,8 +1,7 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import type { Deps } from "../../serving/deps.ts";
-import { writeFeatures } from "../../serving/write.ts";
+import type { BulkLane } from "../../lane/pool.ts";
 import type { AppEnv } from "../env.ts";
-import { mount, parseBody, requireScope } from "../route.ts";
+import { mount, requireScope } from "../route.ts";
 import { WriteBody, WriteResponse } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
 
@@ -13,7 +12,7 @@ export const writeRoute = createRoute({
   tags: ["values"],
   summary: "Write feature values (write)",
   description:
-    "All or nothing: if any value is invalid (wrong type, unknown feature, a feature of another entity type) nothing is written and the 400 says which record and feature. `event_time` defaults to the time of receipt. `written` counts every accepted value, identical re-sends and values older than the online one included.",
+    "All or nothing: if any value is invalid (wrong type, unknown feature, a feature of another entity type) nothing is written and the 400 says which record and feature. `event_time` defaults to the time of receipt. `written` counts every accepted value, identical re-sends and values older than the online one included. Runs in the bulk lane: when it is full, 503 `unavailable` with `Retry-After` (online reads are never refused for it).",
   security,
   request: { body: { required: true, content: { "application/json": { schema: WriteBody } } } },
   responses: {
@@ -26,11 +25,11 @@ export const writeRoute = createRoute({
   },
 });
 
-export function mountWrite(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+/** The body is decoded, validated and stored in the bulk lane (src/lane), never on this thread. */
+export function mountWrite(app: OpenAPIHono<AppEnv>, lane: BulkLane): void {
   mount(app, writeRoute, async (c) => {
     const { tenant } = requireScope(c, "write");
-    const body = await parseBody(c, WriteBody);
-    const written = await writeFeatures(deps, tenant, body.entity_type, body.records);
+    const written = await lane.write({ tenant, readBody: () => c.req.arrayBuffer() });
     return c.json({ written }, 200);
   });
 }

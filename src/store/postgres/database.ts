@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { postgresMigrations } from "../../../migrations/index.ts";
 import type { Logger } from "../../log.ts";
 import { pendingMigrations } from "../migrations.ts";
-import type { AsOfKey, ChangeSet, Database, DefinitionRow, KeyRow, RegisterPlan, RegistryCapabilities, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
+import type { AsOfKey, CatalogPlan, ChangeSet, Database, DefinitionRow, GroupRow, KeyRow, RegisterPlan, RegistryCapabilities, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
 import { PostgresChangeFeed } from "./change-feed.ts";
 import { createClient, STORE_NAME, timed, type Sql } from "./client.ts";
 import { appliedMigrations, applyMigrations } from "./migrate.ts";
@@ -34,6 +34,8 @@ export interface PostgresOptions {
   timeoutMs: number;
   /** pool size (default 10) */
   poolSize?: number;
+  /** identity of this connection's change notifications: a sibling (a bulk-lane worker) passes its process's `changeOrigin` */
+  origin?: string | undefined;
 }
 
 /** {@link Database} on PostgreSQL. */
@@ -59,10 +61,14 @@ export class PostgresDatabase implements Database {
       retentionDays: opts.retentionDays,
       lockTimeoutMs: Math.min(opts.timeoutMs, 5_000),
     });
-    this.feed = new PostgresChangeFeed({ url: opts.url, sql: this.sql, log: opts.log, timeoutMs: opts.timeoutMs, instance: randomBytes(6).toString("hex") });
+    this.feed = new PostgresChangeFeed({ url: opts.url, sql: this.sql, log: opts.log, timeoutMs: opts.timeoutMs, instance: opts.origin ?? randomBytes(6).toString("hex") });
     this.registry = new PostgresRegistry(this.sql, this.feed, opts.timeoutMs);
     this.values = new PostgresValues(this.sql, opts.log, this.partitions, this.feed, opts.timeoutMs);
     this.sources = new PostgresSourceStore(this.sql);
+  }
+
+  get changeOrigin(): string {
+    return this.feed.instance;
   }
 
   // ───────────────────────────── migrations and maintenance ─────────────────────────────
@@ -118,6 +124,17 @@ export class PostgresDatabase implements Database {
   ): Promise<{ result: T; inserted: DefinitionRow[] }> {
     return this.registry.registerDefinitions(tenant, decide);
   }
+  loadGroups(tenant?: string): Promise<GroupRow[]> {
+    return this.registry.loadGroups(tenant);
+  }
+
+  registerCatalog<T>(
+    tenant: string,
+    decide: (defs: DefinitionRow[], groups: GroupRow[]) => { plan: CatalogPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[]; insertedGroups: GroupRow[] }> {
+    return this.registry.registerCatalog(tenant, decide);
+  }
+
 
   createKey(key: KeyRow): Promise<void> {
     return this.registry.createKey(key);

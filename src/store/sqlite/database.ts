@@ -12,8 +12,11 @@ import type { DtypeName } from "../../registry/dtype.ts";
 import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
 import { SqliteSourceStore } from "./sources.ts";
+import { SqliteGroups } from "./groups.ts";
 import type {
   AsOfKey,
+  CatalogPlan,
+  GroupRow,
   ChangeSet,
   Database,
   DefinitionRow,
@@ -71,6 +74,10 @@ export class SqliteDatabase implements Database {
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
   readonly sources: SqliteSourceStore;
+  /** Values-counter versions committed by sibling connections of this process, not yet passed. */
+  private readonly adopted = new Set<number>();
+  /** Values-counter versions of this connection's commits of values, until taken (recorded once taken first). */
+  private receipts: number[] | undefined;
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -189,18 +196,58 @@ export class SqliteDatabase implements Database {
         .transaction(() => {
           const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
           const { plan, apply, result } = decide(current);
-          const inserted: DefinitionRow[] = [];
-          if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted };
-          for (const d of plan.inserts) {
-            const row = s.defInsert.get(
-              d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
-              d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
-            ) as DefinitionRecord;
-            inserted.push(toDefinition(row));
-          }
-          for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+          if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted: [] as DefinitionRow[] };
+          const inserted = this.applyDefinitionPlan(plan);
           this.bump("definitions");
           return { result, inserted };
+        })
+        .immediate();
+    });
+  }
+
+  /** Inserts and updates definitions inside the caller's transaction; returns the inserted rows. */
+  private applyDefinitionPlan(plan: RegisterPlan): DefinitionRow[] {
+    const s = this.statements;
+    const inserted: DefinitionRow[] = [];
+    for (const d of plan.inserts) {
+      const row = s.defInsert.get(
+        d.tenant, d.name, d.version, d.dtype, d.entity_type, d.ttl_hours,
+        d.description, d.owner, JSON.stringify(d.tags), d.created_at, d.updated_at,
+      ) as DefinitionRecord;
+      inserted.push(toDefinition(row));
+    }
+    for (const u of plan.updates) s.defUpdate.run(u.description, u.owner, JSON.stringify(u.tags), u.updated_at, u.id);
+    return inserted;
+  }
+
+  private groupStmts: SqliteGroups | undefined;
+  private get groups(): SqliteGroups {
+    void this.statements; // throws the "not migrated" error first
+    this.groupStmts ??= new SqliteGroups(this.db);
+    return this.groupStmts;
+  }
+
+  async loadGroups(tenant?: string): Promise<GroupRow[]> {
+    return this.guard(() => this.groups.load(tenant));
+  }
+
+  async registerCatalog<T>(
+    tenant: string,
+    decide: (defs: DefinitionRow[], groups: GroupRow[]) => { plan: CatalogPlan; apply: boolean; result: T },
+  ): Promise<{ result: T; inserted: DefinitionRow[]; insertedGroups: GroupRow[] }> {
+    return this.guard(() => {
+      const s = this.statements;
+      const groups = this.groups;
+      return this.db
+        .transaction(() => {
+          const current = (s.defsTenant.all(tenant) as DefinitionRecord[]).map(toDefinition);
+          const { plan, apply, result } = decide(current, groups.load(tenant));
+          const empty = plan.inserts.length + plan.updates.length + plan.groupInserts.length + plan.groupUpdates.length === 0;
+          if (!apply || empty) return { result, inserted: [] as DefinitionRow[], insertedGroups: [] as GroupRow[] };
+          const inserted = this.applyDefinitionPlan(plan);
+          const insertedGroups = groups.apply(plan.groupInserts, plan.groupUpdates);
+          this.bump("definitions");
+          return { result, inserted, insertedGroups };
         })
         .immediate();
     });
@@ -295,11 +342,33 @@ export class SqliteDatabase implements Database {
     }
   }
 
+  takeValuesChanges(): number[] {
+    const taken = this.receipts ?? [];
+    this.receipts = [];
+    return taken;
+  }
+
+  adoptValuesChanges(versions: readonly number[]): void {
+    for (const v of versions) if (v > this.known.values) this.adopted.add(v);
+  }
+
+  /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
+  private allOwn(kind: ChangeKind, upTo: number): boolean {
+    const from = this.known[kind];
+    if (upTo <= from) return true;
+    if (kind !== "values") return false;
+    let own = upTo - from <= this.adopted.size;
+    for (let v = from + 1; own && v <= upTo; v++) own = this.adopted.has(v);
+    for (const v of this.adopted) if (v <= upTo) this.adopted.delete(v);
+    return own;
+  }
+
   /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
   private bump(kind: ChangeKind): void {
     const { version } = this.statements.bump.get(kind) as { version: number };
-    const foreign = version !== this.known[kind] + 1;
+    const foreign = !this.allOwn(kind, version - 1);
     this.known[kind] = version;
+    if (kind === "values") this.receipts?.push(version);
     if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
   }
 
@@ -320,7 +389,7 @@ export class SqliteDatabase implements Database {
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
       if (r.version !== this.known[r.kind]) {
-        changes[r.kind] = true;
+        if (!this.allOwn(r.kind, r.version)) changes[r.kind] = true;
         this.known[r.kind] = r.version;
       }
     }

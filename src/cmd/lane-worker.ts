@@ -1,0 +1,63 @@
+/**
+ * Entry point of a bulk-lane worker thread (built into the binary as a second entrypoint; see
+ * scripts/build.ts). An entry, like the commands: it puts the lane (src/lane) together with what
+ * it needs from the API layer (the other accepted forms of a batch body). It opens its own store connection (SQLite WAL connection to the same file,
+ * or its own small PostgreSQL pool), loads the registry, and runs the jobs the serving thread
+ * sends (src/lane/jobs.ts).
+ */
+import { setPriority } from "node:os";
+import { batchByService } from "../api/routes/service-forms.ts";
+import { JobRunner } from "../lane/jobs.ts";
+import type { FromWorker, ToWorker } from "../lane/protocol.ts";
+import { createLogger } from "../log.ts";
+import { RegistryHolder } from "../serving/deps.ts";
+import { openDatabase } from "../stores.ts";
+import type { Database } from "../store/types.ts";
+
+interface Port {
+  postMessage(m: FromWorker, transfer?: Bun.Transferable[]): void;
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+}
+const port = globalThis as unknown as Port;
+
+/** Nice value of a bulk-lane thread (the serving thread keeps the process's, usually 0). */
+const BULK_NICE = 10;
+
+let runner: JobRunner | undefined;
+let db: Database | undefined;
+
+port.onmessage = (e) => {
+  const m = e.data;
+  if (m.t === "init") {
+    void (async () => {
+      try {
+        // Linux nice values are per thread: this one yields the CPU to the thread answering
+        // online lookups whenever both want it (bulk work just takes longer on a busy machine).
+        try {
+          setPriority(0, BULK_NICE);
+        } catch {
+          // not permitted or not supported: run at the process's priority
+        }
+        const log = createLogger(m.config.LOG_LEVEL, 1);
+        // Its own connection (README, Architecture: how a thread opens its own stores); the main
+        // thread applied the migrations, assertMigrated() checks them and prepares the connection.
+        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin });
+        await db.assertMigrated();
+        db.takeValuesChanges?.(); // starts recording this connection's commits of values
+        const registry = new RegistryHolder(db);
+        runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
+          reloadRegistry: true,
+          chunkKeys: m.chunkKeys,
+          normaliseBatch: batchByService,
+        });
+        port.postMessage({ t: "ready" });
+      } catch (err) {
+        port.postMessage({ t: "init_failed", message: err instanceof Error ? err.message : String(err) });
+      }
+    })();
+  } else if (m.t === "close") {
+    void (db?.close() ?? Promise.resolve()).finally(() => process.exit(0));
+  } else {
+    runner?.handle(m);
+  }
+};

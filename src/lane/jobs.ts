@@ -1,0 +1,233 @@
+/**
+ * The bulk lane's work, as a worker thread runs it: decode and validate the raw request body,
+ * run the serving function (point-in-time lookup, validation and storage of a write), render
+ * the answer into bytes. Everything here costs CPU in proportion to the request, so none of it
+ * runs on the thread that answers online lookups (except with BULK_WORKERS=0, when the serving
+ * thread runs the same code itself).
+ */
+import { AppError, problemBody } from "../errors.ts";
+import { BatchRowsBody, BatchSharedBody, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
+import { parseTime } from "../lib/time.ts";
+import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
+import { dbCall, type Deps } from "../serving/deps.ts";
+import { prepareRows } from "../serving/write.ts";
+import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
+import type { BatchJob, FromWorker, JobProblem, PackedRows, ToWorker, WriteJob } from "./protocol.ts";
+import { chooseRenderer, type BatchRenderer } from "./render.ts";
+
+/** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
+export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pick<Stores, "registry" | "offline"> };
+
+/**
+ * Rewrites a decoded batch body in another accepted form (a `feature_service` for
+ * `feature_names`: api/routes/service-forms.ts) into the contract's form; the body unchanged
+ * otherwise. Given by the layer that knows the forms (the worker's entry, the app).
+ */
+export type NormaliseBatch = (deps: Pick<Deps, "registry">, tenant: string, raw: unknown) => unknown;
+
+/** Decodes a batch request body into rows (entity, as-of time) and feature references; 400 when invalid. */
+export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) => unknown = (raw) => raw): { rows: BatchRow[]; featureNames: string[] } {
+  const raw = normalise(decodeJson(body));
+  exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
+    const req = validate(BatchRowsBody, raw);
+    const rows = req.rows.map((r, i) => {
+      const at = parseTime(r.timestamp);
+      if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: `rows[${i}].timestamp`, message: "expected an RFC 3339 timestamp" }] });
+      return { entity_id: r.entity_id, at };
+    });
+    return { rows, featureNames: req.feature_names };
+  }
+  const req = validate(BatchSharedBody, raw);
+  const at = parseTime(req.timestamp);
+  if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: "timestamp", message: "expected an RFC 3339 timestamp" }] });
+  return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
+}
+
+/** Column form of accepted rows and the sequence each got (see {@link PackedRows}). */
+export function packRows(rows: readonly ValueWrite[], outcomes: readonly RowOutcome[]): PackedRows {
+  const n = rows.length;
+  const featureIds = new Float64Array(n);
+  const eventTimes = new Float64Array(n);
+  const seqs = new Float64Array(n);
+  const offsets = new Uint32Array(n + 1);
+  const entityIds: string[] = new Array(n);
+  let size = 0;
+  for (let i = 0; i < n; i++) size += (rows[i] as ValueWrite).value.byteLength;
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const w = rows[i] as ValueWrite;
+    featureIds[i] = w.feature_id;
+    entityIds[i] = w.entity_id;
+    eventTimes[i] = w.event_time;
+    seqs[i] = (outcomes[i] as RowOutcome).seq;
+    offsets[i] = at;
+    bytes.set(w.value, at);
+    at += w.value.byteLength;
+  }
+  offsets[n] = at;
+  return { featureIds, entityIds, eventTimes, seqs, offsets, bytes };
+}
+
+/** Rows [from, to) of packed rows and their sequences, each value copied out (a cached value must not pin the whole buffer). */
+export function unpackRows(p: PackedRows, from: number, to: number): { rows: Pick<ValueWrite, "feature_id" | "entity_id" | "event_time" | "value">[]; seqs: { seq: number }[] } {
+  const rows: Pick<ValueWrite, "feature_id" | "entity_id" | "event_time" | "value">[] = new Array(Math.max(0, to - from));
+  const seqs: { seq: number }[] = new Array(rows.length);
+  for (let i = from; i < to; i++) {
+    rows[i - from] = {
+      feature_id: p.featureIds[i] as number,
+      entity_id: p.entityIds[i] as string,
+      event_time: p.eventTimes[i] as number,
+      value: p.bytes.slice(p.offsets[i] as number, p.offsets[i + 1] as number),
+    };
+    seqs[i - from] = { seq: p.seqs[i] as number };
+  }
+  return { rows, seqs };
+}
+
+/** The problem to report for a failure; anything but an AppError is logged here and reported as `internal`. */
+function toProblem(err: unknown, deps: LaneDeps, requestId?: string): JobProblem {
+  if (err instanceof AppError) return { code: err.code, message: err.message, errors: err.errors };
+  deps.log.error({ err, request_id: requestId }, "bulk lane job failed");
+  return { code: "internal", message: "an internal error occurred; quote the request id when reporting it" };
+}
+
+interface Running {
+  cancelled: boolean;
+  credits: number;
+  wake: () => void;
+}
+
+const encoder = new TextEncoder();
+const bytesOf = (x: string | Uint8Array): Uint8Array => (typeof x === "string" ? encoder.encode(x) : x);
+
+/** Runs jobs as their messages arrive and posts what they produce (one per worker thread). */
+export class JobRunner {
+  private readonly jobs = new Map<number, Running>();
+  private gen = -1;
+
+  constructor(
+    private readonly deps: LaneDeps,
+    private readonly post: (m: FromWorker, transfer?: Bun.Transferable[]) => void,
+    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined },
+  ) {}
+
+  /** Jobs running now. */
+  get running(): number {
+    return this.jobs.size;
+  }
+
+  handle(m: ToWorker): void {
+    switch (m.t) {
+      case "batch":
+        void this.batch(m);
+        break;
+      case "write":
+        void this.write(m);
+        break;
+      case "pull": {
+        const j = this.jobs.get(m.id);
+        if (j) {
+          j.credits++;
+          j.wake();
+        }
+        break;
+      }
+      case "cancel": {
+        const j = this.jobs.get(m.id);
+        if (j) {
+          j.cancelled = true;
+          j.wake();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** Reloads the registry when the serving thread's is newer than the one loaded here. */
+  private async fresh(gen: number): Promise<void> {
+    if (!this.opts.reloadRegistry || gen === this.gen) return;
+    await dbCall(this.deps, "registry reload", () => this.deps.registry.reload());
+    this.gen = gen;
+  }
+
+  private start(id: number): Running {
+    const job: Running = { cancelled: false, credits: 0, wake: () => {} };
+    this.jobs.set(id, job);
+    return job;
+  }
+
+  /** Resolves when the serving thread asked for the next chunk (true) or cancelled (false). */
+  private credit(job: Running): Promise<boolean> {
+    if (job.cancelled) return Promise.resolve(false);
+    if (job.credits > 0) {
+      job.credits--;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      job.wake = () => {
+        job.wake = () => {};
+        if (job.cancelled) return resolve(false);
+        job.credits--;
+        resolve(true);
+      };
+    });
+  }
+
+  private sendChunk(id: number, renderer: BatchRenderer, bytes: Uint8Array, counts: StatusCounts | undefined, last: boolean): void {
+    this.post({ t: "chunk", id, contentType: renderer.contentType, bytes, counts, last }, [bytes.buffer as ArrayBuffer]);
+  }
+
+  private async batch(m: BatchJob): Promise<void> {
+    const job = this.start(m.id);
+    const renderer = chooseRenderer(m.accept);
+    let started = false;
+    try {
+      await this.fresh(m.gen);
+      const normalise = this.opts.normaliseBatch;
+      const { rows, featureNames } = decodeBatchRequest(m.body, normalise ? (raw) => normalise(this.deps, m.tenant, raw) : undefined);
+      const chunks = lookupBatch(this.deps, m.tenant, rows, featureNames, this.opts.chunkKeys);
+      for await (const c of chunks) {
+        if (started && !(await this.credit(job))) {
+          await chunks.return(undefined);
+          return;
+        }
+        this.sendChunk(m.id, renderer, bytesOf(renderer.chunk(c.results)), c.counts, false);
+        started = true;
+      }
+      if (started && !(await this.credit(job))) return;
+      this.sendChunk(m.id, renderer, bytesOf(renderer.end()), undefined, true);
+    } catch (err) {
+      const problem = toProblem(err, this.deps, m.requestId);
+      const tail = started ? renderer.failure(problemBody(problem.code, problem.message, m.requestId, problem.errors)) : undefined;
+      if (tail === undefined) this.post({ t: "failed", id: m.id, problem });
+      else this.sendChunk(m.id, renderer, bytesOf(tail), undefined, true);
+    } finally {
+      this.jobs.delete(m.id);
+    }
+  }
+
+  private async write(m: WriteJob): Promise<void> {
+    this.start(m.id);
+    try {
+      await this.fresh(m.gen);
+      const body = validate(WriteBody, decodeJson(m.body));
+      // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
+      const { rows, defs } = prepareRows({ ...this.deps, clock: { now: () => m.now } }, m.tenant, body.entity_type, body.records, m.now);
+      // The offline half of storeValues (serving/write.ts); the serving thread does the online half.
+      const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
+      const ttls = new Map(defs.map((d) => [d.id, d.ttlMs]));
+      const packed = packRows(rows, outcomes);
+      const outcome = { written: rows.length, entityType: body.entity_type, rows: packed, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
+      const transfer = [packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[];
+      this.post({ t: "written", id: m.id, outcome }, transfer);
+    } catch (err) {
+      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
+    } finally {
+      this.jobs.delete(m.id);
+    }
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Messages between the serving thread and a bulk-lane worker. Request bodies travel as raw
+ * bytes (transferred, never copied or parsed on the serving thread); answers come back as
+ * rendered bytes, one chunk per message, the next chunk computed only when the serving thread
+ * asks for it (so a slow reader holds back the work, not memory).
+ */
+import type { Config } from "../config.ts";
+import type { ErrorCode, FieldError } from "../errors.ts";
+import type { StatusCounts } from "../serving/batch.ts";
+
+/** Sent once, first: how to open the worker's own store connection. */
+export interface InitMessage {
+  t: "init";
+  config: Config;
+  /** the main connection's `changeOrigin` (PostgreSQL), so the worker's commits count as this process's */
+  changeOrigin: string | undefined;
+  /** keys per chunk of a batch (undefined: serving/batch.ts CHUNK_KEYS) */
+  chunkKeys: number | undefined;
+}
+
+/** A point-in-time batch: the raw request body and how to answer. */
+export interface BatchJob {
+  t: "batch";
+  id: number;
+  tenant: string;
+  /** registry generation of the serving thread: a worker behind it reloads first */
+  gen: number;
+  body: Uint8Array;
+  accept: string;
+  requestId: string;
+}
+
+/** A write: the raw request body; `now` stands for a missing event_time. */
+export interface WriteJob {
+  t: "write";
+  id: number;
+  tenant: string;
+  gen: number;
+  body: Uint8Array;
+  now: number;
+}
+
+/** Serving thread -> worker. */
+export type ToWorker = InitMessage | BatchJob | WriteJob | { t: "pull"; id: number } | { t: "cancel"; id: number } | { t: "close" };
+
+/** A failure to report: an AppError's fields, or `internal` (details stay in the worker's log). */
+export interface JobProblem {
+  code: ErrorCode;
+  message: string;
+  errors?: FieldError[] | undefined;
+}
+
+/**
+ * The rows a write accepted (newly stored or identical to a stored row), column by column (cheap
+ * to hand over), each with the write sequence the store gave it: exactly what the serving thread
+ * needs to offer them to its online store.
+ */
+export interface PackedRows {
+  featureIds: Float64Array;
+  entityIds: string[];
+  eventTimes: Float64Array;
+  seqs: Float64Array;
+  /** value i is bytes[offsets[i], offsets[i + 1]) */
+  offsets: Uint32Array;
+  bytes: Uint8Array;
+}
+
+/** Outcome of a write. */
+export interface WriteOutcome {
+  /** values accepted (identical re-sends and older values included) */
+  written: number;
+  entityType: string;
+  rows: PackedRows;
+  /** TTL per feature id, ms (null: none) */
+  ttls: [number, number | null][];
+  /** the worker connection's commits of values (SQLite), for the main connection to adopt */
+  valuesChanges: number[];
+}
+
+/** Worker -> serving thread. */
+export type FromWorker =
+  | { t: "ready" }
+  | { t: "init_failed"; message: string }
+  | { t: "chunk"; id: number; contentType: string; bytes: Uint8Array; counts: StatusCounts | undefined; last: boolean }
+  | { t: "written"; id: number; outcome: WriteOutcome }
+  | { t: "failed"; id: number; problem: JobProblem };

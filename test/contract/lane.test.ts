@@ -1,0 +1,259 @@
+/**
+ * The two lanes, by behaviour, on every backend: training queries and writes run in the bulk
+ * lane (worker threads with their own store connections) and never hold up, nor take the
+ * admission slots of, online lookups. Nothing here measures time: each test makes bulk work
+ * provably still in progress (a stream held unread, a write waiting on a store lock) and shows
+ * an online lookup answered meanwhile.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database as Sqlite } from "bun:sqlite";
+import { join } from "node:path";
+import postgres from "postgres";
+import type { SqliteDatabase } from "../../src/store/sqlite/database.ts";
+import { contractBackends, TestServer } from "../support/backends.ts";
+
+const R = "/api/v1/features/register";
+const W = "/api/v1/features/write";
+const O = "/api/v1/features/online";
+const B = "/api/v1/features/batch";
+const ROWS = 2000;
+const AT = "2025-01-01T00:00:00Z";
+
+/** Reads a response body to the end as text. */
+async function rest(reader: { read(): Promise<{ done: boolean; value?: Uint8Array | undefined }> }, head = ""): Promise<string> {
+  const dec = new TextDecoder();
+  let text = head;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text + dec.decode();
+    text += dec.decode(value, { stream: true });
+  }
+}
+
+/** A promise's state without waiting for it. */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  const marker = Symbol("pending");
+  return (await Promise.race([p.then(() => true, () => true), Promise.resolve(marker)])) !== marker;
+}
+
+for (const backend of contractBackends()) {
+  describe(`two lanes on ${backend.name}`, () => {
+    let s: TestServer;
+    let key: string;
+    let tenant: string;
+    const ids = Array.from({ length: ROWS }, (_, i) => `u${i}`);
+
+    beforeAll(async () => {
+      // Small chunks (100 rows), so one batch is many chunks; one slot and no queue, so the lane's limits are easy to reach.
+      s = await TestServer.open(backend, { BULK_MAX_IN_FLIGHT: "1", BULK_MAX_QUEUE: "0" }, { chunkKeys: 100 });
+      tenant = TestServer.tenant();
+      key = await s.key(tenant);
+      expect((await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
+      const w = await s.post(W, { entity_type: "user", records: ids.map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key);
+      expect(w.body).toEqual({ written: ROWS });
+    }, 60_000);
+    afterAll(async () => {
+      await s?.close();
+    });
+
+    async function batch(accept = "application/x-ndjson"): Promise<Response> {
+      return await s.app.request(B, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "application/json", accept },
+        body: JSON.stringify({ entity_ids: ids, feature_names: ["f"], timestamp: AT }),
+      });
+    }
+
+    async function online(id = "u7"): Promise<unknown> {
+      const r = await s.post(O, { entity_id: id, feature_names: ["f"] }, key);
+      expect(r.status).toBe(200);
+      return r.body.features.f;
+    }
+
+    test("an online lookup is answered while a batch is still streaming; the batch then completes intact", async () => {
+      const res = await batch();
+      expect(res.status).toBe(200);
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      const first = await reader.read();
+      expect(first.done).toBe(false);
+      // The batch holds its bulk-lane slot until its last chunk: it is provably unfinished.
+      expect(s.lane.admission.admission.inFlight).toBe(1);
+      for (let i = 0; i < 5; i++) expect(await online(`u${i}`)).toBe(i);
+      expect(s.lane.admission.admission.inFlight).toBe(1);
+      const text = await rest(reader, new TextDecoder().decode(first.value));
+      const lines = text.trimEnd().split("\n").map((l) => JSON.parse(l));
+      expect(lines.length).toBe(ROWS);
+      lines.forEach((l, i) => {
+        expect(l.entity_id).toBe(`u${i}`);
+        expect(l.features.f).toBe(i);
+      });
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+    });
+
+    test("the JSON answer is streamed too, byte for byte the whole document", async () => {
+      const res = await batch("application/json");
+      expect(res.headers.get("content-type")).toContain("application/json");
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      const first = await reader.read();
+      expect(s.lane.admission.admission.inFlight).toBe(1);
+      expect(await online()).toBe(7);
+      const body = JSON.parse(await rest(reader, new TextDecoder().decode(first.value)));
+      expect(body.results.length).toBe(ROWS);
+      expect(body.results[ROWS - 1]).toEqual({
+        entity_id: `u${ROWS - 1}`,
+        timestamp: "2025-01-01T00:00:00.000Z",
+        features: { f: ROWS - 1 },
+        metadata: { f: { status: "present", event_time: "2024-01-01T00:00:00.000Z" } },
+      });
+    });
+
+    test("a full bulk lane sheds training queries and writes with 503 and Retry-After, never online lookups", async () => {
+      const held = await batch();
+      const reader = (held.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      const refused = await s.post(B, { entity_ids: ["u1"], feature_names: ["f"], timestamp: AT }, key);
+      expect(refused.status).toBe(503);
+      expect(refused.body.code).toBe("unavailable");
+      expect(refused.headers.get("retry-after")).toBe("1");
+      const write = await s.post(W, { entity_type: "user", records: [{ entity_id: "x", features: { f: 1 } }] }, key);
+      expect(write.status).toBe(503);
+      expect(write.headers.get("retry-after")).toBe("1");
+      for (let i = 0; i < 20; i++) expect(await online(`u${i}`)).toBe(i);
+      // A client that goes away frees the slot; the next training query runs.
+      await reader.cancel();
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+      const again = await s.post(B, { entity_ids: ["u1"], feature_names: ["f"], timestamp: AT }, key);
+      expect(again.status).toBe(200);
+      expect(again.body.results[0].features.f).toBe(1);
+    });
+
+    test("bad bodies are rejected by the lane with the same problems as before", async () => {
+      const bad = await s.post(B, { entity_ids: [], feature_names: ["f"], timestamp: AT }, key);
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors[0].path).toBe("entity_ids");
+      const notJson = await s.post(W, "{nope", key);
+      expect(notJson.status).toBe(400);
+      expect(notJson.body.detail).toContain("not valid JSON");
+      const unknown = await s.post(B, { entity_ids: ["u1"], feature_names: ["nope"], timestamp: AT }, key);
+      expect(unknown.status).toBe(404);
+      const wrongType = await s.post(W, { entity_type: "user", records: [{ entity_id: "u1", features: { f: "x" } }] }, key);
+      expect(wrongType.status).toBe(400);
+      expect(wrongType.body.errors[0].path).toBe("records[0].features.f");
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+    });
+
+    test("a feature registered a moment ago is known to the lane at once", async () => {
+      const name = `g${Date.now()}`;
+      expect((await s.post(R, { name, version: 1, dtype: "string", entity_type: "user" }, key)).status).toBe(201);
+      expect((await s.post(W, { entity_type: "user", records: [{ entity_id: "u1", features: { [name]: "v" } }] }, key)).body).toEqual({ written: 1 });
+      const b = await s.post(B, { entity_ids: ["u1"], feature_names: [name], timestamp: new Date(Date.now() + 60_000).toISOString() }, key);
+      expect(b.body.results[0].features[name]).toBe("v");
+    });
+
+    test("online lookups are answered while a write waits for a store lock; the write then succeeds and is served", async () => {
+      // Another connection holds the lock the write needs, so the write is provably in progress.
+      let unlock: () => Promise<void>;
+      if (!s.deps.config.POSTGRES_URL) {
+        const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
+        other.exec("BEGIN IMMEDIATE");
+        unlock = async () => {
+          other.exec("COMMIT");
+          other.close();
+        };
+      } else {
+        const sql = postgres(s.deps.config.POSTGRES_URL as string, { max: 1, onnotice: () => {} });
+        const locked = Promise.withResolvers<void>();
+        const release = Promise.withResolvers<void>();
+        const tx = sql.begin(async (t) => {
+          await t`LOCK TABLE feature_values IN EXCLUSIVE MODE`;
+          locked.resolve();
+          await release.promise;
+        });
+        await locked.promise;
+        unlock = async () => {
+          release.resolve();
+          await tx;
+          await sql.end();
+        };
+      }
+      const write = s.post(W, { entity_type: "user", records: [{ entity_id: "u7", event_time: "2024-06-01T00:00:00Z", features: { f: 700 } }] }, key);
+      for (let i = 0; i < 20; i++) {
+        expect(await online(`u${i}`)).toBe(i);
+        expect(await settled(write)).toBe(false);
+      }
+      await unlock();
+      expect((await write).body).toEqual({ written: 1 });
+      expect(await online("u7")).toBe(700);
+    });
+  });
+}
+
+describe("the in-process cache after a bulk write (embedded)", () => {
+  test("a worker's commit is this process's own: the change feed does not empty the cache", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} });
+    try {
+      const tenant = TestServer.tenant();
+      const key = await s.key(tenant);
+      await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
+      expect((await s.post(W, { entity_type: "user", records: [{ entity_id: "u1", features: { f: 1 } }] }, key)).status).toBe(200);
+      (s.deps.stores.registry as SqliteDatabase).poll();
+      const hits = async () => (await s.deps.metrics.cacheRequests.get()).values.find((v) => v.labels.result === "hit")?.value ?? 0;
+      const before = await hits();
+      const r = await s.post(O, { entity_id: "u1", feature_names: ["f"] }, key);
+      expect(r.body.features.f).toBe(1);
+      expect(await hits()).toBe(before + 1);
+      // Another process's write still empties it (it cannot know what changed).
+      const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
+      other.exec("UPDATE change_counters SET version = version + 1 WHERE kind = 'values'");
+      other.close();
+      (s.deps.stores.registry as SqliteDatabase).poll();
+      await s.post(O, { entity_id: "u1", feature_names: ["f"] }, key);
+      expect(await hits()).toBe(before + 1);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe("BULK_WORKERS=0 (embedded)", () => {
+  test("the same jobs run on the serving thread, with the same answers", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} }, { BULK_WORKERS: "0" }, { chunkKeys: 3 });
+    try {
+      const key = await s.key(TestServer.tenant());
+      await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
+      const w = await s.post(W, { entity_type: "user", records: ["a", "b", "c", "d"].map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key);
+      expect(w.body).toEqual({ written: 4 });
+      const body = { entity_ids: ["a", "b", "c", "d", "e"], feature_names: ["f"], timestamp: AT };
+      const json = await s.post(B, body, key);
+      expect(json.body.results.map((r: { features: { f: unknown } }) => r.features.f)).toEqual([0, 1, 2, 3, null]);
+      const nd = await s.post(B, body, key, { accept: "application/x-ndjson" });
+      expect(nd.text.trimEnd().split("\n").map((l) => JSON.parse(l).features.f)).toEqual([0, 1, 2, 3, null]);
+      expect((await s.post(O, { entity_id: "c", feature_names: ["f"] }, key)).body.features.f).toBe(2);
+      expect((await s.post(W, { entity_type: "user", records: [{ entity_id: "a", features: { f: "x" } }] }, key)).status).toBe(400);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe("a streamed answer nobody reads (embedded)", () => {
+  test("is cancelled after REQUEST_TIMEOUT_MS without a read: its slot comes back, the stream ends in an error", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} }, { REQUEST_TIMEOUT_MS: "300" }, { chunkKeys: 2 });
+    try {
+      const key = await s.key(TestServer.tenant());
+      await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
+      const res = await s.app.request(B, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "application/json", accept: "application/x-ndjson" },
+        body: JSON.stringify({ entity_ids: ["a", "b", "c", "d", "e", "f"], feature_names: ["f"], timestamp: AT }),
+      });
+      expect(res.status).toBe(200);
+      const a = s.lane.admission.admission;
+      expect(a.inFlight).toBe(1);
+      while (a.inFlight > 0) await Bun.sleep(50);
+      expect(await res.text().then(() => "complete", () => "cut")).toBe("cut");
+    } finally {
+      await s.close();
+    }
+  });
+});
