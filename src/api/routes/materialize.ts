@@ -36,8 +36,20 @@ const Job = z
     updated_at: z.string(),
   })
   .openapi("MaterializeJob");
-const JobResponse = z.object({ job: Job }).openapi("MaterializeJobResponse");
-const JobList = z.object({ jobs: z.array(Job) }).openapi("MaterializeJobList");
+/** A job as GET answers it while it runs (the shapes of `progress` and `result` are the CLI summary's). */
+const JOB_EXAMPLE = {
+  id: "job_3q2b7x9k1m0p4r8s",
+  source: "user_daily",
+  status: "running" as const,
+  args: { start: "2024-01-01T00:00:00.000Z", end: "2024-02-01T00:00:00.000Z" },
+  progress: { rows_read: 200000, values_stored: 598400, identical_resends: 1600, rows_rejected: 0, done: 200000, total: 1000000, unit: "rows", rows_per_second: 41000 },
+  result: null,
+  error: null,
+  created_at: "2024-02-01T03:00:00.000Z",
+  updated_at: "2024-02-01T03:00:05.120Z",
+};
+const JobResponse = z.object({ job: Job }).openapi("MaterializeJobResponse", { example: { job: JOB_EXAMPLE } });
+const JobList = z.object({ jobs: z.array(Job) }).openapi("MaterializeJobList", { example: { jobs: [JOB_EXAMPLE] } });
 const IdParam = z.object({ id: z.string().max(64).openapi({ param: { name: "id", in: "path" }, example: "job_3q2b7x9k1m0p4r8s" }) });
 
 const tags = ["materialize"];
