@@ -20,6 +20,7 @@ const LAYERS: { name: string; prefixes: string[] }[] = [
   { name: "formats", prefixes: ["formats/"] },
   { name: "store", prefixes: ["store/", "stores.ts"] },
   { name: "serving", prefixes: ["serving/"] },
+  { name: "sources", prefixes: ["sources/"] },
   { name: "stream", prefixes: ["stream/"] },
   { name: "lane", prefixes: ["lane/"] },
   { name: "api", prefixes: ["api/"] },

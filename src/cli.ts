@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command:
   migrate: { summary: "apply pending database migrations, then exit", load: () => import("./cmd/migrate.ts") },
   register: { summary: "register the feature definitions in a YAML file", load: () => import("./cmd/register.ts") },
   keys: { summary: "create, list and revoke API keys", load: () => import("./cmd/keys.ts") },
+  materialize: { summary: "load registered sources (Parquet, CSV, PostgreSQL) into the store", load: () => import("./cmd/materialize.ts") },
   seed: { summary: "generate sample definitions and values", load: () => import("./cmd/seed.ts") },
   export: { summary: "write point-in-time training data for an entity dataframe file", load: () => import("./cmd/export.ts") },
   "import-feast": { summary: "import a Feast registry (feast registry-dump output)", load: () => import("./cmd/import-feast.ts") },

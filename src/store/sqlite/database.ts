@@ -11,6 +11,7 @@ import type { DefinitionRecord } from "../../registry/definition.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
 import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
+import { SqliteSourceStore } from "./sources.ts";
 import { SqliteGroups } from "./groups.ts";
 import type {
   AsOfKey,
@@ -72,6 +73,7 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
+  readonly sources: SqliteSourceStore;
   /** Values-counter versions committed by sibling connections of this process, not yet passed. */
   private readonly adopted = new Set<number>();
   /** Values-counter versions of this connection's commits of values, until taken (recorded once taken first). */
@@ -85,6 +87,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
+    this.sources = new SqliteSourceStore(this.db);
   }
 
   private prepare() {
@@ -170,6 +173,11 @@ export class SqliteDatabase implements Database {
     this.prepared ??= this.prepare();
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
     this.dataVersion = this.readDataVersion();
+  }
+
+  /** Sets this connection's page cache size in MiB (a bulk load, `materialize`, wants a larger one). */
+  setCacheSize(mib: number): void {
+    this.db.exec(`PRAGMA cache_size = -${Math.floor(mib * 1024)}`);
   }
 
   async ping(): Promise<void> {
