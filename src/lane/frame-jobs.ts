@@ -19,7 +19,7 @@ import { chooseRenderer } from "./render.ts";
 export interface BatchAnswer {
   /** Content-Type of the answer */
   contentType: string;
-  /** the answer's bytes, chunk by chunk (never an empty chunk), each with the values it served per status */
+  /** the answer's bytes, chunk by chunk (a dataframe's are never empty), each with the values it served per status */
   chunks: AsyncGenerator<{ bytes: Uint8Array; counts: StatusCounts | undefined }>;
   /** bytes closing the answer after its last chunk (with the counts of rows whose bytes were held back) */
   end(): { bytes: Uint8Array; counts: StatusCounts | undefined };
