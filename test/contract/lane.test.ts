@@ -170,6 +170,8 @@ for (const backend of contractBackends()) {
 
     test("an online lookup is answered while a dataframe stream (entity_rows, CSV answer) is held open", async () => {
       const entity_rows = Array.from({ length: FRAME_ROWS }, (_, i) => ({ user_id: frameId(i), timestamp: AT }));
+      const present = async () => (await s.deps.metrics.lookups.get()).values.find((v) => v.labels.status === "present")?.value ?? 0;
+      const before = await present();
       const res = await s.app.request(B, {
         method: "POST",
         headers: { "x-api-key": key, "content-type": "application/json", accept: "text/csv" },
@@ -180,6 +182,8 @@ for (const backend of contractBackends()) {
       expect(lines[0]).toBe("user_id,timestamp,f,f__status");
       expect(lines.length).toBe(FRAME_ROWS + 1);
       lines.slice(1).forEach((l, i) => expect(l).toBe(`${frameId(i)},2025-01-01T00:00:00.000Z,${i % ROWS},present`));
+      // the lane reports what it served: feature_store_lookups_total counts every row (and the 5 online lookups)
+      expect((await present()) - before).toBe(FRAME_ROWS + 5);
     });
 
     test("a full bulk lane sheds training queries and writes with 503 and Retry-After, never online lookups", async () => {
