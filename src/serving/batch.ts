@@ -3,7 +3,9 @@
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
 import type { AsOfKey, Stores } from "../store/types.ts";
+import type { z } from "@hono/zod-openapi";
 import { formatTime } from "../lib/time.ts";
+import type { BatchResult as BatchResultSchema } from "../schemas.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
 
@@ -14,12 +16,7 @@ export interface BatchRow {
 }
 
 /** One result row, as the API returns it. */
-export interface BatchResult {
-  entity_id: string;
-  timestamp: string;
-  features: Record<string, unknown>;
-  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
-}
+export type BatchResult = z.output<typeof BatchResultSchema>;
 
 /** Values served per status in one chunk (for `feature_store_lookups_total`). */
 export type StatusCounts = Record<ServedValue["status"], number>;
