@@ -9,9 +9,10 @@
  *   5. ingest through the Kafka worker (bench/ingest.ts), when the worker exists
  *   6. side by side with Feast's `feast serve` on the same Redis (bench/feast.ts; part `feast`,
  *      results in bench/results/feast.md and feast.json)
+ *   7. multi-core scaling: online 1x10 saturated with `serve --workers 1` and `--workers N` (bench/scaling.ts)
  *
  * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
- * (micro, embedded, redis, saturation, coldstart, ingest, feast); durations: BENCH_SECONDS,
+ * (micro, embedded, redis, saturation, coldstart, ingest, feast, scaling); durations: BENCH_SECONDS,
  * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
  * parts not run are kept from the previous bench/results/latest.json.
  */
@@ -25,18 +26,20 @@ import { type AllResults, markdown, writeResults, type MicroResults } from "./li
 import { buildBinary } from "./lib/server.ts";
 import { ensureVegeta } from "./lib/vegeta.ts";
 import { runLoad } from "./load.ts";
+import { runScaling } from "./scaling.ts";
 
 const t0 = performance.now();
 // With BENCH_ONLY, the parts not run now are kept from the previous latest.json.
 let results: AllResults = {};
 if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
   const prev = JSON.parse(readFileSync(join(RESULTS_DIR, "latest.json"), "utf8")) as AllResults;
-  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest };
+  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling };
   if (settings.only.has("micro")) delete results.micro;
   if (settings.only.has("embedded") || settings.only.has("redis")) delete results.load;
   if (settings.only.has("coldstart")) delete results.coldstart;
   if (settings.only.has("ingest")) delete results.ingest;
-  results.kept_from_previous = (["micro", "load", "coldstart", "ingest"] as const).filter((k) => results[k] !== undefined);
+  if (settings.only.has("scaling")) delete results.scaling;
+  results.kept_from_previous = (["micro", "load", "coldstart", "ingest", "scaling"] as const).filter((k) => results[k] !== undefined);
 }
 log(`machine: ${JSON.stringify(machineInfo())}`);
 ensureDir(TMP_DIR);
@@ -81,6 +84,11 @@ if (enabled("feast")) {
   } catch (e) {
     log(`feast side by side failed: ${(e as Error).stack ?? e}`);
   }
+}
+
+if (enabled("scaling")) {
+  results.scaling = await runScaling({ bin: bin ?? (await buildBinary()), ...(vegeta ? { vegeta } : {}) });
+  save();
 }
 
 save();

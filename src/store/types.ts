@@ -154,6 +154,11 @@ export interface RegistryStore extends GroupStore {
   takeValuesChanges?(): number[];
   /** Counts a sibling's commits of values (its `takeValuesChanges`) as this process's own (SQLite). */
   adoptValuesChanges?(versions: readonly number[]): void;
+  /**
+   * Looks for other processes' changes now, calling the listeners before it returns (a cheap
+   * check when nothing changed). Stores whose feed is pushed to them leave it out.
+   */
+  pollNow?(): void;
   close(): Promise<void>;
 }
 

@@ -388,6 +388,15 @@ export class SqliteDatabase implements Database {
     if (changes.definitions || changes.keys || changes.values) this.notify(changes);
   }
 
+  /** {@link poll} now; a busy file is left to the next poll. */
+  pollNow(): void {
+    try {
+      this.poll();
+    } catch {
+      // a busy or briefly unavailable file: the timer tries again
+    }
+  }
+
   watch(listener: (changes: ChangeSet) => void): void {
     this.listeners.push(listener);
     if (!this.timer) {
