@@ -6,6 +6,7 @@ import postgres0001 from "./postgres/0001_init.sql" with { type: "text" };
 import postgres0002 from "./postgres/0002_feature_groups.sql" with { type: "text" };
 import sqlite0001 from "./sqlite/0001_init.sql" with { type: "text" };
 import sqlite0002 from "./sqlite/0002_feature_groups.sql" with { type: "text" };
+import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -18,6 +19,7 @@ export interface Migration {
 export const sqliteMigrations: Migration[] = [
   { name: "0001_init", sql: sqlite0001 },
   { name: "0002_feature_groups", sql: sqlite0002 },
+  { name: "0004_definition_changes", sql: sqlite0004 },
 ];
 
 /** Embedded PostgreSQL migrations, in order. */
