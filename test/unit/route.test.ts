@@ -9,6 +9,8 @@ import { describe, expect, test } from "bun:test";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../../src/api/env.ts";
 import { jsonText, mount } from "../../src/api/route.ts";
+import { problems } from "../../src/api/routes/common.ts";
+import { problemBody } from "../../src/api/errors.ts";
 
 const Thing = z.object({ name: z.string(), size: z.int() });
 const thingRoute = createRoute({
@@ -20,6 +22,7 @@ const thingRoute = createRoute({
     202: { description: "Not yet", content: { "application/json": { schema: z.object({ pending: z.literal(true) }) } } },
     204: { description: "Gone" },
     206: { description: "Its bytes", content: { "application/x-ndjson": { schema: Thing } } },
+    ...problems(404),
   },
 });
 
@@ -72,6 +75,11 @@ describe("mount", () => {
     mount(a, thingRoute, (c) => c.json({ name: c.req.param("nmae"), size: 1 }, 200));
     // @ts-expect-error JSON text rendered from a value of another type
     mount(a, thingRoute, (c) => jsonText<{ name: number }, 200>(c, "{}", 200));
-    expect(a.routes.length).toBe(6);
+    // a problem with a status the route declares (404, or one every route has) is an answer too
+    mount(a, thingRoute, (c) => c.json(problemBody("not_found", "no such thing", "r"), 404));
+    mount(a, thingRoute, (c) => c.json(problemBody("unavailable", "try again", "r"), 503));
+    // @ts-expect-error a problem with a status the route does not declare
+    mount(a, thingRoute, (c) => c.json(problemBody("conflict", "exists", "r"), 409));
+    expect(a.routes.length).toBe(9);
   });
 });
