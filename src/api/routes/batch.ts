@@ -4,7 +4,7 @@ import type { AppEnv } from "../env.ts";
 import { mount, requireScope } from "../route.ts";
 import { BatchBody, BatchResponse, BatchResult as BatchResultSchema } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
-import { BatchServiceRowsBody, BatchServiceSharedBody } from "../catalog-schemas.ts";
+import { BatchServiceRowsBody, BatchServiceSharedBody } from "../../catalog-schemas.ts";
 
 export const batchRoute = createRoute({
   method: "post",

@@ -7,7 +7,7 @@ import type { GroupKind, GroupRow } from "../../store/types.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
 import { Name } from "../../schemas.ts";
-import { ServiceBody, ServiceList, ServiceResponse, ServiceVersions, ViewBody, ViewList, ViewResponse, ViewVersions } from "../catalog-schemas.ts";
+import { ServiceBody, ServiceList, ServiceResponse, ServiceVersions, ViewBody, ViewList, ViewResponse, ViewVersions } from "../../catalog-schemas.ts";
 import { problems, security } from "./common.ts";
 
 const NameParam = z.object({ name: Name.openapi({ param: { name: "name", in: "path" } }) });

@@ -6,7 +6,7 @@ import type { AppEnv } from "../env.ts";
 import { exclusive, jsonText, mount, readJson, requireScope, validate } from "../route.ts";
 import { LIMITS, OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
-import { OnlineRowsBody, OnlineRowsResponse, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../catalog-schemas.ts";
+import { OnlineRowsBody, OnlineRowsResponse, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../../catalog-schemas.ts";
 import { onlineByService } from "./service-forms.ts";
 
 export const onlineRoute = createRoute({
