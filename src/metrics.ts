@@ -270,3 +270,13 @@ export class BulkAdmissionMetrics {
     new Gauge({ name: "feature_store_bulk_jobs_queued", help: "Training queries and writes waiting for a bulk-lane slot now.", registers, collect() { this.set(read.queued()); } });
   }
 }
+
+/** Per-key rate limiting (api/middleware/rate-limit.ts); registered only when a limit is set. */
+export class RateLimitMetrics {
+  /** Requests refused with 429. */
+  readonly limited: Counter;
+
+  constructor(registry: Registry) {
+    this.limited = new Counter({ name: "feature_store_rate_limited_total", help: "API requests refused with 429 because their key was over its rate limit.", registers: [registry] });
+  }
+}
