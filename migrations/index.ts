@@ -6,6 +6,8 @@ import postgres0001 from "./postgres/0001_init.sql" with { type: "text" };
 import postgres0002 from "./postgres/0002_feature_groups.sql" with { type: "text" };
 import sqlite0001 from "./sqlite/0001_init.sql" with { type: "text" };
 import sqlite0002 from "./sqlite/0002_feature_groups.sql" with { type: "text" };
+import postgres0003 from "./postgres/0003_sources.sql" with { type: "text" };
+import sqlite0003 from "./sqlite/0003_sources.sql" with { type: "text" };
 import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text" };
 
 /** One schema migration. */
@@ -19,6 +21,7 @@ export interface Migration {
 export const sqliteMigrations: Migration[] = [
   { name: "0001_init", sql: sqlite0001 },
   { name: "0002_feature_groups", sql: sqlite0002 },
+  { name: "0003_sources", sql: sqlite0003 },
   { name: "0004_definition_changes", sql: sqlite0004 },
 ];
 
@@ -26,4 +29,5 @@ export const sqliteMigrations: Migration[] = [
 export const postgresMigrations: Migration[] = [
   { name: "0001_init", sql: postgres0001 },
   { name: "0002_feature_groups", sql: postgres0002 },
+  { name: "0003_sources", sql: postgres0003 },
 ];

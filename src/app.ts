@@ -18,6 +18,7 @@ import { batchByService } from "./api/routes/service-forms.ts";
 import { mountCatalog } from "./api/routes/catalog.ts";
 import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
+import { mountMaterialize } from "./api/routes/materialize.ts";
 import { mountOnline } from "./api/routes/online.ts";
 import { mountOps, type ServerState } from "./api/routes/ops.ts";
 import { mountRegister } from "./api/routes/register.ts";
@@ -96,8 +97,9 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountRegister(app, deps);
   mountWrite(app, lane);
   mountOnline(app, deps);
-  mountBatch(app, lane);
+  mountBatch(app, deps, lane);
   mountDefinitions(app, deps);
+  mountMaterialize(app, deps);
   mountCatalog(app, deps);
   mountFeast(app, deps);
   return app;

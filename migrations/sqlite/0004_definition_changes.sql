@@ -1,7 +1,6 @@
 -- Which tenant each version of the `definitions` change counter was bumped for, so that other
 -- processes reload only that tenant's definitions (PostgreSQL's notification names it instead).
 -- Written in the registering transaction; the writer keeps the last 1024 versions.
--- (0004: 0003 is taken by another branch's sources migration.)
 CREATE TABLE definition_changes (
   version INTEGER PRIMARY KEY,
   tenant  TEXT    NOT NULL
