@@ -185,16 +185,23 @@ export const onlineExamples = {
 };
 
 export const BatchSharedBody = z
-  .strictObject({ entity_ids: z.array(EntityId).min(1).max(LIMITS.batchRows), feature_names: FeatureNames, timestamp: TimestampMs })
+  .strictObject({ entity_ids: z.array(EntityId).min(1).max(LIMITS.batchRows), feature_names: FeatureNames, timestamp: Timestamp })
   .openapi("BatchSharedTimeBody", {
     example: { entity_ids: ["user_1", "user_2", "user_3"], feature_names: ["user_age", "user_lifetime_value"], timestamp: "2024-01-15T10:00:00Z" },
   });
 export const BatchRowsBody = z
   .strictObject({
-    rows: z.array(z.strictObject({ entity_id: EntityId, timestamp: TimestampMs })).min(1).max(LIMITS.batchRows),
+    rows: z.array(z.strictObject({ entity_id: EntityId, timestamp: Timestamp })).min(1).max(LIMITS.batchRows),
     feature_names: FeatureNames,
   })
   .openapi("BatchRowsBody");
+/**
+ * {@link BatchSharedBody} and {@link BatchRowsBody} with their timestamps parsed into epoch
+ * milliseconds: what the bulk lane answers from. (The documented bodies keep the text, which the
+ * dataframe path passes through as an input column.)
+ */
+export const BatchSharedQuery = BatchSharedBody.extend({ timestamp: TimestampMs });
+export const BatchRowsQuery = BatchRowsBody.extend({ rows: z.array(z.strictObject({ entity_id: EntityId, timestamp: TimestampMs })).min(1).max(LIMITS.batchRows) });
 export const BatchFrameBody = z
   .strictObject({
     entity_rows: z

@@ -6,7 +6,7 @@
  * thread runs the same code itself).
  */
 import { AppError, problemBody } from "../errors.ts";
-import { BatchRowsBody, BatchSharedBody, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
+import { BatchRowsQuery, BatchSharedQuery, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
 import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { prepareRows } from "../serving/write.ts";
@@ -29,10 +29,10 @@ export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) =
   const raw = normalise(decodeJson(body));
   exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
-    const req = validate(BatchRowsBody, raw); // timestamps parsed by the schema
+    const req = validate(BatchRowsQuery, raw); // timestamps parsed by the schema
     return { rows: req.rows.map((r) => ({ entity_id: r.entity_id, at: r.timestamp })), featureNames: req.feature_names };
   }
-  const req = validate(BatchSharedBody, raw);
+  const req = validate(BatchSharedQuery, raw);
   const at = req.timestamp;
   return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
 }
