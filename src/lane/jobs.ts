@@ -6,8 +6,7 @@
  * thread runs the same code itself).
  */
 import { AppError, problemBody } from "../errors.ts";
-import { BatchRowsBody, BatchSharedBody, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
-import { parseTime } from "../lib/time.ts";
+import { BatchRowsQuery, BatchSharedQuery, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
 import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { prepareRows } from "../serving/write.ts";
@@ -30,17 +29,11 @@ export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) =
   const raw = normalise(decodeJson(body));
   exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
-    const req = validate(BatchRowsBody, raw);
-    const rows = req.rows.map((r, i) => {
-      const at = parseTime(r.timestamp);
-      if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: `rows[${i}].timestamp`, message: "expected an RFC 3339 timestamp" }] });
-      return { entity_id: r.entity_id, at };
-    });
-    return { rows, featureNames: req.feature_names };
+    const req = validate(BatchRowsQuery, raw); // timestamps parsed by the schema
+    return { rows: req.rows.map((r) => ({ entity_id: r.entity_id, at: r.timestamp })), featureNames: req.feature_names };
   }
-  const req = validate(BatchSharedBody, raw);
-  const at = parseTime(req.timestamp);
-  if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: "timestamp", message: "expected an RFC 3339 timestamp" }] });
+  const req = validate(BatchSharedQuery, raw);
+  const at = req.timestamp;
   return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
 }
 

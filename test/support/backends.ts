@@ -39,11 +39,13 @@ export function contractBackends(): Backend[] {
 }
 
 /**
- * Deps on the stores `env` names, silent, PostgreSQL migrated first, following other processes'
- * changes as `serve` does.
+ * Deps on the stores `env` names, silent, event-loop lag guard off, PostgreSQL migrated first,
+ * following other processes' changes as `serve` does.
  */
 export async function openTestDeps(env: Record<string, string>): Promise<Deps> {
-  const cfg: Config = loadConfig({ LOG_LEVEL: "silent", ...env });
+  // Called in process, the app sees no socket backlog; the lag guard (which the loaded test
+  // machine would trip) is off unless a test asks for it.
+  const cfg: Config = loadConfig({ LOG_LEVEL: "silent", MAX_EVENT_LOOP_LAG_MS: "0", ...env });
   const log = createLogger("silent", 2);
   if (cfg.POSTGRES_URL) {
     const db = await openDatabase(cfg, log);

@@ -7,15 +7,25 @@ import type { GroupKind, GroupRow } from "../../store/types.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
 import { Name } from "../../schemas.ts";
-import { ServiceBody, ServiceList, ServiceResponse, ServiceVersions, ViewBody, ViewList, ViewResponse, ViewVersions } from "../catalog-schemas.ts";
+import { ServiceBody, ServiceList, ServiceResponse, ServiceVersions, ViewBody, ViewList, ViewResponse, ViewVersions } from "../../catalog-schemas.ts";
 import { problems, security } from "./common.ts";
 
 const NameParam = z.object({ name: Name.openapi({ param: { name: "name", in: "path" } }) });
 
-/** Per kind: its path segment, JSON key, schemas and renderer. */
+/** Per kind: its path segment, schemas and response bodies (one, the list, one's versions). */
 const KINDS = {
-  view: { path: "feature-views", one: "feature_view", many: "feature_views", label: "feature view", Body: ViewBody, One: ViewResponse, List: ViewList, Versions: ViewVersions, json: viewJson, op: "FeatureView" },
-  service: { path: "feature-services", one: "feature_service", many: "feature_services", label: "feature service", Body: ServiceBody, One: ServiceResponse, List: ServiceList, Versions: ServiceVersions, json: serviceJson, op: "FeatureService" },
+  view: {
+    path: "feature-views", label: "feature view", Body: ViewBody, One: ViewResponse, List: ViewList, Versions: ViewVersions, op: "FeatureView",
+    one: (g: GroupRow) => ({ feature_view: viewJson(g) }),
+    list: (gs: readonly GroupRow[]) => ({ feature_views: gs.map(viewJson) }),
+    versions: (name: string, gs: readonly GroupRow[]) => ({ name, versions: gs.map(viewJson) }),
+  },
+  service: {
+    path: "feature-services", label: "feature service", Body: ServiceBody, One: ServiceResponse, List: ServiceList, Versions: ServiceVersions, op: "FeatureService",
+    one: (g: GroupRow) => ({ feature_service: serviceJson(g) }),
+    list: (gs: readonly GroupRow[]) => ({ feature_services: gs.map(serviceJson) }),
+    versions: (name: string, gs: readonly GroupRow[]) => ({ name, versions: gs.map(serviceJson) }),
+  },
 } as const;
 
 function routes(kind: GroupKind) {
@@ -70,7 +80,6 @@ export function mountCatalog(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   for (const kind of ["view", "service"] as const) {
     const k = KINDS[kind];
     const r = routes(kind);
-    const render = k.json as (g: GroupRow) => unknown;
     mount(app, r.register, async (c) => {
       const { tenant } = requireScope(c, "admin");
       const input = toGroupInput(kind, await parseBody(c, k.Body));
@@ -81,18 +90,18 @@ export function mountCatalog(app: OpenAPIHono<AppEnv>, deps: Deps): void {
         throw new AppError("invalid_request", o.reason ?? `invalid ${k.label}`, errors.length > 0 ? { errors } : {});
       }
       if (!o?.group || o.status === "conflict") throw new AppError("conflict", o?.reason ?? `${k.label} conflicts with the registry`);
-      return c.json({ [k.one]: render(o.group) }, o.status === "new" ? 201 : 200);
+      return c.json(k.one(o.group), o.status === "new" ? 201 : 200);
     });
     mount(app, r.list, (c) => {
       const { tenant } = requireScope(c, "read");
-      return c.json({ [k.many]: deps.registry.current.latestGroups(tenant, kind).map(render) }, 200);
+      return c.json(k.list(deps.registry.current.latestGroups(tenant, kind)), 200);
     });
     mount(app, r.get, (c) => {
       const { tenant } = requireScope(c, "read");
-      const name = c.req.param("name") ?? "";
+      const name = c.req.param("name");
       const versions = deps.registry.current.groupVersions(tenant, kind, name);
       if (versions.length === 0) throw new AppError("not_found", `unknown ${k.label} ${JSON.stringify(name)}`);
-      return c.json({ name, versions: versions.map(render) }, 200);
+      return c.json(k.versions(name, versions), 200);
     });
   }
 }

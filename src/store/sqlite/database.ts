@@ -1,7 +1,8 @@
 /**
  * The embedded database: one SQLite file under DATA_DIR (WAL, busy timeout), shared safely by a
  * running server and the CLI. Other processes' commits are noticed through `PRAGMA data_version`
- * and the `change_counters` table.
+ * and the `change_counters` table; `definition_changes` says which tenant each definitions
+ * version was for, so a registration reloads only its tenant elsewhere.
  */
 import { Database as Sqlite, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
@@ -61,6 +62,9 @@ export interface SqliteOptions {
   pollIntervalMs?: number;
 }
 
+/** Versions of the definitions counter whose tenant is kept (a process further behind reloads every tenant). */
+const TENANT_CHANGES_KEPT = 1024;
+
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
   readonly name = "sqlite";
@@ -102,6 +106,9 @@ export class SqliteDatabase implements Database {
       defUpdate: q("UPDATE feature_definitions SET description = ?, owner = ?, tags = ?, updated_at = ? WHERE id = ?"),
       bump: q("UPDATE change_counters SET version = version + 1 WHERE kind = ? RETURNING version"),
       counters: q("SELECT kind, version FROM change_counters"),
+      tenantChanged: q("INSERT INTO definition_changes (version, tenant) VALUES (?, ?)"),
+      tenantChangesPrune: q("DELETE FROM definition_changes WHERE version <= ?"),
+      tenantChanges: q("SELECT tenant FROM definition_changes WHERE version > ? AND version <= ?"),
       keyInsert: q(
         "INSERT INTO api_keys (id, tenant, scopes, hash, prefix, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
@@ -204,7 +211,7 @@ export class SqliteDatabase implements Database {
           const { plan, apply, result } = decide(current);
           if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted: [] as DefinitionRow[] };
           const inserted = this.applyDefinitionPlan(plan);
-          this.bump("definitions");
+          this.bump("definitions", tenant);
           return { result, inserted };
         })
         .immediate();
@@ -252,7 +259,7 @@ export class SqliteDatabase implements Database {
           if (!apply || empty) return { result, inserted: [] as DefinitionRow[], insertedGroups: [] as GroupRow[] };
           const inserted = this.applyDefinitionPlan(plan);
           const insertedGroups = groups.apply(plan.groupInserts, plan.groupUpdates);
-          this.bump("definitions");
+          this.bump("definitions", tenant);
           return { result, inserted, insertedGroups };
         })
         .immediate();
@@ -374,13 +381,33 @@ export class SqliteDatabase implements Database {
     return own;
   }
 
-  /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
-  private bump(kind: ChangeKind): void {
+  /**
+   * Bumps a change counter inside the caller's transaction (a definitions bump records its
+   * tenant); notices interleaved foreign bumps.
+   */
+  private bump(kind: ChangeKind, tenant?: string): void {
     const { version } = this.statements.bump.get(kind) as { version: number };
+    const from = this.known[kind];
     const foreign = !this.allOwn(kind, version - 1);
+    const tenants = foreign && kind === "definitions" ? this.changedTenants(from, version - 1) : undefined;
     this.known[kind] = version;
     if (kind === "values") this.receipts?.push(version);
-    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
+    if (kind === "definitions" && tenant !== undefined) {
+      this.statements.tenantChanged.run(version, tenant);
+      this.statements.tenantChangesPrune.run(version - TENANT_CHANGES_KEPT);
+    }
+    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values", ...(tenants ? { tenants } : {}) }));
+  }
+
+  /**
+   * The tenants whose definitions changed in counter versions (from, to], when every one of
+   * those versions recorded its tenant; undefined otherwise (pruned, or bumped by a binary from
+   * before the record), which means any tenant may have changed.
+   */
+  private changedTenants(from: number, to: number): string[] | undefined {
+    const rows = this.statements.tenantChanges.all(from, to) as { tenant: string }[];
+    if (rows.length !== to - from) return undefined;
+    return [...new Set(rows.map((r) => r.tenant))];
   }
 
   private readDataVersion(): number {
@@ -400,7 +427,13 @@ export class SqliteDatabase implements Database {
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
       if (r.version !== this.known[r.kind]) {
-        if (!this.allOwn(r.kind, r.version)) changes[r.kind] = true;
+        if (!this.allOwn(r.kind, r.version)) {
+          changes[r.kind] = true;
+          if (r.kind === "definitions") {
+            const tenants = this.changedTenants(this.known.definitions, r.version);
+            if (tenants) changes.tenants = tenants;
+          }
+        }
         this.known[r.kind] = r.version;
       }
     }
