@@ -15,7 +15,7 @@ import { rateLimit } from "./api/middleware/rate-limit.ts";
 import { Admission, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
-import { batchByService } from "./api/routes/service-forms.ts";
+import { laneForms } from "./api/routes/lane-forms.ts";
 import { mountCatalog } from "./api/routes/catalog.ts";
 import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
@@ -43,7 +43,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   const admission =
     opts.admission ??
     new Admission({ maxInFlight: cfg.MAX_IN_FLIGHT, maxQueue: cfg.MAX_QUEUE, queueTimeoutMs: cfg.QUEUE_TIMEOUT_MS, requestTimeoutMs: cfg.REQUEST_TIMEOUT_MS, maxLagMs: cfg.MAX_EVENT_LOOP_LAG_MS });
-  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
+  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
   const limiter = opts.rateLimiter ?? new RateLimiter({ limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS });
   const app = new OpenAPIHono<AppEnv>();
   app.use(requestId());
@@ -95,13 +95,13 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
     }
     return streamedLimit(c, next);
   });
-  mountRegister(app, deps);
+  mountRegister(app, lane);
   mountWrite(app, lane);
   mountOnline(app, deps);
   mountBatch(app, lane);
   mountDefinitions(app, deps);
-  mountCatalog(app, deps);
-  mountFeast(app, deps);
+  mountCatalog(app, deps, lane);
+  mountFeast(app, deps, lane);
   return app;
 }
 

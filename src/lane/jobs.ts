@@ -10,9 +10,11 @@ import { BatchRowsBody, BatchSharedBody, decodeJson, exclusive, validate, WriteB
 import { parseTime } from "../lib/time.ts";
 import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
-import { prepareRows } from "../serving/write.ts";
+import { registerCatalog } from "../serving/catalog.ts";
+import { registerFeatures } from "../serving/register.ts";
+import { prepareRows, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
 import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
-import type { BatchJob, FromWorker, JobProblem, PackedRows, ToWorker, WriteJob } from "./protocol.ts";
+import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
 import { chooseRenderer, type BatchRenderer } from "./render.ts";
 
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
@@ -24,6 +26,20 @@ export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pic
  * otherwise. Given by the layer that knows the forms (the worker's entry, the app).
  */
 export type NormaliseBatch = (deps: Pick<Deps, "registry">, tenant: string, raw: unknown) => unknown;
+
+/**
+ * Accepted forms of a write body besides the native one (`write`), by name: each validates a
+ * decoded body into the groups to store in one transaction (400 when invalid). Given by the
+ * layer that knows the forms (Feast's `write-to-online-store` and `push`: api/routes/feast).
+ */
+export type WriteForms = Readonly<Record<string, (deps: ValidationDeps, tenant: string, raw: unknown) => WriteGroup[]>>;
+
+/** The native write body (POST /api/v1/features/write) as the one group to store. */
+function nativeWrite(deps: ValidationDeps, tenant: string, raw: unknown, now: number): WriteGroup[] {
+  const body = validate(WriteBody, raw);
+  const { rows, defs } = prepareRows(deps, tenant, body.entity_type, body.records, now);
+  return [{ tenant, entityType: body.entity_type, rows, defs }];
+}
 
 /** Decodes a batch request body into rows (entity, as-of time) and feature references; 400 when invalid. */
 export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) => unknown = (raw) => raw): { rows: BatchRow[]; featureNames: string[] } {
@@ -110,7 +126,7 @@ export class JobRunner {
   constructor(
     private readonly deps: LaneDeps,
     private readonly post: (m: FromWorker, transfer?: Bun.Transferable[]) => void,
-    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined },
+    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined; writeForms?: WriteForms | undefined },
   ) {}
 
   /** Jobs running now. */
@@ -125,6 +141,9 @@ export class JobRunner {
         break;
       case "write":
         void this.write(m);
+        break;
+      case "register":
+        void this.register(m);
         break;
       case "pull": {
         const j = this.jobs.get(m.id);
@@ -214,16 +233,43 @@ export class JobRunner {
     this.start(m.id);
     try {
       await this.fresh(m.gen);
-      const body = validate(WriteBody, decodeJson(m.body));
       // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
-      const { rows, defs } = prepareRows({ ...this.deps, clock: { now: () => m.now } }, m.tenant, body.entity_type, body.records, m.now);
-      // The offline half of storeValues (serving/write.ts); the serving thread does the online half.
+      const deps = { ...this.deps, clock: { now: () => m.now } };
+      const raw = decodeJson(m.body);
+      const form = m.form === "write" ? undefined : this.opts.writeForms?.[m.form];
+      if (m.form !== "write" && form === undefined) throw new Error(`no write form ${JSON.stringify(m.form)} in this lane`);
+      const groups = form ? form(deps, m.tenant, raw) : nativeWrite(deps, m.tenant, raw, m.now);
+      // The offline half of storeValues (serving/write.ts), every group in one transaction; the serving thread does the online half.
+      const rows = groups.length === 1 ? (groups[0] as WriteGroup).rows : groups.flatMap((g) => g.rows);
       const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
-      const ttls = new Map(defs.map((d) => [d.id, d.ttlMs]));
-      const packed = packRows(rows, outcomes);
-      const outcome = { written: rows.length, entityType: body.entity_type, rows: packed, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
-      const transfer = [packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[];
+      const ttls = new Map<number, number | null>();
+      const parts: WriteOutcome["parts"] = [];
+      const transfer: ArrayBuffer[] = [];
+      let at = 0;
+      for (const g of groups) {
+        for (const d of g.defs) ttls.set(d.id, d.ttlMs);
+        const packed = packRows(g.rows, outcomes.slice(at, at + g.rows.length));
+        at += g.rows.length;
+        parts.push({ entityType: g.entityType, rows: packed });
+        transfer.push(...([packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[]));
+      }
+      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
       this.post({ t: "written", id: m.id, outcome }, transfer);
+    } catch (err) {
+      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
+    } finally {
+      this.jobs.delete(m.id);
+    }
+  }
+
+  /** A registration: its store transaction (and any wait for the write lock) happens on this thread. */
+  private async register(m: RegisterJob): Promise<void> {
+    this.start(m.id);
+    try {
+      await this.fresh(m.gen);
+      const deps = { ...this.deps, clock: { now: () => m.now } };
+      const { outcomes, ok } = m.what === "features" ? await registerFeatures(deps, m.tenant, m.items) : await registerCatalog(deps, m.tenant, m.features, m.groups);
+      this.post({ t: "registered", id: m.id, outcomes, ok });
     } catch (err) {
       this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
     } finally {
