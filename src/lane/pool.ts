@@ -130,6 +130,11 @@ export class BulkLane {
     this.seen = deps.registry.current;
   }
 
+  /** The lane's live worker threads (none with `workers: 0`), for operations and tests. */
+  get threads(): Worker[] {
+    return this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
+  }
+
   /** Registry generation to send with a job: bumped whenever the serving thread's snapshot changed. */
   private generation(): number {
     if (this.deps.registry.current !== this.seen) {

@@ -335,7 +335,7 @@ describe("a lane thread that dies mid-answer (embedded)", () => {
     } finally {
       await s.close();
     }
-  });
+  }, 30_000);
 });
 
 describe("BULK_WORKERS=0 (embedded)", () => {
