@@ -43,7 +43,9 @@ port.onmessage = (e) => {
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.
         db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin });
         await db.assertMigrated();
-        db.takeValuesChanges?.(); // starts recording this connection's commits of values
+        // starts recording this connection's commits (the serving thread counts them as its own)
+        db.takeOwnChanges?.("values");
+        db.takeOwnChanges?.("definitions");
         const registry = new RegistryHolder(db);
         runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
           reloadRegistry: true,

@@ -253,7 +253,7 @@ export class JobRunner {
         parts.push({ entityType: g.entityType, rows: packed });
         transfer.push(...([packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[]));
       }
-      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
+      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeOwnChanges?.("values") ?? [] };
       this.post({ t: "written", id: m.id, outcome }, transfer);
     } catch (err) {
       this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
@@ -269,7 +269,7 @@ export class JobRunner {
       await this.fresh(m.gen);
       const deps = { ...this.deps, clock: { now: () => m.now } };
       const { outcomes, ok } = m.what === "features" ? await registerFeatures(deps, m.tenant, m.items) : await registerCatalog(deps, m.tenant, m.features, m.groups);
-      this.post({ t: "registered", id: m.id, outcomes, ok });
+      this.post({ t: "registered", id: m.id, outcomes, ok, definitionsChanges: this.deps.stores.registry.takeOwnChanges?.("definitions") ?? [] });
     } catch (err) {
       this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
     } finally {

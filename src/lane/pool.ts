@@ -377,7 +377,7 @@ export class BulkLane {
       (m) => (m.t === "written" ? m.outcome : undefined),
     );
     const { parts, ttls, valuesChanges } = outcome;
-    this.deps.stores.registry.adoptValuesChanges?.(valuesChanges);
+    this.deps.stores.registry.adoptOwnChanges?.("values", valuesChanges);
     if (outcome.written > 0) this.deps.metrics.valuesWritten.inc(outcome.written);
     // The online half of storeValues (serving/write.ts): every accepted row, re-sends included.
     const ttl = new Map(ttls);
@@ -410,6 +410,7 @@ export class BulkLane {
       (id, gen) => ({ t: "register", id, tenant, gen, now, ...what }),
       (m) => (m.t === "registered" ? m : undefined),
     );
+    this.deps.stores.registry.adoptOwnChanges?.("definitions", done.definitionsChanges);
     const changed = done.ok && done.outcomes.some((o) => o.status === "new" || o.status === "updated");
     // Inline (`workers: 0`) the job reloaded this thread's snapshot already.
     if (changed && this.o.workers > 0) await dbCall(this.deps, "registry reload", () => this.deps.registry.reload(tenant));

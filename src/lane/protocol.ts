@@ -97,5 +97,5 @@ export type FromWorker =
   | { t: "init_failed"; message: string }
   | { t: "chunk"; id: number; contentType: string; bytes: Uint8Array; counts: StatusCounts | undefined; last: boolean }
   | { t: "written"; id: number; outcome: WriteOutcome }
-  | { t: "registered"; id: number; outcomes: (RegisterOutcome | CatalogOutcome)[]; ok: boolean }
+  | { t: "registered"; id: number; outcomes: (RegisterOutcome | CatalogOutcome)[]; ok: boolean; /** the worker connection's commits of definitions (SQLite), for the main connection to adopt */ definitionsChanges: number[] }
   | { t: "failed"; id: number; problem: JobProblem };

@@ -301,6 +301,34 @@ describe("the in-process cache after a bulk write (embedded)", () => {
   });
 });
 
+describe("registration in the lane (embedded)", () => {
+  test("a worker's registration is this process's own: the change feed reloads nothing, another process's still reloads", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} });
+    try {
+      const key = await s.key(TestServer.tenant());
+      const db = s.deps.stores.registry as SqliteDatabase;
+      db.poll();
+      const reloads: (readonly string[] | undefined)[] = [];
+      const reloadFor = s.deps.registry.reloadFor.bind(s.deps.registry);
+      s.deps.registry.reloadFor = (tenants) => {
+        reloads.push(tenants);
+        return reloadFor(tenants);
+      };
+      expect((await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
+      expect((await s.post(V, { name: "v", version: 1, entity_type: "user", features: ["f"] }, key)).status).toBe(201);
+      db.poll();
+      expect(reloads.length).toBe(0);
+      const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
+      other.exec("UPDATE change_counters SET version = version + 1 WHERE kind = 'definitions'");
+      other.close();
+      db.poll();
+      expect(reloads).toStrictEqual([undefined]);
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
+});
+
 describe("a lane thread that dies mid-answer (embedded)", () => {
   test("the stream ends in an error (not a hang), the slot comes back, and the next training query and write run on a new thread", async () => {
     const s = await TestServer.open({ name: "embedded", env: {} }, { BULK_WORKERS: "1", BULK_MAX_IN_FLIGHT: "1", BULK_MAX_QUEUE: "0" }, { chunkKeys: 2 });

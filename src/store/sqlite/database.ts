@@ -26,6 +26,7 @@ import type {
   ValueKey,
   ValueWrite,
   RowOutcome,
+  OwnChangeKind,
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
@@ -72,10 +73,10 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
-  /** Values-counter versions committed by sibling connections of this process, not yet passed. */
-  private readonly adopted = new Set<number>();
-  /** Values-counter versions of this connection's commits of values, until taken (recorded once taken first). */
-  private receipts: number[] | undefined;
+  /** Counter versions committed by sibling connections of this process, not yet passed, per kind. */
+  private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
+  /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
+  private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -334,24 +335,25 @@ export class SqliteDatabase implements Database {
     }
   }
 
-  takeValuesChanges(): number[] {
-    const taken = this.receipts ?? [];
-    this.receipts = [];
+  takeOwnChanges(kind: OwnChangeKind): number[] {
+    const taken = this.receipts[kind] ?? [];
+    this.receipts[kind] = [];
     return taken;
   }
 
-  adoptValuesChanges(versions: readonly number[]): void {
-    for (const v of versions) if (v > this.known.values) this.adopted.add(v);
+  adoptOwnChanges(kind: OwnChangeKind, versions: readonly number[]): void {
+    for (const v of versions) if (v > this.known[kind]) this.adopted[kind].add(v);
   }
 
   /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
   private allOwn(kind: ChangeKind, upTo: number): boolean {
     const from = this.known[kind];
     if (upTo <= from) return true;
-    if (kind !== "values") return false;
-    let own = upTo - from <= this.adopted.size;
-    for (let v = from + 1; own && v <= upTo; v++) own = this.adopted.has(v);
-    for (const v of this.adopted) if (v <= upTo) this.adopted.delete(v);
+    if (kind === "keys") return false;
+    const adopted = this.adopted[kind];
+    let own = upTo - from <= adopted.size;
+    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v);
+    for (const v of adopted) if (v <= upTo) adopted.delete(v);
     return own;
   }
 
@@ -360,7 +362,7 @@ export class SqliteDatabase implements Database {
     const { version } = this.statements.bump.get(kind) as { version: number };
     const foreign = !this.allOwn(kind, version - 1);
     this.known[kind] = version;
-    if (kind === "values") this.receipts?.push(version);
+    if (kind !== "keys") this.receipts[kind]?.push(version);
     if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
   }
 
