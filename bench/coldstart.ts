@@ -1,12 +1,13 @@
 /**
- * Cold start: time from exec to the first 200 on /healthz, over BENCH_COLD_STARTS starts of
+ * Cold start: time from exec to the first 200 on /healthz (and the CPU the process used until
+ * then, every thread), over BENCH_COLD_STARTS starts of
  * `feature-store serve` (embedded, on an already migrated data dir), and the binary's RSS when
  * idle. The same for a bare Bun.serve compiled the same way (bench/baseline-server.ts), so the
  * figure can be read as a ratio to what a compiled Bun executable costs anyway.
  *
  * `bun bench/coldstart.ts` (BENCH_BINARY to skip the build).
  */
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../test/harness/services.ts";
@@ -32,8 +33,24 @@ async function firstHealthy(url: string, t0: number, alive: () => boolean, timeo
   }
 }
 
-async function measure(cmd: (port: number) => string[], env: (port: number) => Record<string, string | undefined>, starts: number): Promise<{ times: number[]; idleRss: number }> {
+/**
+ * CPU time a process (every thread) has used so far, ms, from /proc/<pid>/task/<tid>/schedstat
+ * (nanoseconds on a CPU): the cold-start cost that other processes on a shared machine barely
+ * change, unlike the wall-clock time. NaN where /proc has no schedstat.
+ */
+function cpuMsOf(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    return ns / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function measure(cmd: (port: number) => string[], env: (port: number) => Record<string, string | undefined>, starts: number): Promise<{ times: number[]; cpu: number[]; idleRss: number }> {
   const times: number[] = [];
+  const cpu: number[] = [];
   let idleRss = Number.NaN;
   for (let i = 0; i < starts; i++) {
     const port = await freePort();
@@ -41,6 +58,7 @@ async function measure(cmd: (port: number) => string[], env: (port: number) => R
     const proc = Bun.spawn({ cmd: pinned("server", cmd(port)), env: env(port), stdin: "ignore", stdout: "ignore", stderr: "ignore" });
     try {
       times.push(await firstHealthy(`http://127.0.0.1:${port}/healthz`, t0, () => proc.exitCode === null));
+      cpu.push(cpuMsOf(proc.pid));
       if (i === starts - 1) {
         await sleep(1000);
         idleRss = memoryMiB(proc.pid).rss;
@@ -50,7 +68,7 @@ async function measure(cmd: (port: number) => string[], env: (port: number) => R
       await proc.exited;
     }
   }
-  return { times, idleRss };
+  return { times, cpu, idleRss };
 }
 
 const median = (xs: number[]): number => {
@@ -83,9 +101,7 @@ export async function runColdStart(opts: { bin?: string } = {}): Promise<ColdSta
       const bareEnv = (p: number) => ({ ...process.env, PORT: String(p) });
       await measure(() => [bareBin], bareEnv, 1);
       const b = await measure(() => [bareBin], bareEnv, starts);
-      const times = b.times;
-      const rss = b.idleRss;
-      bare = { median_ms: round(median(times), 2), idle_rss_mib: round(rss, 1) };
+      bare = { median_ms: round(median(b.times), 2), cpu_median_ms: round(median(b.cpu), 2), idle_rss_mib: round(b.idleRss, 1) };
     } catch (e) {
       log(`bare cold-start baseline skipped: ${(e as Error).message.split("\n")[0]}`);
     }
@@ -98,9 +114,11 @@ export async function runColdStart(opts: { bin?: string } = {}): Promise<ColdSta
       idle_rss_mib: round(ours.idleRss, 1),
       bare,
       ratio_to_bare: bare ? round(median(ours.times) / bare.median_ms, 2) : null,
+      cpu_median_ms: round(median(ours.cpu), 2),
+      cpu_ratio_to_bare: bare?.cpu_median_ms ? round(median(ours.cpu) / bare.cpu_median_ms, 2) : null,
       binary_mib: round(statSync(bin).size / 2 ** 20, 1),
     };
-    log(`cold start: median ${res.median_ms} ms (p90 ${res.p90_ms}), idle RSS ${res.idle_rss_mib} MiB; bare ${bare?.median_ms ?? "-"} ms`);
+    log(`cold start: median ${res.median_ms} ms (p90 ${res.p90_ms}), ${res.cpu_median_ms} ms of CPU, idle RSS ${res.idle_rss_mib} MiB; bare ${bare?.median_ms ?? "-"} ms, ${bare?.cpu_median_ms ?? "-"} ms of CPU; ratio ${res.ratio_to_bare} (CPU ${res.cpu_ratio_to_bare})`);
     return res;
   } finally {
     rmSync(dataDir, { recursive: true, force: true });

@@ -8,6 +8,10 @@
  * request at a fixed rate is the figure to compare on a shared machine: other processes make
  * latencies noisy but barely change how much CPU one request costs.
  *
+ * `bare` as a build (e.g. `bun bench/compare.ts A=dist/feature-store bare`) measures the bare
+ * Bun.serve baseline (bench/baseline-server.ts) answering bodies of the same sizes, in the same
+ * rounds: the ratio of CPU per request to it is the hot-path target of issue 12.
+ *
  * Build a scratch copy with a proposed change: `cp -r src /tmp/x/src` ..., then
  * `OUTFILE=/tmp/x.bin bun scripts/build.ts` from that tree.
  */
@@ -16,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { log, round, settings } from "./lib/common.ts";
 import { onlineMany, onlineOne, prng } from "./lib/dataset.ts";
-import { loadData, post, startServer, type Server } from "./lib/server.ts";
+import { loadData, post, startBaseline, startServer, type Server } from "./lib/server.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
 
 const builds = process.argv.slice(2).map((a) => {
@@ -47,8 +51,16 @@ interface Row {
 }
 const rows: Row[] = [];
 
-async function measure(name: string, server: Server, scenario: string, bodies: string[], rate: number): Promise<void> {
-  const file = writeTargets(`compare-${scenario}`, bodies.map((body) => ({ method: "POST" as const, url: `${server.url}/api/v1/features/online`, body, headers: { "x-api-key": server.key, "content-type": "application/json" } })));
+/** Response sizes of each scenario (from the first feature-store build measured), for the bare server. */
+const responseBytes = new Map<string, number>();
+
+async function measure(name: string, server: Pick<Server, "url" | "pid"> & { key?: string }, scenario: string, bodies: string[], rate: number): Promise<void> {
+  const bytes = responseBytes.get(scenario);
+  const targets =
+    server.key === undefined
+      ? bodies.map((body) => ({ method: "POST" as const, url: `${server.url}/bytes/${bytes}`, body, headers: { "content-type": "application/json" } }))
+      : bodies.map((body) => ({ method: "POST" as const, url: `${server.url}/api/v1/features/online`, body, headers: { "x-api-key": server.key as string, "content-type": "application/json" } }));
+  const file = writeTargets(`compare-${scenario}`, targets);
   await attack(vegeta, { name: "warmup", targetsFile: file, rate, seconds: 2, discard: true });
   const r = await attack(vegeta, { name: `compare-${scenario}`, targetsFile: file, rate, seconds: settings.seconds, serverPid: server.pid });
   const cpuUs = ((r.server?.cpu_seconds ?? Number.NaN) * 1e6) / Math.max(1, r.requests);
@@ -58,11 +70,27 @@ async function measure(name: string, server: Server, scenario: string, bodies: s
 
 for (let round_ = 0; round_ < rounds; round_++) {
   for (const b of builds) {
+    if (b.bin === "bare") {
+      // the bare Bun.serve baseline (bench/baseline-server.ts) answering bodies of the same size
+      if (responseBytes.size === 0) throw new Error("list a feature-store build before `bare`: its response sizes are used");
+      const bare = await startBaseline();
+      try {
+        await measure(b.name, bare, "online_1x10", bodies1, rate1);
+        await measure(b.name, bare, "online_100x10", bodies100, rate100);
+      } finally {
+        await bare.stop();
+      }
+      continue;
+    }
     const dir = mkdtempSync(join(tmpdir(), "fs-compare-"));
     const server = await startServer(b.bin, { DATA_DIR: dir }, `compare-${b.name}`);
     try {
       await loadData(server, entities, 1, Date.now());
       for (const body of bodies1.slice(0, 200)) await post(server, "/api/v1/features/online", body);
+      if (responseBytes.size === 0) {
+        responseBytes.set("online_1x10", Buffer.byteLength(await post(server, "/api/v1/features/online", bodies1[0] as string)));
+        responseBytes.set("online_100x10", Buffer.byteLength(await post(server, "/api/v1/features/online", bodies100[0] as string)));
+      }
       await measure(b.name, server, "online_1x10", bodies1, rate1);
       await measure(b.name, server, "online_100x10", bodies100, rate100);
     } finally {
@@ -72,12 +100,15 @@ for (let round_ = 0; round_ < rounds; round_++) {
   }
 }
 
-console.log("\n| build | scenario | CPU us/request (median of rounds) | p50 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: |");
+const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
+const bareName = builds.find((b) => b.bin === "bare")?.name;
+const cpuOf = (build: string, sc: string): number => med(rows.filter((r) => r.build === build && r.scenario === sc).map((r) => r.cpu_us_per_req));
+console.log("\n| build | scenario | CPU us/request (median of rounds) | bare / ours (per CPU-second) | p50 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: | ---: |");
 for (const b of builds) {
   for (const sc of ["online_1x10", "online_100x10"]) {
     const rs = rows.filter((r) => r.build === b.name && r.scenario === sc);
-    const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
-    console.log(`| ${b.name} | ${sc} | ${med(rs.map((r) => r.cpu_us_per_req))} | ${med(rs.map((r) => r.p50_ms))} | ${med(rs.map((r) => r.p99_ms))} |`);
+    const ratio = bareName !== undefined ? `${round((cpuOf(bareName, sc) / cpuOf(b.name, sc)) * 100, 1)}%` : "-";
+    console.log(`| ${b.name} | ${sc} | ${med(rs.map((r) => r.cpu_us_per_req))} | ${ratio} | ${med(rs.map((r) => r.p50_ms))} | ${med(rs.map((r) => r.p99_ms))} |`);
   }
 }
 process.exit(0);

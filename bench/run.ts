@@ -9,13 +9,16 @@
  *   5. ingest through the Kafka worker (bench/ingest.ts), when the worker exists
  *   6. side by side with Feast's `feast serve` on the same Redis (bench/feast.ts; part `feast`,
  *      results in bench/results/feast.md and feast.json)
+ *   7. multi-core scaling: online 1x10 saturated with `serve --workers 1` and `--workers N` (bench/scaling.ts)
+ *   8. materialize: Parquet into each store beside the raw read rate (bench/materialize.ts;
+ *      part `materialize`, results in bench/results/materialize.json and .md)
  *
  * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
- * (micro, embedded, redis, saturation, coldstart, ingest, feast); durations: BENCH_SECONDS,
+ * (micro, embedded, redis, saturation, coldstart, ingest, feast, scaling, materialize); durations: BENCH_SECONDS,
  * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
  * parts not run are kept from the previous bench/results/latest.json.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runColdStart } from "./coldstart.ts";
 import { feastMarkdown, runAndWriteFeast } from "./feast.ts";
@@ -25,18 +28,21 @@ import { type AllResults, markdown, writeResults, type MicroResults } from "./li
 import { buildBinary } from "./lib/server.ts";
 import { ensureVegeta } from "./lib/vegeta.ts";
 import { runLoad } from "./load.ts";
+import { runScaling } from "./scaling.ts";
+import { materializeMarkdown, runMaterialize, type MaterializeResults } from "./materialize.ts";
 
 const t0 = performance.now();
 // With BENCH_ONLY, the parts not run now are kept from the previous latest.json.
 let results: AllResults = {};
 if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
   const prev = JSON.parse(readFileSync(join(RESULTS_DIR, "latest.json"), "utf8")) as AllResults;
-  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest };
+  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling };
   if (settings.only.has("micro")) delete results.micro;
   if (settings.only.has("embedded") || settings.only.has("redis")) delete results.load;
   if (settings.only.has("coldstart")) delete results.coldstart;
   if (settings.only.has("ingest")) delete results.ingest;
-  results.kept_from_previous = (["micro", "load", "coldstart", "ingest"] as const).filter((k) => results[k] !== undefined);
+  if (settings.only.has("scaling")) delete results.scaling;
+  results.kept_from_previous = (["micro", "load", "coldstart", "ingest", "scaling"] as const).filter((k) => results[k] !== undefined);
 }
 log(`machine: ${JSON.stringify(machineInfo())}`);
 ensureDir(TMP_DIR);
@@ -75,6 +81,13 @@ if (enabled("ingest")) {
   save();
 }
 
+let materialized: MaterializeResults | undefined;
+if (enabled("materialize")) {
+  materialized = await runMaterialize({ bin });
+  writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(materialized, null, 2)}\n`);
+  writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(materialized));
+}
+
 if (enabled("feast")) {
   try {
     process.stdout.write(feastMarkdown(await runAndWriteFeast({ bin, ...(vegeta ? { vegeta } : {}) })));
@@ -83,7 +96,13 @@ if (enabled("feast")) {
   }
 }
 
+if (enabled("scaling")) {
+  results.scaling = await runScaling({ bin: bin ?? (await buildBinary()), ...(vegeta ? { vegeta } : {}) });
+  save();
+}
+
 save();
 log(`done in ${Math.round((performance.now() - t0) / 1000)} s: bench/results/latest.md, bench/results/latest.json`);
 process.stdout.write(markdown(results));
+if (materialized) process.stdout.write(`\n${materializeMarkdown(materialized)}`);
 process.exit(0);

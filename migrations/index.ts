@@ -6,6 +6,8 @@ import postgres0001 from "./postgres/0001_init.sql" with { type: "text" };
 import postgres0002 from "./postgres/0002_feature_groups.sql" with { type: "text" };
 import sqlite0001 from "./sqlite/0001_init.sql" with { type: "text" };
 import sqlite0002 from "./sqlite/0002_feature_groups.sql" with { type: "text" };
+import postgres0003 from "./postgres/0003_sources.sql" with { type: "text" };
+import sqlite0003 from "./sqlite/0003_sources.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -18,10 +20,12 @@ export interface Migration {
 export const sqliteMigrations: Migration[] = [
   { name: "0001_init", sql: sqlite0001 },
   { name: "0002_feature_groups", sql: sqlite0002 },
+  { name: "0003_sources", sql: sqlite0003 },
 ];
 
 /** Embedded PostgreSQL migrations, in order. */
 export const postgresMigrations: Migration[] = [
   { name: "0001_init", sql: postgres0001 },
   { name: "0002_feature_groups", sql: postgres0002 },
+  { name: "0003_sources", sql: postgres0003 },
 ];

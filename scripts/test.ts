@@ -7,6 +7,8 @@
  *    the same harness), installing them with apt when missing;
  * 3. the contract suite on every backend, and the integration suites;
  * 4. builds dist/feature-store and runs the end-to-end suite against it;
+ *    then the Python client's pytest suite (clients/python, installed into .cache/venv-client)
+ *    against the same binary;
  * 5. schema-driven fuzzing with schemathesis (from PyPI, into .cache/venv) against the live
  *    /openapi.json of the binary;
  * 6. reliability: hostile input, rate limiting, overload, faults of every store under load,
@@ -19,7 +21,7 @@
  * then stops every service (also on failure or Ctrl-C) and prints `N passed, N failed`.
  *
  * `bun scripts/test.ts STEP...` runs only the named steps (typecheck, unit, contract,
- * integration, e2e, fuzz, reliability, deploy, feast).
+ * integration, e2e, python, fuzz, reliability, deploy, feast).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -27,13 +29,15 @@ import { startPostgres, startRedis, startRedisCluster, stopAll } from "../test/h
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
-const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "fuzz", "reliability", "deploy", "feast"] as const;
+const ALL = ["typecheck", "unit", "contract", "integration", "e2e", "python", "fuzz", "reliability", "deploy", "feast"] as const;
 type Step = (typeof ALL)[number];
 
 const wanted = new Set<Step>(process.argv.slice(2).length > 0 ? (process.argv.slice(2) as Step[]) : [...ALL]);
 for (const s of wanted) if (!ALL.includes(s)) throw new Error(`unknown step ${s}; steps: ${ALL.join(", ")}`);
 
 const totals = { passed: 0, failed: 0 };
+/** Output of the last run() (the Python step reads pytest's counts from it). */
+let lastOutput = "";
 const failures: string[] = [];
 
 function banner(text: string): void {
@@ -55,6 +59,7 @@ async function run(name: string, cmd: string[], env: Record<string, string | und
   };
   await Promise.all([pump(p.stdout, process.stdout), pump(p.stderr, process.stderr)]);
   const code = await p.exited;
+  lastOutput = out;
   if (opts.counts) {
     const pass = Number(/^\s*(\d+) pass\s*$/m.exec(out)?.[1] ?? 0);
     const fail = Number(/^\s*(\d+) fail\s*$/m.exec(out)?.[1] ?? 0);
@@ -84,6 +89,39 @@ function ensureSchemathesis(): string | undefined {
     }
   }
   return st;
+}
+
+/**
+ * The Python client (clients/python) installed with pytest into .cache/venv-client, its tests run
+ * against the built binary (they start it on a free loopback port with a temporary DATA_DIR);
+ * pytest's pass/fail counts go into the totals.
+ */
+async function pythonClient(): Promise<void> {
+  const venv = join(ROOT, ".cache/venv-client");
+  const py = join(venv, "bin/python");
+  if (!existsSync(py)) {
+    banner("creating .cache/venv-client for the Python client");
+    if (Bun.spawnSync(["python3", "-m", "venv", venv], { stdout: "inherit", stderr: "inherit" }).exitCode !== 0) {
+      totals.failed += 1;
+      failures.push("python (venv)");
+      return;
+    }
+  }
+  const pip = Bun.spawnSync([py, "-m", "pip", "install", "-q", "./clients/python[test,yaml]"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+  if (pip.exitCode !== 0) {
+    totals.failed += 1;
+    failures.push("python (install)");
+    return;
+  }
+  const before = { ...totals };
+  const ok = await run("Python client (pytest, against the binary)", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "clients/python/tests"], { FS_BINARY: join(ROOT, "dist/feature-store") });
+  // run() counted the step as one; count pytest's own results instead
+  Object.assign(totals, before);
+  const out = lastOutput;
+  const passed = Number(/(\d+) passed/.exec(out)?.[1] ?? 0);
+  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0) + Number(/(\d+) errors?/.exec(out)?.[1] ?? 0);
+  totals.passed += passed;
+  totals.failed += failed + (!ok && failed === 0 ? 1 : 0);
 }
 
 /** The venv holding Feast's SDK (test/feast/requirements.txt), installed when missing; undefined when that failed. */
@@ -170,9 +208,10 @@ async function main(): Promise<number> {
       if (wanted.has("integration")) await run("integration suites (real services)", [BUN, "test", "--timeout", "600000", "test/integration"], env, { counts: true });
     }
 
-    if (wanted.has("e2e") || wanted.has("fuzz") || wanted.has("reliability") || wanted.has("deploy") || wanted.has("feast")) {
+    if (wanted.has("e2e") || wanted.has("python") || wanted.has("fuzz") || wanted.has("reliability") || wanted.has("deploy") || wanted.has("feast")) {
       const built = await run("build dist/feature-store", [BUN, "run", "build"]);
       if (built && wanted.has("e2e")) await run("end-to-end suite (the compiled binary)", [BUN, "test", "--timeout", "120000", "test/e2e"], {}, { counts: true });
+      if (built && wanted.has("python")) await pythonClient();
       if (built && wanted.has("fuzz")) await fuzz();
       if (built && wanted.has("reliability") && serviceEnv && freshDatabase) await reliability(serviceEnv, freshDatabase);
       if (built && wanted.has("deploy")) await run("deploy: distroless image, manifests, Prometheus, Grafana", [BUN, "test", "--timeout", "300000", "test/deploy"], {}, { counts: true });

@@ -4,7 +4,6 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { requestId } from "hono/request-id";
 import { AppError } from "./errors.ts";
 import type { Deps } from "./serving/deps.ts";
 import type { AppEnv } from "./api/env.ts";
@@ -19,6 +18,7 @@ import { laneForms } from "./api/routes/lane-forms.ts";
 import { mountCatalog } from "./api/routes/catalog.ts";
 import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
+import { mountMaterialize } from "./api/routes/materialize.ts";
 import { mountOnline } from "./api/routes/online.ts";
 import { mountOps, type ServerState } from "./api/routes/ops.ts";
 import { mountRegister } from "./api/routes/register.ts";
@@ -46,14 +46,8 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
   const limiter = opts.rateLimiter ?? new RateLimiter({ limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS });
   const app = new OpenAPIHono<AppEnv>();
-  app.use(requestId());
-  // While draining, every response closes its connection: keep-alive clients reconnect (and are
-  // refused cleanly once the listener is closed) instead of sending on a connection about to go.
-  app.use(async (c, next) => {
-    await next();
-    if (state.draining) c.res.headers.set("connection", "close");
-  });
-  app.use(observe(deps.metrics, deps.log));
+  // request id, Connection: close while draining, metrics and the access log
+  app.use(observe(deps.metrics, deps.log, state));
   app.onError(errorHandler(deps.log));
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;
@@ -98,8 +92,9 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountRegister(app, lane);
   mountWrite(app, lane);
   mountOnline(app, deps);
-  mountBatch(app, lane);
+  mountBatch(app, deps, lane);
   mountDefinitions(app, deps);
+  mountMaterialize(app, deps);
   mountCatalog(app, deps, lane);
   mountFeast(app, deps, lane);
   return app;

@@ -86,14 +86,75 @@ export class Metrics {
     return this.redis;
   }
 
+  private defaultsWanted: boolean;
+
+  /**
+   * @param opts.defaults the process metrics of prom-client (`feature_store_process_*`,
+   *   `feature_store_nodejs_*`): registered by {@link collectDefaults}, at the latest when the
+   *   registry is first read (a scrape), so that a server's start does not pay for them (~2 ms
+   *   of CPU, most of it one heap statistics call; nothing the first request needs).
+   */
   constructor(opts: { defaults?: boolean } = {}) {
-    if (opts.defaults !== false) {
-      collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
-      // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
-      for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    this.defaultsWanted = opts.defaults !== false;
+    if (this.defaultsWanted) {
+      const read = this.registry.metrics.bind(this.registry);
+      this.registry.metrics = () => {
+        this.collectDefaults();
+        return read();
+      };
     }
     for (const label of ["present", "not_found", "expired"]) this.lookups.inc({ status: label }, 0);
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
+  }
+
+  /** Registers the default process metrics now, if wanted and not done yet. */
+  collectDefaults(): void {
+    if (!this.defaultsWanted) return;
+    this.defaultsWanted = false;
+    collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
+    // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
+    for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+  }
+
+  // Pre-bound label children for the per-request paths: prom-client hashes a labels object on
+  // every inc/observe; a child bound once does not.
+  private readonly lookupChildren = { present: this.lookups.labels("present"), not_found: this.lookups.labels("not_found"), expired: this.lookups.labels("expired") };
+  private readonly cacheChildren = { hit: this.cacheRequests.labels("hit"), miss: this.cacheRequests.labels("miss"), error: this.cacheRequests.labels("error") };
+  private readonly ageChildren = new Map<string, ReturnType<Histogram<"entity_type">["labels"]>>();
+  private readonly httpChildren = new Map<string, { count: ReturnType<Counter<"route" | "method" | "status">["labels"]>; duration: ReturnType<Histogram<"route" | "method">["labels"]> }>();
+
+  /** Counts looked-up values by outcome (zeros are skipped). */
+  countLookups(present: number, notFound: number, expired: number): void {
+    if (present > 0) this.lookupChildren.present.inc(present);
+    if (notFound > 0) this.lookupChildren.not_found.inc(notFound);
+    if (expired > 0) this.lookupChildren.expired.inc(expired);
+  }
+
+  /** Counts online cache look-ups by result. */
+  countCache(result: "hit" | "miss" | "error", n: number): void {
+    this.cacheChildren[result].inc(n);
+  }
+
+  /** The served-value age histogram of an entity type. */
+  servedValueAgeOf(entityType: string): ReturnType<Histogram<"entity_type">["labels"]> {
+    let h = this.ageChildren.get(entityType);
+    if (h === undefined) {
+      h = this.servedValueAge.labels(entityType);
+      this.ageChildren.set(entityType, h);
+    }
+    return h;
+  }
+
+  /** Counts and times one HTTP request (route template, method, status). */
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    const key = `${route} ${method} ${status}`;
+    let c = this.httpChildren.get(key);
+    if (c === undefined) {
+      c = { count: this.httpRequests.labels(route, method, String(status)), duration: this.httpDuration.labels(route, method) };
+      this.httpChildren.set(key, c);
+    }
+    c.count.inc();
+    c.duration.observe(seconds);
   }
 }
 

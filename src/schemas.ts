@@ -10,7 +10,7 @@ import { DTYPES } from "./registry/dtype.ts";
 import { entityIdProblem, MAX_ENTITY_ID_BYTES, NAME_PATTERN, REF_PATTERN } from "./registry/names.ts";
 
 /** Request list limits. */
-export const LIMITS = { writeRecords: 10_000, onlineIds: 1_000, features: 1_000, batchRows: 100_000 } as const;
+export const LIMITS = { writeRecords: 10_000, onlineIds: 1_000, features: 1_000, batchRows: 100_000, frameRows: 10_000_000 } as const;
 
 export const Name = z.string().regex(new RegExp(NAME_PATTERN), "must match ^[a-z][a-z0-9_]{0,127}$").openapi({ example: "user_age" });
 export const EntityType = Name.openapi({ example: "user" });
@@ -183,23 +183,75 @@ export const BatchRowsBody = z
     feature_names: FeatureNames,
   })
   .openapi("BatchRowsBody");
-export const BatchBody = z.union([BatchSharedBody, BatchRowsBody]).openapi("BatchBody");
-export const BatchResult = z.object({ entity_id: z.string(), timestamp: OutTime, ...ResultFields }).openapi("BatchResult", { example: BATCH_RESULT_EXAMPLE });
-export const BatchResponse = z
-  .object({ results: z.array(BatchResult) })
-  .openapi("BatchResponse", {
+export const BatchFrameBody = z
+  .strictObject({
+    entity_rows: z
+      .array(z.record(z.string(), z.unknown()))
+      .min(1)
+      .max(LIMITS.frameRows)
+      .openapi({ description: "the entity dataframe: one object per row (a timestamp, an id per entity type, any other columns, passed through)" }),
+    feature_names: FeatureNames.openapi({ description: "features of any entity types" }),
+    entity_columns: z
+      .record(EntityType, z.string().min(1))
+      .optional()
+      .openapi({ description: "entity type -> column of its ids; default `<type>_id`, then `<type>`, then (one entity type) `entity_id`" }),
+    timestamp_column: z.string().min(1).optional().openapi({ description: "column of row timestamps; default `timestamp`, then `event_timestamp`" }),
+  })
+  .openapi("BatchFrameBody", {
     example: {
-      results: [
-        BATCH_RESULT_EXAMPLE,
-        {
-          entity_id: "user_2",
-          timestamp: "2024-01-15T10:00:00.000Z",
-          features: { user_age: null, user_lifetime_value: 88 },
-          metadata: { user_age: { status: "not_found", event_time: null }, user_lifetime_value: { status: "present", event_time: "2024-01-14T22:10:00.000Z" } },
-        },
-      ],
+      entity_rows: [{ user_id: "user_1", merchant_id: "m_7", timestamp: "2024-01-15T10:00:00Z", label: 1 }],
+      feature_names: ["user_age", "merchant_risk"],
     },
   });
+/** Query parameters of a dataframe query sent as CSV, NDJSON or Parquet (the body is the dataframe itself). */
+export const BatchFrameQuery = z.strictObject({
+  feature_names: z
+    .array(FeatureRef)
+    .min(1, "feature_names is required: ?feature_names=a,b (or repeated)")
+    .max(LIMITS.features)
+    .openapi({ param: { name: "feature_names", in: "query", style: "form", explode: false }, description: "for CSV, NDJSON and Parquet bodies: the feature references, comma-separated or repeated" }),
+  entity_columns: z
+    .array(z.string().regex(/^[a-z][a-z0-9_]{0,127}:.+$/, "must be ENTITY_TYPE:COLUMN"))
+    .optional()
+    .openapi({ param: { name: "entity_columns", in: "query", style: "form", explode: false }, description: "for CSV, NDJSON and Parquet bodies: `type:column` pairs, e.g. `user:uid,merchant:mid`" }),
+  timestamp_column: z.string().min(1).optional().openapi({ param: { name: "timestamp_column", in: "query" }, description: "for CSV, NDJSON and Parquet bodies: the column of row timestamps" }),
+});
+/** One output row of a dataframe query: the input columns, then per feature its value and `<ref>__status`. */
+const FRAME_ROW_EXAMPLE = { user_id: "user_1", merchant_id: "m_7", timestamp: "2024-01-15T10:00:00.000Z", label: 1, user_age: 34, user_age__status: "present", merchant_risk: null, merchant_risk__status: "not_found" };
+export const BatchFrameRow = z.record(z.string(), z.unknown()).openapi("BatchFrameRow", { example: FRAME_ROW_EXAMPLE });
+export const BatchFrameResponse = z.object({ rows: z.array(BatchFrameRow) }).openapi("BatchFrameResponse", { example: { rows: [FRAME_ROW_EXAMPLE] } });
+/** An entity dataframe or a training table as CSV (header line; lists as JSON text; null as an empty field). */
+export const CsvTable = z.string().openapi("CsvTable", {
+  description: "CSV with a header line (RFC 4180)",
+  example: "user_id,merchant_id,timestamp,label,user_age,user_age__status,merchant_risk,merchant_risk__status\r\nuser_1,m_7,2024-01-15T10:00:00.000Z,1,34,present,,not_found\r\n",
+});
+/** A Parquet file or an Arrow IPC stream: typed columns (see the README, Training data). */
+export const BinaryTable = z.string().openapi("BinaryTable", { format: "binary", description: "binary; the same columns as the CSV form, typed per dtype", example: "(binary)" });
+export const BatchBody = z.union([BatchSharedBody, BatchRowsBody, BatchFrameBody]).openapi("BatchBody");
+export const BatchResult = z.object({ entity_id: z.string(), timestamp: OutTime, ...ResultFields }).openapi("BatchResult", { example: BATCH_RESULT_EXAMPLE });
+const BATCH_RESPONSE_EXAMPLE = {
+  results: [
+    BATCH_RESULT_EXAMPLE,
+    {
+      entity_id: "user_2",
+      timestamp: "2024-01-15T10:00:00.000Z",
+      features: { user_age: null, user_lifetime_value: 88 },
+      metadata: { user_age: { status: "not_found", event_time: null }, user_lifetime_value: { status: "present", event_time: "2024-01-14T22:10:00.000Z" } },
+    },
+  ],
+};
+export const BatchResponse = z.object({ results: z.array(BatchResult) }).openapi("BatchResponse", { example: BATCH_RESPONSE_EXAMPLE });
+/** Examples of the batch 200 per form: the contract forms and entity dataframes. */
+export const batchExamples = {
+  json: {
+    contract: { summary: "`entity_ids` + `timestamp`, or `rows`: one result per row", value: BATCH_RESPONSE_EXAMPLE },
+    entity_rows: { summary: "an entity dataframe: its columns, then per feature its value and `<ref>__status`", value: { rows: [FRAME_ROW_EXAMPLE] } },
+  },
+  ndjson: {
+    contract: { summary: "contract forms: one result per line", value: BATCH_RESULT_EXAMPLE },
+    entity_rows: { summary: "an entity dataframe: one row object per line", value: FRAME_ROW_EXAMPLE },
+  },
+};
 
 // ---------------------------------------------------------------- operations and errors
 

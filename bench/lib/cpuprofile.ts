@@ -3,7 +3,8 @@
  * by time deltas (which charge idle gaps to whatever ran last): self and inclusive share per
  * function, with idle samples excluded from the denominator.
  *
- * `bun bench/lib/cpuprofile.ts FILE.cpuprofile [top]`
+ * `bun bench/lib/cpuprofile.ts FILE.cpuprofile [top]`; CPUPROFILE_SKIP=0.4 leaves out the first
+ * 40% of the samples (e.g. the cache fill before the measured load of bench/profile.ts).
  */
 import { readFileSync } from "node:fs";
 
@@ -35,7 +36,9 @@ export function summarise(path: string, top = 40): ProfileSummary {
   const self = new Map<string, number>();
   const incl = new Map<string, number>();
   let idle = 0;
-  for (const id of p.samples) {
+  const skip = Math.floor(p.samples.length * Math.min(1, Math.max(0, Number(process.env.CPUPROFILE_SKIP ?? 0) || 0)));
+  const samples = p.samples.slice(skip);
+  for (const id of samples) {
     const n = byId.get(id);
     if (!n) continue;
     const name = n.callFrame.functionName;
@@ -56,13 +59,13 @@ export function summarise(path: string, top = 40): ProfileSummary {
       }
     }
   }
-  const busy = p.samples.length - idle;
+  const busy = samples.length - idle;
   const rank = (m: Map<string, number>) =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([name, samples]) => ({ name, samples, share: Math.round((samples / busy) * 1000) / 10 }));
-  return { samples: p.samples.length, idle, self: rank(self), inclusive: rank(incl) };
+  return { samples: samples.length, idle, self: rank(self), inclusive: rank(incl) };
 }
 
 if (import.meta.main) {

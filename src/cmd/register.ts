@@ -3,6 +3,7 @@ import { parse as parseYaml, YAMLParseError } from "yaml";
 import { RegisterBody, zodErrors } from "../schemas.ts";
 import { TENANT_RE } from "../serving/keys.ts";
 import { registerFeatures, type RegisterItem } from "../serving/register.ts";
+import { applySources, planSources } from "../sources/register.ts";
 import { parseGroups } from "./register-groups.ts";
 import { registerCatalog } from "../serving/catalog.ts";
 import { buildDeps, closeDeps, CliError, config, parseFlags, UsageError, type Command } from "./common.ts";
@@ -25,7 +26,8 @@ ttl_hours?, description?, owner?, tags?}, ... ]\`, and optionally \`feature_view
 version, entity_type, join_keys?, features, push_source?, ...} ]\` and \`feature_services:
 [ {name, version, features, ...} ]\`) for tenant T, all or nothing, in one transaction.
 Prints one line per definition: new, unchanged, updated (metadata only), conflict or invalid
-(with the reason).
+(with the reason). FILE may also declare \`sources:\` (Parquet, CSV, PostgreSQL) for
+\`feature-store materialize\`; each is checked and stored with the definitions.
 
 Exit status: 0 on success; 1 if any definition is in conflict or invalid (nothing applied);
 2 on a usage error or a file that cannot be read or parsed.
@@ -55,7 +57,8 @@ Options:
       throw new CliError(yamlErrorLine(file, e), 2);
     }
     const catalog = parseGroups(doc, file);
-    const list = (doc as { features?: unknown } | null)?.features ?? (catalog ? [] : undefined);
+    const sourcesRaw = (doc as { sources?: unknown } | null)?.sources;
+    const list = (doc as { features?: unknown } | null)?.features ?? (catalog || sourcesRaw !== undefined ? [] : undefined);
     if (typeof doc !== "object" || doc === null || !Array.isArray(list)) throw new CliError(`${file}: expected a top-level \`features:\` list`, 2);
 
     const items: RegisterItem[] = list.map((raw: unknown, i) => {
@@ -70,15 +73,20 @@ Options:
     // the database goes to stderr: stdout is one line per definition
     const deps = await buildDeps(cfg, { announce: { location: true, warnIfNew: true } });
     try {
-      const { outcomes, ok } = catalog
-        ? await registerCatalog(deps, values.tenant, items, catalog, values["dry-run"] === true)
-        : await registerFeatures(deps, values.tenant, items, values["dry-run"] === true);
+      const sources = await planSources(deps, values.tenant, sourcesRaw, file, items);
+      const dry = values["dry-run"] === true || !sources.ok;
+      const { outcomes, ok: featuresOk } = catalog
+        ? await registerCatalog(deps, values.tenant, items, catalog, dry)
+        : await registerFeatures(deps, values.tenant, items, dry);
       for (const o of outcomes) {
         const kind = "kind" in o && o.kind !== "feature" ? `${o.kind} ` : "";
         const what = kind + (o.version > 0 ? `${o.name}@${o.version}` : o.name);
         console.log(`${o.status.padEnd(9)} ${what}${o.reason ? `: ${o.reason}` : ""}`);
       }
-      if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length} definition(s) in conflict or invalid`);
+      for (const o of sources.outcomes) console.log(`${o.status.padEnd(9)} source ${o.name}: ${o.detail}`);
+      const ok = featuresOk && sources.ok;
+      if (ok && !values["dry-run"]) await applySources(deps, values.tenant, sources.outcomes);
+      if (!ok) console.error(`nothing was applied: ${outcomes.filter((o) => o.status === "conflict" || o.status === "invalid").length + sources.outcomes.filter((o) => o.status === "invalid").length} definition(s) in conflict or invalid`);
       else if (values["dry-run"]) console.error("dry run: nothing was applied");
       return ok ? 0 : 1;
     } finally {

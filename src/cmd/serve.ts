@@ -9,6 +9,7 @@ import { checkReadiness } from "../serving/health.ts";
 import { openRateLimiter } from "../serving/rate-limit.ts";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import { writeSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { buildDeps, CliError, config, databaseLocation, parseFlags, type Command } from "./common.ts";
 
@@ -59,9 +60,71 @@ function listenError(e: unknown, cfg: Config, blame: Blame): CliError {
   }
 }
 
+/** Set in the environment of the processes a supervisor starts: their worker number, and the supervisor's pid. */
+const WORKER_ENV = "FEATURE_STORE_SERVE_WORKER";
+const SUPERVISOR_ENV = "FEATURE_STORE_SERVE_SUPERVISOR";
+
+/**
+ * `serve --workers N` (N > 1): this process only supervises. It checks that the address is
+ * free (an exclusive bind, closed at once: another server already listening is "address in
+ * use", exit 2), then starts N `serve` processes that listen on it together (SO_REUSEPORT; the
+ * kernel spreads connections among them, and a later unrelated server's exclusive bind fails).
+ * Their stdout is forwarded whole lines at a time (the log stays one JSON line per line).
+ * SIGTERM/SIGINT are passed to every worker and the supervisor exits when all have drained;
+ * a worker that exits on its own stops the others (exit 1: the orchestrator restarts the set).
+ */
+async function supervise(cfg: Config, blame: Blame, workers: number): Promise<number> {
+  if (cfg.PORT === 0) throw new CliError(`${blame.port}: a port chosen by the system (0) cannot be shared by ${workers} workers; choose a port`, 2);
+  try {
+    Bun.serve({ ...listenOn(cfg), fetch: () => new Response(null, { status: 503 }), development: false }).stop(true);
+  } catch (e) {
+    throw listenError(e, cfg, blame);
+  }
+  // the same program: the compiled binary (argv[1] is its embedded entry), or bun running src/cli.ts
+  const self = process.argv[1]?.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, process.argv[1] as string];
+  const args = [...self, ...process.argv.slice(2)];
+  let stopping = false;
+  const procs = Array.from({ length: workers }, (_, i) =>
+    Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
+  );
+  const forwarded = procs.map(async (p) => {
+    let rest = new Uint8Array(0);
+    for await (const chunk of p.stdout) {
+      const buf = rest.length === 0 ? chunk : Buffer.concat([rest, chunk]);
+      const end = buf.lastIndexOf(10) + 1;
+      if (end > 0) writeSync(1, buf.subarray(0, end));
+      rest = buf.subarray(end);
+    }
+    if (rest.length > 0) writeSync(1, rest);
+  });
+  const stopAll = (signal: NodeJS.Signals): void => {
+    for (const p of procs) if (p.exitCode === null) p.kill(signal);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      stopping = true;
+      stopAll(signal);
+    });
+  }
+  const codes = await Promise.all(
+    procs.map(async (p, i) => {
+      const code = await p.exited;
+      if (!stopping) {
+        stopping = true;
+        console.error(JSON.stringify({ level: "error", time: new Date().toISOString(), service: "feature-store", worker: i + 1, exit_code: code, msg: "a serve worker exited; stopping the others" }));
+        stopAll("SIGTERM");
+        return code === 0 ? 1 : code;
+      }
+      return code;
+    }),
+  );
+  await Promise.all(forwarded);
+  return Math.max(...codes);
+}
+
 export const command: Command = {
   summary: "run the HTTP API",
-  help: `Usage: feature-store serve [--port N] [--host H]
+  help: `Usage: feature-store serve [--port N] [--host H] [--workers N]
 
 Runs the HTTP API (default 0.0.0.0:8000; env PORT, HOST). With no POSTGRES_URL it uses the
 embedded SQLite database under DATA_DIR (migrated automatically); with no REDIS_URL an
@@ -74,14 +137,22 @@ Options:
              is an error (exit 2), never shared
   --host H   address to bind (env HOST, default 0.0.0.0): an IP address of this machine or
              a host name resolving to one
+  --workers N  processes listening together on the port (env SERVE_WORKERS, default 1):
+             one supervisor starts N workers; a value written through any of them is
+             served by all at once; SIGTERM drains them all; /metrics answers for the
+             worker that took the connection (series labelled worker="N")
   -h, --help show this help`,
   async run(argv) {
-    const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" } });
-    const cfg = config({ PORT: values.port, HOST: values.host });
+    const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, workers: { type: "string" } });
+    const cfg = config({ PORT: values.port, HOST: values.host, SERVE_WORKERS: values.workers });
     const blame: Blame = { port: values.port === undefined ? "PORT" : "--port", host: values.host === undefined ? "HOST" : "--host" };
     await checkHost(cfg, blame);
-    const log = createLogger(cfg.LOG_LEVEL, 1);
+    const worker = process.env[WORKER_ENV];
+    if (cfg.SERVE_WORKERS > 1 && worker === undefined) return supervise(cfg, blame, cfg.SERVE_WORKERS);
+    const log = worker === undefined ? createLogger(cfg.LOG_LEVEL, 1) : createLogger(cfg.LOG_LEVEL, 1).child({ worker: Number(worker) });
     const deps = await buildDeps(cfg, { log, defaultMetrics: true });
+    // each worker answers /metrics for itself: its series carry worker="N"
+    if (worker !== undefined) deps.metrics.registry.setDefaultLabels({ worker });
     const lifecycle = new Lifecycle();
     lifecycle.add("stores", () => deps.stores.close());
     const rateLimiter = await openRateLimiter(cfg, log);
@@ -97,12 +168,27 @@ Options:
     const lane = new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
     lifecycle.add("bulk lane", () => lane.close());
 
+    if (worker !== undefined) {
+      // a worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than hold
+      // the port (the supervisor may die while the worker is still starting: its pid comes from
+      // the environment, not from the parent seen now)
+      const supervisor = Number(process.env[SUPERVISOR_ENV]);
+      const orphaned = setInterval(() => {
+        if (process.ppid === supervisor) return;
+        clearInterval(orphaned);
+        process.kill(process.pid, "SIGTERM");
+      }, 1000);
+      orphaned.unref();
+      lifecycle.add("supervisor watch", () => clearInterval(orphaned));
+    }
+
     const state: ServerState = { draining: false };
     const app = createApp(deps, state, pkg.version, { rateLimiter, lane });
     let server: ReturnType<typeof Bun.serve>;
     try {
       server = Bun.serve({
-        ...listenOn(cfg),
+        // the workers of one supervisor listen together (see supervise)
+        ...listenOn(cfg, worker !== undefined),
         fetch: app.fetch,
         // The app enforces BODY_LIMIT_BYTES itself, with a 413 problem+json: by Content-Length
         // before reading a byte, and by counting a chunked body as it streams. A lower limit here
@@ -118,6 +204,8 @@ Options:
       { url: server.url.href, database: deps.stores.registry.name, database_location: databaseLocation(cfg), cache: deps.stores.online.name, version: pkg.version },
       "feature-store serving",
     );
+    // the process metrics are not needed to answer: registered a second after start (or at the first scrape)
+    setTimeout(() => deps.metrics.collectDefaults(), 1000).unref();
     if ((await deps.stores.registry.listKeys()).length === 0) {
       log.warn("no API keys exist yet; create one with: feature-store keys create --tenant default --scopes admin");
     }

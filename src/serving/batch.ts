@@ -2,10 +2,17 @@
  * Point-in-time retrieval for training data: for every (entity, timestamp) row and feature,
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
-import type { AsOfKey, Stores } from "../store/types.ts";
-import { formatTime } from "../lib/time.ts";
+import type { AsOfKey, StoredRow, Stores } from "../store/types.ts";
+import { AppError } from "../errors.ts";
+import { LIMITS } from "../schemas.ts";
+import { passthroughColumn, type InputFrame } from "../formats/decode.ts";
+import { STRING, TIMESTAMP, type Cell, type FrameChunk, type FrameColumn } from "../formats/frame.ts";
+import { formatTime, parseTime } from "../lib/time.ts";
+import { decodeValue } from "../registry/dtype.ts";
+import { entityIdProblem } from "../registry/names.ts";
+import type { Definition } from "../registry/snapshot.ts";
 import { dbCall, type Deps } from "./deps.ts";
-import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
+import { renderResult, resolveFeatures, resolveFeatureSet, serveValue, type ServedValue, type ValueStatus } from "./features.ts";
 
 /** One requested row: an entity and the time to read it at (epoch ms). */
 export interface BatchRow {
@@ -73,3 +80,170 @@ export function lookupBatch(
     }
   })();
 }
+
+// ---------------------------------------------------------------- entity dataframes
+
+/** How a dataframe request names its columns. */
+export interface FrameOptions {
+  /** feature references, in output order (duplicates collapse) */
+  featureNames: readonly string[];
+  /** entity type -> column holding its ids; a type not listed uses `<type>_id`, then `<type>`, then `entity_id` */
+  entityColumns?: Readonly<Record<string, string>>;
+  /** the column of row timestamps; default `timestamp`, then `event_timestamp` */
+  timestampColumn?: string;
+}
+
+/** Suffix of a feature's status column (`user_age__status`). */
+export const STATUS_SUFFIX = "__status";
+
+/** A dataframe query, validated: its output columns and the chunks that fill them, in input order. */
+export interface FrameQuery {
+  columns: FrameColumn[];
+  rows: number;
+  chunks: AsyncGenerator<FrameChunk>;
+}
+
+function frameError(message: string, path: string): AppError {
+  return new AppError("invalid_request", message, { errors: [{ path, message }] });
+}
+
+/** The column holding `entityType`'s ids, by the request's mapping or the defaults. */
+function entityColumn(names: readonly string[], entityType: string, opts: FrameOptions, single: boolean): number {
+  const explicit = opts.entityColumns?.[entityType];
+  const candidates = explicit !== undefined ? [explicit] : [`${entityType}_id`, entityType, ...(single ? ["entity_id"] : [])];
+  for (const c of candidates) {
+    const i = names.indexOf(c);
+    if (i >= 0) return i;
+  }
+  const path = explicit !== undefined ? `entity_columns.${entityType}` : "(columns)";
+  throw frameError(
+    `missing entity column for entity type ${entityType}: no column ${candidates.map((c) => JSON.stringify(c)).join(" or ")}${explicit === undefined ? ` (name it in entity_columns.${entityType})` : ""}`,
+    path,
+  );
+}
+
+/** An entity id cell as the key it is looked up by; `null` (no lookup: not_found) for a null or empty id. */
+function idOf(v: unknown, column: string, row: number): string | null {
+  if (v === null || v === undefined || v === "") return null;
+  if (typeof v === "string") {
+    const p = entityIdProblem(v);
+    if (p) throw frameError(`row ${row}, column ${column}: ${p}`, `rows[${row}].${column}`);
+    return v;
+  }
+  if (typeof v === "number" && Number.isSafeInteger(v)) return String(v);
+  if (typeof v === "bigint") return v.toString();
+  throw frameError(`row ${row}, column ${column}: an entity id must be a string or an integer`, `rows[${row}].${column}`);
+}
+
+/** A row timestamp cell as epoch ms. */
+function timeOf(v: unknown, column: string, row: number): number {
+  if (v instanceof Date && Number.isFinite(v.getTime())) return v.getTime();
+  if (typeof v === "string") {
+    const t = parseTime(v);
+    if (t !== null) return t;
+  }
+  throw frameError(`row ${row}, column ${column}: ${v === null || v === undefined ? "missing timestamp" : `bad timestamp ${JSON.stringify(String(v)).slice(0, 80)}`} (expected RFC 3339)`, `rows[${row}].${column}`);
+}
+
+/**
+ * Validates an entity-dataframe query (features of any entity types, each joined on its own id
+ * column; every other column passed through) and returns its output columns and a generator of
+ * result chunks: the input columns in input order (the timestamp column as a timestamp), then per
+ * feature its value (typed by dtype) and `<ref>__status`. Every 400/404 comes before any output.
+ */
+export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts: FrameOptions): FrameQuery {
+  const { refs, defs } = resolveFeatureSet(deps.registry.current, tenant, opts.featureNames);
+  if (frame.rows > LIMITS.frameRows) throw frameError(`at most ${LIMITS.frameRows} rows per request`, "rows");
+  const { names } = frame;
+  const tsName = opts.timestampColumn ?? (names.includes("timestamp") ? "timestamp" : names.includes("event_timestamp") ? "event_timestamp" : "timestamp");
+  const tsIndex = names.indexOf(tsName);
+  if (tsIndex < 0) throw frameError(`missing timestamp column ${JSON.stringify(tsName)}${opts.timestampColumn ? "" : " (or event_timestamp; name another in timestamp_column)"}`, "timestamp_column");
+  for (const ref of refs) {
+    for (const out of [ref, `${ref}${STATUS_SUFFIX}`]) {
+      if (names.includes(out)) throw frameError(`input column ${JSON.stringify(out)} collides with an output column of feature ${ref}; rename it`, `(columns).${out}`);
+    }
+  }
+  const types = [...new Set(defs.map((d) => d.entity_type))];
+  const idColumnOf = new Map(types.map((t) => [t, entityColumn(names, t, opts, types.length === 1)]));
+  for (const t of Object.keys(opts.entityColumns ?? {})) {
+    if (!idColumnOf.has(t)) throw frameError(`entity_columns names entity type ${t}, which none of the requested features has`, `entity_columns.${t}`);
+  }
+
+  // everything below is O(rows) validation up front, so a bad row is a 400 before any output
+  const ats = new Float64Array(frame.rows);
+  const tsCol = frame.columns[tsIndex] as unknown[];
+  for (let r = 0; r < frame.rows; r++) ats[r] = timeOf(tsCol[r], tsName, r);
+  const ids = new Map<string, (string | null)[]>();
+  for (const [t, c] of idColumnOf) {
+    const col = frame.columns[c] as unknown[];
+    ids.set(t, Array.from(col, (v, r) => idOf(v, names[c] as string, r)));
+  }
+  const inputs = names.map((name, c) => {
+    if (c === tsIndex) return { column: { name, type: TIMESTAMP }, cells: Array.from(ats) as Cell[] };
+    const p = passthroughColumn(frame.columns[c] as unknown[], frame.types[c] ?? null, frame.textual);
+    return { column: { name, type: p.type }, cells: p.cells };
+  });
+  const columns: FrameColumn[] = [...inputs.map((i) => i.column)];
+  for (let f = 0; f < refs.length; f++) {
+    columns.push({ name: refs[f] as string, type: (defs[f] as Definition).type }, { name: `${refs[f]}${STATUS_SUFFIX}`, type: STRING });
+  }
+  const featureIds = defs.map((d) => ids.get(d.entity_type) as (string | null)[]);
+
+  const chunks = (async function* () {
+    const nf = defs.length;
+    // chunks big enough for efficient row groups / record batches; database calls stay at
+    // CHUNK_KEYS keys, with the event loop free between them
+    const chunkRows = Math.max(256, Math.min(FRAME_CHUNK_ROWS, Math.floor(FRAME_CHUNK_KEYS / nf)));
+    for (let start = 0; start < frame.rows; start += chunkRows) {
+      const n = Math.min(chunkRows, frame.rows - start);
+      const keys: AsOfKey[] = [];
+      const slot = new Int32Array(n * nf).fill(-1);
+      for (let f = 0; f < nf; f++) {
+        const fid = (defs[f] as Definition).id;
+        const col = featureIds[f] as (string | null)[];
+        for (let r = 0; r < n; r++) {
+          const id = col[start + r];
+          if (id === null || id === undefined) continue;
+          slot[f * n + r] = keys.length;
+          keys.push({ feature_id: fid, entity_id: id, at: ats[start + r] as number });
+        }
+      }
+      const found: (StoredRow | null)[] = [];
+      for (let k = 0; k < keys.length; k += CHUNK_KEYS) {
+        const part = keys.slice(k, k + CHUNK_KEYS);
+        for (const row of await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(part))) found.push(row);
+      }
+      const counts = { present: 0, not_found: 0, expired: 0 };
+      const out: Cell[][] = inputs.map((i) => i.cells.slice(start, start + n));
+      for (let f = 0; f < nf; f++) {
+        const def = defs[f] as Definition;
+        const values: Cell[] = new Array(n);
+        const statuses: Cell[] = new Array(n);
+        for (let r = 0; r < n; r++) {
+          const k = slot[f * n + r] as number;
+          const row = k >= 0 ? found[k] : null;
+          if (!row) {
+            values[r] = null;
+            statuses[r] = "not_found";
+          } else if (def.ttlMs !== null && row.event_time <= (ats[start + r] as number) - def.ttlMs) {
+            values[r] = null;
+            statuses[r] = "expired";
+          } else {
+            values[r] = decodeValue(def.type, row.value) as Cell;
+            statuses[r] = "present";
+          }
+          counts[statuses[r] as ValueStatus]++;
+        }
+        out.push(values, statuses);
+      }
+      for (const [status, k] of Object.entries(counts)) if (k > 0) deps.metrics.lookups.inc({ status }, k);
+      yield { rows: n, columns: out };
+    }
+  })();
+  return { columns, rows: frame.rows, chunks };
+}
+
+/** Rows per dataframe chunk at most (each is one Parquet row group / Arrow record batch). */
+const FRAME_CHUNK_ROWS = 8_192;
+/** Rows x features per dataframe chunk, at most (bounds a chunk's memory). */
+const FRAME_CHUNK_KEYS = 50_000;

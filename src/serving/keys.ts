@@ -27,6 +27,9 @@ export function hashKey(key: string): string {
   return createHash("sha256").update(key).digest("hex");
 }
 
+/** Presented keys whose digest {@link KeyRing} remembers, at most (then it starts over). */
+const DIGEST_MEMO_MAX = 1024;
+
 /** The shape of every key {@link generateKey} makes; anything else is refused without a lookup. */
 export const KEY_FORMAT = /^fs_[A-Za-z0-9_-]{43}$/;
 
@@ -92,6 +95,8 @@ export class KeyRing {
   private lastReadAt = Number.NEGATIVE_INFINITY;
   private waiting = 0;
   private readonly opts: KeyLookupOptions;
+  /** Digests of presented keys that the ring held when presented (see {@link authenticate}). */
+  private readonly digests = new Map<string, string>();
 
   constructor(
     private readonly db: Pick<RegistryStore, "listKeys">,
@@ -119,13 +124,22 @@ export class KeyRing {
    * indistinguishable to the caller). This is the whole cost of authentication for a known key.
    */
   authenticate(presented: string): Principal | null {
-    const hash = hashKey(presented);
+    // A key presented before and found then skips the SHA-256 (a pure function of the key, so a
+    // remembered digest never goes stale; the row is still looked up and checked every time).
+    const known = this.digests.get(presented);
+    const hash = known ?? hashKey(presented);
     const row = this.byHash.get(hash);
-    // Compare the digests in constant time; the map lookup only ever sees the digest.
-    const a = Buffer.from(hash, "hex");
-    const b = Buffer.from(row?.hash ?? "0".repeat(64), "hex");
-    const same = timingSafeEqual(a, b);
-    if (!row || !same) return null;
+    if (known === undefined) {
+      // Compare the digests in constant time; the map lookup only ever sees the digest.
+      const a = Buffer.from(hash, "hex");
+      const b = Buffer.from(row?.hash ?? "0".repeat(64), "hex");
+      const same = timingSafeEqual(a, b);
+      if (!row || !same) return null;
+      // Only keys the ring holds are remembered, at most DIGEST_MEMO_MAX: unknown keys cannot grow it.
+      if (this.digests.size >= DIGEST_MEMO_MAX) this.digests.clear();
+      this.digests.set(presented, hash);
+    }
+    if (!row) return null;
     if (row.revoked_at !== null) return null;
     if (row.expires_at !== null && row.expires_at <= this.clock.now()) return null;
     return { keyId: row.id, tenant: row.tenant, scopes: row.scopes };

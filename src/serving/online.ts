@@ -3,71 +3,203 @@
  * database behind it (read-through; a cache outage falls back to the database).
  */
 import type { z } from "@hono/zod-openapi";
+import { decodeValue, toJsonValue } from "../registry/dtype.ts";
+import type { Definition, RegistrySnapshot } from "../registry/snapshot.ts";
 import type { OnlineResult as OnlineResultSchema } from "../schemas.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
-import { renderResult, resolveFeatures, serveValue, type ServedValue } from "./features.ts";
+import { renderResult, resolveFeatures, serveValue, type ResolvedFeatures, type ServedValue } from "./features.ts";
 
 /** The result for one entity, as the API returns it (the response schema's type). */
 export type OnlineResult = z.output<typeof OnlineResultSchema>;
+
+/** What one lookup read: the resolved features and one row (or none) per entity x feature. */
+interface Lookup extends Resolved {
+  rows: (StoredRow | null)[];
+  now: number;
+}
+
+/** A resolution and the JSON keys of its references, as {@link resolve} remembers them. */
+interface Resolved extends ResolvedFeatures {
+  keys: string[];
+}
+
+/**
+ * Successful resolutions by tenant and feature names, per registry snapshot (snapshots are
+ * immutable and replaced whole on a reload, so a remembered resolution never goes stale). A
+ * model server asks for the same few lists over and over. Failures are not remembered.
+ */
+const resolutions = new WeakMap<RegistrySnapshot, Map<string, Resolved>>();
+/** Feature lists remembered per snapshot, at most (then it starts over). */
+const RESOLUTIONS_MAX = 1000;
+
+function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: readonly string[]): Resolved {
+  let memo = resolutions.get(snapshot);
+  if (memo === undefined) {
+    memo = new Map();
+    resolutions.set(snapshot, memo);
+  }
+  // tenants and references never hold U+0000 (a reference that did would not resolve)
+  const id = `${tenant}\u0000${featureNames.join("\u0000")}`;
+  let r = memo.get(id);
+  if (r === undefined) {
+    const resolved = resolveFeatures(snapshot, tenant, featureNames);
+    r = { ...resolved, keys: resolved.refs.map((ref) => `${JSON.stringify(ref)}:`) };
+    if (memo.size >= RESOLUTIONS_MAX) memo.clear();
+    memo.set(id, r);
+  }
+  return r;
+}
+
+/** Resolves the features and reads the latest rows (entity-major: row e * nf + f). */
+async function read(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Promise<Lookup> {
+  const resolved = resolve(deps.registry.current, tenant, featureNames);
+  const { defs } = resolved;
+  const nf = defs.length;
+  const keys: ValueKey[] = new Array(entityIds.length * nf);
+  for (let e = 0; e < entityIds.length; e++) {
+    for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: (defs[f] as Definition).id, entity_id: entityIds[e] as string };
+  }
+  const rows = await readLatest(deps, tenant, resolved.entityType, keys);
+  return { ...resolved, rows, now: deps.clock.now() };
+}
+
+/**
+ * Counts the outcomes of a lookup (present / not_found / expired) and observes the age of the
+ * present values: once per entity and event time (the values of an entity written together
+ * share it), not once per value (a histogram observe per value was ~10% of a 100 x 10 lookup).
+ */
+function account(deps: Deps, l: Lookup, entities: number): void {
+  const nf = l.defs.length;
+  let present = 0;
+  let notFound = 0;
+  let expired = 0;
+  const age = deps.metrics.servedValueAgeOf(l.entityType);
+  for (let e = 0; e < entities; e++) {
+    let lastObserved = Number.NaN;
+    for (let f = 0; f < nf; f++) {
+      const row = l.rows[e * nf + f];
+      if (!row) {
+        notFound++;
+        continue;
+      }
+      const ttl = (l.defs[f] as Definition).ttlMs;
+      if (ttl !== null && row.event_time <= l.now - ttl) {
+        expired++;
+        continue;
+      }
+      present++;
+      if (row.event_time !== lastObserved) {
+        lastObserved = row.event_time;
+        age.observe(Math.max(0, (l.now - row.event_time) / 1000));
+      }
+    }
+  }
+  deps.metrics.countLookups(present, notFound, expired);
+}
 
 /**
  * Looks up `featureNames` for each entity (in order). Throws AppError 400/404 for bad
  * references, 503 when neither the cache nor the database can answer.
  */
 export async function lookupOnline(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Promise<OnlineResult[]> {
-  const { refs, defs, entityType } = resolveFeatures(deps.registry.current, tenant, featureNames);
-  const nf = defs.length;
-  const keys: ValueKey[] = new Array(entityIds.length * nf);
-  for (let e = 0; e < entityIds.length; e++) {
-    for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: (defs[f] as (typeof defs)[number]).id, entity_id: entityIds[e] as string };
-  }
-  const rows = await readLatest(deps, tenant, entityType, keys);
-
-  const now = deps.clock.now();
-  const counts = { present: 0, not_found: 0, expired: 0 };
-  const results: OnlineResult[] = new Array(entityIds.length);
-  const served: ServedValue[] = new Array(nf);
+  const l = await read(deps, tenant, entityIds, featureNames);
+  account(deps, l, entityIds.length);
+  const nf = l.defs.length;
   // rows handed out by the in-process cache keep their identity: memoise their JSON form
   const memo = deps.stores.online.capabilities.stableRows;
-  const age = deps.metrics.servedValueAge.labels({ entity_type: entityType });
+  const results: OnlineResult[] = new Array(entityIds.length);
+  const served: ServedValue[] = new Array(nf);
   for (let e = 0; e < entityIds.length; e++) {
-    // one age observation per entity and event time (the values of an entity written together
-    // share it), not one per value: a histogram observe per value was ~10% of a 100 x 10 lookup
-    let lastObserved = Number.NaN;
-    for (let f = 0; f < nf; f++) {
-      const row = rows[e * nf + f];
-      const s = serveValue(defs[f] as (typeof defs)[number], row, now, memo);
-      counts[s.status]++;
-      if (s.status === "present" && row && row.event_time !== lastObserved) {
-        lastObserved = row.event_time;
-        age.observe(Math.max(0, (now - row.event_time) / 1000));
-      }
-      served[f] = s;
-    }
-    results[e] = { entity_id: entityIds[e] as string, ...renderResult(refs, served) };
+    for (let f = 0; f < nf; f++) served[f] = serveValue(l.defs[f] as Definition, l.rows[e * nf + f], l.now, memo);
+    results[e] = { entity_id: entityIds[e] as string, ...renderResult(l.refs, served) };
   }
-  for (const [status, n] of Object.entries(counts)) if (n > 0) deps.metrics.lookups.inc({ status }, n);
   return results;
+}
+
+/**
+ * The same lookup as {@link lookupOnline}, answered as the JSON text of the response body (one
+ * result object, or `{"results":[...]}` when `many`), built directly: no result objects to build
+ * and serialise. Each stored value's JSON text is memoised by the identity of its bytes (the
+ * in-process cache hands out the same bytes on every hit; bytes read fresh from Redis or the
+ * database simply miss and are collected with their row), and the key and event-time fragments
+ * are memoised too. The text is exactly `JSON.stringify` of what {@link lookupOnline} returns.
+ */
+export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[], many: boolean): Promise<string> {
+  const l = await read(deps, tenant, entityIds, featureNames);
+  account(deps, l, entityIds.length);
+  const nf = l.defs.length;
+  const memo = deps.stores.online.capabilities.stableRows;
+  const keys = l.keys;
+  let out = many ? '{"results":[' : "";
+  for (let e = 0; e < entityIds.length; e++) {
+    let features = "";
+    let metadata = "";
+    for (let f = 0; f < nf; f++) {
+      const def = l.defs[f] as Definition;
+      const row = l.rows[e * nf + f];
+      const sep = f === 0 ? "" : ",";
+      const key = keys[f] as string;
+      if (!row) {
+        features += `${sep}${key}null`;
+        metadata += `${sep}${key}{"status":"not_found","event_time":null}`;
+      } else if (def.ttlMs !== null && row.event_time <= l.now - def.ttlMs) {
+        features += `${sep}${key}null`;
+        metadata += `${sep}${key}{"status":"expired","event_time":${eventTimeJson(row.event_time)}}`;
+      } else {
+        features += `${sep}${key}${valueJson(def, row.value, memo)}`;
+        metadata += `${sep}${key}{"status":"present","event_time":${eventTimeJson(row.event_time)}}`;
+      }
+    }
+    out += `${e === 0 ? "" : ","}{"entity_id":${JSON.stringify(entityIds[e])},"features":{${features}},"metadata":{${metadata}}}`;
+  }
+  return many ? `${out}]}` : out;
+}
+
+/** JSON text of a stored value, by the identity of its packed bytes (see {@link lookupOnlineJson}). */
+const valueJsonForms = new WeakMap<Uint8Array, string>();
+function valueJson(def: Definition, bytes: Uint8Array, memo: boolean): string {
+  if (!memo) return JSON.stringify(toJsonValue(def.type, decodeValue(def.type, bytes))) ?? "null";
+  let v = valueJsonForms.get(bytes);
+  if (v === undefined) {
+    v = JSON.stringify(toJsonValue(def.type, decodeValue(def.type, bytes))) ?? "null";
+    valueJsonForms.set(bytes, v);
+  }
+  return v;
+}
+
+/** JSON text of an event time, with a one-entry memo (the values of an entity usually share one). */
+let lastMs = Number.NaN;
+let lastJson = "";
+function eventTimeJson(ms: number): string {
+  if (ms !== lastMs) {
+    lastJson = `"${new Date(ms).toISOString()}"`;
+    lastMs = ms;
+  }
+  return lastJson;
 }
 
 /** Latest rows for keys: cache first, then the database for misses (written back to the cache). */
 export async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
   let cached: (CachedValue | undefined)[];
+  // A private (in-process) online store forgets what other processes wrote: check their commits
+  // first, so that a value another process (another `serve` worker, a CLI) wrote is served at
+  // once. For SQLite one PRAGMA data_version when nothing changed.
+  if (!deps.stores.online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
   try {
     cached = await deps.stores.online.getMany(tenant, entityType, keys);
   } catch (err) {
-    deps.metrics.cacheRequests.inc({ result: "error" }, keys.length);
+    deps.metrics.countCache("error", keys.length);
     deps.log.debug({ err }, "online store unavailable; reading the database");
     return dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(keys));
   }
   const missIdx: number[] = [];
   for (let i = 0; i < cached.length; i++) if (cached[i] === undefined) missIdx.push(i);
   const hits = keys.length - missIdx.length;
-  if (hits > 0) deps.metrics.cacheRequests.inc({ result: "hit" }, hits);
+  if (hits > 0) deps.metrics.countCache("hit", hits);
   if (missIdx.length === 0) return cached as CachedValue[];
 
-  deps.metrics.cacheRequests.inc({ result: "miss" }, missIdx.length);
+  deps.metrics.countCache("miss", missIdx.length);
   const missKeys = missIdx.map((i) => keys[i] as ValueKey);
   const fromDb = await dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(missKeys));
   const out = cached as (StoredRow | null)[];

@@ -121,6 +121,8 @@ export interface RegistryStore extends GroupStore {
   /** The backend's short name for logs and messages (`sqlite`, `postgres`); never branch on it. */
   readonly name: string;
   readonly capabilities: RegistryCapabilities;
+  /** offline sources, their load state and materialization jobs (issue 14) */
+  readonly sources: SourceStore;
   /** Applies pending migrations; idempotent. Returns the names applied now. */
   migrate(): Promise<string[]>;
   /** Throws a clear Error when the schema is behind the binary's migrations. */
@@ -157,6 +159,11 @@ export interface RegistryStore extends GroupStore {
   takeOwnChanges?(kind: OwnChangeKind): number[];
   /** Counts a sibling's commits (its `takeOwnChanges`) as this process's own (SQLite). */
   adoptOwnChanges?(kind: OwnChangeKind, versions: readonly number[]): void;
+  /**
+   * Looks for other processes' changes now, calling the listeners before it returns (a cheap
+   * check when nothing changed). Stores whose feed is pushed to them leave it out.
+   */
+  pollNow?(): void;
   close(): Promise<void>;
 }
 
@@ -271,4 +278,59 @@ export interface WindowStore {
    */
   hit(id: string, limit: number, windowMs: number): Promise<WindowHit>;
   close(): Promise<void>;
+}
+/** A declared offline source as stored (`spec` is its validated definition, see sources/spec.ts). */
+export interface SourceRow {
+  tenant: string;
+  name: string;
+  spec: unknown;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Load state of a source: the incremental watermark and the unfinished run, if any. */
+export interface SourceStateRow {
+  /** greatest event time loaded by a completed run, ms; `null` before the first */
+  watermark: number | null;
+  /** the unfinished run (arguments, window, position; see sources/materialize.ts), or `null` */
+  run: unknown;
+  updated_at: number;
+}
+
+/** Status of a materialization job. */
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "interrupted";
+
+/** A materialization job (one source). */
+export interface JobRow {
+  id: string;
+  tenant: string;
+  source: string;
+  status: JobStatus;
+  /** the run's arguments: start, end, incremental, skip_invalid */
+  args: Record<string, unknown>;
+  progress: Record<string, unknown>;
+  result: Record<string, unknown> | null;
+  error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Offline sources, their load state and materialization jobs (issue 14). */
+export interface SourceStore {
+  /** Inserts or replaces the given sources of a tenant, in one transaction. */
+  putSources(tenant: string, sources: { name: string; spec: unknown }[], now: number): Promise<void>;
+  /** A tenant's sources by name. */
+  listSources(tenant: string): Promise<SourceRow[]>;
+  getSourceState(tenant: string, name: string): Promise<SourceStateRow | null>;
+  /** Sets the given fields of a source's state (a field left out keeps its value). */
+  putSourceState(tenant: string, name: string, state: { watermark?: number | null; run?: unknown }, now: number): Promise<void>;
+  /** Creates a job; false when the source already has a queued or running job. */
+  createJob(job: JobRow): Promise<boolean>;
+  /** Updates a job's status/progress/result/error (the fields given). */
+  updateJob(id: string, patch: Partial<Pick<JobRow, "status" | "progress" | "result" | "error">>, now: number): Promise<void>;
+  getJob(tenant: string, id: string): Promise<JobRow | null>;
+  /** A tenant's jobs, newest first (at most `limit`). */
+  listJobs(tenant: string, limit: number): Promise<JobRow[]>;
+  /** Marks queued or running jobs not updated since `before` as `interrupted` (their process is gone); returns how many. */
+  interruptStaleJobs(before: number, now: number): Promise<number>;
 }

@@ -322,6 +322,7 @@ describe("the binary, as a user runs it", () => {
       "/api/v1/features/write": { entity_type: "user", records: [{ entity_id: "user_123", features: { user_age: 1 } }] },
       "/api/v1/features/online": { entity_id: "user_123", feature_names: ["user_age"] },
       "/api/v1/features/batch": { entity_ids: ["user_123"], feature_names: ["user_age"], timestamp: new Date().toISOString() },
+      "/api/v1/materialize/jobs": { source: "user_stats" },
       "/api/v1/feature-views/register": { name: "user_stats", version: 1, entity_type: "user", features: ["user_age"] },
       "/api/v1/feature-services/register": { name: "user_model", version: 1, features: ["user_age"] },
       "/api/v1/feast/get-online-features": { entities: { user: ["user_123"] }, features: ["user_age"] },
@@ -331,8 +332,8 @@ describe("the binary, as a user runs it", () => {
     const writes = ["/api/v1/features/register", "/api/v1/features/write", "/api/v1/feature-views/register", "/api/v1/feature-services/register", "/api/v1/feast/write-to-online-store", "/api/v1/feast/push"];
     for (const [path, ops] of routes) {
       for (const method of Object.keys(ops)) {
-        const concrete = path.replace("{name}", "user_age");
-        const body = bodies[path];
+        const concrete = path.replace("{name}", "user_age").replace("{id}", "job_x");
+        const body = method === "get" ? undefined : bodies[path];
         const none = await api(method.toUpperCase(), concrete, body, null);
         expect([method, path, none.status]).toEqual([method, path, 401]);
         const responses = Object.keys((ops[method] as { responses: Record<string, unknown> }).responses);
@@ -350,6 +351,10 @@ describe("the binary, as a user runs it", () => {
           "/api/v1/features/batch": 404,
           "/api/v1/features/write": 400,
           "/api/v1/features/register": 201,
+          "/api/v1/materialize/jobs": method === "get" ? 200 : 404,
+          "/api/v1/materialize/jobs/{id}": 404,
+          "/api/v1/materialize/jobs/{id}/cancel": 404,
+          "/api/v1/materialize/jobs/{id}/resume": 404,
           "/api/v1/feature-views": 200,
           "/api/v1/feature-views/{name}": 404,
           "/api/v1/feature-views/register": 201,

@@ -66,7 +66,7 @@ describe("usage errors", () => {
       const r = cli([...args], { DATA_DIR: join(dir, "unused") });
       expect(r.code).toBe(2);
       const [first, blank] = r.stderr.split("\n");
-      expect(first).toBe(`feature-store ${args[0]}: unknown option ${args.at(-1)} (options: ${args[0] === "serve" ? "--port, --host" : args[0] === "keys" ? "--tenant" : "--tenant, --dry-run"}, --help)`);
+      expect(first).toBe(`feature-store ${args[0]}: unknown option ${args.at(-1)} (options: ${args[0] === "serve" ? "--port, --host, --workers" : args[0] === "keys" ? "--tenant" : "--tenant, --dry-run"}, --help)`);
       expect(blank).toBe("");
       expect(r.stderr).toContain(usage);
       expect(r.stderr).not.toContain("positional argument");

@@ -67,7 +67,9 @@ try {
     ...(process.env.FUZZ_REPORT ? ["--report", "junit", "--report-dir", process.env.FUZZ_REPORT] : []),
   ];
   console.log(`schemathesis ${args.map((a) => (a.startsWith("X-API-Key") ? "X-API-Key: ***" : a)).join(" ")}`);
-  const st = Bun.spawn([ST, ...args], { stdout: "inherit", stderr: "inherit", env: { ...process.env, SCHEMATHESIS_HOOKS: "" } });
+  // hooks: serializers for the batch route's NDJSON and Parquet bodies (test/fuzz/fs_fuzz_hooks.py)
+  const hooks = { SCHEMATHESIS_HOOKS: "fs_fuzz_hooks", PYTHONPATH: join(ROOT, "test/fuzz") };
+  const st = Bun.spawn([ST, ...args], { stdout: "inherit", stderr: "inherit", env: { ...process.env, ...hooks } });
   code = await st.exited;
   // the server must still be healthy after everything schemathesis sent
   const health = await fetch(`${base}/healthz`).then((r) => r.status, () => 0);

@@ -1,9 +1,9 @@
 /**
  * A fault-injecting offline store: delegates to a real one (the embedded database in tests) and
- * fails `writeValues` calls as a test decides: a store outage ({@link StoreUnavailable}) or a
- * deterministic failure of any other kind. Counts the calls it saw.
+ * fails `writeValues` (or `getAsOf`) calls as a test decides: a store outage
+ * ({@link StoreUnavailable}) or a deterministic failure of any other kind. Counts the calls it saw.
  */
-import type { OfflineStore, ValueWrite } from "../../src/store/types.ts";
+import type { AsOfKey, OfflineStore, ValueWrite } from "../../src/store/types.ts";
 
 /** Decides, per call, whether `writeValues(rows)` fails and how; undefined lets it through. */
 export type WriteFault = (rows: readonly ValueWrite[], call: number) => Error | undefined;
@@ -22,7 +22,14 @@ export class FaultyOfflineStore implements OfflineStore {
   }
 
   getLatest: OfflineStore["getLatest"] = (keys) => this.inner.getLatest(keys);
-  getAsOf: OfflineStore["getAsOf"] = (keys) => this.inner.getAsOf(keys);
+  /** Decides whether a `getAsOf(keys)` call fails; undefined lets it through. */
+  asOfFault: ((keys: readonly AsOfKey[]) => Error | undefined) | undefined;
+
+  getAsOf: OfflineStore["getAsOf"] = async (keys) => {
+    const err = this.asOfFault?.(keys);
+    if (err) throw err;
+    return this.inner.getAsOf(keys);
+  };
   ping = () => this.inner.ping();
   close = () => this.inner.close();
 }

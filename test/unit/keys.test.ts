@@ -193,3 +193,30 @@ describe("KeyRing: keys created by another process", () => {
     expect(db.reads).toBe(reads + 1);
   });
 });
+
+describe("KeyRing: remembered digests", () => {
+  const clock = { t: 1_000_000, now() { return this.t; } };
+
+  test("a key presented before is still checked every time: revoked, expired or gone after a reload, it is refused", async () => {
+    const db = new KeyTable();
+    const a = db.add("t", ["read"]);
+    const b = db.add("t", ["write"]);
+    const ring = new KeyRing(db, clock);
+    await ring.reload();
+    expect(ring.authenticate(a.key)?.keyId).toBe(a.row.id);
+    expect(ring.authenticate(a.key)?.keyId).toBe(a.row.id); // the remembered digest
+    expect(ring.authenticate(b.key)?.scopes).toEqual(["write"]);
+    (db.rows.find((r) => r.id === a.row.id) as KeyRow).revoked_at = clock.t;
+    (db.rows.find((r) => r.id === b.row.id) as KeyRow).expires_at = clock.t + 10;
+    await ring.reload();
+    expect(ring.authenticate(a.key)).toBeNull();
+    expect(ring.authenticate(b.key)?.keyId).toBe(b.row.id);
+    clock.t += 10;
+    expect(ring.authenticate(b.key)).toBeNull();
+    db.rows.length = 0;
+    await ring.reload();
+    expect(ring.authenticate(b.key)).toBeNull();
+    // a key that differs in one character never matches a remembered one
+    expect(ring.authenticate(`${a.key.slice(0, -1)}${a.key.endsWith("A") ? "B" : "A"}`)).toBeNull();
+  });
+});

@@ -1,24 +1,38 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
-import type { Logger } from "../../log.ts";
+import { accessLogger, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { AppEnv } from "../env.ts";
 
-/** Counts and times every request by route template, and writes one access-log line. */
-export function observe(metrics: Metrics, log: Logger): MiddlewareHandler<AppEnv> {
+/** A client's X-Request-Id is kept when it is at most this long and made of [A-Za-z0-9_=-]. */
+const REQUEST_ID_MAX = 255;
+const REQUEST_ID_BAD = /[^\w\-=]/;
+
+/**
+ * The outermost middleware, one function for what every request needs (one layer instead of
+ * three on the hot path): the request id (the client's `X-Request-Id` when well-formed, else a
+ * UUID; echoed in the response, as hono's requestId() does), `Connection: close` while the
+ * server drains (keep-alive clients reconnect, and are refused cleanly once the listener is
+ * closed, instead of sending on a connection about to go), and after the response the request
+ * counted and timed by route template, and one access-log line.
+ */
+export function observe(metrics: Metrics, log: Logger, state: { draining: boolean }): MiddlewareHandler<AppEnv> {
+  const access = accessLogger(log);
   return async (c, next) => {
     const start = performance.now();
+    let id = c.req.raw.headers.get("x-request-id");
+    if (!id || id.length > REQUEST_ID_MAX || REQUEST_ID_BAD.test(id)) id = crypto.randomUUID();
+    c.set("requestId", id);
+    c.header("X-Request-Id", id);
     c.set("route", "unmatched");
     await next();
+    if (state.draining) c.res.headers.set("connection", "close");
     const seconds = (performance.now() - start) / 1000;
     const route = c.get("route") === "unmatched" ? templateOf(c) : c.get("route");
     const method = c.req.method;
     const status = c.res.status;
-    metrics.httpRequests.inc({ route, method, status: String(status) });
-    metrics.httpDuration.observe({ route, method }, seconds);
-    if (log.isLevelEnabled("info")) {
-      log.info({ request_id: c.get("requestId"), method, route, status, duration_ms: Math.round(seconds * 1e6) / 1000 }, "request");
-    }
+    metrics.observeRequest(route, method, status, seconds);
+    access(id, method, route, status, Math.round(seconds * 1e6) / 1000);
   };
 }
 

@@ -16,6 +16,7 @@ import { createClient, STORE_NAME, timed, type Sql } from "./client.ts";
 import { appliedMigrations, applyMigrations } from "./migrate.ts";
 import { PartitionManager } from "./partitions.ts";
 import { PostgresRegistry } from "./registry.ts";
+import { PostgresSourceStore } from "./sources.ts";
 import { PostgresValues } from "./values.ts";
 
 export { CHANGES_CHANNEL } from "./change-feed.ts";
@@ -50,6 +51,7 @@ export class PostgresDatabase implements Database {
   private readonly values: PostgresValues;
   private maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   private maintenance: Promise<void> | undefined;
+  readonly sources: PostgresSourceStore;
 
   constructor(opts: PostgresOptions) {
     this.log = opts.log;
@@ -62,6 +64,7 @@ export class PostgresDatabase implements Database {
     this.feed = new PostgresChangeFeed({ url: opts.url, sql: this.sql, log: opts.log, timeoutMs: opts.timeoutMs, instance: opts.origin ?? randomBytes(6).toString("hex") });
     this.registry = new PostgresRegistry(this.sql, this.feed, opts.timeoutMs);
     this.values = new PostgresValues(this.sql, opts.log, this.partitions, this.feed, opts.timeoutMs);
+    this.sources = new PostgresSourceStore(this.sql);
   }
 
   get changeOrigin(): string {

@@ -203,9 +203,42 @@ export class PostgresValues {
         offset += part.length;
       }
     };
+    const span = this.partitions.span(Date.now());
+    if (span && keys.some((k) => k.at < span.from)) {
+      // training data reaching back past the recent partitions: see asOfHistory
+      await this.timed(
+        "point-in-time lookup",
+        this.sql.begin("isolation level repeatable read read only", async (sql) => {
+          let offset = 0;
+          for (const part of parts) {
+            for (const r of await this.asOfHistory(sql, part)) out[offset + r.ord - 1] = { event_time: r.event_time, seq: r.seq, value: r.value };
+            offset += part.length;
+          }
+        }),
+      );
+      return out;
+    }
     // several statements read one snapshot, as SQLite's single read transaction does
     await this.timed("point-in-time lookup", parts.length === 1 ? run(this.sql) : this.sql.begin("isolation level repeatable read read only", run));
     return out;
+  }
+
+  /**
+   * Training data reaching back past the recent partitions, where asOfChunk's per-key probes
+   * walk every partition and DEFAULT: one join of the keys with the history each can see, the
+   * greatest (event_time, seq) per key kept; the planner picks the join (index nested loop with
+   * run-time partition pruning, or a hash join when the history is small). Measured on 3 days of
+   * history per key: 3.4 s -> 1.0-1.7 s per 20,000 keys (forcing a hash join gave 0.9 s, but it
+   * scans all history per statement, which does not scale). Keys with long histories read every
+   * row up to `at`: a merge of sorted keys with the index is what is left to do.
+   */
+  private asOfHistory(sql: Querier, keys: AsOfKey[]): Promise<FoundRow[]> {
+    return sql<FoundRow[]>`
+      SELECT DISTINCT ON (k.ord) k.ord, f.event_time, f.seq, f.value
+      FROM unnest(${numberArray(keys.map((k) => k.feature_id))}::bigint[], ${textArray(keys.map((k) => k.entity_id))}::text[], ${numberArray(keys.map((k) => k.at))}::bigint[])
+        WITH ORDINALITY AS k(feature_id, entity_id, at, ord)
+      JOIN feature_values f ON f.feature_id = k.feature_id AND f.entity_id = k.entity_id AND f.event_time <= k.at
+      ORDER BY k.ord, f.event_time DESC, f.seq DESC`;
   }
 
   /**

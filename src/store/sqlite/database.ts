@@ -11,6 +11,7 @@ import type { DefinitionRecord } from "../../registry/definition.ts";
 import type { DtypeName } from "../../registry/dtype.ts";
 import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
+import { SqliteSourceStore } from "./sources.ts";
 import { SqliteGroups } from "./groups.ts";
 import type {
   AsOfKey,
@@ -73,6 +74,7 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
+  readonly sources: SqliteSourceStore;
   /** Counter versions committed by sibling connections of this process, not yet passed, per kind. */
   private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
   /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
@@ -86,6 +88,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
+    this.sources = new SqliteSourceStore(this.db);
   }
 
   private prepare() {
@@ -118,10 +121,16 @@ export class SqliteDatabase implements Database {
             OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq)`,
       ),
       latest: q("SELECT event_time, seq, value FROM online_values WHERE feature_id = ? AND entity_id = ?"),
-      asOf: q(
-        `SELECT event_time, seq, value FROM feature_values
-         WHERE feature_id = ? AND entity_id = ? AND event_time <= ?
-         ORDER BY event_time DESC, seq DESC LIMIT 1`,
+      // Set-based: the keys travel as one JSON array [[feature_id, entity_id, at], ...]; per key
+      // an index-only probe of feature_values_as_of finds the row, fetched by rowid. One
+      // statement per call instead of one per key (the per-call overhead dominated).
+      asOfMany: q(
+        `WITH k AS (SELECT key AS i, value ->> 0 AS f, value ->> 1 AS e, value ->> 2 AS at FROM json_each(?))
+         SELECT k.i, v.event_time, v.seq, v.value FROM k
+         JOIN feature_values v ON v.rowid = (
+           SELECT rowid FROM feature_values
+           WHERE feature_id = k.f AND entity_id = k.e AND event_time <= k.at
+           ORDER BY event_time DESC, seq DESC LIMIT 1)`,
       ),
     };
   }
@@ -165,6 +174,11 @@ export class SqliteDatabase implements Database {
     this.prepared ??= this.prepare();
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
     this.dataVersion = this.readDataVersion();
+  }
+
+  /** Sets this connection's page cache size in MiB (a bulk load, `materialize`, wants a larger one). */
+  setCacheSize(mib: number): void {
+    this.db.exec(`PRAGMA cache_size = -${Math.floor(mib * 1024)}`);
   }
 
   async ping(): Promise<void> {
@@ -314,8 +328,13 @@ export class SqliteDatabase implements Database {
 
   async getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
     return this.guard(() => {
-      const st = this.statements.asOf;
-      return this.db.transaction(() => keys.map((k) => (st.get(k.feature_id, k.entity_id, k.at) as StoredRow | null) ?? null))();
+      const out = new Array<StoredRow | null>(keys.length).fill(null);
+      if (keys.length === 0) return out;
+      const json = JSON.stringify(keys.map((k) => [k.feature_id, k.entity_id, k.at]));
+      for (const [i, event_time, seq, value] of this.statements.asOfMany.values(json) as [number, number, number, Uint8Array][]) {
+        out[i] = { event_time, seq, value };
+      }
+      return out;
     });
   }
 
@@ -388,6 +407,15 @@ export class SqliteDatabase implements Database {
       }
     }
     if (changes.definitions || changes.keys || changes.values) this.notify(changes);
+  }
+
+  /** {@link poll} now; a busy file is left to the next poll. */
+  pollNow(): void {
+    try {
+      this.poll();
+    } catch {
+      // a busy or briefly unavailable file: the timer tries again
+    }
   }
 
   watch(listener: (changes: ChangeSet) => void): void {

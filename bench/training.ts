@@ -1,0 +1,190 @@
+/**
+ * Training-data benchmark: an entity dataframe of ROWS rows (CSV body: user_id, timestamp,
+ * label) x FEATURES float64 features through `POST /api/v1/features/batch` on the compiled
+ * binary, answered as Parquet (streamed to nowhere), on the embedded stack and on PostgreSQL.
+ * Reports row x features/s, time to first byte, and the server's peak RSS (VmHWM); beside it the
+ * same point-in-time join by DuckDB's ASOF JOIN (PyPI duckdb in .cache/venv-bench) over the same
+ * history as one wide Parquet table (DuckDB's best case: the physical-limit anchor).
+ *
+ *   bun bench/training.ts [--rows N] [--features F] [--users U] [--days D] [--stack embedded|postgres|both]
+ *
+ * History: U users x D daily values of every feature. Row timestamps are uniform over the
+ * history span plus one day, ids uniform over U users (plus 1% never written).
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { createEncoder } from "../src/formats/encode.ts";
+import { parseDtype } from "../src/registry/dtype.ts";
+import { prng } from "../src/lib/prng.ts";
+import { registerFeatures } from "../src/serving/register.ts";
+import { prepareRows, storeRows } from "../src/serving/write.ts";
+import { closeDeps } from "../src/cmd/common.ts";
+import { openTestDeps } from "../test/support/backends.ts";
+import { freePort, startPostgres, stopAll } from "../test/harness/services.ts";
+import type { FrameColumn } from "../src/formats/frame.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+const { values: args } = parseArgs({
+  options: { rows: { type: "string" }, features: { type: "string" }, users: { type: "string" }, days: { type: "string" }, stack: { type: "string" } },
+});
+const ROWS = Number(args.rows ?? 1_000_000);
+const FEATURES = Number(args.features ?? 50);
+const USERS = Number(args.users ?? 20_000);
+const DAYS = Number(args.days ?? 3);
+const STACKS = args.stack === "both" || args.stack === undefined ? ["embedded", "postgres"] : args.stack === "none" ? [] : [args.stack];
+const BIN = join(ROOT, "dist/feature-store");
+const PY = join(ROOT, ".cache/venv-bench/bin/python");
+const T0 = Date.parse("2024-01-01T00:00:00Z");
+const DAY = 86_400_000;
+const names = Array.from({ length: FEATURES }, (_, i) => `f${i}`);
+
+function log(msg: string): void {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`);
+}
+
+/** The history's value of feature f for user u on day d (deterministic). */
+function value(u: number, d: number, f: number): number {
+  return ((u * 31 + d * 7 + f) % 1000) / 10;
+}
+
+async function populate(env: Record<string, string>): Promise<void> {
+  const deps = await openTestDeps(env);
+  await registerFeatures(deps, "default", names.map((name) => ({ input: { name, version: 1, dtype: "float64", entity_type: "user" } })));
+  await deps.registry.reload();
+  const started = Date.now();
+  for (let d = 0; d < DAYS; d++) {
+    for (let start = 0; start < USERS; start += 500) {
+      const records = Array.from({ length: Math.min(500, USERS - start) }, (_, i) => ({
+        entity_id: `user_${start + i}`,
+        event_time: new Date(T0 + d * DAY).toISOString(),
+        features: Object.fromEntries(names.map((n, f) => [n, value(start + i, d, f)])),
+      }));
+      const { rows, defs } = prepareRows(deps, "default", "user", records, Date.now());
+      await storeRows(deps, "default", "user", rows, defs);
+    }
+  }
+  log(`history: ${USERS} users x ${DAYS} days x ${FEATURES} features = ${USERS * DAYS * FEATURES} values in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  await closeDeps(deps);
+}
+
+function entityCsv(): string {
+  const rnd = prng(42);
+  const lines = ["user_id,timestamp,label"];
+  for (let i = 0; i < ROWS; i++) {
+    const u = rnd() < 0.01 ? `never_${i}` : `user_${Math.floor(rnd() * USERS)}`;
+    lines.push(`${u},${new Date(T0 + Math.floor(rnd() * (DAYS + 1) * DAY)).toISOString()},${i % 2}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : Number.NaN;
+}
+
+async function runStack(stack: string, csv: string): Promise<{ rate: number; seconds: number; ttfb: number; bytes: number; rss: number }> {
+  const dir = mkdtempSync(join(tmpdir(), "fs-bench-train-"));
+  const env: Record<string, string> = stack === "embedded" ? { DATA_DIR: dir } : { POSTGRES_URL: await (await startPostgres()).createDatabase("training") };
+  await populate(env);
+  const port = await freePort();
+  // BENCH_SERVER_CMD (e.g. "bun --cpu-prof src/cli.ts") runs the server from source, for profiles
+  const cmd = process.env.BENCH_SERVER_CMD ? process.env.BENCH_SERVER_CMD.split(" ") : [BIN];
+  const server = Bun.spawn([...cmd, "serve", "--port", String(port), "--host", "127.0.0.1"], {
+    env: { PATH: process.env.PATH ?? "", ...env, LOG_LEVEL: "warn", BODY_LIMIT_BYTES: String(1024 * 1024 * 1024), ...(process.env.BENCH_STORE_TIMEOUT_MS ? { STORE_TIMEOUT_MS: process.env.BENCH_STORE_TIMEOUT_MS } : {}) },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < 300; i++) {
+      try {
+        if ((await fetch(`${base}/healthz`)).ok) break;
+      } catch {
+        // starting
+      }
+      await Bun.sleep(50);
+    }
+    const k = Bun.spawnSync([...cmd.filter((a) => !a.startsWith("--cpu-prof")), "keys", "create", "--tenant", "default", "--scopes", "read"], { env: { PATH: process.env.PATH ?? "", ...env } });
+    const key = k.stdout.toString().trimEnd().split("\n").at(-1) as string;
+    for (let i = 0; i < 300 && (await fetch(`${base}/api/v1/features`, { headers: { "x-api-key": key } })).status !== 200; i++) await Bun.sleep(100);
+    const started = performance.now();
+    const res = await fetch(`${base}/api/v1/features/batch?feature_names=${names.join(",")}`, {
+      method: "POST",
+      headers: { "x-api-key": key, "content-type": "text/csv", accept: "application/vnd.apache.parquet" },
+      body: csv,
+    });
+    if (res.status !== 200) throw new Error(`${stack}: HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`);
+    let ttfb = 0;
+    let bytes = 0;
+    for await (const chunk of res.body as ReadableStream<Uint8Array>) {
+      if (bytes === 0) ttfb = (performance.now() - started) / 1000;
+      bytes += chunk.byteLength;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { rate: (ROWS * FEATURES) / seconds, seconds, ttfb, bytes, rss: peakRss(server.pid) };
+  } finally {
+    server.kill(process.env.BENCH_SERVER_CMD ? "SIGTERM" : "SIGKILL");
+    await server.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** DuckDB ASOF JOIN over the same data: history as one wide table, entity rows from the CSV. */
+async function duckdb(csv: string): Promise<{ rate: number; seconds: number } | string> {
+  if (!existsSync(PY)) return "not run: .cache/venv-bench has no duckdb (python3 -m venv .cache/venv-bench && .cache/venv-bench/bin/pip install duckdb==1.4.4)";
+  const dir = mkdtempSync(join(tmpdir(), "fs-bench-duck-"));
+  try {
+    const columns: FrameColumn[] = [
+      { name: "entity_id", type: parseDtype("string")! },
+      { name: "event_time", type: parseDtype("timestamp")! },
+      ...names.map((name) => ({ name, type: parseDtype("float64")! })),
+    ];
+    const enc = createEncoder("parquet", columns);
+    const parts: Uint8Array[] = [enc.begin()];
+    for (let d = 0; d < DAYS; d++) {
+      for (let start = 0; start < USERS; start += 8192) {
+        const n = Math.min(8192, USERS - start);
+        const ids = Array.from({ length: n }, (_, i) => `user_${start + i}`);
+        parts.push(enc.write({ rows: n, columns: [ids, new Array(n).fill(T0 + d * DAY), ...names.map((_, f) => ids.map((_, i) => value(start + i, d, f)))] }));
+      }
+    }
+    parts.push(enc.end());
+    writeFileSync(join(dir, "history.parquet"), Buffer.concat(parts));
+    writeFileSync(join(dir, "entities.csv"), csv);
+    const script = `
+import duckdb, time
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+con.execute("CREATE TABLE h AS SELECT * FROM read_parquet('${dir}/history.parquet')")
+con.execute("CREATE TABLE e AS SELECT user_id, timestamp::TIMESTAMPTZ AS ts, label FROM read_csv('${dir}/entities.csv', header=true, types={'user_id':'VARCHAR','timestamp':'VARCHAR','label':'BIGINT'})")
+t = time.perf_counter()
+con.execute("CREATE TABLE r AS SELECT e.*, h.* EXCLUDE (entity_id, event_time) FROM e ASOF LEFT JOIN h ON e.user_id = h.entity_id AND e.ts >= h.event_time")
+print(time.perf_counter() - t)
+`;
+    const p = Bun.spawnSync([PY, "-c", script], { stdout: "pipe", stderr: "pipe" });
+    if (p.exitCode !== 0) return `failed: ${p.stderr.toString().slice(-500)}`;
+    const seconds = Number(p.stdout.toString().trim());
+    if (!Number.isFinite(seconds)) return `failed: unexpected output ${JSON.stringify(p.stdout.toString().slice(-300))}`;
+    return { rate: (ROWS * FEATURES) / seconds, seconds };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+try {
+  if (!existsSync(BIN)) throw new Error("dist/feature-store is missing: bun run build");
+  const csv = entityCsv();
+  log(`entity dataframe: ${ROWS} rows (${(csv.length / 1e6).toFixed(0)} MB CSV) x ${FEATURES} features`);
+  const duck = await duckdb(csv);
+  log(typeof duck === "string" ? `DuckDB ASOF JOIN: ${duck}` : `DuckDB ASOF JOIN: ${duck.seconds.toFixed(2)} s = ${fmt(duck.rate)} row x features/s`);
+  for (const stack of STACKS) {
+    const r = await runStack(stack, csv);
+    const ratio = typeof duck === "string" ? "" : `, ${((r.rate / duck.rate) * 100).toFixed(1)}% of DuckDB`;
+    log(`${stack}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB Parquet; server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB`);
+  }
+} finally {
+  await stopAll();
+}

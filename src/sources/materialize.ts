@@ -1,0 +1,398 @@
+/**
+ * Materializing a source: stream its rows in chunks, turn each row into a write record
+ * (entity id, event time, feature values by reference) and store the chunk through the same
+ * path as `POST /features/write` (prepareRows + storeValues: history, the latest-value table's
+ * compare-and-set and the online cache). After each chunk the run's position is saved.
+ *
+ * Exactly once without a shared transaction: the position is saved after the chunk's values
+ * are committed, so a kill between the two replays at most that one chunk, and a replayed value
+ * is an identical re-send, which the store never keeps twice (same feature version, entity,
+ * event time and value). Idempotence of whole runs follows the same way.
+ */
+import { AppError } from "../errors.ts";
+import { formatTime, parseTime } from "../lib/time.ts";
+import { parseDtype, type Dtype } from "../registry/dtype.ts";
+import type { Definition } from "../registry/snapshot.ts";
+import { entityIdProblem } from "../registry/names.ts";
+import type { Deps } from "../serving/deps.ts";
+import { prepareRows, storeValues, type WriteRecord } from "../serving/write.ts";
+import type { ValueWrite } from "../store/types.ts";
+import { FieldCountError, openReader, SourceError, type Chunk, type Position, type SourceReader } from "./read.ts";
+import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from "./spec.ts";
+
+/** Rows per chunk are chosen so a chunk holds about this many values. */
+const CHUNK_VALUES = 50_000;
+/** First rejected rows kept in a summary. */
+const FIRST_REJECTED = 10;
+
+/** A run's arguments; a saved unfinished run is resumed only by a run with the same ones. */
+export interface RunArgs {
+  start: number | null;
+  end: number | null;
+  incremental: boolean;
+}
+
+/** What a run has done so far (kept across a resume). */
+export interface RunStats {
+  rows_read: number;
+  rows_outside_window: number;
+  values_stored: number;
+  identical_resends: number;
+  null_values: number;
+  rows_rejected: number;
+  rejected_by_reason: Record<string, number>;
+  first_rejected: { part: string; row: number; reason: string }[];
+  max_event_time: number | null;
+  /** where the time went, ms: reading the source, turning rows into values, storing them */
+  timings?: { read_ms: number; prepare_ms: number; store_ms: number };
+}
+
+/** The saved state of an unfinished run (source_state.run). */
+interface SavedRun {
+  args: RunArgs;
+  window: { start: number | null; end: number | null };
+  position: Position | null;
+  stats: RunStats;
+  started_at: number;
+}
+
+/** The end-of-run report of one source. */
+export interface Summary extends RunStats {
+  source: string;
+  window: { start: string | null; end: string | null };
+  /** true when this run continued an interrupted one */
+  resumed: boolean;
+  watermark: string | null;
+  elapsed_ms: number;
+}
+
+/** Progress of a running source, reported after each chunk. */
+export interface Progress {
+  source: string;
+  rows_read: number;
+  values_stored: number;
+  identical_resends: number;
+  rows_rejected: number;
+  /** progress so far and total in `unit` (total undefined when unknown) */
+  done: number;
+  total: number | undefined;
+  unit: "rows" | "bytes";
+}
+
+/** A row that cannot be stored; stops a run unless invalid rows are skipped. */
+export class InvalidRowError extends Error {
+  override name = "InvalidRowError";
+  constructor(
+    readonly source: string,
+    readonly part: string,
+    readonly row: number,
+    readonly reason: string,
+  ) {
+    super(`source ${source}: ${part}, row ${row}: ${reason}; nothing from its chunk was stored (fix the row, or pass --skip-invalid)`);
+  }
+}
+
+/** Where rejected rows go with `--skip-invalid` (one JSON line each). */
+export interface RejectSink {
+  write(line: string): void;
+}
+
+/** Options of {@link materializeSource}. */
+export interface MaterializeOptions extends RunArgs {
+  /** set: store the valid rows and write rejected ones here; unset: stop at the first invalid row */
+  rejects?: RejectSink | undefined;
+  /** rows per chunk (default: about 100,000 values a chunk) */
+  chunkRows?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: Progress) => void) | undefined;
+  onStart?: ((info: { source: string; total: number | undefined; unit: "rows" | "bytes"; resumed: boolean }) => void) | undefined;
+  env?: Record<string, string | undefined>;
+}
+
+function emptyStats(): RunStats {
+  return {
+    rows_read: 0, rows_outside_window: 0, values_stored: 0, identical_resends: 0, null_values: 0,
+    rows_rejected: 0, rejected_by_reason: {}, first_rejected: [], max_event_time: null,
+  };
+}
+
+function sameArgs(a: RunArgs, b: RunArgs): boolean {
+  return a.start === b.start && a.end === b.end && a.incremental === b.incremental;
+}
+
+const INT_RE = /^[+-]?\d+$/;
+const NUM_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** Turns one source cell into the JSON form the write path validates, or undefined (no value). */
+function cellToJson(t: Dtype["scalar"], v: unknown): unknown {
+  switch (t) {
+    case "bool":
+      if (typeof v === "string") {
+        const s = v.trim().toLowerCase();
+        return s === "true" || s === "t" || s === "1" ? true : s === "false" || s === "f" || s === "0" ? false : v;
+      }
+      return v;
+    case "int32":
+    case "int64":
+      if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+      if (typeof v === "string") {
+        const s = v.trim();
+        return INT_RE.test(s) ? (t === "int64" ? s : Number(s)) : v;
+      }
+      return v;
+    case "float32":
+    case "float64":
+      if (typeof v === "bigint") return Number(v);
+      if (typeof v === "string") {
+        const s = v.trim();
+        return NUM_RE.test(s) ? Number(s) : v;
+      }
+      return v;
+    case "bytes":
+      return v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") : v;
+    case "timestamp":
+      if (v instanceof Date) return Number.isNaN(v.getTime()) ? v : v.toISOString();
+      if (typeof v === "number" && Number.isFinite(v)) return formatTime(v);
+      return v;
+    case "string":
+      return v;
+  }
+}
+
+function valueToJson(dtype: Dtype, v: unknown): unknown {
+  if (!dtype.list) return cellToJson(dtype.scalar, v);
+  let arr: unknown = v;
+  if (typeof v === "string") {
+    try {
+      arr = JSON.parse(v);
+    } catch {
+      return v; // the write path says "expected an array"
+    }
+  } else if (ArrayBuffer.isView(v) && !(v instanceof DataView)) arr = Array.from(v as unknown as ArrayLike<unknown>);
+  return Array.isArray(arr) ? arr.map((x) => (x === null || x === undefined ? x : cellToJson(dtype.scalar, x))) : arr;
+}
+
+function timeOf(v: unknown): number | null {
+  if (typeof v === "number") return Number.isFinite(v) ? Math.trunc(v) : null;
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? null : v.getTime();
+  if (typeof v === "string") return parseTime(v.trim());
+  return null;
+}
+
+function isMissing(v: unknown): boolean {
+  return v === null || v === undefined || v === "";
+}
+
+function jsonCell(_k: string, v: unknown): unknown {
+  if (typeof v === "bigint") return v.toString();
+  if (v instanceof Uint8Array) return Buffer.from(v).toString("base64");
+  return v;
+}
+
+/**
+ * Validates a source against the registry and the source itself (columns exist, types fit).
+ * Throws a SourceError naming every problem.
+ */
+export async function checkSource(deps: Pick<Deps, "registry">, tenant: string, spec: SourceSpec, reader: SourceReader = openReader(spec)): Promise<{ checked: CheckedSource; total: number | undefined; unit: "rows" | "bytes" }> {
+  const checked = checkMapping(spec, tenant, deps.registry.current, []);
+  if (typeof checked === "string") throw new SourceError(`source ${spec.name}: ${checked}`);
+  const desc = await reader.describe();
+  const problems = checkColumns(checked, desc.columns);
+  if (problems.length > 0) throw new SourceError(`source ${spec.name}: ${problems.join("; ")}`);
+  return { checked, total: desc.total, unit: desc.unit };
+}
+
+/**
+ * Loads the rows of `spec` whose event time is in the window into history and the online store.
+ * Resumes the source's unfinished run when it was started with the same arguments. Throws
+ * {@link InvalidRowError} (default mode), {@link SourceError} (source unreadable), or the
+ * store's `unavailable` AppError; the position of the last stored chunk is kept either way.
+ */
+export async function materializeSource(deps: Deps, tenant: string, spec: SourceSpec, opts: MaterializeOptions): Promise<Summary> {
+  const began = Date.now();
+  const reader = openReader(spec, opts.env);
+  const { checked, total, unit } = await checkSource(deps, tenant, spec, reader);
+  const args: RunArgs = { start: opts.start, end: opts.end, incremental: opts.incremental };
+  const state = await deps.stores.registry.sources.getSourceState(tenant, spec.name);
+  const saved = state?.run as SavedRun | null | undefined;
+  const resumed = !!saved && sameArgs(saved.args, args);
+  const run: SavedRun = resumed
+    ? (saved as SavedRun)
+    : {
+        args,
+        window: {
+          start: opts.incremental && state?.watermark != null ? Math.max(state.watermark, opts.start ?? -Infinity) : opts.start,
+          end: opts.end,
+        },
+        position: null,
+        stats: emptyStats(),
+        started_at: deps.clock.now(),
+      };
+  if (!resumed) await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
+  opts.onStart?.({ source: spec.name, total, unit, resumed });
+
+  const featureCols = [...checked.targets.keys()];
+  const columns = [spec.entity_column, spec.event_time_column, ...(spec.created_column ? [spec.created_column] : []), ...featureCols];
+  const types = featureCols.map((c) => parseDtype(checked.targets.get(c)?.dtype ?? "string") as Dtype);
+  const refs = featureCols.map((c) => spec.features[c] as string);
+  const firstFeature = spec.created_column ? 3 : 2;
+  const chunkRows = opts.chunkRows ?? Math.max(1_000, Math.ceil(CHUNK_VALUES / featureCols.length));
+  const { start, end } = run.window;
+  const s = run.stats;
+
+  type Rejected = { part: string; row: number; reason: string; key: string; cells: unknown[] };
+  const record = (r: Rejected) => {
+    s.rows_rejected++;
+    s.rejected_by_reason[r.key] = (s.rejected_by_reason[r.key] ?? 0) + 1;
+    if (s.first_rejected.length < FIRST_REJECTED) s.first_rejected.push({ part: r.part, row: r.row, reason: r.reason });
+    const obj: Record<string, unknown> = {};
+    r.cells.forEach((c, i) => (obj[columns[i] as string] = c));
+    opts.rejects?.write(JSON.stringify({ source: spec.name, part: r.part, row: r.row, reason: r.reason, cells: obj }, jsonCell));
+  };
+
+  type Item = { row: number; cells: unknown[]; rec: WriteRecord; time: number; created: number };
+  /** Turns a chunk into rows to store (CPU only: it overlaps the previous chunk's store I/O). */
+  const prepareChunk = (chunk: Chunk) => {
+    const items: Item[] = [];
+    const rejected: Rejected[] = [];
+    let outside = 0;
+    let nulls = 0;
+    const reject = (part: string, row: number, reason: string, key: string, cells: unknown[]) => void rejected.push({ part, row, reason, key, cells });
+    let chunkMax: number | null = null;
+    for (let i = 0; i < chunk.rows.length; i++) {
+      const cells = chunk.rows[i] as unknown[];
+      const rowNo = chunk.firstRow + i;
+      if (cells[0] instanceof FieldCountError) {
+        reject(chunk.part, rowNo, cells[0].message, "wrong number of fields", []);
+        continue;
+      }
+      const rawId = cells[0];
+      const id = typeof rawId === "string" ? rawId : typeof rawId === "number" || typeof rawId === "bigint" ? String(rawId) : null;
+      const idProblem = id === null ? (isMissing(rawId) ? "entity id is missing" : "entity id is not text or an integer") : entityIdProblem(id);
+      if (idProblem !== null) {
+        reject(chunk.part, rowNo, `${spec.entity_column}: ${idProblem}`, `${spec.entity_column}: ${idProblem}`, cells);
+        continue;
+      }
+      const t = timeOf(cells[1]);
+      if (t === null) {
+        const why = isMissing(cells[1]) ? "event time is missing" : "event time is not a timestamp (RFC 3339 text, or a timestamp column)";
+        reject(chunk.part, rowNo, `${spec.event_time_column}: ${why}`, `${spec.event_time_column}: ${why}`, cells);
+        continue;
+      }
+      if ((start !== null && t < start) || (end !== null && t >= end)) {
+        outside++;
+        continue;
+      }
+      const features: Record<string, unknown> = {};
+      for (let f = 0; f < refs.length; f++) {
+        const v = cells[firstFeature + f];
+        if (isMissing(v)) {
+          nulls++;
+          continue;
+        }
+        features[refs[f] as string] = valueToJson(types[f] as Dtype, v);
+      }
+      const created = spec.created_column ? (timeOf(cells[2]) ?? (typeof cells[2] === "bigint" ? Number(cells[2]) : 0)) : 0;
+      items.push({ row: rowNo, cells, rec: { entity_id: id as string, event_time: formatTime(t), features }, time: t, created });
+      if (chunkMax === null || t > chunkMax) chunkMax = t;
+    }
+    // Ties (same entity and event time) are settled by write order: oldest created first.
+    if (spec.created_column) items.sort((a, b) => a.time - b.time || a.created - b.created);
+
+    let rows: ValueWrite[];
+    let defs: Definition[];
+    try {
+      ({ rows, defs } = prepareRows(deps, tenant, checked.entityType, items.map((it) => it.rec), 0));
+    } catch (e) {
+      if (!(e instanceof AppError) || e.code !== "invalid_request") throw e;
+      rows = [];
+      defs = [];
+      for (const it of items) {
+        try {
+          const one = prepareRows(deps, tenant, checked.entityType, [it.rec], 0);
+          rows.push(...one.rows);
+          defs.push(...one.defs);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          const fe = err.errors?.[0];
+          const ref = fe?.path.replace(/^records\[\d+\]\.features\./, "") ?? "";
+          const col = featureCols[refs.indexOf(ref)] ?? ref;
+          const msg = fe?.message ?? err.message;
+          reject(chunk.part, it.row, `column ${JSON.stringify(col)} (${ref}): ${msg}`, `${col}: ${msg}`, it.cells);
+        }
+      }
+    }
+    return { chunk, rows, defs, rejected, outside, nulls, chunkMax };
+  };
+
+  /** Stores a prepared chunk, then saves the position after it. */
+  const storeChunk = async ({ chunk, rows, defs, rejected, outside, nulls, chunkMax }: ReturnType<typeof prepareChunk>) => {
+    if (rejected.length > 0) {
+      rejected.sort((a, b) => a.row - b.row);
+      const first = rejected[0] as Rejected;
+      if (!opts.rejects) throw new InvalidRowError(spec.name, first.part, first.row, first.reason);
+      for (const r of rejected) record(r);
+    }
+    s.rows_read += chunk.rows.length;
+    s.rows_outside_window += outside;
+    s.null_values += nulls;
+    const t0 = performance.now();
+    // The one storage path of HTTP writes and the stream worker. Like the worker, a load skips
+    // a private in-process online store (no one reads it here; servers drop theirs when the
+    // change feed reports values); a shared one (Redis) gets every value by compare-and-set.
+    const [outcomes = []] = await storeValues(deps, [{ tenant, entityType: checked.entityType, rows, defs }], { servesReads: false });
+    let stored = 0;
+    for (const o of outcomes) if (o.status === "stored") stored++;
+    timings.store_ms += performance.now() - t0;
+    s.values_stored += stored;
+    s.identical_resends += rows.length - stored;
+    if (chunkMax !== null && (s.max_event_time === null || chunkMax > s.max_event_time)) s.max_event_time = chunkMax;
+    // Collect the chunk's garbage now: left to itself the collector lets the heap (and RSS) grow
+    // to several chunks' worth, and a bulk load must stay within its memory budget. Measured on
+    // 1M rows: a collection per chunk peaked at 334 MiB; one past a 160 MiB heap, or a scheduled
+    // (non-blocking) one, at 450-480 MiB and slower overall.
+    Bun.gc(true);
+    run.position = chunk.position;
+    await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
+    opts.onProgress?.({
+      source: spec.name, rows_read: s.rows_read, values_stored: s.values_stored, identical_resends: s.identical_resends,
+      rows_rejected: s.rows_rejected, done: chunk.done, total, unit,
+    });
+  };
+
+  const timings = { read_ms: 0, prepare_ms: 0, store_ms: 0 };
+  let inflight: Promise<void> | undefined;
+  let mark = performance.now();
+  try {
+    for await (const chunk of reader.read(columns, run.position, chunkRows, run.window, opts.signal)) {
+      // Let timers and signals run: with rows in memory and a synchronous store, a whole
+      // row group's chunks would otherwise go by in microtasks (no cancel, no heartbeat).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      opts.signal?.throwIfAborted(); // stop between chunks, whatever the reader holds
+      const t = performance.now();
+      timings.read_ms += t - mark;
+      const prepared = prepareChunk(chunk);
+      mark = performance.now();
+      timings.prepare_ms += mark - t;
+      await inflight;
+      inflight = storeChunk(prepared);
+      inflight.catch(() => {}); // handled: awaited before the next chunk or below
+      mark = performance.now();
+    }
+    await inflight;
+  } finally {
+    await inflight?.catch(() => {});
+  }
+
+  const watermark = s.max_event_time === null ? (state?.watermark ?? null) : Math.max(s.max_event_time, state?.watermark ?? -Infinity);
+  await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run: null, watermark }, deps.clock.now());
+  return {
+    source: spec.name,
+    window: { start: start === null ? null : formatTime(start), end: end === null ? null : formatTime(end) },
+    resumed,
+    ...s,
+    timings: { read_ms: Math.round(timings.read_ms), prepare_ms: Math.round(timings.prepare_ms), store_ms: Math.round(timings.store_ms) },
+    watermark: watermark === null ? null : formatTime(watermark),
+    elapsed_ms: Date.now() - began,
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * The online answer is built as JSON text directly (src/serving/online.ts, lookupOnlineJson):
+ * on every backend, for every dtype, present / expired / not_found values, one entity and many,
+ * its text is exactly JSON.stringify of the result objects of lookupOnline, cold (from the
+ * database) and warm (from the cache, memoised).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { lookupOnline, lookupOnlineJson } from "../../src/serving/online.ts";
+import { SCALAR_TYPES } from "../../src/registry/dtype.ts";
+import { contractBackends, TestServer } from "../support/backends.ts";
+
+const SAMPLE: Record<string, unknown> = {
+  bool: true,
+  int32: -7,
+  int64: "9007199254740993",
+  float32: 0.1,
+  float64: 1e-7,
+  string: 'quote " backslash \\ ü 🙂 \u2028',
+  bytes: "AAEC/w==",
+  timestamp: "2024-01-15T10:00:00.123Z",
+};
+
+for (const backend of contractBackends()) {
+  describe(`online JSON text on ${backend.name}`, () => {
+    let s: TestServer;
+    beforeAll(async () => {
+      s = await TestServer.open(backend);
+    });
+    afterAll(async () => {
+      await s.close();
+    });
+
+    test("equals JSON.stringify of the result objects, cold and warm, one entity and many", async () => {
+      const tenant = TestServer.tenant();
+      const key = await s.key(tenant, ["admin"]);
+      const names: string[] = [];
+      const features: Record<string, unknown> = {};
+      for (const t of SCALAR_TYPES) {
+        for (const list of [false, true]) {
+          const name = `f_${t}${list ? "_list" : ""}`;
+          names.push(name);
+          const r = await s.post("/api/v1/features/register", { name, version: 1, dtype: `${t}${list ? "[]" : ""}`, entity_type: "user" }, key);
+          expect(r.status).toBe(201);
+          features[name] = list ? [SAMPLE[t], SAMPLE[t]] : SAMPLE[t];
+        }
+      }
+      expect((await s.post("/api/v1/features/register", { name: "short", version: 1, dtype: "int32", entity_type: "user", ttl_hours: 1 }, key)).status).toBe(201);
+      names.push("short", "f_int32@1");
+      const w = await s.post("/api/v1/features/write", { entity_type: "user", records: [
+        { entity_id: "u1", event_time: new Date().toISOString(), features },
+        { entity_id: "u2", event_time: "2020-01-01T00:00:00Z", features: { short: 1, f_int32: 3 } },
+      ] }, key);
+      expect(w.status).toBe(200);
+      const ids = ["u1", "u2", "nobody", "u1"];
+      for (let pass = 0; pass < 2; pass++) {
+        // pass 0 reads the database (cold), pass 1 the cache (warm, memoised)
+        const objects = await lookupOnline(s.deps, tenant, ids, names);
+        expect(await lookupOnlineJson(s.deps, tenant, ids, names, true)).toBe(JSON.stringify({ results: objects }));
+        expect(await lookupOnlineJson(s.deps, tenant, ["u1"], names, false)).toBe(JSON.stringify(objects[0]));
+        const http = await s.post("/api/v1/features/online", { entity_id: "u2", feature_names: names }, key);
+        expect(http.text).toBe(JSON.stringify((await lookupOnline(s.deps, tenant, ["u2"], names))[0]));
+        expect(http.headers.get("content-type")).toBe("application/json");
+        expect(objects[1]?.metadata.short?.status).toBe("expired");
+        expect(objects[2]?.metadata.f_bool?.status).toBe("not_found");
+      }
+    });
+  });
+}
