@@ -94,7 +94,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountOnline(app, deps);
   mountBatch(app, deps, lane);
   mountDefinitions(app, deps);
-  mountMaterialize(app, deps);
+  mountMaterialize(app, deps, lane);
   mountCatalog(app, deps, lane);
   mountFeast(app, deps, lane);
   return app;

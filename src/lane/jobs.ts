@@ -14,7 +14,7 @@ import { registerCatalog } from "../serving/catalog.ts";
 import { registerFeatures } from "../serving/register.ts";
 import { prepareRows, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
 import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
-import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
+import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, SourceWriteJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
 import { chooseRenderer, type BatchRenderer } from "./render.ts";
 
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
@@ -145,6 +145,9 @@ export class JobRunner {
       case "register":
         void this.register(m);
         break;
+      case "sources":
+        void this.sourceWrite(m);
+        break;
       case "pull": {
         const j = this.jobs.get(m.id);
         if (j) {
@@ -270,6 +273,21 @@ export class JobRunner {
       const deps = { ...this.deps, clock: { now: () => m.now } };
       const { outcomes, ok } = m.what === "features" ? await registerFeatures(deps, m.tenant, m.items) : await registerCatalog(deps, m.tenant, m.features, m.groups);
       this.post({ t: "registered", id: m.id, outcomes, ok, definitionsChanges: this.deps.stores.registry.takeOwnChanges?.("definitions") ?? [] });
+    } catch (err) {
+      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
+    } finally {
+      this.jobs.delete(m.id);
+    }
+  }
+
+  /** A write of the source store (a materialize job's row), so the serving thread never waits on the write lock for it. */
+  private async sourceWrite(m: SourceWriteJob): Promise<void> {
+    this.start(m.id);
+    try {
+      const store = this.deps.stores.registry.sources;
+      const call = store[m.op] as (...args: unknown[]) => Promise<unknown>;
+      const result = await dbCall(this.deps, "materialize jobs", () => call.apply(store, m.args));
+      this.post({ t: "done", id: m.id, result });
     } catch (err) {
       this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
     } finally {

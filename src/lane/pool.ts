@@ -17,7 +17,8 @@ import type { RegistrySnapshot } from "../registry/snapshot.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { offerToOnline } from "../serving/write.ts";
 import { JobRunner, unpackRows, type NormaliseBatch, type WriteForms } from "./jobs.ts";
-import type { FromWorker, JobProblem, RegisterWhat, ToWorker } from "./protocol.ts";
+import type { FromWorker, JobProblem, RegisterWhat, SourceWriteOp, ToWorker } from "./protocol.ts";
+import type { SourceStore } from "../store/types.ts";
 import type { CatalogOutcome } from "../serving/catalog.ts";
 import type { RegisterOutcome } from "../serving/register.ts";
 
@@ -338,8 +339,13 @@ export class BulkLane {
    * Admits a job, reads its body, runs it on the least busy thread and resolves with its answer
    * (the message `pick` accepts); a failure it reports rejects with its problem.
    */
-  private async run<T>(readBody: () => Promise<ArrayBuffer>, make: (id: number, gen: number, body: Uint8Array) => ToWorker, pick: (m: FromWorker) => T | undefined): Promise<T> {
-    const release = await this.admission.admit();
+  private async run<T>(
+    readBody: () => Promise<ArrayBuffer>,
+    make: (id: number, gen: number, body: Uint8Array) => ToWorker,
+    pick: (m: FromWorker) => T | undefined,
+    admit = true,
+  ): Promise<T> {
+    const release = admit ? await this.admission.admit() : () => {};
     let job: Job | undefined;
     try {
       const body = new Uint8Array(await readBody());
@@ -415,6 +421,35 @@ export class BulkLane {
     // Inline (`workers: 0`) the job reloaded this thread's snapshot already.
     if (changed && this.o.workers > 0) await dbCall(this.deps, "registry reload", () => this.deps.registry.reload(tenant));
     return { outcomes: done.outcomes, ok: done.ok };
+  }
+
+  /**
+   * The source store (materialize jobs) as the serving thread uses it: reads on this thread's
+   * connection (a reader never waits for a writer in WAL mode), writes (a job's row created,
+   * updated, swept) on a lane thread, outside the lane's admission (one small statement each).
+   */
+  get sources(): SourceStore {
+    const own = this.deps.stores.registry.sources;
+    const write =
+      <K extends SourceWriteOp>(op: K) =>
+      (...args: Parameters<SourceStore[K]>) =>
+        this.run(
+          async () => new ArrayBuffer(0),
+          (id) => ({ t: "sources", id, op, args }),
+          (m) => (m.t === "done" ? { result: m.result } : undefined),
+          false,
+        ).then((r) => r.result as Awaited<ReturnType<SourceStore[K]>>);
+    return {
+      putSources: (...a) => own.putSources(...a),
+      listSources: (...a) => own.listSources(...a),
+      getSourceState: (...a) => own.getSourceState(...a),
+      putSourceState: (...a) => own.putSourceState(...a),
+      getJob: (...a) => own.getJob(...a),
+      listJobs: (...a) => own.listJobs(...a),
+      createJob: write("createJob"),
+      updateJob: write("updateJob"),
+      interruptStaleJobs: write("interruptStaleJobs"),
+    };
   }
 
   /** Stops the threads (jobs still running are cut: the HTTP drain has had its time by then). */

@@ -54,8 +54,19 @@ export type RegisterJob = { t: "register"; id: number; tenant: string; gen: numb
 /** What a registration registers. */
 export type RegisterWhat = { what: "features"; items: RegisterItem[] } | { what: "catalog"; features: RegisterItem[]; groups: GroupItem[] };
 
+/** The writes of the source store (materialize jobs' rows) that the serving thread makes: run on a lane thread. */
+export type SourceWriteOp = "createJob" | "updateJob" | "interruptStaleJobs";
+
+/** One write of the source store, with the method's arguments. */
+export interface SourceWriteJob {
+  t: "sources";
+  id: number;
+  op: SourceWriteOp;
+  args: unknown[];
+}
+
 /** Serving thread -> worker. */
-export type ToWorker = InitMessage | BatchJob | WriteJob | RegisterJob | { t: "pull"; id: number } | { t: "cancel"; id: number } | { t: "close" };
+export type ToWorker = InitMessage | BatchJob | WriteJob | RegisterJob | SourceWriteJob | { t: "pull"; id: number } | { t: "cancel"; id: number } | { t: "close" };
 
 /** A failure to report: an AppError's fields, or `internal` (details stay in the worker's log). */
 export interface JobProblem {
@@ -98,4 +109,5 @@ export type FromWorker =
   | { t: "chunk"; id: number; contentType: string; bytes: Uint8Array; counts: StatusCounts | undefined; last: boolean }
   | { t: "written"; id: number; outcome: WriteOutcome }
   | { t: "registered"; id: number; outcomes: (RegisterOutcome | CatalogOutcome)[]; ok: boolean; /** the worker connection's commits of definitions (SQLite), for the main connection to adopt */ definitionsChanges: number[] }
+  | { t: "done"; id: number; result: unknown }
   | { t: "failed"; id: number; problem: JobProblem };

@@ -250,6 +250,12 @@ for (const backend of contractBackends()) {
       expect(s.lane.admission.admission.inFlight).toBe(0);
     });
 
+    test("listing materialize jobs (its sweep writes the jobs' rows) waits for a store lock on a lane thread; online lookups are answered meanwhile", async () => {
+      const list = await whileLocked("materialize_jobs", () => s.get("/api/v1/materialize/jobs", key));
+      expect(list.status).toBe(200);
+      expect(list.body.jobs).toEqual([]);
+    });
+
     test.if(backend.env.POSTGRES_URL !== undefined)("a lane thread that dies under a write: 500 at once, not a hang; the next write runs on a new thread", async () => {
       const unlock = await lockStore(s, "feature_values");
       try {
