@@ -232,9 +232,21 @@ export class JobRunner {
     }
   }
 
-  private async write(m: WriteJob): Promise<void> {
-    this.start(m.id);
+  /** Runs a job answered by one message (or `failed` with its problem). */
+  private async once(id: number, work: () => Promise<{ answer: FromWorker; transfer?: ArrayBuffer[] }>): Promise<void> {
+    this.start(id);
     try {
+      const { answer, transfer } = await work();
+      this.post(answer, transfer);
+    } catch (err) {
+      this.post({ t: "failed", id, problem: toProblem(err, this.deps) });
+    } finally {
+      this.jobs.delete(id);
+    }
+  }
+
+  private write(m: WriteJob): Promise<void> {
+    return this.once(m.id, async () => {
       await this.fresh(m.gen);
       // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
       const deps = { ...this.deps, clock: { now: () => m.now } };
@@ -257,41 +269,27 @@ export class JobRunner {
         transfer.push(...([packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[]));
       }
       const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeOwnChanges?.("values") ?? [] };
-      this.post({ t: "written", id: m.id, outcome }, transfer);
-    } catch (err) {
-      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
-    } finally {
-      this.jobs.delete(m.id);
-    }
+      return { answer: { t: "written", id: m.id, outcome }, transfer };
+    });
   }
 
   /** A registration: its store transaction (and any wait for the write lock) happens on this thread. */
-  private async register(m: RegisterJob): Promise<void> {
-    this.start(m.id);
-    try {
+  private register(m: RegisterJob): Promise<void> {
+    return this.once(m.id, async () => {
       await this.fresh(m.gen);
       const deps = { ...this.deps, clock: { now: () => m.now } };
       const { outcomes, ok } = m.what === "features" ? await registerFeatures(deps, m.tenant, m.items) : await registerCatalog(deps, m.tenant, m.features, m.groups);
-      this.post({ t: "registered", id: m.id, outcomes, ok, definitionsChanges: this.deps.stores.registry.takeOwnChanges?.("definitions") ?? [] });
-    } catch (err) {
-      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
-    } finally {
-      this.jobs.delete(m.id);
-    }
+      return { answer: { t: "registered", id: m.id, outcomes, ok, definitionsChanges: this.deps.stores.registry.takeOwnChanges?.("definitions") ?? [] } };
+    });
   }
 
   /** A write of the source store (a materialize job's row), so the serving thread never waits on the write lock for it. */
-  private async sourceWrite(m: SourceWriteJob): Promise<void> {
-    this.start(m.id);
-    try {
+  private sourceWrite(m: SourceWriteJob): Promise<void> {
+    return this.once(m.id, async () => {
       const store = this.deps.stores.registry.sources;
       const call = store[m.op] as (...args: unknown[]) => Promise<unknown>;
       const result = await dbCall(this.deps, "materialize jobs", () => call.apply(store, m.args));
-      this.post({ t: "done", id: m.id, result });
-    } catch (err) {
-      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
-    } finally {
-      this.jobs.delete(m.id);
-    }
+      return { answer: { t: "done", id: m.id, result } };
+    });
   }
 }
