@@ -28,6 +28,7 @@ import type {
   ValueWrite,
   RowOutcome,
   OwnChangeKind,
+  SourceStore,
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
@@ -74,7 +75,7 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
-  readonly sources: SqliteSourceStore;
+  readonly sources: SourceStore;
   /** Counter versions committed by sibling connections of this process, not yet passed, per kind. */
   private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
   /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
@@ -88,7 +89,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
-    this.sources = new SqliteSourceStore(this.db);
+    this.sources = this.guardSources(new SqliteSourceStore(this.db));
   }
 
   private prepare() {
@@ -352,6 +353,18 @@ export class SqliteDatabase implements Database {
       }
       return Promise.reject(err);
     }
+  }
+
+  /** The source store with a busy, locked, full or unreadable file reported as {@link StoreUnavailable} (a 503), like every call here. */
+  private guardSources(s: SqliteSourceStore): SourceStore {
+    const g =
+      <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      (...a: A): Promise<R> =>
+        f.apply(s, a).catch((err: unknown) => this.guard<R>(() => { throw err; }));
+    return {
+      putSources: g(s.putSources), listSources: g(s.listSources), getSourceState: g(s.getSourceState), putSourceState: g(s.putSourceState),
+      createJob: g(s.createJob), updateJob: g(s.updateJob), getJob: g(s.getJob), listJobs: g(s.listJobs), interruptStaleJobs: g(s.interruptStaleJobs),
+    };
   }
 
   takeOwnChanges(kind: OwnChangeKind): number[] {
