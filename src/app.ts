@@ -14,7 +14,7 @@ import { rateLimit } from "./api/middleware/rate-limit.ts";
 import { Admission, EventLoopLag, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
-import { batchByService } from "./api/routes/service-forms.ts";
+import { laneForms } from "./api/routes/lane-forms.ts";
 import { mountCatalog } from "./api/routes/catalog.ts";
 import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
@@ -41,7 +41,7 @@ export interface AppOptions {
 export function createApp(deps: Deps, state: ServerState = { draining: false }, version = "dev", opts: AppOptions = {}): OpenAPIHono<AppEnv> {
   const cfg = deps.config;
   const admission = opts.admission ?? new Admission({ maxInFlight: cfg.MAX_IN_FLIGHT, maxQueue: cfg.MAX_QUEUE, queueTimeoutMs: cfg.QUEUE_TIMEOUT_MS });
-  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
+  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
   const limiter = opts.rateLimiter ?? new RateLimiter({ limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS });
   const app = new OpenAPIHono<AppEnv>();
   // request id, Connection: close while draining, metrics and the access log
@@ -94,14 +94,14 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
     }
     return streamedLimit(c, next);
   });
-  mountRegister(app, deps);
+  mountRegister(app, lane);
   mountWrite(app, lane);
   mountOnline(app, deps);
   mountBatch(app, deps, lane);
   mountDefinitions(app, deps);
-  mountMaterialize(app, deps);
-  mountCatalog(app, deps);
-  mountFeast(app, deps);
+  mountMaterialize(app, deps, lane);
+  mountCatalog(app, deps, lane);
+  mountFeast(app, deps, lane);
   return app;
 }
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { createApp, type ServerState } from "../../src/app.ts";
-import { batchByService } from "../../src/api/routes/service-forms.ts";
+import { laneForms } from "../../src/api/routes/lane-forms.ts";
 import { BulkLane, laneOptions, type LaneOptions } from "../../src/lane/pool.ts";
 import { buildDeps, closeDeps } from "../../src/cmd/common.ts";
 import { loadConfig, type Config } from "../../src/config.ts";
@@ -78,7 +78,7 @@ export class TestServer {
     private readonly dataDir: string | undefined,
     lane: Partial<LaneOptions>,
   ) {
-    this.lane = new BulkLane(deps, { ...laneOptions(deps.config), normaliseBatch: batchByService, ...lane });
+    this.lane = new BulkLane(deps, { ...laneOptions(deps.config), ...laneForms, ...lane });
     this.app = createApp(deps, this.state, "test", { lane: this.lane });
   }
 

@@ -1,7 +1,8 @@
 /** Feature views and feature services: register (admin), list and read (read). */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { AppError } from "../../errors.ts";
-import { registerCatalog, serviceJson, viewJson, type GroupInput } from "../../serving/catalog.ts";
+import type { BulkLane } from "../../lane/pool.ts";
+import { serviceJson, viewJson, type CatalogOutcome, type GroupInput } from "../../serving/catalog.ts";
 import type { Deps } from "../../serving/deps.ts";
 import type { GroupKind, GroupRow } from "../../store/types.ts";
 import type { AppEnv } from "../env.ts";
@@ -38,8 +39,8 @@ function routes(kind: GroupKind) {
     summary: `Register a ${k.label} (admin)`,
     description:
       kind === "view"
-        ? "A named, versioned group of features of one entity type. 201 when new; 200 when name@version exists with the same entity_type, join_keys, features and push_source (description, owner and tags are replaced); 409 when it exists with a different definition; 400 listing the unknown references when a feature is not registered."
-        : "A named, versioned set of feature references (possibly spanning entity types) for one model. 201 when new; 200 when name@version exists with the same features (metadata replaced); 409 when it exists with different features; 400 listing the unknown references when a feature or view is not registered.",
+        ? "A named, versioned group of features of one entity type. 201 when new; 200 when name@version exists with the same entity_type, join_keys, features and push_source (description, owner and tags are replaced); 409 when it exists with a different definition; 400 listing the unknown references when a feature is not registered. Runs in the bulk lane: when it is full, 503 `unavailable` with `Retry-After`."
+        : "A named, versioned set of feature references (possibly spanning entity types) for one model. 201 when new; 200 when name@version exists with the same features (metadata replaced); 409 when it exists with different features; 400 listing the unknown references when a feature or view is not registered. Runs in the bulk lane: when it is full, 503 `unavailable` with `Retry-After`.",
     security,
     request: { body: { required: true, content: { "application/json": { schema: k.Body } } } },
     responses: {
@@ -76,15 +77,16 @@ export function toGroupInput(kind: GroupKind, body: z.output<typeof ViewBody> | 
   return { kind, name, version, description, owner, tags, spec };
 }
 
-export function mountCatalog(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+/** Registration's store transaction runs in the bulk lane (src/lane), as the features' does. */
+export function mountCatalog(app: OpenAPIHono<AppEnv>, deps: Deps, lane: BulkLane): void {
   for (const kind of ["view", "service"] as const) {
     const k = KINDS[kind];
     const r = routes(kind);
     mount(app, r.register, async (c) => {
       const { tenant } = requireScope(c, "admin");
       const input = toGroupInput(kind, await parseBody(c, k.Body));
-      const { outcomes } = await registerCatalog(deps, tenant, [], [{ input }]);
-      const o = outcomes[0];
+      const { outcomes } = await lane.register(tenant, { what: "catalog", features: [], groups: [{ input }] });
+      const o = outcomes[0] as CatalogOutcome | undefined;
       if (o?.status === "invalid") {
         const errors = (o.unknown ?? []).map((ref) => ({ path: `features[${input.spec.features.indexOf(ref)}]`, message: `unknown feature reference ${JSON.stringify(ref)}` }));
         throw new AppError("invalid_request", o.reason ?? `invalid ${k.label}`, errors.length > 0 ? { errors } : {});

@@ -28,6 +28,8 @@ import type {
   ValueKey,
   ValueWrite,
   RowOutcome,
+  OwnChangeKind,
+  SourceStore,
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
@@ -77,11 +79,11 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
-  readonly sources: SqliteSourceStore;
-  /** Values-counter versions committed by sibling connections of this process, not yet passed. */
-  private readonly adopted = new Set<number>();
-  /** Values-counter versions of this connection's commits of values, until taken (recorded once taken first). */
-  private receipts: number[] | undefined;
+  readonly sources: SourceStore;
+  /** Counter versions committed by sibling connections of this process, not yet passed, per kind. */
+  private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
+  /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
+  private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -91,7 +93,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
-    this.sources = new SqliteSourceStore(this.db);
+    this.sources = this.guardSources(new SqliteSourceStore(this.db));
   }
 
   private prepare() {
@@ -360,24 +362,37 @@ export class SqliteDatabase implements Database {
     }
   }
 
-  takeValuesChanges(): number[] {
-    const taken = this.receipts ?? [];
-    this.receipts = [];
+  /** The source store with a busy, locked, full or unreadable file reported as {@link StoreUnavailable} (a 503), like every call here. */
+  private guardSources(s: SqliteSourceStore): SourceStore {
+    const g =
+      <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      (...a: A): Promise<R> =>
+        f.apply(s, a).catch((err: unknown) => this.guard<R>(() => { throw err; }));
+    return {
+      putSources: g(s.putSources), listSources: g(s.listSources), getSourceState: g(s.getSourceState), putSourceState: g(s.putSourceState),
+      createJob: g(s.createJob), updateJob: g(s.updateJob), getJob: g(s.getJob), listJobs: g(s.listJobs), interruptStaleJobs: g(s.interruptStaleJobs),
+    };
+  }
+
+  takeOwnChanges(kind: OwnChangeKind): number[] {
+    const taken = this.receipts[kind] ?? [];
+    this.receipts[kind] = [];
     return taken;
   }
 
-  adoptValuesChanges(versions: readonly number[]): void {
-    for (const v of versions) if (v > this.known.values) this.adopted.add(v);
+  adoptOwnChanges(kind: OwnChangeKind, versions: readonly number[]): void {
+    for (const v of versions) if (v > this.known[kind]) this.adopted[kind].add(v);
   }
 
   /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
   private allOwn(kind: ChangeKind, upTo: number): boolean {
     const from = this.known[kind];
     if (upTo <= from) return true;
-    if (kind !== "values") return false;
-    let own = upTo - from <= this.adopted.size;
-    for (let v = from + 1; own && v <= upTo; v++) own = this.adopted.has(v);
-    for (const v of this.adopted) if (v <= upTo) this.adopted.delete(v);
+    if (kind === "keys") return false;
+    const adopted = this.adopted[kind];
+    let own = upTo - from <= adopted.size;
+    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v);
+    for (const v of adopted) if (v <= upTo) adopted.delete(v);
     return own;
   }
 
@@ -391,7 +406,7 @@ export class SqliteDatabase implements Database {
     const foreign = !this.allOwn(kind, version - 1);
     const tenants = foreign && kind === "definitions" ? this.changedTenants(from, version - 1) : undefined;
     this.known[kind] = version;
-    if (kind === "values") this.receipts?.push(version);
+    if (kind !== "keys") this.receipts[kind]?.push(version);
     if (kind === "definitions" && tenant !== undefined) {
       this.statements.tenantChanged.run(version, tenant);
       this.statements.tenantChangesPrune.run(version - TENANT_CHANGES_KEPT);
