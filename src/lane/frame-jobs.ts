@@ -5,10 +5,8 @@
  * and a renderer, render.ts) or an entity dataframe (lookupFrame and a columnar encoder,
  * formats/encode.ts). Either way the result is the same thing: a content type and byte chunks.
  */
-import { AppError } from "../errors.ts";
 import { createEncoder, OUTPUT_TYPES, type OutputFormat } from "../formats/encode.ts";
-import { parseTime } from "../lib/time.ts";
-import { BatchRowsBody, BatchSharedBody, exclusive, validate } from "../schemas.ts";
+import { BatchRowsQuery, BatchSharedQuery, exclusive, validate } from "../schemas.ts";
 import { lookupBatch, lookupFrame, type BatchRow, type StatusCounts } from "../serving/batch.ts";
 import { readBatchRequest, type RawBatchRequest } from "../serving/batch-request.ts";
 import type { Deps } from "../serving/deps.ts";
@@ -45,17 +43,11 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 export function contractRows(raw: unknown): { rows: BatchRow[]; featureNames: string[] } {
   exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
-    const req = validate(BatchRowsBody, raw);
-    const rows = req.rows.map((r, i) => {
-      const at = parseTime(r.timestamp);
-      if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: `rows[${i}].timestamp`, message: "expected an RFC 3339 timestamp" }] });
-      return { entity_id: r.entity_id, at };
-    });
-    return { rows, featureNames: req.feature_names };
+    const req = validate(BatchRowsQuery, raw); // timestamps parsed by the schema
+    return { rows: req.rows.map((r) => ({ entity_id: r.entity_id, at: r.timestamp })), featureNames: req.feature_names };
   }
-  const req = validate(BatchSharedBody, raw);
-  const at = parseTime(req.timestamp);
-  if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: "timestamp", message: "expected an RFC 3339 timestamp" }] });
+  const req = validate(BatchSharedQuery, raw);
+  const at = req.timestamp;
   return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
 }
 

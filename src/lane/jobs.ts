@@ -9,9 +9,11 @@ import { AppError, problemBody } from "../errors.ts";
 import { decodeJson, validate, WriteBody } from "../schemas.ts";
 import type { StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
-import { prepareRows } from "../serving/write.ts";
+import { registerCatalog } from "../serving/catalog.ts";
+import { registerFeatures } from "../serving/register.ts";
+import { prepareRows, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
 import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
-import type { BatchJob, FromWorker, JobProblem, PackedRows, ToWorker, WriteJob } from "./protocol.ts";
+import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, SourceWriteJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
 import { openBatch, type BatchAnswer } from "./frame-jobs.ts";
 
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
@@ -23,6 +25,20 @@ export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pic
  * otherwise. Given by the layer that knows the forms (the worker's entry, the app).
  */
 export type NormaliseBatch = (deps: Pick<Deps, "registry">, tenant: string, raw: unknown) => unknown;
+
+/**
+ * Accepted forms of a write body besides the native one (`write`), by name: each validates a
+ * decoded body into the groups to store in one transaction (400 when invalid). Given by the
+ * layer that knows the forms (Feast's `write-to-online-store` and `push`: api/routes/feast).
+ */
+export type WriteForms = Readonly<Record<string, (deps: ValidationDeps, tenant: string, raw: unknown) => WriteGroup[]>>;
+
+/** The native write body (POST /api/v1/features/write) as the one group to store. */
+function nativeWrite(deps: ValidationDeps, tenant: string, raw: unknown, now: number): WriteGroup[] {
+  const body = validate(WriteBody, raw);
+  const { rows, defs } = prepareRows(deps, tenant, body.entity_type, body.records, now);
+  return [{ tenant, entityType: body.entity_type, rows, defs }];
+}
 
 /** Column form of accepted rows and the sequence each got (see {@link PackedRows}). */
 export function packRows(rows: readonly ValueWrite[], outcomes: readonly RowOutcome[]): PackedRows {
@@ -87,7 +103,7 @@ export class JobRunner {
   constructor(
     private readonly deps: LaneDeps,
     private readonly post: (m: FromWorker, transfer?: Bun.Transferable[]) => void,
-    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined },
+    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined; writeForms?: WriteForms | undefined },
   ) {}
 
   /** Jobs running now. */
@@ -102,6 +118,12 @@ export class JobRunner {
         break;
       case "write":
         void this.write(m);
+        break;
+      case "register":
+        void this.register(m);
+        break;
+      case "sources":
+        void this.sourceWrite(m);
         break;
       case "pull": {
         const j = this.jobs.get(m.id);
@@ -188,24 +210,64 @@ export class JobRunner {
     }
   }
 
-  private async write(m: WriteJob): Promise<void> {
-    this.start(m.id);
+  /** Runs a job answered by one message (or `failed` with its problem). */
+  private async once(id: number, work: () => Promise<{ answer: FromWorker; transfer?: ArrayBuffer[] }>): Promise<void> {
+    this.start(id);
     try {
-      await this.fresh(m.gen);
-      const body = validate(WriteBody, decodeJson(m.body));
-      // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
-      const { rows, defs } = prepareRows({ ...this.deps, clock: { now: () => m.now } }, m.tenant, body.entity_type, body.records, m.now);
-      // The offline half of storeValues (serving/write.ts); the serving thread does the online half.
-      const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
-      const ttls = new Map(defs.map((d) => [d.id, d.ttlMs]));
-      const packed = packRows(rows, outcomes);
-      const outcome = { written: rows.length, entityType: body.entity_type, rows: packed, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
-      const transfer = [packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[];
-      this.post({ t: "written", id: m.id, outcome }, transfer);
+      const { answer, transfer } = await work();
+      this.post(answer, transfer);
     } catch (err) {
-      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
+      this.post({ t: "failed", id, problem: toProblem(err, this.deps) });
     } finally {
-      this.jobs.delete(m.id);
+      this.jobs.delete(id);
     }
+  }
+
+  private write(m: WriteJob): Promise<void> {
+    return this.once(m.id, async () => {
+      await this.fresh(m.gen);
+      // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
+      const deps = { ...this.deps, clock: { now: () => m.now } };
+      const raw = decodeJson(m.body);
+      const form = m.form === "write" ? undefined : this.opts.writeForms?.[m.form];
+      if (m.form !== "write" && form === undefined) throw new Error(`no write form ${JSON.stringify(m.form)} in this lane`);
+      const groups = form ? form(deps, m.tenant, raw) : nativeWrite(deps, m.tenant, raw, m.now);
+      // The offline half of storeValues (serving/write.ts), every group in one transaction; the serving thread does the online half.
+      const rows = groups.length === 1 ? (groups[0] as WriteGroup).rows : groups.flatMap((g) => g.rows);
+      const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
+      const ttls = new Map<number, number | null>();
+      const parts: WriteOutcome["parts"] = [];
+      const transfer: ArrayBuffer[] = [];
+      let at = 0;
+      for (const g of groups) {
+        for (const d of g.defs) ttls.set(d.id, d.ttlMs);
+        const packed = packRows(g.rows, outcomes.slice(at, at + g.rows.length));
+        at += g.rows.length;
+        parts.push({ entityType: g.entityType, rows: packed });
+        transfer.push(...([packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[]));
+      }
+      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeOwnChanges?.("values") ?? [] };
+      return { answer: { t: "written", id: m.id, outcome }, transfer };
+    });
+  }
+
+  /** A registration: its store transaction (and any wait for the write lock) happens on this thread. */
+  private register(m: RegisterJob): Promise<void> {
+    return this.once(m.id, async () => {
+      await this.fresh(m.gen);
+      const deps = { ...this.deps, clock: { now: () => m.now } };
+      const { outcomes, ok } = m.what === "features" ? await registerFeatures(deps, m.tenant, m.items) : await registerCatalog(deps, m.tenant, m.features, m.groups);
+      return { answer: { t: "registered", id: m.id, outcomes, ok, definitionsChanges: this.deps.stores.registry.takeOwnChanges?.("definitions") ?? [] } };
+    });
+  }
+
+  /** A write of the source store (a materialize job's row), so the serving thread never waits on the write lock for it. */
+  private sourceWrite(m: SourceWriteJob): Promise<void> {
+    return this.once(m.id, async () => {
+      const store = this.deps.stores.registry.sources;
+      const call = store[m.op] as (...args: unknown[]) => Promise<unknown>;
+      const result = await dbCall(this.deps, "materialize jobs", () => call.apply(store, m.args));
+      return { answer: { t: "done", id: m.id, result } };
+    });
   }
 }

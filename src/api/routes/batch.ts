@@ -5,7 +5,7 @@ import type { AppEnv } from "../env.ts";
 import { mount, requireScope } from "../route.ts";
 import { BatchBody, batchExamples, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BinaryTable, CsvTable, BatchResult as BatchResultSchema } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
-import { BatchServiceRowsBody, BatchServiceSharedBody } from "../catalog-schemas.ts";
+import { BatchServiceRowsBody, BatchServiceSharedBody } from "../../catalog-schemas.ts";
 
 export const batchRoute = createRoute({
   method: "post",
