@@ -38,13 +38,15 @@ function makeRows(): ValueWrite[] {
   return rows;
 }
 
-async function writeAll(db: Db, rows: ValueWrite[]): Promise<{ secs: number; stored: number }> {
+async function writeAll(db: Db, rows: ValueWrite[]): Promise<{ secs: number; cpu: number; stored: number }> {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let stored = 0;
   for (let at = 0; at < rows.length; at += CALL_VALUES) {
     for (const o of await db.writeValues(rows.slice(at, at + CALL_VALUES))) if (o.status === "stored") stored++;
   }
-  return { secs: (performance.now() - t0) / 1000, stored };
+  const c = process.cpuUsage(c0);
+  return { secs: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6, stored };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -53,6 +55,7 @@ const rows = makeRows();
 const load = loadAverage();
 const fresh: number[] = [];
 const again: number[] = [];
+const perCpu: number[] = [];
 for (let r = 0; r < RUNS; r++) {
   const dir = join(TMP_DIR, `sqlite-write-${process.pid}-${r}`);
   rmSync(dir, { recursive: true, force: true });
@@ -68,9 +71,13 @@ for (let r = 0; r < RUNS; r++) {
   rmSync(dir, { recursive: true, force: true });
   fresh.push(rows.length / a.secs);
   again.push(rows.length / b.secs);
-  console.log(`run ${r + 1}: new ${Math.round(rows.length / a.secs).toLocaleString("en-US")} values/s, re-run ${Math.round(rows.length / b.secs).toLocaleString("en-US")} values/s`);
+  perCpu.push(rows.length / a.cpu);
+  console.log(
+    `run ${r + 1}: new ${Math.round(rows.length / a.secs).toLocaleString("en-US")} values/s (${Math.round(rows.length / a.cpu).toLocaleString("en-US")} per CPU-s), ` +
+      `re-run ${Math.round(rows.length / b.secs).toLocaleString("en-US")} values/s`,
+  );
 }
 console.log(
-  `${SRC === ROOT ? "this tree" : SRC}: ${rows.length.toLocaleString("en-US")} values, median of ${RUNS}: new ${Math.round(median(fresh)).toLocaleString("en-US")} values/s, ` +
+  `${SRC === ROOT ? "this tree" : SRC}: ${rows.length.toLocaleString("en-US")} values, median of ${RUNS}: new ${Math.round(median(fresh)).toLocaleString("en-US")} values/s (${Math.round(median(perCpu)).toLocaleString("en-US")} per CPU-s), ` +
     `re-run ${Math.round(median(again)).toLocaleString("en-US")} values/s (load ${round(load, 2)} -> ${round(loadAverage(), 2)})`,
 );

@@ -5,27 +5,23 @@
  *
  * Inside the caller's IMMEDIATE transaction (the write lock is held, so no other connection
  * assigns sequences meanwhile):
- * 1. identical rows repeated within the call are folded in JS (the first one stands for all);
- * 2. each distinct row is given a sequence, next after the greatest ever assigned, in input
- *    order, and inserted with it, many rows per statement (`ON CONFLICT DO NOTHING RETURNING
- *    seq`: the returned sequences say which rows were new);
- * 3. a row that was not inserted is an identical re-send: its stored sequence is looked up;
+ * 1. the rows are ordered by (feature, entity, event time), ties in input order (neighbouring
+ *    index entries are written together; each key's rows are consecutive);
+ * 2. row i is inserted with sequence `next + i` (`next`: after the greatest ever assigned), many
+ *    rows per statement, `ON CONFLICT DO NOTHING RETURNING seq`: the returned sequences say which
+ *    rows were new. An identical row (stored before, or earlier in the call: the sort keeps
+ *    identical rows in input order, so the earlier one is inserted first) is not inserted;
+ * 3. a row not inserted is answered with the sequence of the identical stored row;
  * 4. per (feature, entity), the newly stored row with the greatest (event_time, seq) is offered
  *    to `online_values` in one multi-row compare-and-set upsert.
- * Sequences of rows that turned out identical are skipped (as a PostgreSQL sequence skips them);
- * those of stored rows still grow in input order.
+ * The sequences of identical rows are skipped (as a PostgreSQL sequence skips them); those of
+ * stored rows grow in input order.
  */
 import type { Database as Sqlite, Statement } from "bun:sqlite";
 import type { RowOutcome, ValueWrite } from "../types.ts";
 
 /** Rows per multi-row statement: 6 parameters each, well under SQLite's 32,766. */
 const BATCH = 256;
-
-/** Identity of a value: (feature, entity, event time, value hash); `\u0000` cannot occur in a number. */
-function identity(r: ValueWrite): string {
-  const h = r.value_hash;
-  return `${r.feature_id}\u0000${r.event_time}\u0000${Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString("latin1")}\u0000${r.entity_id}`;
-}
 
 export class SqliteValueWriter {
   private readonly inserts = new Map<number, Statement>();
@@ -82,29 +78,26 @@ export class SqliteValueWriter {
   /** Stores `rows` inside the caller's transaction; answers one outcome per row, in input order. */
   write(rows: readonly ValueWrite[]): { outcomes: RowOutcome[]; stored: number } {
     const outcomes: RowOutcome[] = new Array(rows.length);
-    // 1. fold identical rows repeated within the call: `firstOf[i]` is the row standing for row i
-    const firstOf = new Int32Array(rows.length);
-    const distinct: number[] = [];
-    const seen = new Map<string, number>();
-    for (let i = 0; i < rows.length; i++) {
-      const id = identity(rows[i] as ValueWrite);
-      const first = seen.get(id);
-      if (first === undefined) {
-        seen.set(id, i);
-        distinct.push(i);
-        firstOf[i] = i;
-      } else firstOf[i] = first;
-    }
+    // 1. the rows in (feature, entity, event time) order, ties in input order (a stable sort):
+    // neighbouring index entries are written together, and each key's rows are consecutive
+    const order = Array.from(rows.keys());
+    order.sort((x, y) => {
+      const a = rows[x] as ValueWrite;
+      const b = rows[y] as ValueWrite;
+      return a.feature_id - b.feature_id || (a.entity_id < b.entity_id ? -1 : a.entity_id > b.entity_id ? 1 : a.event_time - b.event_time);
+    });
 
-    // 2. insert the distinct rows with sequences base, base + 1, ... in input order
+    // 2. insert every row with sequence base + its input position; an identical row (stored
+    // before, or earlier in this call) is not inserted
     const base = (this.nextSeq.get() as { next: number }).next;
-    const inserted = new Uint8Array(distinct.length);
-    SqliteValueWriter.sliced(distinct.length, (at, n) => {
+    const inserted = new Uint8Array(rows.length);
+    SqliteValueWriter.sliced(rows.length, (at, n) => {
       const params: (string | number | Uint8Array)[] = new Array(n * 6);
       let p = 0;
-      for (let k = at; k < at + n; k++) {
-        const r = rows[distinct[k] as number] as ValueWrite;
-        params[p++] = base + k;
+      for (let o = at; o < at + n; o++) {
+        const i = order[o] as number;
+        const r = rows[i] as ValueWrite;
+        params[p++] = base + i;
         params[p++] = r.feature_id;
         params[p++] = r.entity_id;
         params[p++] = r.event_time;
@@ -114,12 +107,11 @@ export class SqliteValueWriter {
       for (const [seq] of this.insert(n).values(...params) as [number][]) inserted[seq - base] = 1;
     });
 
-    // 3. outcomes of the distinct rows: stored under their new sequence, or identical to a stored row
+    // 3. outcomes: stored under the new sequence, or identical to the stored row
     let stored = 0;
-    for (let k = 0; k < distinct.length; k++) {
-      const i = distinct[k] as number;
-      if (inserted[k] === 1) {
-        outcomes[i] = { seq: base + k, status: "stored" };
+    for (let i = 0; i < rows.length; i++) {
+      if (inserted[i] === 1) {
+        outcomes[i] = { seq: base + i, status: "stored" };
         stored++;
         continue;
       }
@@ -128,23 +120,22 @@ export class SqliteValueWriter {
       if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
       outcomes[i] = { seq: found.seq, status: "identical" };
     }
-    for (let i = 0; i < rows.length; i++) {
-      const first = firstOf[i] as number;
-      if (first !== i) outcomes[i] = { seq: (outcomes[first] as RowOutcome).seq, status: "identical" };
-    }
 
-    // 4. per (feature, entity), the newly stored row with the greatest (event_time, seq)
-    const winners = new Map<string, number>();
-    for (let k = 0; k < distinct.length; k++) {
-      if (inserted[k] !== 1) continue;
-      const i = distinct[k] as number;
+    // 4. per (feature, entity) (consecutive in `order`), the last newly stored row in `order`:
+    // the greatest event time, then sequence, of the call
+    const best: number[] = [];
+    let cand = -1;
+    for (let o = 0; o < order.length; o++) {
+      const i = order[o] as number;
       const r = rows[i] as ValueWrite;
-      const key = `${r.feature_id}\u0000${r.entity_id}`;
-      const best = winners.get(key);
-      // sequences grow with k, so a later row wins a tie on event_time
-      if (best === undefined || r.event_time >= (rows[best] as ValueWrite).event_time) winners.set(key, i);
+      const prev = o === 0 ? undefined : (rows[order[o - 1] as number] as ValueWrite);
+      if (prev !== undefined && (prev.feature_id !== r.feature_id || prev.entity_id !== r.entity_id)) {
+        if (cand >= 0) best.push(cand);
+        cand = -1;
+      }
+      if (inserted[i] === 1) cand = i;
     }
-    const best = [...winners.values()];
+    if (cand >= 0) best.push(cand);
     SqliteValueWriter.sliced(best.length, (at, n) => {
       const params: (string | number | Uint8Array)[] = new Array(n * 5);
       let p = 0;
@@ -154,7 +145,7 @@ export class SqliteValueWriter {
         params[p++] = r.feature_id;
         params[p++] = r.entity_id;
         params[p++] = r.event_time;
-        params[p++] = (outcomes[i] as RowOutcome).seq;
+        params[p++] = base + i;
         params[p++] = r.value;
       }
       this.upsert(n).run(...params);
