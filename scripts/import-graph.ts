@@ -16,7 +16,7 @@ const LAYERS: { name: string; prefixes: string[] }[] = [
   { name: "lib", prefixes: ["lib/", "types.d.ts"] },
   { name: "base", prefixes: ["errors.ts", "log.ts", "metrics.ts", "config.ts"] },
   { name: "registry", prefixes: ["registry/"] },
-  { name: "schemas", prefixes: ["schemas.ts"] },
+  { name: "schemas", prefixes: ["schemas.ts", "catalog-schemas.ts"] },
   { name: "formats", prefixes: ["formats/"] },
   { name: "store", prefixes: ["store/", "stores.ts"] },
   { name: "serving", prefixes: ["serving/"] },

@@ -11,10 +11,10 @@ import { errorHandler, problemBody, problemResponse } from "./api/errors.ts";
 import { authenticate } from "./api/middleware/auth.ts";
 import { observe } from "./api/middleware/observe.ts";
 import { rateLimit } from "./api/middleware/rate-limit.ts";
-import { Admission, shed } from "./api/middleware/shed.ts";
+import { Admission, EventLoopLag, shed } from "./api/middleware/shed.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
-import { batchByService } from "./api/routes/service-forms.ts";
+import { laneForms } from "./api/routes/lane-forms.ts";
 import { mountCatalog } from "./api/routes/catalog.ts";
 import { mountFeast } from "./api/routes/feast/index.ts";
 import { mountDefinitions } from "./api/routes/definitions.ts";
@@ -31,7 +31,7 @@ export type { ServerState };
 export interface AppOptions {
   /** Per-key rate limiter (default: counted in this process; `serve` passes the Redis-backed one). */
   rateLimiter?: RateLimiter;
-  /** Admission control of /api/v1 (default: MAX_IN_FLIGHT, MAX_QUEUE, QUEUE_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_EVENT_LOOP_LAG_MS). */
+  /** Admission control of /api/v1 (default: MAX_IN_FLIGHT, MAX_QUEUE, QUEUE_TIMEOUT_MS; the deadline and lag guard follow REQUEST_TIMEOUT_MS, MAX_EVENT_LOOP_LAG_MS). */
   admission?: Admission;
   /** The bulk lane (training queries and writes) (default: BULK_WORKERS threads, started on first use; `serve` passes its own to close it on shutdown). */
   lane?: BulkLane;
@@ -40,10 +40,8 @@ export interface AppOptions {
 /** Builds the app. `state.draining` flips /readyz to 503 during shutdown. */
 export function createApp(deps: Deps, state: ServerState = { draining: false }, version = "dev", opts: AppOptions = {}): OpenAPIHono<AppEnv> {
   const cfg = deps.config;
-  const admission =
-    opts.admission ??
-    new Admission({ maxInFlight: cfg.MAX_IN_FLIGHT, maxQueue: cfg.MAX_QUEUE, queueTimeoutMs: cfg.QUEUE_TIMEOUT_MS, requestTimeoutMs: cfg.REQUEST_TIMEOUT_MS, maxLagMs: cfg.MAX_EVENT_LOOP_LAG_MS });
-  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
+  const admission = opts.admission ?? new Admission({ maxInFlight: cfg.MAX_IN_FLIGHT, maxQueue: cfg.MAX_QUEUE, queueTimeoutMs: cfg.QUEUE_TIMEOUT_MS });
+  const lane = opts.lane ?? new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
   const limiter = opts.rateLimiter ?? new RateLimiter({ limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS });
   const app = new OpenAPIHono<AppEnv>();
   // request id, Connection: close while draining, metrics and the access log
@@ -70,7 +68,14 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   // Overload is refused first and cheapest: before authentication and before the body is read.
   // Two lanes: the bulk routes are admitted by the bulk lane (their own slots and queue), never
   // counted against online lookups nor refused for event-loop lag.
-  app.use("/api/v1/*", shed(admission, deps.metrics.registry, { exempt: (c) => isBulkRoute(c.req.method, c.req.path) }));
+  app.use(
+    "/api/v1/*",
+    shed(admission, deps.metrics.registry, {
+      requestTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
+      lag: new EventLoopLag(cfg.MAX_EVENT_LOOP_LAG_MS),
+      exempt: (c) => isBulkRoute(c.req.method, c.req.path),
+    }),
+  );
   app.use("/api/v1/*", authenticate(deps.keys));
   if (limiter.enabled) app.use("/api/v1/*", rateLimit(limiter, deps.metrics.registry));
   const maxBody = deps.config.BODY_LIMIT_BYTES;
@@ -89,14 +94,14 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
     }
     return streamedLimit(c, next);
   });
-  mountRegister(app, deps);
+  mountRegister(app, lane);
   mountWrite(app, lane);
   mountOnline(app, deps);
   mountBatch(app, deps, lane);
   mountDefinitions(app, deps);
-  mountMaterialize(app, deps);
-  mountCatalog(app, deps);
-  mountFeast(app, deps);
+  mountMaterialize(app, deps, lane);
+  mountCatalog(app, deps, lane);
+  mountFeast(app, deps, lane);
   return app;
 }
 

@@ -218,3 +218,65 @@ export class WorkerMetrics {
     for (const stage of ["store", "dlq", "commit"] as const) this.retries.inc({ stage }, 0);
   }
 }
+
+/** What admission metrics read at scrape time (an `Admission`, `EventLoopLag`). */
+interface AdmissionGauges {
+  inFlight(): number;
+  queued(): number;
+}
+
+/** The online lane's admission control (api/middleware/shed.ts), on the server's registry. */
+export class ShedMetrics {
+  /** Requests refused with 503, by reason. */
+  readonly shed: Counter<"reason">;
+
+  constructor(registry: Registry, read: AdmissionGauges & { lagSeconds(): number }) {
+    const registers = [registry];
+    this.shed = new Counter({
+      name: "feature_store_http_requests_shed_total",
+      help: "API requests refused with 503 by admission control, by reason: overloaded (event-loop lag), queue_full, queue_timeout, deadline.",
+      labelNames: ["reason"] as const,
+      registers,
+    });
+    for (const reason of ["overloaded", "queue_full", "queue_timeout", "deadline"]) this.shed.inc({ reason }, 0);
+    new Gauge({ name: "feature_store_http_requests_in_flight", help: "API requests being processed now (admitted, not yet answered).", registers, collect() { this.set(read.inFlight()); } });
+    new Gauge({ name: "feature_store_http_requests_queued", help: "API requests waiting for admission now.", registers, collect() { this.set(read.queued()); } });
+    new Gauge({
+      name: "feature_store_event_loop_lag_seconds",
+      help: "Event-loop lag seen by admission control (sampled while API requests arrive), seconds.",
+      registers,
+      collect() {
+        this.set(read.lagSeconds());
+      },
+    });
+  }
+}
+
+/** The bulk lane's admission control (lane/admission.ts), on the server's registry. */
+export class BulkAdmissionMetrics {
+  /** Jobs refused with 503, by reason. */
+  readonly shed: Counter<"reason">;
+
+  constructor(registry: Registry, read: AdmissionGauges) {
+    const registers = [registry];
+    this.shed = new Counter({
+      name: "feature_store_bulk_jobs_shed_total",
+      help: "Training queries and writes refused with 503 by the bulk lane's admission control, by reason: queue_full, queue_timeout.",
+      labelNames: ["reason"] as const,
+      registers,
+    });
+    for (const reason of ["queue_full", "queue_timeout"]) this.shed.inc({ reason }, 0);
+    new Gauge({ name: "feature_store_bulk_jobs_in_flight", help: "Training queries and writes running in the bulk lane now (a streamed answer counts until its last chunk).", registers, collect() { this.set(read.inFlight()); } });
+    new Gauge({ name: "feature_store_bulk_jobs_queued", help: "Training queries and writes waiting for a bulk-lane slot now.", registers, collect() { this.set(read.queued()); } });
+  }
+}
+
+/** Per-key rate limiting (api/middleware/rate-limit.ts); registered only when a limit is set. */
+export class RateLimitMetrics {
+  /** Requests refused with 429. */
+  readonly limited: Counter;
+
+  constructor(registry: Registry) {
+    this.limited = new Counter({ name: "feature_store_rate_limited_total", help: "API requests refused with 429 because their key was over its rate limit.", registers: [registry] });
+  }
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { stringify as toYaml } from "yaml";
-import { ServiceBody, ViewBody } from "../api/catalog-schemas.ts";
+import { ServiceBody, ViewBody } from "../catalog-schemas.ts";
 import { toGroupInput } from "../api/routes/catalog.ts";
 import { RegisterBody, zodErrors } from "../schemas.ts";
 import { convertFeastDump } from "../registry/feast-dump.ts";

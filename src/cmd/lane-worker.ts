@@ -1,12 +1,12 @@
 /**
  * Entry point of a bulk-lane worker thread (built into the binary as a second entrypoint; see
  * scripts/build.ts). An entry, like the commands: it puts the lane (src/lane) together with what
- * it needs from the API layer (the other accepted forms of a batch body). It opens its own store connection (SQLite WAL connection to the same file,
+ * it needs from the API layer (the other accepted forms of batch and write bodies). It opens its own store connection (SQLite WAL connection to the same file,
  * or its own small PostgreSQL pool), loads the registry, and runs the jobs the serving thread
  * sends (src/lane/jobs.ts).
  */
 import { setPriority } from "node:os";
-import { batchByService } from "../api/routes/service-forms.ts";
+import { laneForms } from "../api/routes/lane-forms.ts";
 import { JobRunner } from "../lane/jobs.ts";
 import type { FromWorker, ToWorker } from "../lane/protocol.ts";
 import { createLogger } from "../log.ts";
@@ -43,12 +43,14 @@ port.onmessage = (e) => {
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.
         db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin });
         await db.assertMigrated();
-        db.takeValuesChanges?.(); // starts recording this connection's commits of values
+        // starts recording this connection's commits (the serving thread counts them as its own)
+        db.takeOwnChanges?.("values");
+        db.takeOwnChanges?.("definitions");
         const registry = new RegistryHolder(db);
         runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
           reloadRegistry: true,
           chunkKeys: m.chunkKeys,
-          normaliseBatch: batchByService,
+          ...laneForms,
         });
         port.postMessage({ t: "ready" });
       } catch (err) {

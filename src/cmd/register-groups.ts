@@ -1,6 +1,6 @@
 /** `feature_views:` and `feature_services:` of a `register FILE.yaml`. */
 import type { z } from "@hono/zod-openapi";
-import { ServiceBody, ViewBody } from "../api/catalog-schemas.ts";
+import { ServiceBody, ViewBody } from "../catalog-schemas.ts";
 import { zodErrors } from "../schemas.ts";
 import { toGroupInput } from "../api/routes/catalog.ts";
 import type { GroupItem } from "../serving/catalog.ts";

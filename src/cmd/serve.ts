@@ -1,5 +1,5 @@
 import { createApp, type ServerState } from "../app.ts";
-import { batchByService } from "../api/routes/service-forms.ts";
+import { laneForms } from "../api/routes/lane-forms.ts";
 import { BulkLane, laneOptions } from "../lane/pool.ts";
 import { Lifecycle } from "../lib/lifecycle.ts";
 import { createLogger } from "../log.ts";
@@ -165,7 +165,7 @@ Options:
     lifecycle.add("health loop", () => clearInterval(health));
 
     // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
-    const lane = new BulkLane(deps, { ...laneOptions(cfg), normaliseBatch: batchByService });
+    const lane = new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
     lifecycle.add("bulk lane", () => lane.close());
 
     if (worker !== undefined) {

@@ -6,13 +6,14 @@
  * thread runs the same code itself).
  */
 import { AppError, problemBody } from "../errors.ts";
-import { BatchRowsBody, BatchSharedBody, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
-import { parseTime } from "../lib/time.ts";
+import { BatchRowsQuery, BatchSharedQuery, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
 import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
-import { prepareRows } from "../serving/write.ts";
+import { registerCatalog } from "../serving/catalog.ts";
+import { registerFeatures } from "../serving/register.ts";
+import { prepareRows, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
 import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
-import type { BatchJob, FromWorker, JobProblem, PackedRows, ToWorker, WriteJob } from "./protocol.ts";
+import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, SourceWriteJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
 import { chooseRenderer, type BatchRenderer } from "./render.ts";
 
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
@@ -25,22 +26,30 @@ export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pic
  */
 export type NormaliseBatch = (deps: Pick<Deps, "registry">, tenant: string, raw: unknown) => unknown;
 
+/**
+ * Accepted forms of a write body besides the native one (`write`), by name: each validates a
+ * decoded body into the groups to store in one transaction (400 when invalid). Given by the
+ * layer that knows the forms (Feast's `write-to-online-store` and `push`: api/routes/feast).
+ */
+export type WriteForms = Readonly<Record<string, (deps: ValidationDeps, tenant: string, raw: unknown) => WriteGroup[]>>;
+
+/** The native write body (POST /api/v1/features/write) as the one group to store. */
+function nativeWrite(deps: ValidationDeps, tenant: string, raw: unknown, now: number): WriteGroup[] {
+  const body = validate(WriteBody, raw);
+  const { rows, defs } = prepareRows(deps, tenant, body.entity_type, body.records, now);
+  return [{ tenant, entityType: body.entity_type, rows, defs }];
+}
+
 /** Decodes a batch request body into rows (entity, as-of time) and feature references; 400 when invalid. */
 export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) => unknown = (raw) => raw): { rows: BatchRow[]; featureNames: string[] } {
   const raw = normalise(decodeJson(body));
   exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
   if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
-    const req = validate(BatchRowsBody, raw);
-    const rows = req.rows.map((r, i) => {
-      const at = parseTime(r.timestamp);
-      if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: `rows[${i}].timestamp`, message: "expected an RFC 3339 timestamp" }] });
-      return { entity_id: r.entity_id, at };
-    });
-    return { rows, featureNames: req.feature_names };
+    const req = validate(BatchRowsQuery, raw); // timestamps parsed by the schema
+    return { rows: req.rows.map((r) => ({ entity_id: r.entity_id, at: r.timestamp })), featureNames: req.feature_names };
   }
-  const req = validate(BatchSharedBody, raw);
-  const at = parseTime(req.timestamp);
-  if (at === null) throw new AppError("invalid_request", "invalid timestamp", { errors: [{ path: "timestamp", message: "expected an RFC 3339 timestamp" }] });
+  const req = validate(BatchSharedQuery, raw);
+  const at = req.timestamp;
   return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
 }
 
@@ -110,7 +119,7 @@ export class JobRunner {
   constructor(
     private readonly deps: LaneDeps,
     private readonly post: (m: FromWorker, transfer?: Bun.Transferable[]) => void,
-    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined },
+    private readonly opts: { reloadRegistry: boolean; chunkKeys?: number | undefined; normaliseBatch?: NormaliseBatch | undefined; writeForms?: WriteForms | undefined },
   ) {}
 
   /** Jobs running now. */
@@ -125,6 +134,12 @@ export class JobRunner {
         break;
       case "write":
         void this.write(m);
+        break;
+      case "register":
+        void this.register(m);
+        break;
+      case "sources":
+        void this.sourceWrite(m);
         break;
       case "pull": {
         const j = this.jobs.get(m.id);
@@ -210,24 +225,64 @@ export class JobRunner {
     }
   }
 
-  private async write(m: WriteJob): Promise<void> {
-    this.start(m.id);
+  /** Runs a job answered by one message (or `failed` with its problem). */
+  private async once(id: number, work: () => Promise<{ answer: FromWorker; transfer?: ArrayBuffer[] }>): Promise<void> {
+    this.start(id);
     try {
-      await this.fresh(m.gen);
-      const body = validate(WriteBody, decodeJson(m.body));
-      // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
-      const { rows, defs } = prepareRows({ ...this.deps, clock: { now: () => m.now } }, m.tenant, body.entity_type, body.records, m.now);
-      // The offline half of storeValues (serving/write.ts); the serving thread does the online half.
-      const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
-      const ttls = new Map(defs.map((d) => [d.id, d.ttlMs]));
-      const packed = packRows(rows, outcomes);
-      const outcome = { written: rows.length, entityType: body.entity_type, rows: packed, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeValuesChanges?.() ?? [] };
-      const transfer = [packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[];
-      this.post({ t: "written", id: m.id, outcome }, transfer);
+      const { answer, transfer } = await work();
+      this.post(answer, transfer);
     } catch (err) {
-      this.post({ t: "failed", id: m.id, problem: toProblem(err, this.deps) });
+      this.post({ t: "failed", id, problem: toProblem(err, this.deps) });
     } finally {
-      this.jobs.delete(m.id);
+      this.jobs.delete(id);
     }
+  }
+
+  private write(m: WriteJob): Promise<void> {
+    return this.once(m.id, async () => {
+      await this.fresh(m.gen);
+      // The serving thread's clock at receipt stands for "now" (default event time, future-skew bound).
+      const deps = { ...this.deps, clock: { now: () => m.now } };
+      const raw = decodeJson(m.body);
+      const form = m.form === "write" ? undefined : this.opts.writeForms?.[m.form];
+      if (m.form !== "write" && form === undefined) throw new Error(`no write form ${JSON.stringify(m.form)} in this lane`);
+      const groups = form ? form(deps, m.tenant, raw) : nativeWrite(deps, m.tenant, raw, m.now);
+      // The offline half of storeValues (serving/write.ts), every group in one transaction; the serving thread does the online half.
+      const rows = groups.length === 1 ? (groups[0] as WriteGroup).rows : groups.flatMap((g) => g.rows);
+      const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
+      const ttls = new Map<number, number | null>();
+      const parts: WriteOutcome["parts"] = [];
+      const transfer: ArrayBuffer[] = [];
+      let at = 0;
+      for (const g of groups) {
+        for (const d of g.defs) ttls.set(d.id, d.ttlMs);
+        const packed = packRows(g.rows, outcomes.slice(at, at + g.rows.length));
+        at += g.rows.length;
+        parts.push({ entityType: g.entityType, rows: packed });
+        transfer.push(...([packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[]));
+      }
+      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeOwnChanges?.("values") ?? [] };
+      return { answer: { t: "written", id: m.id, outcome }, transfer };
+    });
+  }
+
+  /** A registration: its store transaction (and any wait for the write lock) happens on this thread. */
+  private register(m: RegisterJob): Promise<void> {
+    return this.once(m.id, async () => {
+      await this.fresh(m.gen);
+      const deps = { ...this.deps, clock: { now: () => m.now } };
+      const { outcomes, ok } = m.what === "features" ? await registerFeatures(deps, m.tenant, m.items) : await registerCatalog(deps, m.tenant, m.features, m.groups);
+      return { answer: { t: "registered", id: m.id, outcomes, ok, definitionsChanges: this.deps.stores.registry.takeOwnChanges?.("definitions") ?? [] } };
+    });
+  }
+
+  /** A write of the source store (a materialize job's row), so the serving thread never waits on the write lock for it. */
+  private sourceWrite(m: SourceWriteJob): Promise<void> {
+    return this.once(m.id, async () => {
+      const store = this.deps.stores.registry.sources;
+      const call = store[m.op] as (...args: unknown[]) => Promise<unknown>;
+      const result = await dbCall(this.deps, "materialize jobs", () => call.apply(store, m.args));
+      return { answer: { t: "done", id: m.id, result } };
+    });
   }
 }

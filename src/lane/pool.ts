@@ -14,10 +14,13 @@ import { BulkAdmission } from "./admission.ts";
 import type { Config } from "../config.ts";
 import { AppError } from "../errors.ts";
 import type { RegistrySnapshot } from "../registry/snapshot.ts";
-import type { Deps } from "../serving/deps.ts";
+import { dbCall, type Deps } from "../serving/deps.ts";
 import { offerToOnline } from "../serving/write.ts";
-import { JobRunner, unpackRows, type NormaliseBatch } from "./jobs.ts";
-import type { FromWorker, JobProblem, ToWorker, WriteOutcome } from "./protocol.ts";
+import { JobRunner, unpackRows, type NormaliseBatch, type WriteForms } from "./jobs.ts";
+import type { FromWorker, JobProblem, RegisterWhat, SourceWriteOp, ToWorker } from "./protocol.ts";
+import type { SourceStore } from "../store/types.ts";
+import type { CatalogOutcome } from "../serving/catalog.ts";
+import type { RegisterOutcome } from "../serving/register.ts";
 
 /** Settings of the lane. */
 export interface LaneOptions {
@@ -35,11 +38,28 @@ export interface LaneOptions {
   chunkKeys?: number;
   /** other accepted forms of a batch body, for jobs run on this thread (`workers: 0`); the worker's entry has its own */
   normaliseBatch?: NormaliseBatch;
+  /** other accepted forms of a write body (Feast's), likewise */
+  writeForms?: WriteForms;
 }
 
-/** The routes the bulk lane answers (everything else is the online lane). */
+/**
+ * The routes the bulk lane answers (everything else is the online lane): training queries,
+ * writes (ours and Feast's) and registrations, everything that writes to the store or costs
+ * CPU in proportion to the request.
+ */
+const BULK_ROUTES = new Set([
+  "/api/v1/features/batch",
+  "/api/v1/features/write",
+  "/api/v1/features/register",
+  "/api/v1/feature-views/register",
+  "/api/v1/feature-services/register",
+  "/api/v1/feast/write-to-online-store",
+  "/api/v1/feast/push",
+]);
+
+/** Whether a request is the bulk lane's (admitted by its admission control, not the online lane's). */
 export function isBulkRoute(method: string, path: string): boolean {
-  return method === "POST" && (path === "/api/v1/features/batch" || path === "/api/v1/features/write");
+  return method === "POST" && BULK_ROUTES.has(path);
 }
 
 /** Lane settings from the configuration. */
@@ -66,6 +86,8 @@ function workerUrl(): string {
 
 /** One thread of the pool (or the serving thread itself, with `workers: 0`). */
 interface Slot {
+  /** the thread (none: the serving thread itself) */
+  worker?: Worker;
   send(m: ToWorker, transfer?: Bun.Transferable[]): void;
   running: number;
   ready: Promise<void>;
@@ -109,6 +131,11 @@ export class BulkLane {
     this.seen = deps.registry.current;
   }
 
+  /** The lane's live worker threads (none with `workers: 0`), for operations and tests. */
+  get threads(): Worker[] {
+    return this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
+  }
+
   /** Registry generation to send with a job: bumped whenever the serving thread's snapshot changed. */
   private generation(): number {
     if (this.deps.registry.current !== this.seen) {
@@ -129,7 +156,12 @@ export class BulkLane {
   }
 
   private inline(): Slot {
-    const runner = new JobRunner(this.deps, (m) => queueMicrotask(() => this.dispatch(m)), { reloadRegistry: false, chunkKeys: this.o.chunkKeys, normaliseBatch: this.o.normaliseBatch });
+    const runner = new JobRunner(this.deps, (m) => queueMicrotask(() => this.dispatch(m)), {
+      reloadRegistry: false,
+      chunkKeys: this.o.chunkKeys,
+      normaliseBatch: this.o.normaliseBatch,
+      writeForms: this.o.writeForms,
+    });
     return { send: (m) => runner.handle(m), running: 0, ready: Promise.resolve(), stop: async () => {} };
   }
 
@@ -144,6 +176,7 @@ export class BulkLane {
     });
     ready.catch(() => {});
     const slot: Slot = {
+      worker,
       send: (m, transfer) => worker.postMessage(m, transfer ?? []),
       running: 0,
       ready,
@@ -155,15 +188,20 @@ export class BulkLane {
         clearTimeout(timer);
       },
     };
+    let gone = false;
     const lost = (why: string) => {
+      if (gone) return;
+      gone = true;
       this.deps.log.error({ reason: why }, "bulk lane worker stopped");
+      worker.terminate();
       fail(new Error(why));
       const i = this.slots.indexOf(slot);
       if (i >= 0) this.slots.splice(i, 1);
       for (const [id, p] of this.pending) {
         if (p.slot !== slot) continue;
         this.pending.delete(id);
-        p.onLost({ code: "unavailable", message: "the bulk lane worker stopped; try again" });
+        // A thread that dies under a job is a fault of this server, not of the request nor the store.
+        p.onLost({ code: "internal", message: "the bulk-lane thread running this request stopped unexpectedly (it has been replaced); a write may or may not have been stored: re-sending it is safe" });
       }
     };
     worker.addEventListener("message", (e: MessageEvent<FromWorker>) => {
@@ -298,46 +336,120 @@ export class BulkLane {
   }
 
   /**
-   * A write: admitted, validated and stored in the lane; then the newly stored values are
-   * offered to the online cache (compare-and-set) here, a slice per event-loop turn. Returns the
-   * number of values accepted.
+   * Admits a job, reads its body, runs it on the least busy thread and resolves with its answer
+   * (the message `pick` accepts); a failure it reports rejects with its problem.
    */
-  async write(req: { tenant: string; readBody: () => Promise<ArrayBuffer> }): Promise<number> {
-    const release = await this.admission.admit();
-    let outcome: WriteOutcome;
+  private async run<T>(
+    readBody: () => Promise<ArrayBuffer>,
+    make: (id: number, gen: number, body: Uint8Array) => ToWorker,
+    pick: (m: FromWorker) => T | undefined,
+    admit = true,
+  ): Promise<T> {
+    const release = admit ? await this.admission.admit() : () => {};
     let job: Job | undefined;
     try {
-      const body = new Uint8Array(await req.readBody());
-      const now = this.deps.clock.now();
-      let settle: { resolve: (o: WriteOutcome) => void; reject: (e: AppError) => void } | undefined;
-      const result = new Promise<WriteOutcome>((resolve, reject) => (settle = { resolve, reject }));
+      const body = new Uint8Array(await readBody());
+      let settle: { resolve: (o: T) => void; reject: (e: AppError) => void } | undefined;
+      const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
       job = this.open({
         onMessage: (m) => {
-          if (m.t === "written") settle?.resolve(m.outcome);
-          else if (m.t === "failed") settle?.reject(appError(m.problem));
+          if (m.t === "failed") return settle?.reject(appError(m.problem));
+          const answer = pick(m);
+          if (answer !== undefined) settle?.resolve(answer);
         },
         onLost: (p) => settle?.reject(appError(p)),
       });
       const id = job.id;
-      await this.send(job, (gen) => ({ t: "write", id, tenant: req.tenant, gen, body, now }), [body.buffer]);
-      outcome = await result;
+      await this.send(job, (gen) => make(id, gen, body), [body.buffer]);
+      return await result;
     } finally {
       job?.end();
       release();
     }
-    const { rows, ttls, entityType, valuesChanges } = outcome;
-    this.deps.stores.registry.adoptValuesChanges?.(valuesChanges);
+  }
+
+  /**
+   * A write: admitted, validated and stored in the lane; then the newly stored values are
+   * offered to the online cache (compare-and-set) here, a slice per event-loop turn. `form` is
+   * the body's form (`write`, or one of the lane's `writeForms`). Returns the number of values
+   * accepted.
+   */
+  async write(req: { tenant: string; readBody: () => Promise<ArrayBuffer>; form?: string }): Promise<number> {
+    const now = this.deps.clock.now();
+    const form = req.form ?? "write";
+    const outcome = await this.run(
+      req.readBody,
+      (id, gen, body) => ({ t: "write", id, tenant: req.tenant, gen, body, now, form }),
+      (m) => (m.t === "written" ? m.outcome : undefined),
+    );
+    const { parts, ttls, valuesChanges } = outcome;
+    this.deps.stores.registry.adoptOwnChanges?.("values", valuesChanges);
     if (outcome.written > 0) this.deps.metrics.valuesWritten.inc(outcome.written);
     // The online half of storeValues (serving/write.ts): every accepted row, re-sends included.
     const ttl = new Map(ttls);
-    const n = rows.entityIds.length;
-    for (let from = 0; from < n; from += CACHE_SLICE) {
-      if (from > 0) await new Promise<void>((r) => setImmediate(r));
-      const slice = unpackRows(rows, from, Math.min(n, from + CACHE_SLICE));
-      const defs = slice.rows.map((r) => ({ ttlMs: ttl.get(r.feature_id) ?? null }));
-      await offerToOnline(this.deps, { tenant: req.tenant, entityType, rows: slice.rows, defs }, slice.seqs);
+    let turns = 0;
+    for (const { entityType, rows } of parts) {
+      const n = rows.entityIds.length;
+      for (let from = 0; from < n; from += CACHE_SLICE) {
+        if (turns++ > 0) await new Promise<void>((r) => setImmediate(r));
+        const slice = unpackRows(rows, from, Math.min(n, from + CACHE_SLICE));
+        const defs = slice.rows.map((r) => ({ ttlMs: ttl.get(r.feature_id) ?? null }));
+        await offerToOnline(this.deps, { tenant: req.tenant, entityType, rows: slice.rows, defs }, slice.seqs);
+      }
     }
     return outcome.written;
+  }
+
+  /**
+   * A registration (features, or views and services), already schema-valid: admitted and run
+   * in the lane, so a wait for the database's write lock (a large write committing) holds a
+   * lane thread, never this one. This thread's registry snapshot is refreshed before it
+   * resolves (a feature registered is served at once).
+   */
+  async register(
+    tenant: string,
+    what: RegisterWhat,
+  ): Promise<{ outcomes: (RegisterOutcome | CatalogOutcome)[]; ok: boolean }> {
+    const now = this.deps.clock.now();
+    const done = await this.run(
+      async () => new ArrayBuffer(0),
+      (id, gen) => ({ t: "register", id, tenant, gen, now, ...what }),
+      (m) => (m.t === "registered" ? m : undefined),
+    );
+    this.deps.stores.registry.adoptOwnChanges?.("definitions", done.definitionsChanges);
+    const changed = done.ok && done.outcomes.some((o) => o.status === "new" || o.status === "updated");
+    // Inline (`workers: 0`) the job reloaded this thread's snapshot already.
+    if (changed && this.o.workers > 0) await dbCall(this.deps, "registry reload", () => this.deps.registry.reload(tenant));
+    return { outcomes: done.outcomes, ok: done.ok };
+  }
+
+  /**
+   * The source store (materialize jobs) as the serving thread uses it: reads on this thread's
+   * connection (a reader never waits for a writer in WAL mode), writes (a job's row created,
+   * updated, swept) on a lane thread, outside the lane's admission (one small statement each).
+   */
+  get sources(): SourceStore {
+    const own = this.deps.stores.registry.sources;
+    const write =
+      <K extends SourceWriteOp>(op: K) =>
+      (...args: Parameters<SourceStore[K]>) =>
+        this.run(
+          async () => new ArrayBuffer(0),
+          (id) => ({ t: "sources", id, op, args }),
+          (m) => (m.t === "done" ? { result: m.result } : undefined),
+          false,
+        ).then((r) => r.result as Awaited<ReturnType<SourceStore[K]>>);
+    return {
+      putSources: (...a) => own.putSources(...a),
+      listSources: (...a) => own.listSources(...a),
+      getSourceState: (...a) => own.getSourceState(...a),
+      putSourceState: (...a) => own.putSourceState(...a),
+      getJob: (...a) => own.getJob(...a),
+      listJobs: (...a) => own.listJobs(...a),
+      createJob: write("createJob"),
+      updateJob: write("updateJob"),
+      interruptStaleJobs: write("interruptStaleJobs"),
+    };
   }
 
   /** Stops the threads (jobs still running are cut: the HTTP drain has had its time by then). */

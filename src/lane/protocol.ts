@@ -7,6 +7,8 @@
 import type { Config } from "../config.ts";
 import type { ErrorCode, FieldError } from "../errors.ts";
 import type { StatusCounts } from "../serving/batch.ts";
+import type { CatalogOutcome, GroupItem } from "../serving/catalog.ts";
+import type { RegisterItem, RegisterOutcome } from "../serving/register.ts";
 
 /** Sent once, first: how to open the worker's own store connection. */
 export interface InitMessage {
@@ -38,10 +40,33 @@ export interface WriteJob {
   gen: number;
   body: Uint8Array;
   now: number;
+  /** the body's form: `write` (POST /api/v1/features/write) or another accepted one (jobs.ts WriteForms) */
+  form: string;
+}
+
+/**
+ * A registration: features (`register` route, `registerFeatures`) or views and services
+ * (`registerCatalog`), already schema-valid (small bodies, validated on the serving thread). Its
+ * store transaction runs here, so the serving thread never waits on the database's write lock.
+ */
+export type RegisterJob = { t: "register"; id: number; tenant: string; gen: number; /** the serving thread's clock (created_at, updated_at) */ now: number } & RegisterWhat;
+
+/** What a registration registers. */
+export type RegisterWhat = { what: "features"; items: RegisterItem[] } | { what: "catalog"; features: RegisterItem[]; groups: GroupItem[] };
+
+/** The writes of the source store (materialize jobs' rows) that the serving thread makes: run on a lane thread. */
+export type SourceWriteOp = "createJob" | "updateJob" | "interruptStaleJobs";
+
+/** One write of the source store, with the method's arguments. */
+export interface SourceWriteJob {
+  t: "sources";
+  id: number;
+  op: SourceWriteOp;
+  args: unknown[];
 }
 
 /** Serving thread -> worker. */
-export type ToWorker = InitMessage | BatchJob | WriteJob | { t: "pull"; id: number } | { t: "cancel"; id: number } | { t: "close" };
+export type ToWorker = InitMessage | BatchJob | WriteJob | RegisterJob | SourceWriteJob | { t: "pull"; id: number } | { t: "cancel"; id: number } | { t: "close" };
 
 /** A failure to report: an AppError's fields, or `internal` (details stay in the worker's log). */
 export interface JobProblem {
@@ -69,8 +94,8 @@ export interface PackedRows {
 export interface WriteOutcome {
   /** values accepted (identical re-sends and older values included) */
   written: number;
-  entityType: string;
-  rows: PackedRows;
+  /** the accepted rows per entity type (one part for a native write; a Feast push may span several views) */
+  parts: { entityType: string; rows: PackedRows }[];
   /** TTL per feature id, ms (null: none) */
   ttls: [number, number | null][];
   /** the worker connection's commits of values (SQLite), for the main connection to adopt */
@@ -83,4 +108,6 @@ export type FromWorker =
   | { t: "init_failed"; message: string }
   | { t: "chunk"; id: number; contentType: string; bytes: Uint8Array; counts: StatusCounts | undefined; last: boolean }
   | { t: "written"; id: number; outcome: WriteOutcome }
+  | { t: "registered"; id: number; outcomes: (RegisterOutcome | CatalogOutcome)[]; ok: boolean; /** the worker connection's commits of definitions (SQLite), for the main connection to adopt */ definitionsChanges: number[] }
+  | { t: "done"; id: number; result: unknown }
   | { t: "failed"; id: number; problem: JobProblem };

@@ -3,8 +3,9 @@
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
 import type { AsOfKey, StoredRow, Stores } from "../store/types.ts";
+import type { z } from "@hono/zod-openapi";
 import { AppError } from "../errors.ts";
-import { LIMITS } from "../schemas.ts";
+import { LIMITS, type BatchResult as BatchResultSchema } from "../schemas.ts";
 import { passthroughColumn, type InputFrame } from "../formats/decode.ts";
 import { STRING, TIMESTAMP, type Cell, type FrameChunk, type FrameColumn } from "../formats/frame.ts";
 import { formatTime, parseTime } from "../lib/time.ts";
@@ -21,12 +22,7 @@ export interface BatchRow {
 }
 
 /** One result row, as the API returns it. */
-export interface BatchResult {
-  entity_id: string;
-  timestamp: string;
-  features: Record<string, unknown>;
-  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
-}
+export type BatchResult = z.output<typeof BatchResultSchema>;
 
 /** Values served per status in one chunk (for `feature_store_lookups_total`). */
 export type StatusCounts = Record<ServedValue["status"], number>;

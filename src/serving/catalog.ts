@@ -6,7 +6,7 @@
 import { AppError } from "../errors.ts";
 import { parseRef } from "../registry/names.ts";
 import { RegistrySnapshot } from "../registry/snapshot.ts";
-import type { DefinitionRow, GroupKind, GroupRow, GroupSpec, MetadataUpdate, NewGroup } from "../store/types.ts";
+import type { DefinitionRow, GroupKind, GroupRow, GroupSpec, MetadataUpdate, NewGroup, Stores } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { decideRegistration, type RegisterItem, type RegisterOutcome } from "./register.ts";
 
@@ -159,7 +159,7 @@ export function decideCatalog(
  * is in conflict or invalid and `dryRun` is false), then refreshes this process's snapshot.
  */
 export async function registerCatalog(
-  deps: Pick<Deps, "stores" | "registry" | "clock" | "config" | "log">,
+  deps: Pick<Deps, "registry" | "clock" | "config" | "log"> & { stores: Pick<Stores, "registry"> },
   tenant: string,
   features: readonly RegisterItem[],
   groups: readonly GroupItem[],

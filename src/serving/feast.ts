@@ -14,7 +14,7 @@ import { serviceFeatureNames } from "./catalog.ts";
 import type { Deps } from "./deps.ts";
 import { resolveFeatureSet, type ServedValue } from "./features.ts";
 import { lookupAcrossTypes } from "./multi.ts";
-import { storeValues, validateRecords, type WriteGroup, type WriteRecord } from "./write.ts";
+import { validateRecords, type ValidationDeps, type WriteGroup, type WriteRecord } from "./write.ts";
 
 /** Feast's `GetOnlineFeaturesRequest` (fields Feast's server ignores are ignored here too). */
 export interface FeastOnlineRequest {
@@ -183,10 +183,11 @@ function viewRecords(view: GroupRow, frame: FeastFrame, rows: number, now: numbe
 }
 
 /**
- * Writes a frame through feature views (all validated first, then stored view by view).
- * Returns the number of values accepted.
+ * A frame written through feature views, validated (every view at once) into the groups to
+ * store in ONE transaction: a push through several views is all or nothing. 400 listing every
+ * bad cell otherwise; nothing is stored here.
  */
-async function writeFrame(deps: Deps, tenant: string, views: readonly GroupRow[], frame: FeastFrame, maxRows: number): Promise<number> {
+function frameGroups(deps: ValidationDeps, tenant: string, views: readonly GroupRow[], frame: FeastFrame, maxRows: number): WriteGroup[] {
   const cols = Object.entries(frame);
   const rows = cols[0]?.[1].length ?? 0;
   const errors: FieldError[] = [];
@@ -206,24 +207,25 @@ async function writeFrame(deps: Deps, tenant: string, views: readonly GroupRow[]
     else for (const p of v.problems) errors.push({ path: frameCell(p.field, p.record, view.name), message: p.message });
   }
   if (errors.length > 0) throw new AppError("invalid_request", "invalid df; nothing was written", { errors: errors.slice(0, 100) });
-  // every view's rows in one transaction: a push through several views is all or nothing
-  await storeValues(deps, groups);
-  return groups.reduce((n, g) => n + g.rows.length, 0);
+  return groups;
 }
 
-/** `POST /write-to-online-store`: a frame of one feature view. */
-export function feastWrite(deps: Deps, tenant: string, viewName: string, frame: FeastFrame, maxRows: number): Promise<number> {
+/**
+ * `POST /write-to-online-store`: a frame of one feature view, as the groups to store (in one
+ * transaction: the HTTP route stores them in the bulk lane, src/lane).
+ */
+export function feastWriteGroups(deps: ValidationDeps, tenant: string, viewName: string, frame: FeastFrame, maxRows: number): WriteGroup[] {
   const view = deps.registry.current.group(tenant, "view", viewName);
   if (!view) throw new AppError("not_found", `unknown feature view ${JSON.stringify(viewName)}`, { errors: [{ path: "feature_view_name", message: "no such feature view" }] });
-  return writeFrame(deps, tenant, [view], frame, maxRows);
+  return frameGroups(deps, tenant, [view], frame, maxRows);
 }
 
 /**
  * `POST /push`: a frame written through every feature view whose `push_source` is the given
- * name. Our writes always keep history (what `batch` reads) and the online value together, so
- * `to` is `online` or `online_and_offline`; `offline` alone is refused.
+ * name, as the groups to store. Our writes always keep history (what `batch` reads) and the
+ * online value together, so `to` is `online` or `online_and_offline`; `offline` alone is refused.
  */
-export function feastPush(deps: Deps, tenant: string, pushSource: string, frame: FeastFrame, to: string, maxRows: number): Promise<number> {
+export function feastPushGroups(deps: ValidationDeps, tenant: string, pushSource: string, frame: FeastFrame, to: string, maxRows: number): WriteGroup[] {
   if (to === "offline") {
     throw new AppError("invalid_request", "to: offline is not supported: every write here is stored in history and online together; use online or online_and_offline", {
       errors: [{ path: "to", message: "must be online or online_and_offline" }],
@@ -231,5 +233,5 @@ export function feastPush(deps: Deps, tenant: string, pushSource: string, frame:
   }
   const views = deps.registry.current.latestGroups(tenant, "view").filter((v) => v.spec.push_source === pushSource);
   if (views.length === 0) throw new AppError("not_found", `no feature view has push_source ${JSON.stringify(pushSource)}`, { errors: [{ path: "push_source_name", message: "no such push source" }] });
-  return writeFrame(deps, tenant, views, frame, maxRows);
+  return frameGroups(deps, tenant, views, frame, maxRows);
 }

@@ -5,7 +5,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { AppError } from "../errors.ts";
 import type { Clock } from "../lib/time.ts";
-import { withTimeout } from "../lib/timeout.ts";
 import type { KeyRow, RegistryStore } from "../store/types.ts";
 
 /** Scopes, each including the ones before it. */
@@ -68,12 +67,10 @@ export interface KeyLookupOptions {
   negativeMax: number;
   /** Requests waiting for a read at most; more get 503 `unavailable` with `Retry-After: 1`. */
   maxWaiting: number;
-  /** Longest wait for a read, ms; then 503 `unavailable`. */
-  timeoutMs: number;
 }
 
 /** Defaults of {@link KeyLookupOptions} (documented in the README, Concepts: tenants and keys). */
-export const KEY_LOOKUP_DEFAULTS: KeyLookupOptions = { readsPerSecond: 10, negativeTtlMs: 5000, negativeMax: 10_000, maxWaiting: 256, timeoutMs: 2000 };
+export const KEY_LOOKUP_DEFAULTS: KeyLookupOptions = { readsPerSecond: 10, negativeTtlMs: 5000, negativeMax: 10_000, maxWaiting: 256 };
 
 /**
  * Every key by hash, in memory (revoked ones too, so that they are refused without a query).
@@ -151,7 +148,8 @@ export class KeyRing {
    * within the last `negativeTtlMs` are refused without a read. Otherwise the caller waits for
    * the next read of the keys that starts after it arrived; concurrent lookups share one read,
    * and reads start at most `readsPerSecond` times a second. Throws AppError `unavailable` (503)
-   * when more than `maxWaiting` lookups wait already, or the database does not answer.
+   * when more than `maxWaiting` lookups wait already, or the database does not answer. The wait
+   * is bounded by the store's own timeout (STORE_TIMEOUT_MS on each read), not by a second one.
    */
   async lookup(presented: string): Promise<Principal | null> {
     const hash = hashKey(presented);
@@ -161,7 +159,7 @@ export class KeyRing {
     }
     this.waiting++;
     try {
-      await withTimeout(this.freshRead(), this.opts.timeoutMs, "API key lookup");
+      await this.freshRead();
     } catch (err) {
       throw new AppError("unavailable", "the API key could not be checked: the database is unavailable; try again shortly", { cause: err, headers: { "retry-after": "1" } });
     } finally {
@@ -200,7 +198,7 @@ export class KeyRing {
     await null;
     // The read in progress may have started before the caller's key existed: wait for it,
     // then keep to the rate.
-    if (this.current) await withTimeout(this.current, this.opts.timeoutMs, "API key lookup").catch(() => {});
+    if (this.current) await this.current.catch(() => {});
     const wait = this.lastReadAt + 1000 / this.opts.readsPerSecond - this.clock.now();
     if (wait > 0) await Bun.sleep(wait);
     this.queued = undefined; // lookups arriving from now on wait for the next read

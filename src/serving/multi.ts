@@ -3,6 +3,8 @@
  * `user_stats:*` + `merchant_stats:risk_score`, or Feast's `get-online-features`): each row
  * names one entity id per entity type; each entity type's keys are read in one cache call.
  */
+import type { z } from "@hono/zod-openapi";
+import type { OnlineRowsResponse } from "../catalog-schemas.ts";
 import { AppError, type FieldError } from "../errors.ts";
 import { compositeEntityId } from "../registry/names.ts";
 import type { Definition } from "../registry/snapshot.ts";
@@ -67,12 +69,8 @@ export async function lookupAcrossTypes(
 /** An entity as an `entity_rows` request names it: its id, or {join key: value} for several keys. */
 export type EntityValue = string | Record<string, string>;
 
-/** One result of an `entity_rows` online request. */
-export interface OnlineRowResult {
-  entities: Record<string, EntityValue>;
-  features: Record<string, unknown>;
-  metadata: Record<string, { status: ServedValue["status"]; event_time: string | null }>;
-}
+/** One result of an `entity_rows` online request (the response schema's type). */
+export type OnlineRowResult = z.output<typeof OnlineRowsResponse>["results"][number];
 
 /**
  * `entity_rows` (entity type -> entity per row) with features of any entity types. An entity

@@ -5,7 +5,7 @@
  */
 import type { z } from "@hono/zod-openapi";
 import type { RegisterBody } from "../schemas.ts";
-import type { DefinitionRow, MetadataUpdate, NewDefinition } from "../store/types.ts";
+import type { DefinitionRow, MetadataUpdate, NewDefinition, Stores } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
 
 /** A definition as submitted (already schema-valid: the request schema's type). */
@@ -99,7 +99,7 @@ export function decideRegistration(tenant: string, items: readonly RegisterItem[
  * Registers items for a tenant, all or nothing: applied only when none is in conflict or
  * invalid and `dryRun` is false. Refreshes this process's registry snapshot after a change.
  */
-export async function registerFeatures(deps: Pick<Deps, "stores" | "registry" | "clock" | "config" | "log">, tenant: string, items: readonly RegisterItem[], dryRun = false): Promise<{ outcomes: RegisterOutcome[]; ok: boolean }> {
+export async function registerFeatures(deps: Pick<Deps, "registry" | "clock" | "config" | "log"> & { stores: Pick<Stores, "registry"> }, tenant: string, items: readonly RegisterItem[], dryRun = false): Promise<{ outcomes: RegisterOutcome[]; ok: boolean }> {
   const now = deps.clock.now();
   const { result, inserted } = await dbCall(deps, "register", () =>
     deps.stores.registry.registerDefinitions(tenant, (current) => {

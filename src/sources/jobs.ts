@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { AppError } from "../errors.ts";
 import { formatTime } from "../lib/time.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
-import type { JobRow } from "../store/types.ts";
+import type { JobRow, SourceStore } from "../store/types.ts";
 import { loadSource } from "./register.ts";
 
 /** A running job's process touches its row at least this often (ms). */
@@ -60,11 +60,15 @@ function selfCommand(): string[] {
 export class JobRunner {
   private readonly children = new Map<string, { kill(sig?: number | NodeJS.Signals): void }>();
 
-  constructor(private readonly deps: Deps) {}
+  /** `sources`: where the job rows are read and written (the server passes the bulk lane's, whose writes never run on its serving thread). */
+  constructor(
+    private readonly deps: Deps,
+    private readonly sources: SourceStore = deps.stores.registry.sources,
+  ) {}
 
   /** A store call; a store that is down is a 503. */
-  private db<T>(fn: (s: Deps["stores"]["registry"]["sources"]) => Promise<T>): Promise<T> {
-    return dbCall(this.deps, "materialize jobs", () => fn(this.deps.stores.registry.sources));
+  private db<T>(fn: (s: SourceStore) => Promise<T>): Promise<T> {
+    return dbCall(this.deps, "materialize jobs", () => fn(this.sources));
   }
 
   /** Marks jobs whose process is gone as interrupted. */
@@ -139,10 +143,10 @@ export class JobRunner {
       this.children.delete(job.id);
       // a process that ended without recording an outcome (a crash, a bad configuration)
       const now = this.deps.clock.now();
-      const row = await this.deps.stores.registry.sources.getJob(job.tenant, job.id).catch(() => null);
+      const row = await this.sources.getJob(job.tenant, job.id).catch(() => null);
       if (row && (row.status === "queued" || row.status === "running")) {
         const last = stderr.trim().split("\n").at(-1) ?? "";
-        await this.deps.stores.registry.sources.updateJob(job.id, { status: "failed", error: `the materialize process exited with status ${code}${last ? `: ${last.slice(0, 2000)}` : ""}` }, now).catch(() => {});
+        await this.sources.updateJob(job.id, { status: "failed", error: `the materialize process exited with status ${code}${last ? `: ${last.slice(0, 2000)}` : ""}` }, now).catch(() => {});
       }
     })().catch((err: unknown) => this.deps.log.warn({ err }, "materialize job watcher failed"));
   }

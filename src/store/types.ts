@@ -67,6 +67,9 @@ export interface AsOfKey extends ValueKey {
 }
 
 /** What changed in the database since the last notification. */
+/** Changes a sibling connection of this process (a bulk-lane thread) commits: values (writes) and definitions (registrations). */
+export type OwnChangeKind = "values" | "definitions";
+
 export interface ChangeSet {
   definitions: boolean;
   keys: boolean;
@@ -152,10 +155,10 @@ export interface RegistryStore extends GroupStore {
   // not make the in-process cache forget everything after each bulk write).
   /** Identity of this connection's change notifications (PostgreSQL); a connection opened with the same `changeOrigin` is one of ours. */
   readonly changeOrigin?: string;
-  /** The values-counter versions this connection committed since the last call (SQLite): pass them to the main connection's `adoptValuesChanges`. */
-  takeValuesChanges?(): number[];
-  /** Counts a sibling's commits of values (its `takeValuesChanges`) as this process's own (SQLite). */
-  adoptValuesChanges?(versions: readonly number[]): void;
+  /** The change-counter versions of `kind` this connection committed since the last call (SQLite): pass them to the main connection's `adoptOwnChanges`. */
+  takeOwnChanges?(kind: OwnChangeKind): number[];
+  /** Counts a sibling's commits (its `takeOwnChanges`) as this process's own (SQLite). */
+  adoptOwnChanges?(kind: OwnChangeKind, versions: readonly number[]): void;
   /**
    * Looks for other processes' changes now, calling the listeners before it returns (a cheap
    * check when nothing changed). Stores whose feed is pushed to them leave it out.

@@ -16,6 +16,9 @@ const R = "/api/v1/features/register";
 const W = "/api/v1/features/write";
 const O = "/api/v1/features/online";
 const B = "/api/v1/features/batch";
+const V = "/api/v1/feature-views/register";
+const FW = "/api/v1/feast/write-to-online-store";
+const FP = "/api/v1/feast/push";
 const ROWS = 2000;
 const AT = "2025-01-01T00:00:00Z";
 
@@ -36,6 +39,37 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
   return (await Promise.race([p.then(() => true, () => true), Promise.resolve(marker)])) !== marker;
 }
 
+/**
+ * Another connection takes the lock a store write needs (SQLite: the database's write lock;
+ * PostgreSQL: `table` in EXCLUSIVE mode) and holds it until the returned function is called.
+ */
+async function lockStore(s: TestServer, table: string): Promise<() => Promise<void>> {
+  let unlocked: Promise<void> | undefined;
+  const once = (f: () => Promise<void>) => () => (unlocked ??= f());
+  if (!s.deps.config.POSTGRES_URL) {
+    const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
+    other.exec("BEGIN IMMEDIATE");
+    return once(async () => {
+      other.exec("COMMIT");
+      other.close();
+    });
+  }
+  const sql = postgres(s.deps.config.POSTGRES_URL as string, { max: 1, onnotice: () => {} });
+  const locked = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const tx = sql.begin(async (t) => {
+    await t.unsafe(`LOCK TABLE ${table} IN EXCLUSIVE MODE`);
+    locked.resolve();
+    await release.promise;
+  });
+  await Promise.race([locked.promise, tx]);
+  return once(async () => {
+    release.resolve();
+    await tx;
+    await sql.end();
+  });
+}
+
 for (const backend of contractBackends()) {
   describe(`two lanes on ${backend.name}`, () => {
     let s: TestServer;
@@ -51,6 +85,7 @@ for (const backend of contractBackends()) {
       expect((await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
       const w = await s.post(W, { entity_type: "user", records: ids.map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key);
       expect(w.body).toEqual({ written: ROWS });
+      expect((await s.post(V, { name: "fv", version: 1, entity_type: "user", features: ["f"], push_source: "ps" }, key)).status).toBe(201);
     }, 60_000);
     afterAll(async () => {
       await s?.close();
@@ -118,6 +153,12 @@ for (const backend of contractBackends()) {
       const write = await s.post(W, { entity_type: "user", records: [{ entity_id: "x", features: { f: 1 } }] }, key);
       expect(write.status).toBe(503);
       expect(write.headers.get("retry-after")).toBe("1");
+      // Registrations and Feast's writes run in the lane too: admitted by it.
+      const reg = await s.post(R, { name: "full", version: 1, dtype: "int64", entity_type: "user" }, key);
+      expect(reg.status).toBe(503);
+      expect(reg.headers.get("retry-after")).toBe("1");
+      const feast = await s.post(FW, { feature_view_name: "fv", df: { user: ["x"], f: [1] } }, key);
+      expect(feast.status).toBe(503);
       for (let i = 0; i < 20; i++) expect(await online(`u${i}`)).toBe(i);
       // A client that goes away frees the slot; the next training query runs.
       await reader.cancel();
@@ -152,30 +193,7 @@ for (const backend of contractBackends()) {
 
     test("online lookups are answered while a write waits for a store lock; the write then succeeds and is served", async () => {
       // Another connection holds the lock the write needs, so the write is provably in progress.
-      let unlock: () => Promise<void>;
-      if (!s.deps.config.POSTGRES_URL) {
-        const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
-        other.exec("BEGIN IMMEDIATE");
-        unlock = async () => {
-          other.exec("COMMIT");
-          other.close();
-        };
-      } else {
-        const sql = postgres(s.deps.config.POSTGRES_URL as string, { max: 1, onnotice: () => {} });
-        const locked = Promise.withResolvers<void>();
-        const release = Promise.withResolvers<void>();
-        const tx = sql.begin(async (t) => {
-          await t`LOCK TABLE feature_values IN EXCLUSIVE MODE`;
-          locked.resolve();
-          await release.promise;
-        });
-        await locked.promise;
-        unlock = async () => {
-          release.resolve();
-          await tx;
-          await sql.end();
-        };
-      }
+      const unlock = await lockStore(s, "feature_values");
       const write = s.post(W, { entity_type: "user", records: [{ entity_id: "u7", event_time: "2024-06-01T00:00:00Z", features: { f: 700 } }] }, key);
       for (let i = 0; i < 20; i++) {
         expect(await online(`u${i}`)).toBe(i);
@@ -184,6 +202,80 @@ for (const backend of contractBackends()) {
       await unlock();
       expect((await write).body).toEqual({ written: 1 });
       expect(await online("u7")).toBe(700);
+    });
+
+    /**
+     * Sends `request` while another connection holds the lock its store transaction needs: it
+     * provably waits (unsettled) while online lookups are answered; then the lock is released.
+     */
+    async function whileLocked(table: string, request: () => Promise<Awaited<ReturnType<TestServer["post"]>>>) {
+      const unlock = await lockStore(s, table);
+      try {
+        const pending = request();
+        for (let i = 10; i < 30; i++) {
+          expect(await online(`u${i}`)).toBe(i);
+          expect(await settled(pending)).toBe(false);
+        }
+        await unlock();
+        return await pending;
+      } finally {
+        await unlock();
+      }
+    }
+
+    test("online lookups are answered while a registration waits for a store lock; it then succeeds and is served at once", async () => {
+      // Registration's transaction needs the lock a large write holds while it commits.
+      const locks = "feature_definitions, feature_groups";
+      const name = `r${Date.now()}`;
+      expect((await whileLocked(locks, () => s.post(R, { name, version: 1, dtype: "int64", entity_type: "user" }, key))).status).toBe(201);
+      expect((await whileLocked(locks, () => s.post(V, { name: `v${name}`, version: 1, entity_type: "user", features: ["f"] }, key))).status).toBe(201);
+      // This thread's registry knows them without waiting for the change feed.
+      expect((await s.get(`/api/v1/features/${name}`, key)).status).toBe(200);
+      expect((await s.get(`/api/v1/feature-views/v${name}`, key)).status).toBe(200);
+      expect((await s.post(O, { entity_id: "u3", feature_names: [`v${name}:f`] }, key)).body.features[`v${name}:f`]).toBe(3);
+    });
+
+    test("Feast's write-to-online-store and push wait for a store lock in the lane too; both are then served", async () => {
+      const write = await whileLocked("feature_values", () => s.post(FW, { feature_view_name: "fv", df: { user: ["u8"], f: [800], event_timestamp: ["2024-06-01T00:00:00"] } }, key));
+      expect(write.status).toBe(200);
+      const push = await whileLocked("feature_values", () => s.post(FP, { push_source_name: "ps", df: { user: ["u9"], f: [900], event_timestamp: ["2024-06-01T00:00:00"] } }, key));
+      expect(push.status).toBe(200);
+      expect(await online("u8")).toBe(800);
+      expect(await online("u9")).toBe(900);
+      // The same validation as before, now in the lane: the bad cell is named.
+      const bad = await s.post(FW, { feature_view_name: "fv", df: { user: ["u1"], f: ["x"] } }, key);
+      expect(bad.status).toBe(400);
+      expect(bad.body.errors[0].path).toBe("df.f[0]");
+      expect((await s.post(FP, { push_source_name: "nope", df: { user: ["u1"], f: [1] } }, key)).status).toBe(404);
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+    });
+
+    test("listing materialize jobs (its sweep writes the jobs' rows) waits for a store lock on a lane thread; online lookups are answered meanwhile", async () => {
+      const list = await whileLocked("materialize_jobs", () => s.get("/api/v1/materialize/jobs", key));
+      expect(list.status).toBe(200);
+      expect(list.body.jobs).toEqual([]);
+    });
+
+    test.if(backend.env.POSTGRES_URL !== undefined)("a lane thread that dies under a write: 500 at once, not a hang; the next write runs on a new thread", async () => {
+      const unlock = await lockStore(s, "feature_values");
+      try {
+        const write = s.post(W, { entity_type: "user", records: [{ entity_id: "crash", features: { f: 1 } }] }, key);
+        // The write is provably running on a lane thread (waiting for the lock): kill that thread.
+        while (s.lane.admission.admission.inFlight === 0 || s.lane.threads.length === 0) await Bun.sleep(5);
+        expect(await settled(write)).toBe(false);
+        const dead = [...s.lane.threads];
+        for (const t of dead) t.terminate();
+        const r = await write;
+        expect(r.status).toBe(500);
+        expect(r.body.code).toBe("internal");
+        expect(r.body.detail).toContain("re-sending it is safe");
+      } finally {
+        await unlock();
+      }
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+      const again = await s.post(W, { entity_type: "user", records: [{ entity_id: "after", features: { f: 2 } }] }, key);
+      expect(again.body).toEqual({ written: 1 });
+      expect(await online("after")).toBe(2);
     });
   });
 }
@@ -213,6 +305,71 @@ describe("the in-process cache after a bulk write (embedded)", () => {
       await s.close();
     }
   });
+});
+
+describe("registration in the lane (embedded)", () => {
+  test("a worker's registration is this process's own: the change feed reloads nothing, another process's still reloads", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} });
+    try {
+      const key = await s.key(TestServer.tenant());
+      const db = s.deps.stores.registry as SqliteDatabase;
+      db.poll();
+      const reloads: (readonly string[] | undefined)[] = [];
+      const reloadFor = s.deps.registry.reloadFor.bind(s.deps.registry);
+      s.deps.registry.reloadFor = (tenants) => {
+        reloads.push(tenants);
+        return reloadFor(tenants);
+      };
+      expect((await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
+      expect((await s.post(V, { name: "v", version: 1, entity_type: "user", features: ["f"] }, key)).status).toBe(201);
+      db.poll();
+      expect(reloads.length).toBe(0);
+      const other = new Sqlite(join(s.deps.config.DATA_DIR, "feature-store.db"));
+      other.exec("UPDATE change_counters SET version = version + 1 WHERE kind = 'definitions'");
+      other.close();
+      db.poll();
+      expect(reloads).toStrictEqual([undefined]);
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
+});
+
+describe("a lane thread that dies mid-answer (embedded)", () => {
+  test("the stream ends in an error (not a hang), the slot comes back, and the next training query and write run on a new thread", async () => {
+    const s = await TestServer.open({ name: "embedded", env: {} }, { BULK_WORKERS: "1", BULK_MAX_IN_FLIGHT: "1", BULK_MAX_QUEUE: "0" }, { chunkKeys: 2 });
+    try {
+      const key = await s.key(TestServer.tenant());
+      await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key);
+      const ids = ["a", "b", "c", "d", "e", "f"];
+      await s.post(W, { entity_type: "user", records: ids.map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key);
+      const res = await s.app.request(B, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "application/json", accept: "application/x-ndjson" },
+        body: JSON.stringify({ entity_ids: ids, feature_names: ["f"], timestamp: AT }),
+      });
+      expect(res.status).toBe(200);
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      expect((await reader.read()).done).toBe(false);
+      // The batch holds its slot on a live thread (it waits for the next pull): kill the thread.
+      expect(s.lane.admission.admission.inFlight).toBe(1);
+      const dead = [...s.lane.threads];
+      expect(dead.length).toBe(1);
+      for (const t of dead) t.terminate();
+      expect(await rest(reader).then(() => "complete", () => "cut")).toBe("cut");
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+      expect(s.lane.threads.some((t) => dead.includes(t))).toBe(false);
+      const again = await s.post(B, { entity_ids: ids, feature_names: ["f"], timestamp: AT }, key);
+      expect(again.status).toBe(200);
+      expect(again.body.results.map((r: { features: { f: unknown } }) => r.features.f)).toEqual([0, 1, 2, 3, 4, 5]);
+      expect((await s.post(W, { entity_type: "user", records: [{ entity_id: "a", event_time: "2024-06-01T00:00:00Z", features: { f: 10 } }] }, key)).body).toEqual({ written: 1 });
+      expect((await s.post(O, { entity_id: "a", feature_names: ["f"] }, key)).body.features.f).toBe(10);
+      expect(s.lane.threads.length).toBe(1);
+      expect(dead.includes(s.lane.threads[0] as Worker)).toBe(false);
+    } finally {
+      await s.close();
+    }
+  }, 30_000);
 });
 
 describe("BULK_WORKERS=0 (embedded)", () => {

@@ -1,6 +1,6 @@
 /**
  * The bulk lane in the compiled binary: its worker thread is an embedded entrypoint (run from a
- * directory holding no sources), training queries and writes run there, an online lookup is
+ * directory holding no sources), training queries, writes (ours and Feast's) and registrations run there, an online lookup is
  * answered while a large batch is provably still in progress, and SIGTERM starts the drain at
  * once while that batch is held open, then exits 0.
  */
@@ -102,6 +102,18 @@ describe("the bulk lane in the binary", () => {
     expect(last.features).toEqual({ a: 9999, b: 19998, c: 29997 });
     expect(await gauge("feature_store_bulk_jobs_in_flight")).toBe(0);
   }, 120_000);
+
+  test("registrations and Feast's push run in the binary's lane worker (its own forms inside the binary)", async () => {
+    expect((await post("/api/v1/feature-views/register", { name: "stats", version: 1, entity_type: "user", features: ["a"], push_source: "src" })).status).toBe(201);
+    const pushed = await post("/api/v1/feast/push", { push_source_name: "src", df: { user: ["p1"], a: [7], event_timestamp: ["2024-06-01T00:00:00"] } });
+    expect(pushed.status).toBe(200);
+    const bad = await post("/api/v1/feast/write-to-online-store", { feature_view_name: "stats", df: { user: ["p1"], a: ["x"] } });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { errors: { path: string }[] }).errors[0]?.path).toBe("df.a[0]");
+    const o = await post("/api/v1/features/online", { entity_id: "p1", feature_names: ["stats:a"] });
+    expect(((await o.json()) as { features: unknown }).features).toEqual({ "stats:a": 7 });
+    expect(await gauge("feature_store_bulk_jobs_in_flight")).toBe(0);
+  }, 60_000);
 
   test("SIGTERM while a batch is held open: the drain starts at once, the process exits 0", async () => {
     const ids = Array.from({ length: ROWS }, (_, i) => `u${i % ENTITIES}`);

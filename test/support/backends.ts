@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { createApp, type ServerState } from "../../src/app.ts";
-import { batchByService } from "../../src/api/routes/service-forms.ts";
+import { laneForms } from "../../src/api/routes/lane-forms.ts";
 import { BulkLane, laneOptions, type LaneOptions } from "../../src/lane/pool.ts";
 import { buildDeps, closeDeps } from "../../src/cmd/common.ts";
 import { loadConfig, type Config } from "../../src/config.ts";
@@ -39,11 +39,13 @@ export function contractBackends(): Backend[] {
 }
 
 /**
- * Deps on the stores `env` names, silent, PostgreSQL migrated first, following other processes'
- * changes as `serve` does.
+ * Deps on the stores `env` names, silent, event-loop lag guard off, PostgreSQL migrated first,
+ * following other processes' changes as `serve` does.
  */
 export async function openTestDeps(env: Record<string, string>): Promise<Deps> {
-  const cfg: Config = loadConfig({ LOG_LEVEL: "silent", ...env });
+  // Called in process, the app sees no socket backlog; the lag guard (which the loaded test
+  // machine would trip) is off unless a test asks for it.
+  const cfg: Config = loadConfig({ LOG_LEVEL: "silent", MAX_EVENT_LOOP_LAG_MS: "0", ...env });
   const log = createLogger("silent", 2);
   if (cfg.POSTGRES_URL) {
     const db = await openDatabase(cfg, log);
@@ -76,7 +78,7 @@ export class TestServer {
     private readonly dataDir: string | undefined,
     lane: Partial<LaneOptions>,
   ) {
-    this.lane = new BulkLane(deps, { ...laneOptions(deps.config), normaliseBatch: batchByService, ...lane });
+    this.lane = new BulkLane(deps, { ...laneOptions(deps.config), ...laneForms, ...lane });
     this.app = createApp(deps, this.state, "test", { lane: this.lane });
   }
 

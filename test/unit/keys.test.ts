@@ -159,6 +159,19 @@ describe("KeyRing: keys created by another process", () => {
     expect((await ring.lookup(fresh.key))?.tenant).toBe("acme");
   });
 
+  test("a read is bounded by the store's own timeout only: a read slower than any ring-level bound still answers", async () => {
+    const db = new KeyTable();
+    const ring = new KeyRing(db, clock, { readsPerSecond: 1000 });
+    await ring.reload();
+    db.hold();
+    const fresh = db.add("acme");
+    const pending = ring.lookup(fresh.key);
+    // The ring once raced each read against its own 2 s timer on top of STORE_TIMEOUT_MS.
+    await Bun.sleep(2_100);
+    db.release();
+    expect((await pending)?.tenant).toBe("acme");
+  });
+
   test("over maxWaiting lookups: 503 with Retry-After, the waiting ones still answered", async () => {
     const db = new KeyTable();
     const ring = new KeyRing(db, clock, { readsPerSecond: 1000, maxWaiting: 3 });

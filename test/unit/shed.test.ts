@@ -6,13 +6,23 @@
 import { describe, expect, test } from "bun:test";
 import { Hono } from "hono";
 import { Registry } from "prom-client";
-import { Admission, shed } from "../../src/api/middleware/shed.ts";
+import { Admission, EventLoopLag, shed } from "../../src/api/middleware/shed.ts";
 import { errorHandler } from "../../src/api/errors.ts";
 import type { AppEnv } from "../../src/api/env.ts";
 import { createLogger } from "../../src/log.ts";
 
-function gatedApp(o: Partial<ConstructorParameters<typeof Admission>[0]> = {}) {
-  const admission = new Admission({ maxInFlight: 2, maxQueue: 2, queueTimeoutMs: 10_000, requestTimeoutMs: 0, maxLagMs: 0, ...o });
+interface GateOptions {
+  maxInFlight: number;
+  maxQueue: number;
+  queueTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxLagMs: number;
+}
+
+function gatedApp(opts: Partial<GateOptions> = {}) {
+  const o: GateOptions = { maxInFlight: 2, maxQueue: 2, queueTimeoutMs: 10_000, requestTimeoutMs: 0, maxLagMs: 0, ...opts };
+  const admission = new Admission({ maxInFlight: o.maxInFlight, maxQueue: o.maxQueue, queueTimeoutMs: o.queueTimeoutMs });
+  const lag = new EventLoopLag(o.maxLagMs);
   const registry = new Registry();
   const app = new Hono<AppEnv>();
   app.onError(errorHandler(createLogger("silent", 2)));
@@ -20,7 +30,7 @@ function gatedApp(o: Partial<ConstructorParameters<typeof Admission>[0]> = {}) {
     c.set("requestId", "r");
     await next();
   });
-  app.use("/api/*", shed(admission, registry));
+  app.use("/api/*", shed(admission, registry, { requestTimeoutMs: o.requestTimeoutMs, lag }));
   const gates: (() => void)[] = [];
   let running = 0;
   let maxRunning = 0;
@@ -34,14 +44,13 @@ function gatedApp(o: Partial<ConstructorParameters<typeof Admission>[0]> = {}) {
     return c.json({ ok: true });
   });
   app.get("/api/fail", (c) => c.json({ code: "unavailable" }, 503));
-  /** `env` set: as if from a listening socket (Bun.serve passes the server); unset: in process. */
-  const call = (path: string, env?: object) => app.request(path, undefined, env);
+  const call = (path: string) => app.request(path);
   /** Opens the oldest gate (after the handler reached it). */
   const open = async () => {
     while (gates.length === 0) await Bun.sleep(1);
     gates.shift()?.();
   };
-  return { app, admission, registry, call, open, order, stats: () => ({ maxRunning }) };
+  return { app, admission, lag, registry, call, open, order, stats: () => ({ maxRunning }) };
 }
 
 async function problem(res: Response) {
@@ -107,10 +116,9 @@ describe("admission control", () => {
     expect(res.headers.get("retry-after")).toBe("1");
   });
 
-  test("after the event loop was blocked beyond maxLagMs, the backlog of socket requests is refused; then admitted again", async () => {
+  test("after the event loop was blocked beyond maxLagMs, the backlog of requests is refused; then admitted again", async () => {
     const g = gatedApp({ maxLagMs: 50, maxInFlight: 10 });
-    const sock = {}; // stands for Bun's server object: the request came from a socket
-    const first = g.call("/api/slow/1", sock); // starts the lag sampler
+    const first = g.call("/api/slow/1"); // starts the lag sampler
     await g.open();
     expect((await first).status).toBe(200);
     const busyUntil = performance.now() + 120;
@@ -118,23 +126,19 @@ describe("admission control", () => {
       // a CPU-bound stretch: nothing else runs
     }
     await Bun.sleep(1); // the (late) sample runs
-    expect(g.admission.lagMs()).toBeGreaterThan(50);
+    expect(g.lag.lagMs()).toBeGreaterThan(50);
     // the requests that piled up meanwhile: a few are served, the rest refused at once
-    const backlog = Array.from({ length: 12 }, (_, i) => g.call(`/api/slow/${2 + i}`, sock));
+    const backlog = Array.from({ length: 12 }, (_, i) => g.call(`/api/slow/${2 + i}`));
     const refused = await Promise.all(backlog.slice(8));
     for (const r of refused) expect(await problem(r)).toMatchObject({ status: 503, code: "unavailable", retryAfter: "1" });
     for (let i = 0; i < 8; i++) await g.open();
     expect((await Promise.all(backlog.slice(0, 8))).map((r) => r.status)).toEqual(Array(8).fill(200));
     expect(await g.registry.metrics()).toContain('feature_store_http_requests_shed_total{reason="overloaded"} 4');
-    // in-process calls never queued in a socket: not refused for lag
-    const inProcess = Array.from({ length: 10 }, (_, i) => g.call(`/api/slow/${20 + i}`));
-    for (let i = 0; i < 10; i++) await g.open();
-    expect((await Promise.all(inProcess)).map((r) => r.status)).toEqual(Array(10).fill(200));
-    // once the sampler runs on time again, socket requests are admitted (retried: a busy machine may lag)
+    // once the sampler runs on time again, requests are admitted (retried: a busy machine may lag)
     let status = 0;
     for (let attempt = 0; attempt < 100 && status !== 200; attempt++) {
       await Bun.sleep(30);
-      const pair = [g.call(`/api/slow/${10 + attempt}`, sock)];
+      const pair = [g.call(`/api/slow/${10 + attempt}`)];
       const res = await Promise.race([pair[0] as Promise<Response>, Bun.sleep(5).then(() => undefined)]);
       if (res) status = res.status; // refused at once
       else {
@@ -147,7 +151,6 @@ describe("admission control", () => {
 
   test("a few clients sending one slow request after another are never refused for lag", async () => {
     const g = gatedApp({ maxLagMs: 20, maxInFlight: 10 });
-    const sock = {};
     for (let i = 0; i < 5; i++) {
       const busyUntil = performance.now() + 60;
       while (performance.now() < busyUntil) {
@@ -155,10 +158,23 @@ describe("admission control", () => {
       }
       await Bun.sleep(1); // the loop gets round to its (late) sample, as between socket reads
       // four clients' requests, queued behind the slow stretch
-      const rs = [0, 1, 2, 3].map((j) => g.call(`/api/slow/${i * 4 + j}`, sock));
+      const rs = [0, 1, 2, 3].map((j) => g.call(`/api/slow/${i * 4 + j}`));
       for (let j = 0; j < 4; j++) await g.open();
       expect((await Promise.all(rs)).map((r) => r.status)).toEqual([200, 200, 200, 200]);
     }
+  });
+
+  test("lag not watched (maxLagMs 0): a backlog after a blocked loop is admitted, and nothing samples", async () => {
+    const g = gatedApp({ maxLagMs: 0, maxInFlight: 20 });
+    const busyUntil = performance.now() + 60;
+    while (performance.now() < busyUntil) {
+      // a CPU-bound stretch
+    }
+    const backlog = Array.from({ length: 12 }, (_, i) => g.call(`/api/slow/${i}`));
+    for (let i = 0; i < 12; i++) await g.open();
+    expect((await Promise.all(backlog)).map((r) => r.status)).toEqual(Array(12).fill(200));
+    expect(g.lag.lagMs()).toBe(0);
+    expect(await g.registry.metrics()).toContain('feature_store_http_requests_shed_total{reason="overloaded"} 0');
   });
 
   test("limits of 0 mean unlimited", async () => {

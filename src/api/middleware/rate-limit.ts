@@ -5,17 +5,15 @@
  * and no metric label holds a key or tenant.
  */
 import type { MiddlewareHandler } from "hono";
-import { Counter, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import { AppError } from "../../errors.ts";
+import { RateLimitMetrics } from "../../metrics.ts";
 import type { RateLimiter } from "../../serving/rate-limit.ts";
 import type { AppEnv } from "../env.ts";
 
 /** Limits every request by its principal's key id. */
 export function rateLimit(limiter: RateLimiter, registry: Registry): MiddlewareHandler<AppEnv> {
-  const name = "feature_store_rate_limited_total";
-  const limited =
-    (registry.getSingleMetric(name) as Counter | undefined) ??
-    new Counter({ name, help: "API requests refused with 429 because their key was over its rate limit.", registers: [registry] });
+  const { limited } = new RateLimitMetrics(registry);
   const limit = String(limiter.limit);
   return async (c, next) => {
     const d = await limiter.check(c.get("principal").keyId);

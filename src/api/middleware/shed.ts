@@ -11,85 +11,56 @@
  * requests pile up in socket buffers where no counter sees them; the symptom is event-loop
  * lag. So while the event loop runs more than `maxLagMs` late and requests keep piling up (more
  * than a few since the loop last ran on time), the newcomers are refused too: they have already
- * waited about that long unseen, and answering them cheaply drains the backlog.
+ * waited about that long unseen, and answering them cheaply drains the backlog
+ * (lib/event-loop-lag.ts).
  *
  * Every admitted request also has a deadline (`requestTimeoutMs`, queueing included): a
  * request still unanswered then gets a 503 (the work already started is not cancelled; its
  * store calls are bounded by STORE_TIMEOUT_MS). Every 503 of the API carries `Retry-After`.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { Counter, Gauge, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import { AppError } from "../../errors.ts";
-import { Admission, metricOf } from "../../lib/admission.ts";
+import type { Admission } from "../../lib/admission.ts";
+import type { EventLoopLag } from "../../lib/event-loop-lag.ts";
+import { ShedMetrics } from "../../metrics.ts";
 import type { AppEnv } from "../env.ts";
 
 export { Admission, type AdmissionOptions } from "../../lib/admission.ts";
+export { EventLoopLag } from "../../lib/event-loop-lag.ts";
 
+/** Settings of {@link shed} beyond the admission queue's own. */
+export interface ShedOptions {
+  /** Deadline of a request from arrival, ms; 0: none. */
+  requestTimeoutMs: number;
+  /** Seconds sent in `Retry-After` with a 503 (default 1). */
+  retryAfterSeconds?: number;
+  /** The event-loop lag sampler whose backlog refuses newcomers (default: lag not watched). */
+  lag?: EventLoopLag;
+  /**
+   * Requests that skip admission (the bulk lane's routes, admitted by `BulkAdmission`): they
+   * neither take an online slot nor count toward the event-loop lag guard; their 503s still
+   * get `Retry-After`.
+   */
+  exempt?: (c: Context<AppEnv>) => boolean;
+}
 
-/**
- * Admission control and per-request deadline for the routes it is mounted on. Requests that
- * `opts.exempt` picks (the bulk lane's routes, admitted by {@link BulkAdmission}) skip it: they
- * neither take an online slot nor count toward the event-loop lag guard; their 503s still get
- * `Retry-After`.
- */
-export function shed(admission: Admission, registry: Registry, opts: { exempt?: (c: Context<AppEnv>) => boolean } = {}): MiddlewareHandler<AppEnv> {
-  const { queueTimeoutMs, requestTimeoutMs } = admission.o;
-  const retryAfter = String(admission.o.retryAfterSeconds ?? 1);
-  const shedTotal = metricOf(
-    registry,
-    "feature_store_http_requests_shed_total",
-    () =>
-      new Counter({
-        name: "feature_store_http_requests_shed_total",
-        help: "API requests refused with 503 by admission control, by reason: overloaded (event-loop lag), queue_full, queue_timeout, deadline.",
-        labelNames: ["reason"] as const,
-        registers: [registry],
-      }),
-  );
-  for (const reason of ["overloaded", "queue_full", "queue_timeout", "deadline"]) shedTotal.inc({ reason }, 0);
-  metricOf(
-    registry,
-    "feature_store_http_requests_in_flight",
-    () =>
-      new Gauge({
-        name: "feature_store_http_requests_in_flight",
-        help: "API requests being processed now (admitted, not yet answered).",
-        registers: [registry],
-        collect() {
-          this.set(admission.inFlight);
-        },
-      }),
-  );
-  metricOf(
-    registry,
-    "feature_store_http_requests_queued",
-    () =>
-      new Gauge({
-        name: "feature_store_http_requests_queued",
-        help: "API requests waiting for admission now.",
-        registers: [registry],
-        collect() {
-          this.set(admission.queued);
-        },
-      }),
-  );
+/** Why a request was refused (the `reason` label of `feature_store_http_requests_shed_total`). */
+type ShedReason = "overloaded" | "queue_full" | "queue_timeout" | "deadline";
 
-  metricOf(
-    registry,
-    "feature_store_event_loop_lag_seconds",
-    () =>
-      new Gauge({
-        name: "feature_store_event_loop_lag_seconds",
-        help: "Event-loop lag seen by admission control (sampled while API requests arrive), seconds.",
-        registers: [registry],
-        collect() {
-          this.set(admission.lagMs() / 1000);
-        },
-      }),
-  );
+/** Admission control and per-request deadline for the routes it is mounted on. */
+export function shed(admission: Admission, registry: Registry, opts: ShedOptions): MiddlewareHandler<AppEnv> {
+  const { requestTimeoutMs, lag, exempt } = opts;
+  const { queueTimeoutMs, maxQueue } = admission.options;
+  const retryAfter = String(opts.retryAfterSeconds ?? 1);
+  const metrics = new ShedMetrics(registry, {
+    inFlight: () => admission.inFlight,
+    queued: () => admission.queued,
+    lagSeconds: () => (lag?.lagMs() ?? 0) / 1000,
+  });
 
-  const refuse = (reason: "overloaded" | "queue_full" | "queue_timeout" | "deadline"): never => {
-    shedTotal.inc({ reason });
+  const refuse = (reason: ShedReason): never => {
+    metrics.shed.inc({ reason });
     const detail =
       reason === "deadline"
         ? `the request did not complete within its ${requestTimeoutMs} ms deadline; retry after ${retryAfter} s`
@@ -98,17 +69,16 @@ export function shed(admission: Admission, registry: Registry, opts: { exempt?: 
   };
 
   return async (c, next) => {
-    if (opts.exempt?.(c)) {
+    if (exempt?.(c)) {
       await next();
       if (c.res.status === 503 && !c.res.headers.has("retry-after")) c.res.headers.set("retry-after", retryAfter);
       return;
     }
     const arrived = performance.now();
-    // Only requests from a listening socket can queue unseen; in-process calls (tests, tools) cannot.
-    if ((c.env as unknown) !== undefined && admission.lagging()) refuse("overloaded");
+    if (lag?.backlogged()) refuse("overloaded");
     if (!admission.tryAcquire()) {
       const budget = requestTimeoutMs > 0 ? Math.min(queueTimeoutMs, requestTimeoutMs) : queueTimeoutMs;
-      if (admission.queued >= admission.o.maxQueue) refuse("queue_full");
+      if (admission.queued >= maxQueue) refuse("queue_full");
       if (!(await admission.wait(budget))) refuse("queue_timeout");
     }
     const work = next().finally(() => admission.release());

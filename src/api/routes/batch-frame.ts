@@ -5,7 +5,7 @@
  * contract's two JSON forms, asked for as JSON or NDJSON, are handed back to the batch handler
  * unchanged.
  */
-import type { Context } from "hono";
+import type { Context, TypedResponse } from "hono";
 import { AppError } from "../../errors.ts";
 import { decodeFrame, frameFromObjects, inputFormatOf, type InputFrame } from "../../formats/decode.ts";
 import { createEncoder, OUTPUT_TYPES, type OutputFormat } from "../../formats/encode.ts";
@@ -131,7 +131,7 @@ const TEXT: ReadonlySet<OutputFormat> = new Set(["json", "ndjson", "csv"]);
  * body (the connection closes without the final chunk: a client sees a truncated transfer, never
  * a well-formed partial file).
  */
-export async function respondFrame(c: Context<AppEnv>, deps: Deps, query: FrameQuery, format: OutputFormat): Promise<Response> {
+export async function respondFrame(c: Context<AppEnv>, deps: Deps, query: FrameQuery, format: OutputFormat): Promise<Response & TypedResponse<ReadableStream<Uint8Array>, 200, "body">> {
   const enc = createEncoder(format, query.columns);
   const first = await query.chunks.next();
   const requestId = c.get("requestId");

@@ -9,7 +9,7 @@ import { mount, requireScope } from "../route.ts";
 import { BatchBody, batchExamples, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BinaryTable, CsvTable, BatchResult as BatchResultSchema } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
 import { batchByService } from "./service-forms.ts";
-import { BatchServiceRowsBody, BatchServiceSharedBody } from "../catalog-schemas.ts";
+import { BatchServiceRowsBody, BatchServiceSharedBody } from "../../catalog-schemas.ts";
 
 export const batchRoute = createRoute({
   method: "post",

@@ -1,21 +1,32 @@
 /** Feature views and feature services: register (admin), list and read (read). */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { AppError } from "../../errors.ts";
-import { registerCatalog, serviceJson, viewJson, type GroupInput } from "../../serving/catalog.ts";
+import type { BulkLane } from "../../lane/pool.ts";
+import { serviceJson, viewJson, type CatalogOutcome, type GroupInput } from "../../serving/catalog.ts";
 import type { Deps } from "../../serving/deps.ts";
 import type { GroupKind, GroupRow } from "../../store/types.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
 import { Name } from "../../schemas.ts";
-import { ServiceBody, ServiceList, ServiceResponse, ServiceVersions, ViewBody, ViewList, ViewResponse, ViewVersions } from "../catalog-schemas.ts";
+import { ServiceBody, ServiceList, ServiceResponse, ServiceVersions, ViewBody, ViewList, ViewResponse, ViewVersions } from "../../catalog-schemas.ts";
 import { problems, security } from "./common.ts";
 
 const NameParam = z.object({ name: Name.openapi({ param: { name: "name", in: "path" } }) });
 
-/** Per kind: its path segment, JSON key, schemas and renderer. */
+/** Per kind: its path segment, schemas and response bodies (one, the list, one's versions). */
 const KINDS = {
-  view: { path: "feature-views", one: "feature_view", many: "feature_views", label: "feature view", Body: ViewBody, One: ViewResponse, List: ViewList, Versions: ViewVersions, json: viewJson, op: "FeatureView" },
-  service: { path: "feature-services", one: "feature_service", many: "feature_services", label: "feature service", Body: ServiceBody, One: ServiceResponse, List: ServiceList, Versions: ServiceVersions, json: serviceJson, op: "FeatureService" },
+  view: {
+    path: "feature-views", label: "feature view", Body: ViewBody, One: ViewResponse, List: ViewList, Versions: ViewVersions, op: "FeatureView",
+    one: (g: GroupRow) => ({ feature_view: viewJson(g) }),
+    list: (gs: readonly GroupRow[]) => ({ feature_views: gs.map(viewJson) }),
+    versions: (name: string, gs: readonly GroupRow[]) => ({ name, versions: gs.map(viewJson) }),
+  },
+  service: {
+    path: "feature-services", label: "feature service", Body: ServiceBody, One: ServiceResponse, List: ServiceList, Versions: ServiceVersions, op: "FeatureService",
+    one: (g: GroupRow) => ({ feature_service: serviceJson(g) }),
+    list: (gs: readonly GroupRow[]) => ({ feature_services: gs.map(serviceJson) }),
+    versions: (name: string, gs: readonly GroupRow[]) => ({ name, versions: gs.map(serviceJson) }),
+  },
 } as const;
 
 function routes(kind: GroupKind) {
@@ -28,8 +39,8 @@ function routes(kind: GroupKind) {
     summary: `Register a ${k.label} (admin)`,
     description:
       kind === "view"
-        ? "A named, versioned group of features of one entity type. 201 when new; 200 when name@version exists with the same entity_type, join_keys, features and push_source (description, owner and tags are replaced); 409 when it exists with a different definition; 400 listing the unknown references when a feature is not registered."
-        : "A named, versioned set of feature references (possibly spanning entity types) for one model. 201 when new; 200 when name@version exists with the same features (metadata replaced); 409 when it exists with different features; 400 listing the unknown references when a feature or view is not registered.",
+        ? "A named, versioned group of features of one entity type. 201 when new; 200 when name@version exists with the same entity_type, join_keys, features and push_source (description, owner and tags are replaced); 409 when it exists with a different definition; 400 listing the unknown references when a feature is not registered. Runs in the bulk lane: when it is full, 503 `unavailable` with `Retry-After`."
+        : "A named, versioned set of feature references (possibly spanning entity types) for one model. 201 when new; 200 when name@version exists with the same features (metadata replaced); 409 when it exists with different features; 400 listing the unknown references when a feature or view is not registered. Runs in the bulk lane: when it is full, 503 `unavailable` with `Retry-After`.",
     security,
     request: { body: { required: true, content: { "application/json": { schema: k.Body } } } },
     responses: {
@@ -66,33 +77,33 @@ export function toGroupInput(kind: GroupKind, body: z.output<typeof ViewBody> | 
   return { kind, name, version, description, owner, tags, spec };
 }
 
-export function mountCatalog(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+/** Registration's store transaction runs in the bulk lane (src/lane), as the features' does. */
+export function mountCatalog(app: OpenAPIHono<AppEnv>, deps: Deps, lane: BulkLane): void {
   for (const kind of ["view", "service"] as const) {
     const k = KINDS[kind];
     const r = routes(kind);
-    const render = k.json as (g: GroupRow) => unknown;
     mount(app, r.register, async (c) => {
       const { tenant } = requireScope(c, "admin");
       const input = toGroupInput(kind, await parseBody(c, k.Body));
-      const { outcomes } = await registerCatalog(deps, tenant, [], [{ input }]);
-      const o = outcomes[0];
+      const { outcomes } = await lane.register(tenant, { what: "catalog", features: [], groups: [{ input }] });
+      const o = outcomes[0] as CatalogOutcome | undefined;
       if (o?.status === "invalid") {
         const errors = (o.unknown ?? []).map((ref) => ({ path: `features[${input.spec.features.indexOf(ref)}]`, message: `unknown feature reference ${JSON.stringify(ref)}` }));
         throw new AppError("invalid_request", o.reason ?? `invalid ${k.label}`, errors.length > 0 ? { errors } : {});
       }
       if (!o?.group || o.status === "conflict") throw new AppError("conflict", o?.reason ?? `${k.label} conflicts with the registry`);
-      return c.json({ [k.one]: render(o.group) }, o.status === "new" ? 201 : 200);
+      return c.json(k.one(o.group), o.status === "new" ? 201 : 200);
     });
     mount(app, r.list, (c) => {
       const { tenant } = requireScope(c, "read");
-      return c.json({ [k.many]: deps.registry.current.latestGroups(tenant, kind).map(render) }, 200);
+      return c.json(k.list(deps.registry.current.latestGroups(tenant, kind)), 200);
     });
     mount(app, r.get, (c) => {
       const { tenant } = requireScope(c, "read");
-      const name = c.req.param("name") ?? "";
+      const name = c.req.param("name");
       const versions = deps.registry.current.groupVersions(tenant, kind, name);
       if (versions.length === 0) throw new AppError("not_found", `unknown ${k.label} ${JSON.stringify(name)}`);
-      return c.json({ name, versions: versions.map(render) }, 200);
+      return c.json(k.versions(name, versions), 200);
     });
   }
 }

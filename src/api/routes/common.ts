@@ -42,14 +42,24 @@ const RETRY_AFTER = {
   "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" as const, minimum: 1 } },
 };
 
+/** Statuses every API route can answer with a problem. */
+type CommonProblemStatus = 401 | 403 | 429 | 500 | 503;
+
+/** One problem response of the document. */
+interface ProblemResponse {
+  description: string;
+  headers?: typeof RETRY_AFTER;
+  content: { "application/problem+json": { schema: typeof Problem; example?: unknown } };
+}
+
 /** Problem responses for the given statuses, plus 401/403/429/500/503 that every API route can return. */
-export function problems(...statuses: number[]) {
+export function problems<S extends number>(...statuses: S[]): Record<S | CommonProblemStatus, ProblemResponse> {
   return problemsFor({}, ...statuses);
 }
 
 /** {@link problems}, with this route's own examples for some statuses (what it really answers). */
-export function problemsFor(examples: Partial<Record<number, ProblemExample>>, ...statuses: number[]) {
-  const all = [...new Set([...statuses, 401, 403, 429, 500, 503])].sort();
+export function problemsFor<S extends number>(examples: Partial<Record<number, ProblemExample>>, ...statuses: S[]): Record<S | CommonProblemStatus, ProblemResponse> {
+  const all = [...new Set<number>([...statuses, 401, 403, 429, 500, 503])].sort();
   return Object.fromEntries(
     all.map((s) => [
       s,
@@ -59,7 +69,7 @@ export function problemsFor(examples: Partial<Record<number, ProblemExample>>, .
         content: { "application/problem+json": { schema: Problem, ...example(examples[s] ?? EXAMPLES[s]) } },
       },
     ]),
-  );
+  ) as Record<S | CommonProblemStatus, ProblemResponse>;
 }
 
 function example(e: ProblemExample | undefined) {

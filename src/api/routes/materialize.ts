@@ -1,3 +1,4 @@
+import type { BulkLane } from "../../lane/pool.ts";
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import { parseTime } from "../../lib/time.ts";
 import type { Deps } from "../../serving/deps.ts";
@@ -109,8 +110,9 @@ export const resumeRoute = createRoute({
   responses: { 202: { description: "The new job", content: { "application/json": { schema: JobResponse } } }, ...problems(404, 409) },
 });
 
-export function mountMaterialize(app: OpenAPIHono<AppEnv>, deps: Deps): void {
-  const jobs = new JobRunner(deps);
+/** Jobs' rows are written on a bulk-lane thread (`lane.sources`): never a wait for the write lock on this one. */
+export function mountMaterialize(app: OpenAPIHono<AppEnv>, deps: Deps, lane: BulkLane): void {
+  const jobs = new JobRunner(deps, lane.sources);
   mount(app, startRoute, async (c) => {
     const { tenant } = requireScope(c, "admin");
     const { source, ...args } = await parseBody(c, MaterializeBody);

@@ -1,12 +1,12 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Deps } from "../../serving/deps.ts";
-import { lookupOnlineJson } from "../../serving/online.ts";
+import { lookupOnlineJson, type OnlineResult } from "../../serving/online.ts";
 import { REF_PATTERN } from "../../registry/names.ts";
 import type { AppEnv } from "../env.ts";
-import { exclusive, mount, readJson, requireScope, validate } from "../route.ts";
+import { exclusive, jsonText, mount, readJson, requireScope, validate } from "../route.ts";
 import { LIMITS, OnlineBody, OnlineMultiBody, OnlineResponse, OnlineSingleBody, onlineExamples } from "../../schemas.ts";
 import { problems, security } from "./common.ts";
-import { OnlineRowsBody, OnlineRowsResponse, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../catalog-schemas.ts";
+import { OnlineRowsBody, OnlineRowsResponse, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../../catalog-schemas.ts";
 import { onlineByService } from "./service-forms.ts";
 
 export const onlineRoute = createRoute({
@@ -90,8 +90,6 @@ export function parseOnlineBody(raw: unknown): OnlineRequest {
   return fastOnlineBody(raw) ?? zodOnlineBody(raw);
 }
 
-const JSON_HEADERS = { "content-type": "application/json" };
-
 export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, onlineRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
@@ -105,6 +103,6 @@ export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {
       body = zodOnlineBody(raw);
     }
     // the response text is built directly (what c.json(result) would send, byte for byte)
-    return c.body(await lookupOnlineJson(deps, tenant, body.entityIds, body.featureNames, body.many), 200, JSON_HEADERS);
+    return jsonText<OnlineResult | { results: OnlineResult[] }, 200>(c, await lookupOnlineJson(deps, tenant, body.entityIds, body.featureNames, body.many), 200);
   });
 }

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Deps } from "../../serving/deps.ts";
 import { checkReadiness } from "../../serving/health.ts";
 import type { AppEnv } from "../env.ts";
-import { mount } from "../route.ts";
+import { jsonText, mount } from "../route.ts";
 import { problemResponse } from "../errors.ts";
 import { Readiness, ServiceIndex } from "../../schemas.ts";
 
@@ -106,7 +106,7 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
     return c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType });
   });
   mount(app, indexRoute, (c) => c.json({ name: "feature-store" as const, version, ...LINKS }, 200));
-  mount(app, docsRoute, async (c) => c.html((await import("../docs.ts")).docsHtml));
+  mount(app, docsRoute, async (c) => c.body((await import("../docs.ts")).docsHtml, 200, { "content-type": "text/html; charset=UTF-8" }));
   // `/docs/` is the same page: one canonical address for it.
   app.get("/docs/", (c) => {
     c.set("route", "/docs/");
@@ -141,6 +141,6 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
         servers: [{ url: "/" }],
       }),
     );
-    return c.body(doc, 200, { "content-type": "application/json" });
+    return jsonText<Record<string, unknown>, 200>(c, doc, 200);
   });
 }

@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { AppError } from "../../errors.ts";
-import type { Deps } from "../../serving/deps.ts";
-import { definitionJson, registerFeatures } from "../../serving/register.ts";
+import type { BulkLane } from "../../lane/pool.ts";
+import { definitionJson } from "../../serving/register.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, parseBody, requireScope } from "../route.ts";
 import { DefinitionResponse, RegisterBody } from "../../schemas.ts";
@@ -54,7 +54,7 @@ export const registerRoute = createRoute({
   tags: ["registry"],
   summary: "Register a feature definition (admin)",
   description:
-    "201 when new; 200 when it exists with the same dtype, entity_type and ttl_hours (description, owner and tags are replaced); 409 when name@version exists with a different dtype, entity_type or ttl_hours, or the entity_type differs from the name's other versions.",
+    "201 when new; 200 when it exists with the same dtype, entity_type and ttl_hours (description, owner and tags are replaced); 409 when name@version exists with a different dtype, entity_type or ttl_hours, or the entity_type differs from the name's other versions. Runs in the bulk lane: when it is full, 503 `unavailable` with `Retry-After`.",
   security,
   request: { body: { required: true, content: { "application/json": { schema: RegisterBody } } } },
   responses: {
@@ -64,11 +64,12 @@ export const registerRoute = createRoute({
   },
 });
 
-export function mountRegister(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+/** The store transaction runs in the bulk lane (src/lane): a wait for the write lock never holds this thread. */
+export function mountRegister(app: OpenAPIHono<AppEnv>, lane: BulkLane): void {
   mount(app, registerRoute, async (c) => {
     const { tenant } = requireScope(c, "admin");
     const body = await parseBody(c, RegisterBody);
-    const { outcomes } = await registerFeatures(deps, tenant, [{ input: body }]);
+    const { outcomes } = await lane.register(tenant, { what: "features", items: [{ input: body }] });
     const o = outcomes[0];
     if (!o || o.status === "conflict" || o.status === "invalid" || !o.definition) {
       throw new AppError("conflict", o?.reason ?? "definition conflicts with the registry");

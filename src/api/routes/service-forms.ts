@@ -10,7 +10,7 @@ import { resolveFeatureSet } from "../../serving/features.ts";
 import { lookupOnlineRows, type OnlineRowResult } from "../../serving/multi.ts";
 import { lookupOnline, type OnlineResult } from "../../serving/online.ts";
 import { exclusive, validate } from "../route.ts";
-import { BatchServiceRowsBody, BatchServiceSharedBody, OnlineRowsBody, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../catalog-schemas.ts";
+import { BatchServiceRowsBody, BatchServiceSharedBody, OnlineRowsBody, OnlineServiceMultiBody, OnlineServiceSingleBody } from "../../catalog-schemas.ts";
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 

@@ -1,7 +1,8 @@
 /**
  * The embedded database: one SQLite file under DATA_DIR (WAL, busy timeout), shared safely by a
  * running server and the CLI. Other processes' commits are noticed through `PRAGMA data_version`
- * and the `change_counters` table.
+ * and the `change_counters` table; `definition_changes` says which tenant each definitions
+ * version was for, so a registration reloads only its tenant elsewhere.
  */
 import { Database as Sqlite, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
@@ -28,6 +29,8 @@ import type {
   ValueKey,
   ValueWrite,
   RowOutcome,
+  OwnChangeKind,
+  SourceStore,
 } from "../types.ts";
 
 type ChangeKind = "definitions" | "keys" | "values";
@@ -62,6 +65,9 @@ export interface SqliteOptions {
   pollIntervalMs?: number;
 }
 
+/** Versions of the definitions counter whose tenant is kept (a process further behind reloads every tenant). */
+const TENANT_CHANGES_KEPT = 1024;
+
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
   readonly name = "sqlite";
@@ -74,13 +80,13 @@ export class SqliteDatabase implements Database {
   private readonly listeners: ((c: ChangeSet) => void)[] = [];
   private readonly pollIntervalMs: number;
   private prepared: ReturnType<SqliteDatabase["prepare"]> | undefined;
-  readonly sources: SqliteSourceStore;
-  /** Values-counter versions committed by sibling connections of this process, not yet passed. */
-  private readonly adopted = new Set<number>();
+  readonly sources: SourceStore;
+  /** Counter versions committed by sibling connections of this process, not yet passed, per kind. */
+  private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
+  /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
+  private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
   /** The bulk write's statements (value-writer.ts), once the schema is migrated. */
   private valueWriter: SqliteValueWriter | undefined;
-  /** Values-counter versions of this connection's commits of values, until taken (recorded once taken first). */
-  private receipts: number[] | undefined;
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -90,7 +96,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
-    this.sources = new SqliteSourceStore(this.db);
+    this.sources = this.guardSources(new SqliteSourceStore(this.db));
   }
 
   private prepare() {
@@ -105,6 +111,9 @@ export class SqliteDatabase implements Database {
       defUpdate: q("UPDATE feature_definitions SET description = ?, owner = ?, tags = ?, updated_at = ? WHERE id = ?"),
       bump: q("UPDATE change_counters SET version = version + 1 WHERE kind = ? RETURNING version"),
       counters: q("SELECT kind, version FROM change_counters"),
+      tenantChanged: q("INSERT INTO definition_changes (version, tenant) VALUES (?, ?)"),
+      tenantChangesPrune: q("DELETE FROM definition_changes WHERE version <= ?"),
+      tenantChanges: q("SELECT tenant FROM definition_changes WHERE version > ? AND version <= ?"),
       keyInsert: q(
         "INSERT INTO api_keys (id, tenant, scopes, hash, prefix, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
@@ -196,7 +205,7 @@ export class SqliteDatabase implements Database {
           const { plan, apply, result } = decide(current);
           if (!apply || (plan.inserts.length === 0 && plan.updates.length === 0)) return { result, inserted: [] as DefinitionRow[] };
           const inserted = this.applyDefinitionPlan(plan);
-          this.bump("definitions");
+          this.bump("definitions", tenant);
           return { result, inserted };
         })
         .immediate();
@@ -244,7 +253,7 @@ export class SqliteDatabase implements Database {
           if (!apply || empty) return { result, inserted: [] as DefinitionRow[], insertedGroups: [] as GroupRow[] };
           const inserted = this.applyDefinitionPlan(plan);
           const insertedGroups = groups.apply(plan.groupInserts, plan.groupUpdates);
-          this.bump("definitions");
+          this.bump("definitions", tenant);
           return { result, inserted, insertedGroups };
         })
         .immediate();
@@ -334,34 +343,67 @@ export class SqliteDatabase implements Database {
     }
   }
 
-  takeValuesChanges(): number[] {
-    const taken = this.receipts ?? [];
-    this.receipts = [];
+  /** The source store with a busy, locked, full or unreadable file reported as {@link StoreUnavailable} (a 503), like every call here. */
+  private guardSources(s: SqliteSourceStore): SourceStore {
+    const g =
+      <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      (...a: A): Promise<R> =>
+        f.apply(s, a).catch((err: unknown) => this.guard<R>(() => { throw err; }));
+    return {
+      putSources: g(s.putSources), listSources: g(s.listSources), getSourceState: g(s.getSourceState), putSourceState: g(s.putSourceState),
+      createJob: g(s.createJob), updateJob: g(s.updateJob), getJob: g(s.getJob), listJobs: g(s.listJobs), interruptStaleJobs: g(s.interruptStaleJobs),
+    };
+  }
+
+  takeOwnChanges(kind: OwnChangeKind): number[] {
+    const taken = this.receipts[kind] ?? [];
+    this.receipts[kind] = [];
     return taken;
   }
 
-  adoptValuesChanges(versions: readonly number[]): void {
-    for (const v of versions) if (v > this.known.values) this.adopted.add(v);
+  adoptOwnChanges(kind: OwnChangeKind, versions: readonly number[]): void {
+    for (const v of versions) if (v > this.known[kind]) this.adopted[kind].add(v);
   }
 
   /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
   private allOwn(kind: ChangeKind, upTo: number): boolean {
     const from = this.known[kind];
     if (upTo <= from) return true;
-    if (kind !== "values") return false;
-    let own = upTo - from <= this.adopted.size;
-    for (let v = from + 1; own && v <= upTo; v++) own = this.adopted.has(v);
-    for (const v of this.adopted) if (v <= upTo) this.adopted.delete(v);
+    if (kind === "keys") return false;
+    const adopted = this.adopted[kind];
+    let own = upTo - from <= adopted.size;
+    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v);
+    for (const v of adopted) if (v <= upTo) adopted.delete(v);
     return own;
   }
 
-  /** Bumps a change counter inside the caller's transaction; notices interleaved foreign bumps. */
-  private bump(kind: ChangeKind): void {
+  /**
+   * Bumps a change counter inside the caller's transaction (a definitions bump records its
+   * tenant); notices interleaved foreign bumps.
+   */
+  private bump(kind: ChangeKind, tenant?: string): void {
     const { version } = this.statements.bump.get(kind) as { version: number };
+    const from = this.known[kind];
     const foreign = !this.allOwn(kind, version - 1);
+    const tenants = foreign && kind === "definitions" ? this.changedTenants(from, version - 1) : undefined;
     this.known[kind] = version;
-    if (kind === "values") this.receipts?.push(version);
-    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" }));
+    if (kind !== "keys") this.receipts[kind]?.push(version);
+    if (kind === "definitions" && tenant !== undefined) {
+      this.statements.tenantChanged.run(version, tenant);
+      this.statements.tenantChangesPrune.run(version - TENANT_CHANGES_KEPT);
+    }
+    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values", ...(tenants ? { tenants } : {}) }));
+  }
+
+  /**
+   * The tenants whose definitions changed in counter versions (from, to], when every one of
+   * those versions recorded its tenant; undefined otherwise (pruned, or bumped by a binary from
+   * before the record), which means any tenant may have changed.
+   */
+  private changedTenants(from: number, to: number): string[] | undefined {
+    const rows = this.statements.tenantChanges.all(from, to) as { tenant: string }[];
+    if (rows.length !== to - from) return undefined;
+    return [...new Set(rows.map((r) => r.tenant))];
   }
 
   private readDataVersion(): number {
@@ -381,7 +423,13 @@ export class SqliteDatabase implements Database {
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
       if (r.version !== this.known[r.kind]) {
-        if (!this.allOwn(r.kind, r.version)) changes[r.kind] = true;
+        if (!this.allOwn(r.kind, r.version)) {
+          changes[r.kind] = true;
+          if (r.kind === "definitions") {
+            const tenants = this.changedTenants(this.known.definitions, r.version);
+            if (tenants) changes.tenants = tenants;
+          }
+        }
         this.known[r.kind] = r.version;
       }
     }

@@ -4,10 +4,12 @@
  * /api/v1 route. Bodies follow Feast's pydantic models, which ignore unknown fields: so do these.
  */
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
+import type { WriteForms } from "../../../lane/jobs.ts";
+import type { BulkLane } from "../../../lane/pool.ts";
 import { dbCall, type Deps } from "../../../serving/deps.ts";
-import { feastOnline, feastPush, feastWrite } from "../../../serving/feast.ts";
+import { feastOnline, feastPushGroups, feastWriteGroups } from "../../../serving/feast.ts";
 import type { AppEnv } from "../../env.ts";
-import { mount, parseBody, requireScope } from "../../route.ts";
+import { mount, parseBody, requireScope, validate } from "../../route.ts";
 import { LIMITS } from "../../../schemas.ts";
 import { problems, security } from "../common.ts";
 
@@ -73,7 +75,8 @@ const writeRoute = createRoute({
   operationId: "feastWriteToOnlineStore",
   tags,
   summary: "Feast: write a feature view's columnar frame (write)",
-  description: "Feast's `POST /write-to-online-store` (what Feast's `remote` online store sends for `write_to_online_store`). All or nothing per view; a null cell writes nothing.",
+  description:
+    "Feast's `POST /write-to-online-store` (what Feast's `remote` online store sends for `write_to_online_store`). All or nothing per view; a null cell writes nothing. Runs in the bulk lane, as `write` does: when it is full, 503 `unavailable` with `Retry-After`.",
   security,
   request: { body: { required: true, content: { "application/json": { schema: FeastWriteBody } } } },
   responses: { 200: { description: "Written (body `null`, as Feast answers)", content: { "application/json": { schema: z.null(), examples: { written: { value: null } } } } }, ...problems(400, 404, 413) },
@@ -84,7 +87,7 @@ const pushRoute = createRoute({
   operationId: "feastPush",
   tags,
   summary: "Feast: push a frame through a push source (write)",
-  description: "Writes through every feature view whose `push_source` is `push_source_name`. Every write keeps history and the online value together: `to` is `online` or `online_and_offline`; `offline` alone is a 400.",
+  description: "Writes through every feature view whose `push_source` is `push_source_name`. Every write keeps history and the online value together: `to` is `online` or `online_and_offline`; `offline` alone is a 400. Runs in the bulk lane, as `write` does: when it is full, 503 `unavailable` with `Retry-After`.",
   security,
   request: { body: { required: true, content: { "application/json": { schema: FeastPushBody } } } },
   responses: { 200: { description: "Written (empty body, as Feast answers)" }, ...problems(400, 404, 413) },
@@ -99,7 +102,20 @@ const healthRoute = createRoute({
   responses: { 200: { description: "Healthy (empty body, as Feast answers)" }, ...problems() },
 });
 
-export function mountFeast(app: OpenAPIHono<AppEnv>, deps: Deps): void {
+/** Feast's write bodies as the bulk lane's write forms: decoded, validated and stored on a lane thread. */
+export const feastWriteForms: WriteForms = {
+  "feast-write": (deps, tenant, raw) => {
+    const body = validate(FeastWriteBody, raw);
+    return feastWriteGroups(deps, tenant, body.feature_view_name, body.df, LIMITS.writeRecords);
+  },
+  "feast-push": (deps, tenant, raw) => {
+    const body = validate(FeastPushBody, raw);
+    return feastPushGroups(deps, tenant, body.push_source_name, body.df, body.to, LIMITS.writeRecords);
+  },
+};
+
+/** The writes run in the bulk lane (`feastWriteForms`), like the native write: same admission, same online half. */
+export function mountFeast(app: OpenAPIHono<AppEnv>, deps: Deps, lane: BulkLane): void {
   mount(app, onlineRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
     const body = await parseBody(c, FeastOnlineBody);
@@ -107,14 +123,12 @@ export function mountFeast(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   });
   mount(app, writeRoute, async (c) => {
     const { tenant } = requireScope(c, "write");
-    const body = await parseBody(c, FeastWriteBody);
-    await feastWrite(deps, tenant, body.feature_view_name, body.df, LIMITS.writeRecords);
+    await lane.write({ tenant, readBody: () => c.req.arrayBuffer(), form: "feast-write" });
     return c.json(null, 200);
   });
   mount(app, pushRoute, async (c) => {
     const { tenant } = requireScope(c, "write");
-    const body = await parseBody(c, FeastPushBody);
-    await feastPush(deps, tenant, body.push_source_name, body.df, body.to, LIMITS.writeRecords);
+    await lane.write({ tenant, readBody: () => c.req.arrayBuffer(), form: "feast-push" });
     return c.body(null, 200);
   });
   mount(app, healthRoute, async (c) => {

@@ -1,11 +1,12 @@
 /**
  * Schemas of feature views and feature services, and of the request forms that name a
  * `feature_service` instead of `feature_names`: they validate requests and generate the
- * OpenAPI document, as src/api/schemas.ts does for the contract's routes.
+ * OpenAPI document, as src/schemas.ts does for the contract's routes. Hono-free: serving types
+ * are derived from them, and the CLI validates with them too.
  */
 import { z } from "@hono/zod-openapi";
-import { PLAIN_REF_PATTERN } from "../registry/names.ts";
-import { EntityId, EntityType, FeatureRef, LIMITS, Name, RegisterBody, Timestamp } from "../schemas.ts";
+import { PLAIN_REF_PATTERN } from "./registry/names.ts";
+import { EntityId, EntityType, FeatureRef, LIMITS, Name, RegisterBody, Timestamp } from "./schemas.ts";
 
 const PlainRef = z.string().regex(new RegExp(PLAIN_REF_PATTERN), "must be `name` or `name@N`").openapi({ example: "user_age" });
 const ServiceMember = z

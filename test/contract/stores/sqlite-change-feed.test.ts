@@ -1,0 +1,73 @@
+/**
+ * The SQLite change feed names the tenant whose definitions changed (as PostgreSQL's
+ * notification does), so other processes reload that tenant only; when it cannot tell (versions
+ * without a record: pruned, or bumped by an older binary) it names none, and every tenant is
+ * reloaded.
+ */
+import { Database as Sqlite } from "bun:sqlite";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SqliteDatabase } from "../../../src/store/sqlite/database.ts";
+import type { ChangeSet } from "../../../src/store/types.ts";
+import { def } from "./support.ts";
+
+const dirs: string[] = [];
+const open: SqliteDatabase[] = [];
+afterAll(async () => {
+  for (const db of open) await db.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** Two instances on one file (two processes), both migrated; `seen` collects what the first one's feed reports. */
+async function pair() {
+  const dir = mkdtempSync(join(tmpdir(), "fs-sqlite-feed-"));
+  dirs.push(dir);
+  // a poll interval longer than any test: the tests poll themselves
+  const server = new SqliteDatabase({ dataDir: dir, pollIntervalMs: 60_000 });
+  const other = new SqliteDatabase({ dataDir: dir, pollIntervalMs: 60_000 });
+  open.push(server, other);
+  await server.migrate();
+  await other.migrate();
+  const seen: ChangeSet[] = [];
+  server.watch((c) => seen.push(c));
+  const register = (db: SqliteDatabase, tenant: string, name: string) =>
+    db.registerDefinitions(tenant, () => ({ plan: { inserts: [def(tenant, name, 1)], updates: [] }, apply: true, result: null }));
+  return { dir, server, other, seen, register };
+}
+
+describe("SQLite change feed: definitions changes name their tenant", () => {
+  test("another process's registrations are reported with exactly the tenants they changed", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(other, "acme", "f");
+    server.poll();
+    expect(seen).toEqual([{ definitions: true, keys: false, values: false, tenants: ["acme"] }]);
+    await register(other, "beta", "f");
+    await register(other, "acme", "g");
+    await other.registerCatalog("gamma", () => ({ plan: { inserts: [def("gamma", "f", 1)], updates: [], groupInserts: [], groupUpdates: [] }, apply: true, result: null }));
+    server.poll();
+    expect(seen[1]?.tenants?.toSorted()).toEqual(["acme", "beta", "gamma"]);
+  });
+
+  test("a process's own registrations are not reported to it; another's interleaved one is, by tenant", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(server, "mine", "f");
+    server.poll();
+    expect(seen).toEqual([]);
+    await register(other, "theirs", "f");
+    await register(server, "mine", "g"); // its bump notices the foreign version before any poll
+    await Bun.sleep(0);
+    expect(seen).toEqual([{ definitions: true, keys: false, values: false, tenants: ["theirs"] }]);
+  });
+
+  test("a version without a record (an older binary's bump) names no tenant: every tenant is reloaded", async () => {
+    const { dir, server, seen, register, other } = await pair();
+    await register(other, "acme", "f");
+    const raw = new Sqlite(join(dir, "feature-store.db"));
+    raw.run("UPDATE change_counters SET version = version + 1 WHERE kind = 'definitions'");
+    raw.close();
+    server.poll();
+    expect(seen).toEqual([{ definitions: true, keys: false, values: false }]);
+  });
+});

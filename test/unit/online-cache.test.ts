@@ -1,0 +1,67 @@
+/**
+ * The in-process online store's compare-and-set on (event_time, seq): a value replaces the held
+ * one only when it is newer; a negative entry (`null`) only fills a gap and yields to any value.
+ */
+import { describe, expect, test } from "bun:test";
+import { InProcessCache } from "../../src/store/memory/online-cache.ts";
+import type { CachedValue, StoredRow, ValueKey } from "../../src/store/types.ts";
+
+const row = (event_time: number, seq: number, byte: number): StoredRow => ({ event_time, seq, value: new Uint8Array([byte]) });
+const key = (feature_id: number, entity_id = "e1"): ValueKey => ({ feature_id, entity_id });
+
+async function put(c: InProcessCache, value: CachedValue, k: ValueKey = key(1)): Promise<void> {
+  await c.putMany("t", "user", [{ key: k, value }]);
+}
+async function get(c: InProcessCache, k: ValueKey = key(1)): Promise<CachedValue | undefined> {
+  return (await c.getMany("t", "user", [k]))[0];
+}
+
+describe("InProcessCache compare-and-set", () => {
+  test("a later event time replaces; an earlier one does not", async () => {
+    const c = new InProcessCache(100);
+    await put(c, row(200, 1, 1));
+    await put(c, row(100, 5, 2)); // older event, later write: ignored
+    expect(await get(c)).toEqual(row(200, 1, 1));
+    await put(c, row(300, 2, 3));
+    expect(await get(c)).toEqual(row(300, 2, 3));
+  });
+
+  test("at the same event time the greater sequence wins, in either order of arrival", async () => {
+    for (const arrivals of [[row(100, 7, 1), row(100, 3, 2)], [row(100, 3, 2), row(100, 7, 1)]]) {
+      const c = new InProcessCache(100);
+      for (const r of arrivals) await put(c, r);
+      expect(await get(c)).toEqual(row(100, 7, 1));
+    }
+  });
+
+  test("the same (event_time, seq) offered again keeps the held value", async () => {
+    const c = new InProcessCache(100);
+    await put(c, row(100, 3, 1));
+    await put(c, row(100, 3, 9));
+    expect(await get(c)).toEqual(row(100, 3, 1));
+  });
+
+  test("a negative entry fills only a gap and yields to any value; it never hides one", async () => {
+    const c = new InProcessCache(100);
+    expect(await get(c)).toBeUndefined();
+    await put(c, null);
+    expect(await get(c)).toBeNull();
+    await put(c, row(1, 1, 1));
+    expect(await get(c)).toEqual(row(1, 1, 1));
+    await put(c, null);
+    expect(await get(c)).toEqual(row(1, 1, 1));
+  });
+
+  test("each (tenant, entity type, entity, feature) is compared on its own, within one call too", async () => {
+    const c = new InProcessCache(100);
+    await c.putMany("t", "user", [
+      { key: key(1), value: row(100, 1, 1) },
+      { key: key(2), value: row(50, 2, 2) },
+      { key: key(1), value: row(90, 3, 3) }, // older than the first entry for feature 1
+      { key: key(1, "e2"), value: row(10, 4, 4) },
+    ]);
+    expect(await c.getMany("t", "user", [key(1), key(2), key(1, "e2"), key(3)])).toEqual([row(100, 1, 1), row(50, 2, 2), row(10, 4, 4), undefined]);
+    expect(await c.getMany("t", "merchant", [key(1)])).toEqual([undefined]);
+    expect(await c.getMany("u", "user", [key(1)])).toEqual([undefined]);
+  });
+});
