@@ -13,7 +13,7 @@ import { glob } from "node:fs/promises";
 import { parse as parseCsv } from "csv-parse";
 import { parquetMetadataAsync, parquetRead, parquetSchema, type AsyncBuffer, type FileMetaData } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
-import postgres from "postgres";
+import type postgres from "postgres";
 import type { ColumnKind, SourceSpec } from "./spec.ts";
 
 /** A source that cannot be read (missing file, unreachable database, unreadable format). */
@@ -412,9 +412,11 @@ class PostgresReader implements SourceReader {
     return this.spec.table !== undefined ? `table ${this.spec.table}` : "query";
   }
 
-  private connect(): postgres.Sql {
+  private async connect(): Promise<postgres.Sql> {
     const url = this.env[this.spec.url_env];
     if (!url) throw new SourceError(`environment variable ${this.spec.url_env} (the connection URL of source ${this.spec.name}) is not set`);
+    // loaded on first use: a server on the embedded stores never loads the PostgreSQL client
+    const { default: postgres } = await import("postgres");
     try {
       // int8 and numeric stay strings (exact); timestamps come back as Date; the session is UTC
       return postgres(url, { max: 1, connect_timeout: 10, idle_timeout: 5, onnotice: () => {}, connection: { TimeZone: "UTC", application_name: "feature-store-materialize" } });
@@ -434,7 +436,7 @@ class PostgresReader implements SourceReader {
   }
 
   async describe(): Promise<Description> {
-    const sql = this.connect();
+    const sql = await this.connect();
     try {
       const r = await sql.unsafe(`SELECT * FROM ${this.from()} LIMIT 0`);
       const columns = new Map<string, ColumnKind>();
@@ -454,7 +456,7 @@ class PostgresReader implements SourceReader {
   }
 
   async *read(columns: string[], from: Position | null, chunkRows: number, window: { start: number | null; end: number | null }, signal?: AbortSignal): AsyncGenerator<Chunk> {
-    const sql = this.connect();
+    const sql = await this.connect();
     const ev = quoteIdent(this.spec.event_time_column);
     const conds: string[] = [];
     const params: string[] = [];

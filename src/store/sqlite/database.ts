@@ -14,6 +14,7 @@ import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
 import { SqliteSourceStore } from "./sources.ts";
 import { SqliteGroups } from "./groups.ts";
+import { SqliteValueWriter } from "./value-writer.ts";
 import type {
   AsOfKey,
   CatalogPlan,
@@ -84,6 +85,8 @@ export class SqliteDatabase implements Database {
   private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
   /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
   private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
+  /** The bulk write's statements (value-writer.ts), once the schema is migrated. */
+  private valueWriter: SqliteValueWriter | undefined;
 
   constructor(opts: SqliteOptions) {
     mkdirSync(opts.dataDir, { recursive: true });
@@ -117,17 +120,6 @@ export class SqliteDatabase implements Database {
       keysAll: q("SELECT * FROM api_keys ORDER BY created_at DESC, id"),
       keysTenant: q("SELECT * FROM api_keys WHERE tenant = ? ORDER BY created_at DESC, id"),
       keyRevoke: q("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
-      valueSeq: q("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?"),
-      valueInsert: q(
-        `INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, value) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT DO NOTHING RETURNING seq`,
-      ),
-      onlineUpsert: q(
-        `INSERT INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-         WHERE excluded.event_time > online_values.event_time
-            OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq)`,
-      ),
       latest: q("SELECT event_time, seq, value FROM online_values WHERE feature_id = ? AND entity_id = ?"),
       // Set-based: the keys travel as one JSON array [[feature_id, entity_id, at], ...]; per key
       // an index-only probe of feature_values_as_of finds the row, fetched by rowid. One
@@ -302,26 +294,15 @@ export class SqliteDatabase implements Database {
 
   async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
     return this.guard(() => {
-      const s = this.statements;
+      if (rows.length === 0) return [];
+      void this.statements; // throws the "not migrated" error first
+      this.valueWriter ??= new SqliteValueWriter(this.db);
+      const writer = this.valueWriter;
       return this.db
         .transaction(() => {
-          const out: RowOutcome[] = new Array(rows.length);
-          let stored = 0;
-          for (let i = 0; i < rows.length; i++) {
-            const r = rows[i] as ValueWrite;
-            const ins = s.valueInsert.get(r.feature_id, r.entity_id, r.event_time, r.value_hash, r.value) as { seq: number } | null;
-            if (ins) {
-              s.onlineUpsert.run(r.feature_id, r.entity_id, r.event_time, ins.seq, r.value);
-              out[i] = { seq: ins.seq, status: "stored" };
-              stored++;
-              continue;
-            }
-            const found = s.valueSeq.get(r.feature_id, r.entity_id, r.event_time, r.value_hash) as { seq: number } | null;
-            if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
-            out[i] = { seq: found.seq, status: "identical" };
-          }
+          const { outcomes, stored } = writer.write(rows);
           if (stored > 0) this.bump("values");
-          return out;
+          return outcomes;
         })
         .immediate();
     });

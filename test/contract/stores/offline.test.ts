@@ -64,6 +64,45 @@ for (const factory of databaseFactories()) {
       expect(asOf.map((r) => text(r?.value))).toEqual(["t0-second", "t0-second", undefined, "t10-later"]);
     });
 
+    test("one batch mixing re-sends, repeats within the batch, older values and ties: each row answered, the latest is the greatest (event_time, seq)", async () => {
+      const { db } = await factory.open();
+      const k = { feature_id: 1, entity_id: "k" };
+      const [prior] = await db.writeValues([val(1, "k", T, "a")]);
+      const w = await db.writeValues([
+        val(1, "k", T - DAY, "old"), // older than the latest: history only
+        val(1, "k", T, "a"), // identical to the stored row
+        val(1, "k", T, "b"), // a tie on event_time with the stored row: wins on seq
+        val(1, "k", T, "b"), // repeated within the batch
+        val(1, "k", T - DAY, "old"), // repeated within the batch, after other rows
+        val(2, "k", T, "a"), // another feature, same entity and value
+        val(1, "k", T, "a"), // identical to the stored row again
+      ]);
+      expect(w.map((o) => o.status)).toEqual(["stored", "identical", "stored", "identical", "identical", "stored", "identical"]);
+      expect(w[1]?.seq).toBe(prior?.seq as number);
+      expect(w[6]?.seq).toBe(prior?.seq as number);
+      expect(w[3]?.seq).toBe(w[2]?.seq as number);
+      expect(w[4]?.seq).toBe(w[0]?.seq as number);
+      const storedSeqs = [w[0], w[2], w[5]].map((o) => o?.seq as number);
+      expect(storedSeqs[0]).toBeGreaterThan(prior?.seq as number);
+      expect([...storedSeqs].sort((x, y) => x - y)).toEqual(storedSeqs);
+      const [latest, other] = await db.getLatest([k, { feature_id: 2, entity_id: "k" }]);
+      expect(text(latest?.value)).toBe("b");
+      expect(latest?.seq).toBe(w[2]?.seq as number);
+      expect(text(other?.value)).toBe("a");
+      expect(text((await db.getAsOf([{ ...k, at: T - 1 }]))[0]?.value)).toBe("old");
+      // a re-send of the older "a" and a new value older than the latest leave the latest alone
+      const again = await db.writeValues([val(1, "k", T, "a"), val(1, "k", T - 2 * DAY, "older")]);
+      expect(again.map((o) => o.status)).toEqual(["identical", "stored"]);
+      expect(again[1]?.seq).toBeGreaterThan(Math.max(...storedSeqs));
+      expect(await db.getLatest([k])).toEqual([latest ?? null]);
+      // a later event time, written in the same batch before an earlier one, is the latest
+      const later = await db.writeValues([val(1, "k", T + 5, "c"), val(1, "k", T + 1, "d")]);
+      expect(later.map((o) => o.status)).toEqual(["stored", "stored"]);
+      const [now] = await db.getLatest([k]);
+      expect(text(now?.value)).toBe("c");
+      expect(now?.seq).toBe(later[0]?.seq as number);
+    });
+
     test("getLatest / getAsOf answer in key order, with null for never written, nothing after T leaking", async () => {
       const { db } = await factory.open();
       const odd = 'we"ird \\ {id}, ünïcode ✓';
