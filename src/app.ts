@@ -97,7 +97,7 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountRegister(app, lane);
   mountWrite(app, lane);
   mountOnline(app, deps);
-  mountBatch(app, deps, lane);
+  mountBatch(app, lane);
   mountDefinitions(app, deps);
   mountMaterialize(app, deps, lane);
   mountCatalog(app, deps, lane);

@@ -6,15 +6,15 @@
  * thread runs the same code itself).
  */
 import { AppError, problemBody } from "../errors.ts";
-import { BatchRowsQuery, BatchSharedQuery, decodeJson, exclusive, validate, WriteBody } from "../schemas.ts";
-import { lookupBatch, type BatchRow, type StatusCounts } from "../serving/batch.ts";
+import { decodeJson, validate, WriteBody } from "../schemas.ts";
+import type { StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { registerCatalog } from "../serving/catalog.ts";
 import { registerFeatures } from "../serving/register.ts";
 import { prepareRows, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
 import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
 import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, SourceWriteJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
-import { chooseRenderer, type BatchRenderer } from "./render.ts";
+import { openBatch, type BatchAnswer } from "./frame-jobs.ts";
 
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
 export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pick<Stores, "registry" | "offline"> };
@@ -38,19 +38,6 @@ function nativeWrite(deps: ValidationDeps, tenant: string, raw: unknown, now: nu
   const body = validate(WriteBody, raw);
   const { rows, defs } = prepareRows(deps, tenant, body.entity_type, body.records, now);
   return [{ tenant, entityType: body.entity_type, rows, defs }];
-}
-
-/** Decodes a batch request body into rows (entity, as-of time) and feature references; 400 when invalid. */
-export function decodeBatchRequest(body: Uint8Array, normalise: (raw: unknown) => unknown = (raw) => raw): { rows: BatchRow[]; featureNames: string[] } {
-  const raw = normalise(decodeJson(body));
-  exclusive(raw, "rows", ["entity_ids", "timestamp"], "`rows` (a time per row) or `entity_ids` with `timestamp` (one time for all)");
-  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && "rows" in raw) {
-    const req = validate(BatchRowsQuery, raw); // timestamps parsed by the schema
-    return { rows: req.rows.map((r) => ({ entity_id: r.entity_id, at: r.timestamp })), featureNames: req.feature_names };
-  }
-  const req = validate(BatchSharedQuery, raw);
-  const at = req.timestamp;
-  return { rows: req.entity_ids.map((entity_id) => ({ entity_id, at })), featureNames: req.feature_names };
 }
 
 /** Column form of accepted rows and the sequence each got (see {@link PackedRows}). */
@@ -107,9 +94,6 @@ interface Running {
   credits: number;
   wake: () => void;
 }
-
-const encoder = new TextEncoder();
-const bytesOf = (x: string | Uint8Array): Uint8Array => (typeof x === "string" ? encoder.encode(x) : x);
 
 /** Runs jobs as their messages arrive and posts what they produce (one per worker thread). */
 export class JobRunner {
@@ -192,34 +176,35 @@ export class JobRunner {
     });
   }
 
-  private sendChunk(id: number, renderer: BatchRenderer, bytes: Uint8Array, counts: StatusCounts | undefined, last: boolean): void {
-    this.post({ t: "chunk", id, contentType: renderer.contentType, bytes, counts, last }, [bytes.buffer as ArrayBuffer]);
+  private sendChunk(id: number, contentType: string, bytes: Uint8Array, counts: StatusCounts | undefined, last: boolean): void {
+    this.post({ t: "chunk", id, contentType, bytes, counts, last }, [bytes.buffer as ArrayBuffer]);
   }
 
   private async batch(m: BatchJob): Promise<void> {
     const job = this.start(m.id);
-    const renderer = chooseRenderer(m.accept);
+    let answer: BatchAnswer | undefined;
     let started = false;
     try {
       await this.fresh(m.gen);
       const normalise = this.opts.normaliseBatch;
-      const { rows, featureNames } = decodeBatchRequest(m.body, normalise ? (raw) => normalise(this.deps, m.tenant, raw) : undefined);
-      const chunks = lookupBatch(this.deps, m.tenant, rows, featureNames, this.opts.chunkKeys);
-      for await (const c of chunks) {
+      const raw = { accept: m.accept, contentType: m.contentType, query: m.query, body: m.body };
+      answer = await openBatch(this.deps, m.tenant, raw, normalise ? (json) => normalise(this.deps, m.tenant, json) : undefined, this.opts.chunkKeys);
+      for await (const c of answer.chunks) {
         if (started && !(await this.credit(job))) {
-          await chunks.return(undefined);
+          await answer.chunks.return(undefined);
           return;
         }
-        this.sendChunk(m.id, renderer, bytesOf(renderer.chunk(c.results)), c.counts, false);
+        this.sendChunk(m.id, answer.contentType, c.bytes, c.counts, false);
         started = true;
       }
       if (started && !(await this.credit(job))) return;
-      this.sendChunk(m.id, renderer, bytesOf(renderer.end()), undefined, true);
+      const end = answer.end();
+      this.sendChunk(m.id, answer.contentType, end.bytes, end.counts, true);
     } catch (err) {
       const problem = toProblem(err, this.deps, m.requestId);
-      const tail = started ? renderer.failure(problemBody(problem.code, problem.message, m.requestId, problem.errors)) : undefined;
+      const tail = started ? answer?.failure(problemBody(problem.code, problem.message, m.requestId, problem.errors)) : undefined;
       if (tail === undefined) this.post({ t: "failed", id: m.id, problem });
-      else this.sendChunk(m.id, renderer, bytesOf(tail), undefined, true);
+      else this.sendChunk(m.id, answer?.contentType ?? "", tail, undefined, true);
     } finally {
       this.jobs.delete(m.id);
     }

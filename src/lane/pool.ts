@@ -106,6 +106,17 @@ interface Pending {
   slot: Slot;
 }
 
+/** A batch request as the serving thread hands it to the lane: its headers, query and (unread) body. */
+export interface BatchRequestParts {
+  tenant: string;
+  accept: string | undefined;
+  contentType: string | undefined;
+  /** query parameters, each with all its values */
+  query: Record<string, string[]>;
+  requestId: string;
+  readBody: () => Promise<ArrayBuffer>;
+}
+
 /** Hands a failure over as the AppError the HTTP layer renders. */
 function appError(p: JobProblem): AppError {
   if (p.code === "internal") return new AppError("internal", p.message);
@@ -256,7 +267,7 @@ export class BulkLane {
    * resolves once the first chunk is ready (a 400/404/503 before any output is a plain problem);
    * the rest streams as the client reads, one chunk computed ahead.
    */
-  async batch(req: { tenant: string; accept: string; requestId: string; readBody: () => Promise<ArrayBuffer> }): Promise<{ contentType: string; body: ReadableStream<Uint8Array> }> {
+  async batch(req: BatchRequestParts): Promise<{ contentType: string; body: ReadableStream<Uint8Array> }> {
     const release = await this.admission.admit();
     const queue: (FromWorker & { t: "chunk" })[] = [];
     let failure: AppError | undefined;
@@ -283,7 +294,7 @@ export class BulkLane {
         },
       });
       const id = job.id;
-      await this.send(job, (gen) => ({ t: "batch", id, tenant: req.tenant, gen, body, accept: req.accept, requestId: req.requestId }), [body.buffer]);
+      await this.send(job, (gen) => ({ t: "batch", id, tenant: req.tenant, gen, body, accept: req.accept, contentType: req.contentType, query: req.query, requestId: req.requestId }), [body.buffer]);
       while (queue.length === 0 && failure === undefined) await arrived();
     } catch (err) {
       finish();

@@ -28,7 +28,10 @@ export interface BatchJob {
   /** registry generation of the serving thread: a worker behind it reloads first */
   gen: number;
   body: Uint8Array;
-  accept: string;
+  /** the request's Accept and Content-Type headers and query parameters (serving/batch-request.ts reads them) */
+  accept: string | undefined;
+  contentType: string | undefined;
+  query: Record<string, string[]>;
   requestId: string;
 }
 

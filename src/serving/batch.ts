@@ -96,7 +96,8 @@ export const STATUS_SUFFIX = "__status";
 export interface FrameQuery {
   columns: FrameColumn[];
   rows: number;
-  chunks: AsyncGenerator<FrameChunk>;
+  /** chunks of rows, each with the values it served per status (for `feature_store_lookups_total`: the caller counts them) */
+  chunks: AsyncGenerator<FrameChunk & { counts: StatusCounts }>;
 }
 
 function frameError(message: string, path: string): AppError {
@@ -147,7 +148,7 @@ function timeOf(v: unknown, column: string, row: number): number {
  * result chunks: the input columns in input order (the timestamp column as a timestamp), then per
  * feature its value (typed by dtype) and `<ref>__status`. Every 400/404 comes before any output.
  */
-export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts: FrameOptions): FrameQuery {
+export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pick<Stores, "offline"> }, tenant: string, frame: InputFrame, opts: FrameOptions): FrameQuery {
   const { refs, defs } = resolveFeatureSet(deps.registry.current, tenant, opts.featureNames);
   if (frame.rows > LIMITS.frameRows) throw frameError(`at most ${LIMITS.frameRows} rows per request`, "rows");
   const { names } = frame;
@@ -209,7 +210,7 @@ export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts:
         const part = keys.slice(k, k + CHUNK_KEYS);
         for (const row of await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(part))) found.push(row);
       }
-      const counts = { present: 0, not_found: 0, expired: 0 };
+      const counts: StatusCounts = { present: 0, not_found: 0, expired: 0 };
       const out: Cell[][] = inputs.map((i) => i.cells.slice(start, start + n));
       for (let f = 0; f < nf; f++) {
         const def = defs[f] as Definition;
@@ -232,8 +233,7 @@ export function lookupFrame(deps: Deps, tenant: string, frame: InputFrame, opts:
         }
         out.push(values, statuses);
       }
-      for (const [status, k] of Object.entries(counts)) if (k > 0) deps.metrics.lookups.inc({ status }, k);
-      yield { rows: n, columns: out };
+      yield { rows: n, columns: out, counts };
     }
   })();
   return { columns, rows: frame.rows, chunks };

@@ -8,6 +8,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
 import { join } from "node:path";
+import { parquetReadObjects } from "hyparquet";
+import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import postgres from "postgres";
 import type { SqliteDatabase } from "../../src/store/sqlite/database.ts";
 import { contractBackends, TestServer } from "../support/backends.ts";
@@ -141,6 +143,79 @@ for (const backend of contractBackends()) {
         metadata: { f: { status: "present", event_time: "2024-01-01T00:00:00.000Z" } },
       });
     });
+
+    /** Reads a held-open dataframe answer: online lookups are answered while it is provably unfinished; then the whole body. */
+    async function holdOpen(res: Response): Promise<Uint8Array> {
+      expect(res.status).toBe(200);
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+      const parts: Uint8Array[] = [];
+      const first = await reader.read();
+      expect(first.done).toBe(false);
+      parts.push(first.value as Uint8Array);
+      // Decoding, as-of reads and encoding happen in the lane, which holds its slot until the last chunk.
+      expect(s.lane.admission.admission.inFlight).toBe(1);
+      for (let i = 0; i < 5; i++) expect(await online(`u${i}`)).toBe(i);
+      expect(s.lane.admission.admission.inFlight).toBe(1);
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parts.push(value);
+      }
+      expect(s.lane.admission.admission.inFlight).toBe(0);
+      return Buffer.concat(parts);
+    }
+
+    // several dataframe chunks (8,192 rows each), so the stream is still open after the first read
+    const FRAME_ROWS = 5 * 8_192;
+    const frameId = (i: number) => `u${i % ROWS}`;
+
+    test("an online lookup is answered while a dataframe stream (Parquet body, Parquet answer) is held open", async () => {
+      const w = new ByteWriter();
+      const pw = new ParquetWriter({
+        writer: w,
+        schema: [
+          { name: "root", num_children: 2 },
+          { name: "user_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
+          { name: "timestamp", type: "INT64", converted_type: "TIMESTAMP_MILLIS", repetition_type: "REQUIRED" },
+        ],
+      });
+      pw.write({
+        columnData: [
+          { name: "user_id", data: Array.from({ length: FRAME_ROWS }, (_, i) => frameId(i)) },
+          { name: "timestamp", data: Array.from({ length: FRAME_ROWS }, () => BigInt(Date.parse(AT))) },
+        ] as never,
+      });
+      pw.finish();
+      const res = await s.app.request(`${B}?feature_names=f`, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "application/vnd.apache.parquet", accept: "application/vnd.apache.parquet" },
+        body: w.getBytes(),
+      });
+      expect(res.headers.get("content-type")).toBe("application/vnd.apache.parquet");
+      const bytes = await holdOpen(res);
+      const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+      const rows = (await parquetReadObjects({ file })) as { user_id: string; f: bigint | number; f__status: string }[];
+      expect(rows.length).toBe(FRAME_ROWS);
+      expect(rows.map((r) => `${r.user_id},${Number(r.f)},${r.f__status}`)).toEqual(Array.from({ length: FRAME_ROWS }, (_, i) => `${frameId(i)},${i % ROWS},present`));
+    }, 60_000);
+
+    test("an online lookup is answered while a dataframe stream (entity_rows, CSV answer) is held open", async () => {
+      const entity_rows = Array.from({ length: FRAME_ROWS }, (_, i) => ({ user_id: frameId(i), timestamp: AT }));
+      const present = async () => (await s.deps.metrics.lookups.get()).values.find((v) => v.labels.status === "present")?.value ?? 0;
+      const before = await present();
+      const res = await s.app.request(B, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "application/json", accept: "text/csv" },
+        body: JSON.stringify({ entity_rows, feature_names: ["f"] }),
+      });
+      expect(res.headers.get("content-type")).toBe("text/csv; charset=utf-8");
+      const lines = new TextDecoder().decode(await holdOpen(res)).trimEnd().split("\r\n");
+      expect(lines[0]).toBe("user_id,timestamp,f,f__status");
+      expect(lines.length).toBe(FRAME_ROWS + 1);
+      expect(lines.slice(1)).toEqual(Array.from({ length: FRAME_ROWS }, (_, i) => `${frameId(i)},2025-01-01T00:00:00.000Z,${i % ROWS},present`));
+      // the lane reports what it served: feature_store_lookups_total counts every row (and the 5 online lookups)
+      expect((await present()) - before).toBe(FRAME_ROWS + 5);
+    }, 60_000);
 
     test("a full bulk lane sheds training queries and writes with 503 and Retry-After, never online lookups", async () => {
       const held = await batch();

@@ -4,13 +4,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { AppError } from "../../src/errors.ts";
-import { decodeBatchRequest } from "../../src/lane/jobs.ts";
-
-const body = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+import { contractRows } from "../../src/lane/frame-jobs.ts";
 
 function problem(v: unknown): { detail: string; errors: unknown } {
   try {
-    decodeBatchRequest(body(v));
+    contractRows(v);
   } catch (e) {
     if (e instanceof AppError && e.code === "invalid_request") return { detail: e.message, errors: e.errors };
     throw e;
@@ -18,16 +16,16 @@ function problem(v: unknown): { detail: string; errors: unknown } {
   throw new Error("decoded");
 }
 
-describe("decodeBatchRequest", () => {
+describe("contractRows", () => {
   test("timestamps come out as epoch milliseconds (any offset, truncated to the millisecond)", () => {
-    expect(decodeBatchRequest(body({ entity_ids: ["a", "b"], feature_names: ["f"], timestamp: "2024-01-15T10:00:00.123456+02:00" }))).toEqual({
+    expect(contractRows({ entity_ids: ["a", "b"], feature_names: ["f"], timestamp: "2024-01-15T10:00:00.123456+02:00" })).toEqual({
       rows: [
         { entity_id: "a", at: Date.UTC(2024, 0, 15, 8, 0, 0, 123) },
         { entity_id: "b", at: Date.UTC(2024, 0, 15, 8, 0, 0, 123) },
       ],
       featureNames: ["f"],
     });
-    expect(decodeBatchRequest(body({ rows: [{ entity_id: "a", timestamp: "1970-01-01T00:00:01Z" }], feature_names: ["f"] })).rows).toEqual([{ entity_id: "a", at: 1000 }]);
+    expect(contractRows({ rows: [{ entity_id: "a", timestamp: "1970-01-01T00:00:01Z" }], feature_names: ["f"] }).rows).toEqual([{ entity_id: "a", at: 1000 }]);
   });
 
   test("a bad timestamp: 400 invalid timestamp, at its path", () => {

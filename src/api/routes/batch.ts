@@ -1,14 +1,10 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
-import { mentionsEntityRows, negotiateOutput, readBatchRequest, respondFrame } from "./batch-frame.ts";
-import { inputFormatOf } from "../../formats/decode.ts";
-import { lookupFrame } from "../../serving/batch.ts";
-import type { Deps } from "../../serving/deps.ts";
+import { batchFormats } from "../../serving/batch-request.ts";
 import type { BulkLane } from "../../lane/pool.ts";
 import type { AppEnv } from "../env.ts";
 import { mount, requireScope } from "../route.ts";
 import { BatchBody, batchExamples, BatchFrameQuery, BatchFrameResponse, BatchFrameRow, BatchResponse, BinaryTable, CsvTable, BatchResult as BatchResultSchema } from "../../schemas.ts";
 import { problemsFor, security } from "./common.ts";
-import { batchByService } from "./service-forms.ts";
 import { BatchServiceRowsBody, BatchServiceSharedBody } from "../../catalog-schemas.ts";
 
 export const batchRoute = createRoute({
@@ -59,26 +55,18 @@ export const batchRoute = createRoute({
   },
 });
 
-/** The body is decoded, answered and rendered in the bulk lane (src/lane); this thread only streams the bytes. */
-export function mountBatch(app: OpenAPIHono<AppEnv>, deps: Deps, lane: BulkLane): void {
+/**
+ * The body is decoded, answered and rendered in the bulk lane (src/lane/frame-jobs.ts), whatever
+ * its form and the answer's format; this thread only checks the headers (406/415 before
+ * admission: header parsing only) and streams the bytes.
+ */
+export function mountBatch(app: OpenAPIHono<AppEnv>, lane: BulkLane): void {
   mount(app, batchRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
-    // The contract's JSON forms answered as JSON or NDJSON (the common case) go to the bulk lane
-    // untouched: the body is decoded, answered and rendered on its threads.
     const accept = c.req.header("accept");
-    const format = negotiateOutput(accept);
-    if ((format === "json" || format === "ndjson") && inputFormatOf(c.req.header("content-type")) === "json" && Object.keys(c.req.queries()).length === 0) {
-      const body = await c.req.arrayBuffer();
-      if (!mentionsEntityRows(body)) {
-        const { contentType, body: answer } = await lane.batch({ tenant, accept: accept ?? "", requestId: c.get("requestId"), readBody: async () => body });
-        return c.body(answer, 200, { "content-type": contentType });
-      }
-    }
-    // Entity dataframes and columnar formats (see batch-frame.ts). They still run on this thread:
-    // moving them into the bulk lane is the next step (README, Training data).
-    const req = await readBatchRequest(c, (json) => batchByService(deps, tenant, json));
-    if (req.kind === "frame") return respondFrame(c, deps, lookupFrame(deps, tenant, req.frame, req.options), req.format);
-    const { contentType, body: answer } = await lane.batch({ tenant, accept: accept ?? "", requestId: c.get("requestId"), readBody: () => c.req.arrayBuffer() });
-    return c.body(answer, 200, { "content-type": contentType });
+    const contentType = c.req.header("content-type");
+    batchFormats(accept, contentType);
+    const answer = await lane.batch({ tenant, accept, contentType, query: c.req.queries(), requestId: c.get("requestId"), readBody: () => c.req.arrayBuffer() });
+    return c.body(answer.body, 200, { "content-type": answer.contentType });
   });
 }
