@@ -135,10 +135,10 @@ export class BulkLane {
 
   constructor(
     private readonly deps: Deps,
-    private readonly o: LaneOptions,
+    private readonly options: LaneOptions,
     registry: Registry = deps.metrics.registry,
   ) {
-    this.admission = new BulkAdmission({ maxInFlight: o.maxInFlight, maxQueue: o.maxQueue, queueTimeoutMs: o.queueTimeoutMs }, registry);
+    this.admission = new BulkAdmission({ maxInFlight: options.maxInFlight, maxQueue: options.maxQueue, queueTimeoutMs: options.queueTimeoutMs }, registry);
     this.seen = deps.registry.current;
   }
 
@@ -159,8 +159,8 @@ export class BulkLane {
   /** The least busy thread; threads start on first use. */
   private slot(): Slot {
     if (this.closed) throw new AppError("unavailable", "the server is shutting down; retry on another instance");
-    const want = Math.max(1, this.o.workers);
-    if (this.slots.length < want && this.slots.every((s) => s.running > 0)) this.slots.push(this.o.workers === 0 ? this.inline() : this.spawn());
+    const want = Math.max(1, this.options.workers);
+    if (this.slots.length < want && this.slots.every((s) => s.running > 0)) this.slots.push(this.options.workers === 0 ? this.inline() : this.spawn());
     let best = this.slots[0] as Slot;
     for (const s of this.slots) if (s.running < best.running) best = s;
     return best;
@@ -169,9 +169,9 @@ export class BulkLane {
   private inline(): Slot {
     const runner = new JobRunner(this.deps, (m) => queueMicrotask(() => this.dispatch(m)), {
       reloadRegistry: false,
-      chunkKeys: this.o.chunkKeys,
-      normaliseBatch: this.o.normaliseBatch,
-      writeForms: this.o.writeForms,
+      chunkKeys: this.options.chunkKeys,
+      normaliseBatch: this.options.normaliseBatch,
+      writeForms: this.options.writeForms,
     });
     return { send: (m) => runner.handle(m), running: 0, ready: Promise.resolve(), stop: async () => {} };
   }
@@ -229,9 +229,9 @@ export class BulkLane {
     });
     // Each worker runs at most its share of the lane's jobs at once: a PostgreSQL pool of that size is enough.
     const cfg = this.deps.config;
-    const share = this.o.maxInFlight > 0 ? Math.ceil(this.o.maxInFlight / Math.max(1, this.o.workers)) : cfg.POSTGRES_POOL_SIZE;
+    const share = this.options.maxInFlight > 0 ? Math.ceil(this.options.maxInFlight / Math.max(1, this.options.workers)) : cfg.POSTGRES_POOL_SIZE;
     const config = { ...cfg, POSTGRES_POOL_SIZE: Math.max(1, Math.min(cfg.POSTGRES_POOL_SIZE, share)) };
-    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, chunkKeys: this.o.chunkKeys } satisfies ToWorker);
+    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, chunkKeys: this.options.chunkKeys } satisfies ToWorker);
     return slot;
   }
 
@@ -317,7 +317,7 @@ export class BulkLane {
       stall = setTimeout(() => {
         cancel();
         ctrl.error(new Error("the client stopped reading the answer"));
-      }, this.o.stallTimeoutMs);
+      }, this.options.stallTimeoutMs);
       stall.unref?.();
     };
     const body = new ReadableStream<Uint8Array>({
@@ -430,7 +430,7 @@ export class BulkLane {
     this.deps.stores.registry.adoptOwnChanges?.("definitions", done.definitionsChanges);
     const changed = done.ok && done.outcomes.some((o) => o.status === "new" || o.status === "updated");
     // Inline (`workers: 0`) the job reloaded this thread's snapshot already.
-    if (changed && this.o.workers > 0) await dbCall(this.deps, "registry reload", () => this.deps.registry.reload(tenant));
+    if (changed && this.options.workers > 0) await dbCall(this.deps, "registry reload", () => this.deps.registry.reload(tenant));
     return { outcomes: done.outcomes, ok: done.ok };
   }
 

@@ -1,8 +1,9 @@
 /**
- * Answer formats of a point-in-time batch, rendered in the bulk lane (off the serving thread).
- * The seam for new formats (CSV, Parquet, Arrow): the lane computes rows in chunks and hands
- * each chunk to the renderer the request's Accept type chose; the renderer turns it into bytes
- * that are streamed to the client as they come.
+ * The contract's batch answers (JSON and NDJSON of `{"results": [...]}`), rendered in the bulk
+ * lane (off the serving thread): the lane computes rows in chunks and hands each chunk to the
+ * renderer the request's Accept type chose, which turns it into bytes streamed as they come.
+ * Entity dataframes and the columnar formats (CSV, Parquet, Arrow) are encoded by
+ * formats/encode.ts instead (lane/frame-jobs.ts chooses).
  */
 import type { BatchResult } from "../serving/batch.ts";
 
