@@ -87,15 +87,23 @@ async function supervise(cfg: Config, blame: Blame, workers: number): Promise<nu
   const procs = Array.from({ length: workers }, (_, i) =>
     Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
   );
+  // a closed or full stdout (EPIPE, EAGAIN) loses log lines, never the supervisor
+  const forward = (bytes: Uint8Array): void => {
+    try {
+      writeSync(1, bytes);
+    } catch {
+      // nothing to do: the lines have nowhere to go
+    }
+  };
   const forwarded = procs.map(async (p) => {
     let rest = new Uint8Array(0);
     for await (const chunk of p.stdout) {
       const buf = rest.length === 0 ? chunk : Buffer.concat([rest, chunk]);
       const end = buf.lastIndexOf(10) + 1;
-      if (end > 0) writeSync(1, buf.subarray(0, end));
+      if (end > 0) forward(buf.subarray(0, end));
       rest = buf.subarray(end);
     }
-    if (rest.length > 0) writeSync(1, rest);
+    if (rest.length > 0) forward(rest);
   });
   const stopAll = (signal: NodeJS.Signals): void => {
     for (const p of procs) if (p.exitCode === null) p.kill(signal);
@@ -233,7 +241,7 @@ Options:
           log.info("stopped");
           resolve();
         })();
-      });
+      }, worker !== undefined ? 2000 : 0);
     });
     return 0;
   },

@@ -30,12 +30,20 @@ export class Lifecycle {
     return this.stopping;
   }
 
-  /** Calls `handler` on the first SIGTERM or SIGINT; a second signal exits at once. */
-  onSignal(handler: (signal: NodeJS.Signals) => void): void {
-    let seen = false;
+  /**
+   * Calls `handler` on the first SIGTERM or SIGINT; a second signal exits at once, unless it comes
+   * within `repeatGraceMs` of the first (a `serve --workers` worker gets Ctrl-C's SIGINT, or
+   * systemd's SIGTERM to the whole group, both directly and from its supervisor: that is one
+   * request to stop, and the drain goes on).
+   */
+  onSignal(handler: (signal: NodeJS.Signals) => void, repeatGraceMs = 0): void {
+    let seenAt: number | undefined;
     const on = (signal: NodeJS.Signals) => {
-      if (seen) process.exit(1);
-      seen = true;
+      if (seenAt !== undefined) {
+        if (Date.now() - seenAt < repeatGraceMs) return;
+        process.exit(1);
+      }
+      seenAt = Date.now();
       handler(signal);
     };
     process.on("SIGTERM", on);

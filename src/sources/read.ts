@@ -421,7 +421,8 @@ class PostgresReader implements SourceReader {
       // int8 and numeric stay strings (exact); timestamps come back as Date; the session is UTC
       return postgres(url, { max: 1, connect_timeout: 10, idle_timeout: 5, onnotice: () => {}, connection: { TimeZone: "UTC", application_name: "feature-store-materialize" } });
     } catch (e) {
-      throw new SourceError(`source ${this.spec.name}: bad connection URL in ${this.spec.url_env}: ${(e as Error).message}`);
+      // not the parser's message: it may quote the URL, password included
+      throw new SourceError(`source ${this.spec.name}: ${this.spec.url_env} does not hold a valid PostgreSQL connection URL (postgres://user:password@host:port/db; percent-encode special characters in the password)`);
     }
   }
 
