@@ -362,6 +362,8 @@ export class BulkLane {
       const body = new Uint8Array(await readBody());
       let settle: { resolve: (o: T) => void; reject: (e: AppError) => void } | undefined;
       const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
+      // awaited below; a worker lost before `send` returns rejects it while nobody waits yet
+      result.catch(() => {});
       job = this.open({
         onMessage: (m) => {
           if (m.t === "failed") return settle?.reject(appError(m.problem));

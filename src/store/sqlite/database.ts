@@ -419,9 +419,12 @@ export class SqliteDatabase implements Database {
     if (!this.prepared) return;
     const dv = this.readDataVersion();
     if (dv === this.dataVersion) return;
+    // read the counters before taking the new data version: if the read fails (busy), the next
+    // poll looks again instead of missing the change
+    const counters = this.statements.counters.all() as { kind: ChangeKind; version: number }[];
     this.dataVersion = dv;
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
-    for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) {
+    for (const r of counters) {
       if (r.version !== this.known[r.kind]) {
         if (!this.allOwn(r.kind, r.version)) {
           changes[r.kind] = true;
