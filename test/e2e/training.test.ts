@@ -1,6 +1,6 @@
 /**
  * Training data on the compiled binary: proves the format libraries (apache-arrow, hyparquet,
- * hyparquet-writer, papaparse) work inside dist/feature-store with no file beside it. Parquet and
+ * hyparquet-writer, csv-parse) work inside dist/feature-store with no file beside it. Parquet and
  * CSV bodies in, Parquet, Arrow and CSV out over HTTP, and `feature-store export`.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
