@@ -6,7 +6,7 @@
  * Parquet gives typed values (bigint for INT64, Date for timestamps) and the column types of its
  * schema. Row numbers in errors count data rows from 0, as in `rows[N]`.
  */
-import Papa from "papaparse";
+import { CsvError, parse as parseCsv } from "csv-parse/sync";
 import { parquetMetadata, parquetRead, type SchemaElement } from "hyparquet";
 import { AppError } from "../errors.ts";
 import { parseDtype } from "../registry/dtype.ts";
@@ -92,10 +92,17 @@ function decodeNdjson(bytes: Uint8Array): InputFrame {
 }
 
 function decodeCsv(bytes: Uint8Array): InputFrame {
-  const parsed = Papa.parse<string[]>(text(bytes).replace(/^\uFEFF/, ""), { skipEmptyLines: true });
-  const err = parsed.errors[0];
-  if (err) throw bad(`CSV is malformed at data row ${(err.row ?? 1) - 1}: ${err.message}`, `rows[${(err.row ?? 1) - 1}]`);
-  const [header, ...data] = parsed.data;
+  let records: string[][];
+  try {
+    // field counts are checked below (naming the row); a quote inside an unquoted field is text
+    records = parseCsv(text(bytes).replace(/^\uFEFF/, ""), { skip_empty_lines: true, relax_column_count: true, relax_quotes: true });
+  } catch (e) {
+    if (!(e instanceof CsvError)) throw e;
+    // `records` counts the records before the bad one, the header included
+    const row = (typeof e.records === "number" ? e.records : 1) - 1;
+    throw bad(`CSV is malformed at data row ${row}: ${e.message}`, `rows[${row}]`);
+  }
+  const [header, ...data] = records;
   if (!header || data.length === 0) throw bad("a CSV body needs a header line and at least one row");
   const seen = new Set<string>();
   for (const h of header) {

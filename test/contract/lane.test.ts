@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
 import { join } from "node:path";
 import { parquetReadObjects } from "hyparquet";
-import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import postgres from "postgres";
 import type { SqliteDatabase } from "../../src/store/sqlite/database.ts";
 import { contractBackends, TestServer } from "../support/backends.ts";
+import { parquetFile } from "../support/parquet.ts";
 
 const R = "/api/v1/features/register";
 const W = "/api/v1/features/write";
@@ -170,26 +170,14 @@ for (const backend of contractBackends()) {
     const frameId = (i: number) => `u${i % ROWS}`;
 
     test("an online lookup is answered while a dataframe stream (Parquet body, Parquet answer) is held open", async () => {
-      const w = new ByteWriter();
-      const pw = new ParquetWriter({
-        writer: w,
-        schema: [
-          { name: "root", num_children: 2 },
-          { name: "user_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
-          { name: "timestamp", type: "INT64", converted_type: "TIMESTAMP_MILLIS", repetition_type: "REQUIRED" },
-        ],
-      });
-      pw.write({
-        columnData: [
-          { name: "user_id", data: Array.from({ length: FRAME_ROWS }, (_, i) => frameId(i)) },
-          { name: "timestamp", data: Array.from({ length: FRAME_ROWS }, () => BigInt(Date.parse(AT))) },
-        ] as never,
-      });
-      pw.finish();
+      const body = parquetFile([
+        { name: "user_id", type: "string", data: Array.from({ length: FRAME_ROWS }, (_, i) => frameId(i)) },
+        { name: "timestamp", type: "timestamp", data: Array.from({ length: FRAME_ROWS }, () => BigInt(Date.parse(AT))) },
+      ]);
       const res = await s.app.request(`${B}?feature_names=f`, {
         method: "POST",
         headers: { "x-api-key": key, "content-type": "application/vnd.apache.parquet", accept: "application/vnd.apache.parquet" },
-        body: w.getBytes(),
+        body,
       });
       expect(res.headers.get("content-type")).toBe("application/vnd.apache.parquet");
       const bytes = await holdOpen(res);

@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { tableFromIPC } from "apache-arrow";
 import { parquetReadObjects } from "hyparquet";
-import { ByteWriter, ParquetWriter } from "hyparquet-writer";
-import Papa from "papaparse";
+import { parse as parseCsv } from "csv-parse/sync";
 import { prng } from "../../src/lib/prng.ts";
 import { shortestFloat32 } from "../../src/registry/dtype.ts";
 import { contractBackends, TestServer } from "../support/backends.ts";
+import { parquetFile } from "../support/parquet.ts";
 
 const R = "/api/v1/features/register";
 const W = "/api/v1/features/write";
@@ -63,9 +63,8 @@ const TIME_COLUMNS = new Set(["ts", "m_seen"]);
 const SLOW = 120_000;
 
 function parseCsvRows(text: string): Record<string, string>[] {
-  const p = Papa.parse<Record<string, string>>(text, { header: true, skipEmptyLines: true });
-  expect(p.errors).toEqual([]);
-  return p.data;
+  // throws on malformed CSV or a row whose field count differs from the header's
+  return parseCsv<Record<string, string>>(text, { columns: true, skip_empty_lines: true });
 }
 
 /** A decoded typed cell (Parquet/Arrow) as its canonical text. */
@@ -224,34 +223,18 @@ for (const backend of contractBackends()) {
     test("CSV, NDJSON and Parquet bodies give the same answer as JSON", async () => {
       const csv = [COLUMNS.slice(0, 6).join(","), ...entityRows.map((r) => COLUMNS.slice(0, 6).map((c) => canon(r[c])).join(","))].join("\n");
       const ndjson = entityRows.map((r) => JSON.stringify(r)).join("\n");
-      const w = new ByteWriter();
-      const pw = new ParquetWriter({
-        writer: w,
-        schema: [
-          { name: "root", num_children: 6 },
-          { name: "request_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
-          { name: "user_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
-          { name: "merchant_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
-          { name: "ts", type: "INT64", converted_type: "TIMESTAMP_MILLIS", repetition_type: "REQUIRED" },
-          { name: "label", type: "INT64", repetition_type: "REQUIRED" },
-          { name: "split", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
-        ],
-      });
-      pw.write({
-        columnData: [
-          { name: "request_id", data: entityRows.map((r) => r.request_id) },
-          { name: "user_id", data: entityRows.map((r) => r.user_id) },
-          { name: "merchant_id", data: entityRows.map((r) => r.merchant_id) },
-          { name: "ts", data: entityRows.map((r) => BigInt(Date.parse(r.ts as string))) },
-          { name: "label", data: entityRows.map((r) => BigInt(r.label as number)) },
-          { name: "split", data: entityRows.map((r) => r.split) },
-        ] as never,
-      });
-      pw.finish();
+      const parquet = parquetFile([
+        { name: "request_id", type: "string", data: entityRows.map((r) => r.request_id) },
+        { name: "user_id", type: "string", nullable: true, data: entityRows.map((r) => r.user_id) },
+        { name: "merchant_id", type: "string", nullable: true, data: entityRows.map((r) => r.merchant_id) },
+        { name: "ts", type: "timestamp", data: entityRows.map((r) => BigInt(Date.parse(r.ts as string))) },
+        { name: "label", type: "int64", data: entityRows.map((r) => BigInt(r.label as number)) },
+        { name: "split", type: "string", data: entityRows.map((r) => r.split) },
+      ]);
       for (const [ct, payload] of [
         ["text/csv", csv],
         ["application/x-ndjson", ndjson],
-        ["application/vnd.apache.parquet", w.getBytes()],
+        ["application/vnd.apache.parquet", parquet],
       ] as const) {
         const res = await raw(payload, "text/csv", `${B}${q}`, { "content-type": ct });
         expect(res.status).toBe(200);

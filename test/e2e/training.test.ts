@@ -1,6 +1,6 @@
 /**
  * Training data on the compiled binary: proves the format libraries (apache-arrow, hyparquet,
- * hyparquet-writer, papaparse) work inside dist/feature-store with no file beside it. Parquet and
+ * hyparquet-writer, csv-parse) work inside dist/feature-store with no file beside it. Parquet and
  * CSV bodies in, Parquet, Arrow and CSV out over HTTP, and `feature-store export`.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { tableFromIPC } from "apache-arrow";
 import { parquetReadObjects } from "hyparquet";
-import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import { freePort } from "../harness/services.ts";
+import { parquetFile } from "../support/parquet.ts";
 
 const BIN = resolve(process.env.FS_BINARY ?? "dist/feature-store");
 if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`bun run build\` first (npm test does)`);
@@ -75,27 +75,12 @@ describe("training data on the binary", () => {
   const csvBody = "user_id,merchant_id,ts,label\nu1,m1,2024-01-20T00:00:00Z,1\nu1,m1,2024-03-01T00:00:00Z,0\nu2,m9,2024-03-01T00:00:00Z,1\n";
 
   function parquetBody(): Uint8Array {
-    const w = new ByteWriter();
-    const pw = new ParquetWriter({
-      writer: w,
-      schema: [
-        { name: "root", num_children: 4 },
-        { name: "user_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
-        { name: "merchant_id", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "REQUIRED" },
-        { name: "ts", type: "INT64", converted_type: "TIMESTAMP_MILLIS", repetition_type: "REQUIRED" },
-        { name: "label", type: "INT32", repetition_type: "REQUIRED" },
-      ],
-    });
-    pw.write({
-      columnData: [
-        { name: "user_id", data: ["u1", "u1", "u2"] },
-        { name: "merchant_id", data: ["m1", "m1", "m9"] },
-        { name: "ts", data: [Date.parse("2024-01-20T00:00:00Z"), Date.parse("2024-03-01T00:00:00Z"), Date.parse("2024-03-01T00:00:00Z")].map(BigInt) },
-        { name: "label", data: [1, 0, 1] },
-      ] as never,
-    });
-    pw.finish();
-    return w.getBytes();
+    return parquetFile([
+      { name: "user_id", type: "string", data: ["u1", "u1", "u2"] },
+      { name: "merchant_id", type: "string", data: ["m1", "m1", "m9"] },
+      { name: "ts", type: "timestamp", data: [Date.parse("2024-01-20T00:00:00Z"), Date.parse("2024-03-01T00:00:00Z"), Date.parse("2024-03-01T00:00:00Z")].map(BigInt) },
+      { name: "label", type: "int32", data: [1, 0, 1] },
+    ]);
   }
 
   async function call(body: string | Uint8Array, contentType: string, accept: string): Promise<Response> {
