@@ -98,6 +98,8 @@ export const ConfigSchema = z.object({
   SHUTDOWN_DELAY: nonNegativeNumber.default(0),
   /** Timeout of one store call, milliseconds; a slower store answers 503. */
   STORE_TIMEOUT_MS: positiveInt.default(2000),
+  /** Timeout of one bulk store read (the point-in-time lookups of batch and training data), milliseconds, in place of STORE_TIMEOUT_MS. */
+  BULK_STORE_TIMEOUT_MS: positiveInt.default(30_000),
   /** Requests allowed per API key per RATE_LIMIT_WINDOW_MS (sliding window; shared by every server through Redis when REDIS_URL is set); 0: no limit. */
   RATE_LIMIT_PER_KEY: nonNegativeInt.default(0),
   /** Length of the rate-limit window, milliseconds. */

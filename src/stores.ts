@@ -39,7 +39,7 @@ export const databaseBackends: readonly BackendFactory<Database>[] = [
     configured: (c) => c.POSTGRES_URL !== undefined && c.POSTGRES_URL !== "",
     async open(c, { log, changeOrigin }) {
       const { PostgresDatabase } = await import("./store/postgres/database.ts");
-      return new PostgresDatabase({ url: c.POSTGRES_URL as string, log, retentionDays: c.RETENTION_DAYS, timeoutMs: c.STORE_TIMEOUT_MS, poolSize: c.POSTGRES_POOL_SIZE, origin: changeOrigin });
+      return new PostgresDatabase({ url: c.POSTGRES_URL as string, log, retentionDays: c.RETENTION_DAYS, timeoutMs: c.STORE_TIMEOUT_MS, bulkTimeoutMs: c.BULK_STORE_TIMEOUT_MS, poolSize: c.POSTGRES_POOL_SIZE, origin: changeOrigin });
     },
   },
   {

@@ -75,14 +75,14 @@ async function freshUrl(base: string): Promise<string> {
   return createDatabaseAt(base);
 }
 
-function open(url: string, extra: { retentionDays?: number; timeoutMs?: number } = {}): PostgresDatabase {
-  const db = new PostgresDatabase({ url, log, retentionDays: extra.retentionDays ?? 0, timeoutMs: extra.timeoutMs ?? 5_000 });
+function open(url: string, extra: { retentionDays?: number; timeoutMs?: number; bulkTimeoutMs?: number } = {}): PostgresDatabase {
+  const db = new PostgresDatabase({ url, log, retentionDays: extra.retentionDays ?? 0, timeoutMs: extra.timeoutMs ?? 5_000, bulkTimeoutMs: extra.bulkTimeoutMs });
   cleanups.push(() => db.close());
   return db;
 }
 
 /** A migrated database of its own. */
-async function fresh(extra: { retentionDays?: number; timeoutMs?: number } = {}): Promise<{ db: PostgresDatabase; url: string }> {
+async function fresh(extra: { retentionDays?: number; timeoutMs?: number; bulkTimeoutMs?: number } = {}): Promise<{ db: PostgresDatabase; url: string }> {
   const url = await freshUrl(serverUrl as string);
   const db = open(url, extra);
   await db.migrate();
@@ -249,6 +249,44 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
       await waitFor("keys change from the poll", () => seen.some((c) => c.keys), 2_500);
     });
 
+  });
+
+  describe("timeouts", () => {
+    test("a point-in-time read may take longer than the store timeout, up to the bulk one; an online read may not", async () => {
+      const storeTimeoutMs = 100;
+      const { db, url } = await fresh({ timeoutMs: storeTimeoutMs, bulkTimeoutMs: 60_000 });
+      const now = Date.now();
+      const old = Date.UTC(2024, 0, 1); // before the recent partitions: the history join
+      await db.writeValues([val(1, "e", old, "old"), val(1, "e", now - 1_000, "recent")]);
+      const locker = raw(url);
+      // a writer holding both tables: every read waits for it
+      let release: () => void = () => {};
+      const released = new Promise<void>((r) => (release = r));
+      const held = locker.begin(async (tx) => {
+        await tx`LOCK TABLE online_values, feature_values IN ACCESS EXCLUSIVE MODE`;
+        await released;
+      });
+      await waitFor("lock taken", async () => (await locker`SELECT 1 FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'online_values'::regclass AND granted`).length > 0, 5_000);
+
+      // the online read: 503 material (StoreUnavailable) after STORE_TIMEOUT_MS
+      await expect(db.getLatest([{ feature_id: 1, entity_id: "e" }])).rejects.toBeInstanceOf(StoreUnavailable);
+
+      // the point-in-time reads (the recent and the history plan) wait for the lock well past STORE_TIMEOUT_MS ...
+      const recent = db.getAsOf([{ feature_id: 1, entity_id: "e", at: now }]);
+      const history = db.getAsOf([{ feature_id: 1, entity_id: "e", at: old }]);
+      const waiting = async (): Promise<number> =>
+        (await locker`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '%unnest%'`).length;
+      await waitFor("both reads blocked by the lock", async () => (await waiting()) === 2, 10_000);
+      await sleep(storeTimeoutMs * 5);
+      expect(await waiting()).toBe(2);
+      release();
+      await held;
+      // ... and then answer
+      expect(text((await recent)[0]?.value)).toBe("recent");
+      expect(text((await history)[0]?.value)).toBe("old");
+      // the connection's own timeout is unchanged after the bulk read's transaction
+      expect(text((await db.getLatest([{ feature_id: 1, entity_id: "e" }]))[0]?.value)).toBe("recent");
+    }, 60_000);
   });
 
   describe("outages", () => {

@@ -32,6 +32,8 @@ export interface PostgresOptions {
   retentionDays: number;
   /** per-call timeout, ms (also the server's statement_timeout) */
   timeoutMs: number;
+  /** timeout of a bulk read (the point-in-time lookups of batch and training data), ms, in place of `timeoutMs` (default: `timeoutMs`) */
+  bulkTimeoutMs?: number;
   /** pool size (default 10) */
   poolSize?: number;
   /** identity of this connection's change notifications: a sibling (a bulk-lane worker) passes its process's `changeOrigin` */
@@ -63,7 +65,7 @@ export class PostgresDatabase implements Database {
     });
     this.feed = new PostgresChangeFeed({ url: opts.url, sql: this.sql, log: opts.log, timeoutMs: opts.timeoutMs, instance: opts.origin ?? randomBytes(6).toString("hex") });
     this.registry = new PostgresRegistry(this.sql, this.feed, opts.timeoutMs);
-    this.values = new PostgresValues(this.sql, opts.log, this.partitions, this.feed, opts.timeoutMs);
+    this.values = new PostgresValues(this.sql, opts.log, this.partitions, this.feed, opts.timeoutMs, opts.bulkTimeoutMs ?? opts.timeoutMs);
     this.sources = new PostgresSourceStore(this.sql);
   }
 

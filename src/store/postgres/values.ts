@@ -45,7 +45,20 @@ export class PostgresValues {
     private readonly partitions: PartitionManager,
     private readonly feed: PostgresChangeFeed,
     private readonly timeoutMs: number,
+    /** the point-in-time reads' timeout (BULK_STORE_TIMEOUT_MS): client side and the statements' statement_timeout */
+    private readonly bulkTimeoutMs: number = timeoutMs,
   ) {}
+
+  /**
+   * Runs a point-in-time read in one read-only snapshot whose statements may each take the bulk
+   * timeout (the connection's statement_timeout is the online one).
+   */
+  private bulkRead(fn: (sql: Querier) => Promise<void>): Promise<void> {
+    return this.sql.begin("isolation level repeatable read read only", async (sql) => {
+      if (this.bulkTimeoutMs !== this.timeoutMs) await sql`SELECT set_config('statement_timeout', ${String(this.bulkTimeoutMs)}, true)`;
+      await fn(sql);
+    });
+  }
 
   async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
     if (rows.length === 0) return [];
@@ -208,18 +221,20 @@ export class PostgresValues {
       // training data reaching back past the recent partitions: see asOfHistory
       await this.timed(
         "point-in-time lookup",
-        this.sql.begin("isolation level repeatable read read only", async (sql) => {
+        this.bulkRead(async (sql) => {
           let offset = 0;
           for (const part of parts) {
             for (const r of await this.asOfHistory(sql, part)) out[offset + r.ord - 1] = { event_time: r.event_time, seq: r.seq, value: r.value };
             offset += part.length;
           }
         }),
+        this.bulkTimeoutMs,
       );
       return out;
     }
-    // several statements read one snapshot, as SQLite's single read transaction does
-    await this.timed("point-in-time lookup", parts.length === 1 ? run(this.sql) : this.sql.begin("isolation level repeatable read read only", run));
+    // several statements read one snapshot, as SQLite's single read transaction does; one
+    // statement needs a transaction only to take the bulk statement_timeout
+    await this.timed("point-in-time lookup", parts.length === 1 && this.bulkTimeoutMs === this.timeoutMs ? run(this.sql) : this.bulkRead(run), this.bulkTimeoutMs);
     return out;
   }
 

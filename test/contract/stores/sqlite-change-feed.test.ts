@@ -71,3 +71,27 @@ describe("SQLite change feed: definitions changes name their tenant", () => {
     expect(seen).toEqual([{ definitions: true, keys: false, values: false }]);
   });
 });
+
+describe("SQLite change feed: a poll that cannot read the counters", () => {
+  test("a failed counter read (busy) is retried at the next poll: the change is reported then, not missed", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(other, "acme", "f");
+    // the next read of the counters fails as a busy file does (SQLITE_BUSY past the busy
+    // timeout); the data version itself was read
+    const statements = (server as unknown as { statements: { counters: { all(): unknown[] } } }).statements;
+    const counters = statements.counters;
+    let failed = 0;
+    statements.counters = {
+      all() {
+        statements.counters = counters;
+        failed++;
+        throw Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+      },
+    };
+    server.pollNow(); // what the poll timer calls: the failure is left to the next poll
+    expect(failed).toBe(1);
+    expect(seen).toEqual([]);
+    server.poll();
+    expect(seen).toEqual([{ definitions: true, keys: false, values: false, tenants: ["acme"] }]);
+  });
+});
