@@ -6,26 +6,37 @@ import type { Deps } from "./deps.ts";
  * and forgets the in-process cache when another process wrote values.
  */
 export function followChanges(deps: Deps): void {
+  const keys = retried(deps, "key reload");
+  const registry = retried(deps, "registry reload");
   deps.stores.registry.watch((changes) => {
-    if (changes.definitions) {
-      deps.registry.reloadFor(changes.tenants).then(
-        () => deps.log.debug("registry reloaded"),
-        (err: unknown) => deps.log.warn({ err }, "registry reload failed"),
-      );
-    }
-    if (changes.keys) reloadKeys(deps, 0);
+    // a retry reloads every tenant: the changes of several notices may be missing by then
+    if (changes.definitions) registry((retry) => deps.registry.reloadFor(retry ? undefined : changes.tenants));
+    if (changes.keys) keys(() => deps.keys.reload());
     // a private online store cannot see other processes' writes: forget it (a shared one saw them)
     if (changes.values && !deps.stores.online.capabilities.sharedAcrossProcesses) void deps.stores.online.clear();
   });
 }
 
 /**
- * Reloads the key ring, retrying a failed reload (200 ms doubling to 5 s) until one succeeds: the
- * change feed has moved past this change, so a revocation must not wait for the next one.
+ * Runs a reload now; a failed one is retried (200 ms doubling to 5 s) until one succeeds, with at
+ * most one retry scheduled at a time: the change feed has moved past the change, so a revocation
+ * or a registration must not wait for the next one.
  */
-function reloadKeys(deps: Pick<Deps, "keys" | "log">, attempt: number): void {
-  deps.keys.reload().catch((err: unknown) => {
-    deps.log.warn({ err, attempt }, "key reload failed; retrying");
-    setTimeout(() => reloadKeys(deps, attempt + 1), Math.min(5000, 200 * 2 ** attempt)).unref?.();
-  });
+function retried(deps: Pick<Deps, "log">, what: string): (reload: (retry: boolean) => Promise<unknown>) => void {
+  let scheduled = false;
+  const run = (reload: (retry: boolean) => Promise<unknown>, attempt: number): void => {
+    reload(attempt > 0).then(
+      () => deps.log.debug({ attempt }, `${what} done`),
+      (err: unknown) => {
+        deps.log.warn({ err, attempt }, `${what} failed; retrying`);
+        if (scheduled) return;
+        scheduled = true;
+        setTimeout(() => {
+          scheduled = false;
+          run(reload, attempt + 1);
+        }, Math.min(5000, 200 * 2 ** attempt)).unref?.();
+      },
+    );
+  };
+  return (reload) => run(reload, 0);
 }
