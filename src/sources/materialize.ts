@@ -108,7 +108,7 @@ export interface RejectSink {
 export interface MaterializeOptions extends RunArgs {
   /** set: store the valid rows and write rejected ones here; unset: stop at the first invalid row */
   rejects?: RejectSink | undefined;
-  /** rows per chunk (default: about 100,000 values a chunk) */
+  /** rows per chunk (default: about 50,000 values a chunk) */
   chunkRows?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: Progress) => void) | undefined;
