@@ -36,9 +36,13 @@ import { CacheGeneration } from "./generation.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
 
 const DAY_SECONDS = 86_400;
-/** Entities per compare-and-set script run on one server, and arguments per run at most (a run blocks the server while it runs: keep it short). */
-const SCRIPT_KEYS = 256;
-const SCRIPT_ARGS = 8_192;
+/**
+ * Entities per compare-and-set script run on one server, and arguments per run at most. A run
+ * blocks the server while it runs, online reads included: 64 entities of 4 fields take about
+ * 1 ms (256 took 4.5 ms), and already save most of the client's cost of one run per entity.
+ */
+const SCRIPT_KEYS = 64;
+const SCRIPT_ARGS = 2_048;
 /** Longest key expiry we set (EXPIRE rejects absurd values; ten years is "forever" here). */
 const MAX_EXPIRE_SECONDS = 3650 * DAY_SECONDS;
 
