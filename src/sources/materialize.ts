@@ -23,7 +23,7 @@ import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from 
 /** Rows per chunk are chosen so a chunk holds about this many values. */
 const CHUNK_VALUES = 50_000;
 /** A full collection runs after a chunk once the process's RSS is above this (the budget of a load is 512 MiB). */
-const GC_ABOVE_RSS = 320 * 2 ** 20;
+const GC_ABOVE_RSS = 256 * 2 ** 20;
 /** Event times the fast path of prepareChunk takes (years 1970 to 9999); others go through prepareRows. */
 const FAST_TIME_MAX = 253_402_300_800_000;
 /** First rejected rows kept in a summary. */
