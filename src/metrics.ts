@@ -32,14 +32,110 @@ export class RedisCacheMetrics {
   }
 }
 
+/**
+ * A counter child counted in a plain number, added to prom-client's series when the registry is
+ * read (the counter's `collect`): prom-client keys the labels object on every `inc`, even of a
+ * child bound once, which was a few percent of the CPU of an online lookup.
+ */
+class CounterTally {
+  pending = 0;
+  constructor(private readonly child: { inc(n: number): void }) {}
+
+  inc(n = 1): void {
+    this.pending += n;
+  }
+
+  flush(): void {
+    if (this.pending === 0) return;
+    const n = this.pending;
+    this.pending = 0;
+    this.child.inc(n);
+  }
+}
+
+/** prom-client's key of a labels object (lib/util.js hashObject; the version is pinned, and test/unit/metrics-tally.test.ts compares the expositions). */
+function seriesKey(labels: Record<string, string>, sortedLabelNames: readonly string[]): string {
+  let key = "";
+  for (const name of sortedLabelNames) if (labels[name] !== undefined) key += `${name}:${labels[name]},`;
+  return key;
+}
+
+/** prom-client's record of one histogram series (lib/histogram.js). */
+interface HistogramEntry {
+  labels: Record<string, string>;
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram series observed into plain numbers (a count per bucket, the sum, the count) and
+ * added to prom-client's record of the series when the registry is read (the histogram's
+ * `collect`): the exposition is exactly what observing each value through prom-client gives.
+ */
+class HistogramTally {
+  private readonly counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+
+  constructor(
+    private readonly histogram: Histogram<string>,
+    private readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(v: number): void {
+    if (!Number.isFinite(v)) throw new TypeError(`Value is not a valid number: ${v}`);
+    const b = this.bounds;
+    // prom-client's findBound: the first bucket whose upper bound is >= v; above the last, only +Inf (the count)
+    for (let i = 0; i < b.length; i++) {
+      if (v <= (b[i] as number)) {
+        this.counts[i] = (this.counts[i] as number) + 1;
+        break;
+      }
+    }
+    this.sum += v;
+    this.count++;
+  }
+
+  flush(): void {
+    if (this.count === 0) return;
+    const h = this.histogram as unknown as { hashMap: Record<string, HistogramEntry>; sortedLabelNames: string[] };
+    const key = seriesKey(this.labels, h.sortedLabelNames);
+    let e = h.hashMap[key];
+    if (e === undefined) {
+      e = { labels: this.labels, bucketValues: Object.fromEntries(this.bounds.map((b) => [b, 0])), sum: 0, count: 0 };
+      h.hashMap[key] = e;
+    }
+    for (let i = 0; i < this.bounds.length; i++) {
+      const n = this.counts[i] as number;
+      if (n === 0) continue;
+      e.bucketValues[this.bounds[i] as number] = (e.bucketValues[this.bounds[i] as number] ?? 0) + n;
+      this.counts[i] = 0;
+    }
+    e.sum += this.sum;
+    e.count += this.count;
+    this.sum = 0;
+    this.count = 0;
+  }
+}
+
 /** The server's metrics. */
 export class Metrics {
   readonly registry = new Registry();
+  /** Tallies of the per-request series, added to prom-client's at every read of the registry. */
+  private readonly tallies: { flush(): void }[] = [];
+  private readonly flushTallies = (): void => {
+    for (const t of this.tallies) t.flush();
+  };
   readonly httpRequests = new Counter({
     name: "feature_store_http_requests_total",
     help: "HTTP requests answered, by route template, method and status.",
     labelNames: ["route", "method", "status"] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly httpDuration = new Histogram({
     name: "feature_store_http_request_duration_seconds",
@@ -47,18 +143,21 @@ export class Metrics {
     labelNames: ["route", "method"] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly lookups = new Counter({
     name: "feature_store_lookups_total",
     help: "Feature values looked up (online and batch), by outcome: present, not_found, expired.",
     labelNames: ["status"] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly cacheRequests = new Counter({
     name: "feature_store_cache_requests_total",
     help: "Online cache look-ups per value: hit, miss (answered by the database), error (cache unavailable).",
     labelNames: ["result"] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly servedValueAge = new Histogram({
     name: "feature_store_served_value_age_seconds",
@@ -66,6 +165,7 @@ export class Metrics {
     labelNames: ["entity_type"] as const,
     buckets: AGE_BUCKETS,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly storeUp = new Gauge({
     name: "feature_store_store_up",
@@ -116,12 +216,24 @@ export class Metrics {
     for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
   }
 
-  // Pre-bound label children for the per-request paths: prom-client hashes a labels object on
-  // every inc/observe; a child bound once does not.
-  private readonly lookupChildren = { present: this.lookups.labels("present"), not_found: this.lookups.labels("not_found"), expired: this.lookups.labels("expired") };
-  private readonly cacheChildren = { hit: this.cacheRequests.labels("hit"), miss: this.cacheRequests.labels("miss"), error: this.cacheRequests.labels("error") };
-  private readonly ageChildren = new Map<string, ReturnType<Histogram<"entity_type">["labels"]>>();
-  private readonly httpChildren = new Map<string, { count: ReturnType<Counter<"route" | "method" | "status">["labels"]>; duration: ReturnType<Histogram<"route" | "method">["labels"]> }>();
+  // Tallies of the per-request series (see CounterTally, HistogramTally).
+  private tally<T extends { flush(): void }>(t: T): T {
+    this.tallies.push(t);
+    return t;
+  }
+  private readonly lookupChildren = {
+    present: this.tally(new CounterTally(this.lookups.labels("present"))),
+    not_found: this.tally(new CounterTally(this.lookups.labels("not_found"))),
+    expired: this.tally(new CounterTally(this.lookups.labels("expired"))),
+  };
+  private readonly cacheChildren = {
+    hit: this.tally(new CounterTally(this.cacheRequests.labels("hit"))),
+    miss: this.tally(new CounterTally(this.cacheRequests.labels("miss"))),
+    error: this.tally(new CounterTally(this.cacheRequests.labels("error"))),
+  };
+  private readonly ageChildren = new Map<string, HistogramTally>();
+  private readonly httpChildren = new Map<string, { count: CounterTally; duration: HistogramTally }>();
+  private readonly httpDurations = new Map<string, HistogramTally>();
 
   /** Counts looked-up values by outcome (zeros are skipped). */
   countLookups(present: number, notFound: number, expired: number): void {
@@ -136,10 +248,10 @@ export class Metrics {
   }
 
   /** The served-value age histogram of an entity type. */
-  servedValueAgeOf(entityType: string): ReturnType<Histogram<"entity_type">["labels"]> {
+  servedValueAgeOf(entityType: string): { observe(seconds: number): void } {
     let h = this.ageChildren.get(entityType);
     if (h === undefined) {
-      h = this.servedValueAge.labels(entityType);
+      h = this.tally(new HistogramTally(this.servedValueAge, { entity_type: entityType }, AGE_BUCKETS));
       this.ageChildren.set(entityType, h);
     }
     return h;
@@ -150,7 +262,13 @@ export class Metrics {
     const key = `${route} ${method} ${status}`;
     let c = this.httpChildren.get(key);
     if (c === undefined) {
-      c = { count: this.httpRequests.labels(route, method, String(status)), duration: this.httpDuration.labels(route, method) };
+      const durationKey = `${route} ${method}`;
+      let duration = this.httpDurations.get(durationKey);
+      if (duration === undefined) {
+        duration = this.tally(new HistogramTally(this.httpDuration, { route, method }, LATENCY_BUCKETS));
+        this.httpDurations.set(durationKey, duration);
+      }
+      c = { count: this.tally(new CounterTally(this.httpRequests.labels(route, method, String(status)))), duration };
       this.httpChildren.set(key, c);
     }
     c.count.inc();
