@@ -2,7 +2,27 @@
  * Prometheus metrics (prefix `feature_store_`), one fresh registry per process. Labels never
  * hold a tenant, a key or an entity id; routes are labelled by their template.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type * as Prom from "prom-client";
+// prom-client's classes from their own files: its index also loads the Pushgateway (node:http),
+// the cluster aggregator and every default metric (OpenTelemetry's API), about a third of the
+// CPU of a server's start; the default metrics are loaded when they are registered (collectDefaults).
+// @ts-expect-error untyped deep path (the classes of the typed index)
+import CounterClass from "prom-client/lib/counter.js";
+// @ts-expect-error untyped deep path
+import GaugeClass from "prom-client/lib/gauge.js";
+// @ts-expect-error untyped deep path
+import HistogramClass from "prom-client/lib/histogram.js";
+// @ts-expect-error untyped deep path
+import RegistryClass from "prom-client/lib/registry.js";
+
+const Counter = CounterClass as typeof Prom.Counter;
+type Counter<T extends string = string> = Prom.Counter<T>;
+const Gauge = GaugeClass as typeof Prom.Gauge;
+type Gauge<T extends string = string> = Prom.Gauge<T>;
+const Histogram = HistogramClass as typeof Prom.Histogram;
+type Histogram<T extends string = string> = Prom.Histogram<T>;
+const Registry = RegistryClass as typeof Prom.Registry;
+type Registry = Prom.Registry;
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const AGE_BUCKETS = [1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400];
@@ -198,8 +218,8 @@ export class Metrics {
     this.defaultsWanted = opts.defaults !== false;
     if (this.defaultsWanted) {
       const read = this.registry.metrics.bind(this.registry);
-      this.registry.metrics = () => {
-        this.collectDefaults();
+      this.registry.metrics = async () => {
+        await this.collectDefaults();
         return read();
       };
     }
@@ -207,13 +227,19 @@ export class Metrics {
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
   }
 
-  /** Registers the default process metrics now, if wanted and not done yet. */
-  collectDefaults(): void {
-    if (!this.defaultsWanted) return;
+  private defaultsLoading: Promise<void> | undefined;
+
+  /** Registers the default process metrics now (loading their module first), if wanted and not done yet. */
+  collectDefaults(): Promise<void> {
+    if (!this.defaultsWanted) return this.defaultsLoading ?? Promise.resolve();
     this.defaultsWanted = false;
-    collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
-    // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
-    for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    // @ts-expect-error untyped deep path (the index's collectDefaultMetrics)
+    this.defaultsLoading = import("prom-client/lib/defaultMetrics.js").then((m: { default: typeof Prom.collectDefaultMetrics }) => {
+      m.default({ register: this.registry, prefix: "feature_store_" });
+      // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
+      for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    });
+    return this.defaultsLoading;
   }
 
   // Tallies of the per-request series (see CounterTally, HistogramTally).
