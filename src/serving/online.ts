@@ -146,20 +146,6 @@ export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: re
       } else if (def.ttlMs !== null && row.event_time <= l.now - def.ttlMs) {
         features += `${sep}${key}null`;
         metadata += `${sep}${key}{"status":"expired","event_time":${eventTimeJson(row.event_time)}}`;
-      } else if (memo) {
-        // a row of the in-process cache: its two fragments are remembered with it
-        let frag = fragments.get(row);
-        if (frag === undefined || frag.key !== key) {
-          frag = { key, value: `${key}${valueJson(def, row.value, true)}`, meta: `${key}{"status":"present","event_time":${eventTimeJson(row.event_time)}}` };
-          fragments.set(row, frag);
-        }
-        if (f === 0) {
-          features += frag.value;
-          metadata += frag.meta;
-        } else {
-          features += `,${frag.value}`;
-          metadata += `,${frag.meta}`;
-        }
       } else {
         features += `${sep}${key}${valueJson(def, row.value, memo)}`;
         metadata += `${sep}${key}{"status":"present","event_time":${eventTimeJson(row.event_time)}}`;
@@ -169,14 +155,6 @@ export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: re
   }
   return many ? `${out}]}` : out;
 }
-
-/**
- * The JSON fragments of a present value of the in-process cache, by the identity of its row
- * (the cache hands out the same row object until the value changes): `"ref":value` and
- * `"ref":{"status":"present","event_time":...}`, for the reference `key` they were built with
- * (the same row may be asked for as `name` and as `name@1`).
- */
-const fragments = new WeakMap<StoredRow, { key: string; value: string; meta: string }>();
 
 /** JSON text of a stored value, by the identity of its packed bytes (see {@link lookupOnlineJson}). */
 const valueJsonForms = new WeakMap<Uint8Array, string>();
