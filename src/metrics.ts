@@ -4,8 +4,8 @@
  */
 import type * as Prom from "prom-client";
 // prom-client's classes from their own files: its index also loads the Pushgateway (node:http),
-// the cluster aggregator and every default metric (OpenTelemetry's API), about a third of the
-// CPU of a server's start; the default metrics are loaded when they are registered (collectDefaults).
+// the cluster aggregator and every default metric (OpenTelemetry's API), about a sixth of the
+// CPU of a compiled server's start; the default metrics are loaded when they are registered (collectDefaults).
 // @ts-expect-error untyped deep path (the classes of the typed index)
 import CounterClass from "prom-client/lib/counter.js";
 // @ts-expect-error untyped deep path
