@@ -1,7 +1,7 @@
 /**
  * The online fast path: `POST /api/v1/features/online` and `GET /healthz` answered outside Hono's
  * middleware chain, by the same checks called as plain functions, in the same order and with
- * the same answers (test/unit/fast-online.test.ts runs one corpus through both and compares
+ * the same answers (test/contract/online-fast-path.test.ts runs one corpus through both and compares
  * status, headers and bodies). Hono's chain (context, composed middlewares, router, header
  * merging) was about 15% of the CPU of an online 1x10 lookup.
  *
