@@ -78,7 +78,7 @@ for (const backend of contractBackends()) {
         expect(w.status).toBe(200);
       }
       const clock = s.deps.clock;
-      const same = async (tenant: string, names: string[], status: string): Promise<void> => {
+      const same = async (tenant: string, names: string[], status: "present" | "expired"): Promise<void> => {
         for (let pass = 0; pass < 2; pass++) {
           const objects = await lookupOnline(s.deps, tenant, ["e1", "e1"], names);
           expect(await lookupOnlineJson(s.deps, tenant, ["e1", "e1"], names, true)).toBe(JSON.stringify({ results: objects }));
