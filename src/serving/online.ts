@@ -163,7 +163,7 @@ export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: re
       }
     }
     const text = `{"entity_id":${JSON.stringify(entityId)},"features":{${features}},"metadata":{${metadata}}}`;
-    if (first) entityTexts.set(first, { resolved: l.resolved, entityId, rows: l.rows.slice(e * nf, e * nf + nf), expired: expiredOf(l, e * nf), text });
+    if (first) entityTexts.set(first, { resolved: l.resolved, entityId, rows: l.rows.slice(e * nf, e * nf + nf), expired: expiredOf(l, e * nf), text: flat(text) });
     out += e === 0 ? text : `,${text}`;
   }
   return many ? `${out}]}` : out;
@@ -186,6 +186,18 @@ interface EntityText {
   text: string;
 }
 const entityTexts = new WeakMap<StoredRow, EntityText>();
+
+/**
+ * `text` as one contiguous string. A string built by concatenation is a tree of its pieces until
+ * something reads it whole; a remembered text would otherwise be walked piece by piece on every
+ * answer it goes into (encoding a 100-entity answer made of such trees took several times as long).
+ * A search reads it whole, and the engine keeps the contiguous form (the check itself cannot fail).
+ */
+function flat(text: string): string {
+  // (JSON text never holds a raw U+0000: JSON.stringify escapes it)
+  if (text.includes("\u0000")) throw new Error("an online answer's JSON text holds a raw U+0000");
+  return text;
+}
 
 /** Whether each row of the entity at `base` is expired at `l.now` (the test of {@link lookupOnlineJson}). */
 function expiredOf(l: Lookup, base: number): boolean[] {
