@@ -5,7 +5,7 @@
  */
 import type { Logger } from "../../log.ts";
 import { StoreUnavailable } from "../errors.ts";
-import type { AsOfKey, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
+import type { AsOfKey, HistoryRow, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
 import { CHANGES_CHANNEL, type PostgresChangeFeed } from "./change-feed.ts";
 import { byteaArray, numberArray, STORE_NAME, textArray, timed, type Querier, type Sql } from "./client.ts";
 import type { PartitionManager } from "./partitions.ts";
@@ -236,6 +236,40 @@ export class PostgresValues {
     // statement needs a transaction only to take the bulk statement_timeout
     await this.timed("point-in-time lookup", parts.length === 1 && this.bulkTimeoutMs === this.timeoutMs ? run(this.sql) : this.bulkRead(run), this.bulkTimeoutMs);
     return out;
+  }
+
+  /**
+   * See {@link OfflineStore.getHistory}. One statement: both lists are index keys of
+   * feature_values_as_of in every partition (one descent per pair and partition), read in the
+   * index's order (newest first per pair, merged across partitions) and reversed per pair here.
+   */
+  async getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]> {
+    if (featureIds.length === 0 || entityIds.length === 0 || limit <= 0) return [];
+    let rows: HistoryRow[] = [];
+    await this.timed(
+      "history read",
+      this.bulkRead(async (sql) => {
+        rows = (await sql`
+          SELECT feature_id, entity_id, event_time, seq, value FROM feature_values
+          WHERE feature_id = ANY(${numberArray(featureIds)}::bigint[]) AND entity_id = ANY(${textArray(entityIds)}::text[]) AND event_time <= ${upTo}
+          ORDER BY feature_id, entity_id, event_time DESC, seq DESC
+          LIMIT ${limit}`.values()) as unknown as HistoryRow[];
+      }),
+      this.bulkTimeoutMs,
+    );
+    // newest first per (feature, entity) -> oldest first
+    for (let i = 0; i < rows.length; ) {
+      const r = rows[i] as HistoryRow;
+      let j = i + 1;
+      while (j < rows.length && (rows[j] as HistoryRow)[0] === r[0] && (rows[j] as HistoryRow)[1] === r[1]) j++;
+      for (let a = i, b = j - 1; a < b; a++, b--) {
+        const t = rows[a] as HistoryRow;
+        rows[a] = rows[b] as HistoryRow;
+        rows[b] = t;
+      }
+      i = j;
+    }
+    return rows;
   }
 
   /**
