@@ -165,7 +165,13 @@ async function runStack(stack: string, csv: string, duck: { rate: number } | str
     await populate(env);
     for (let round = 0; round < ROUNDS; round++) {
       for (const bin of BINS) {
-        const r = await runServer(bin, env, csv);
+        let r: Awaited<ReturnType<typeof runServer>>;
+        try {
+          r = await runServer(bin, env, csv);
+        } catch (err) {
+          log(`${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: failed: ${String(err).slice(0, 300)}; load ${loadavg()}`);
+          continue;
+        }
         const ratio = typeof duck === "string" ? "" : `, ${((r.rate / duck.rate) * 100).toFixed(1)}% of DuckDB`;
         log(
           `${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB (sha256 ${r.sha}); server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB; load ${loadavg()}`,

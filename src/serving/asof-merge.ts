@@ -25,9 +25,9 @@ export const MAX_CACHED_ROWS = 4_000_000;
 /** Packed value bytes held at most. */
 export const MAX_CACHED_BYTES = 256 << 20;
 /** History rows per read, about (a read's rows are JS objects until decoded; a read stops at twice this). */
-const MAX_READ_ROWS = 262_144;
+const MAX_READ_ROWS = 131_072;
 /** A read of at least this many rows is followed by a collection. */
-const COLLECT_AFTER_ROWS = 65_536;
+const COLLECT_AFTER_ROWS = 32_768;
 /** Entities per read at most. */
 const MAX_READ_ENTITIES = 8_192;
 /** Keys per probe call (the fallback). */

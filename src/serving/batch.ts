@@ -2,14 +2,13 @@
  * Point-in-time retrieval for training data: for every (entity, timestamp) row and feature,
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
-import type { AsOfKey, StoredRow, Stores } from "../store/types.ts";
+import type { AsOfKey, Stores } from "../store/types.ts";
 import type { z } from "@hono/zod-openapi";
 import { AppError } from "../errors.ts";
 import { LIMITS, type BatchResult as BatchResultSchema } from "../schemas.ts";
 import { passthroughColumn, type InputFrame } from "../formats/decode.ts";
 import { STRING, TIMESTAMP, type Cell, type FrameChunk, type FrameColumn } from "../formats/frame.ts";
 import { formatTime, parseTime } from "../lib/time.ts";
-import { decodeValue } from "../registry/dtype.ts";
 import { entityIdProblem } from "../registry/names.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { AsOfMerge, storeIo } from "./asof-merge.ts";
@@ -148,6 +147,8 @@ function timeOf(v: unknown, column: string, row: number): number {
  * column; every other column passed through) and returns its output columns and a generator of
  * result chunks: the input columns in input order (the timestamp column as a timestamp), then per
  * feature its value (typed by dtype) and `<ref>__status`. Every 400/404 comes before any output.
+ * The values come from a sorted merge of the rows with each entity's history, read once per
+ * request (./asof-merge.ts).
  */
 export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pick<Stores, "offline"> }, tenant: string, frame: InputFrame, opts: FrameOptions): FrameQuery {
   const { refs, defs } = resolveFeatureSet(deps.registry.current, tenant, opts.featureNames);
@@ -185,7 +186,6 @@ export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pic
   for (let f = 0; f < refs.length; f++) {
     columns.push({ name: refs[f] as string, type: (defs[f] as Definition).type }, { name: `${refs[f]}${STATUS_SUFFIX}`, type: STRING, dictionary: true });
   }
-  const featureIds = defs.map((d) => ids.get(d.entity_type) as (string | null)[]);
 
   const merge = new AsOfMerge(
     storeIo(() => deps.stores.offline, (what, fn) => dbCall(deps, what, fn)),
@@ -193,8 +193,10 @@ export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pic
     ids,
     ats,
   );
-  // the generator holds what it needs, not the decoded frame (its text cells are garbage once converted)
+  // the generator holds what it needs, not the decoded frame (its text cells are garbage once
+  // converted); a large frame's decoding garbage is collected before the answer's work piles on
   const rowCount = frame.rows;
+  if (rowCount >= COLLECT_FRAME_ROWS) Bun.gc(true);
   const chunks = (async function* () {
     const nf = defs.length;
     // chunks big enough for efficient row groups / record batches, bounded in cells
@@ -217,6 +219,8 @@ export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pic
   return { columns, rows: frame.rows, chunks };
 }
 
+/** A frame of at least this many rows is followed by a collection once decoded and validated. */
+const COLLECT_FRAME_ROWS = 100_000;
 /** Chunks between two collections of an answer's garbage. */
 const COLLECT_EVERY_CHUNKS = 8;
 /** Rows per dataframe chunk at most (each is one Parquet row group / Arrow record batch). */
