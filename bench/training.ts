@@ -110,7 +110,7 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : Number.NaN;
 }
 
-async function runServer(bin: string, env: Record<string, string>, csv: string): Promise<{ rate: number; seconds: number; ttfb: number; bytes: number; rss: number; sha: string; series: number[] }> {
+async function runServer(bin: string, env: Record<string, string>, csv: string): Promise<{ rate: number; seconds: number; ttfb: number; bytes: number; rss: number; sha: string; series: number[]; seriesStep: number }> {
   const port = await freePort();
   // BENCH_SERVER_CMD (e.g. "bun --cpu-prof src/cli.ts") runs the server from source, for profiles
   const cmd = process.env.BENCH_SERVER_CMD ? process.env.BENCH_SERVER_CMD.split(" ") : [bin];
@@ -160,7 +160,7 @@ async function runServer(bin: string, env: Record<string, string>, csv: string):
     clearInterval(sampler);
     const step = Math.max(1, Math.ceil(rssSeries.length / 10));
     const series = rssSeries.filter((_, i) => i % step === 0 || i === rssSeries.length - 1);
-    return { rate: (ROWS * FEATURES) / seconds, seconds, ttfb, bytes, rss: peakRss(server.pid), sha: hash.digest("hex").slice(0, 12), series };
+    return { rate: (ROWS * FEATURES) / seconds, seconds, ttfb, bytes, rss: peakRss(server.pid), sha: hash.digest("hex").slice(0, 12), series, seriesStep: step };
   } finally {
     server.kill(process.env.BENCH_SERVER_CMD ? "SIGTERM" : "SIGKILL");
     await server.exited;
@@ -183,7 +183,7 @@ async function runStack(stack: string, csv: string, duck: { rate: number } | str
         }
         const ratio = typeof duck === "string" ? "" : `, ${((r.rate / duck.rate) * 100).toFixed(1)}% of DuckDB`;
         log(
-          `${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB (sha256 ${r.sha}); server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB (RSS every ${Math.max(1, Math.ceil(r.series.length / 10))} s, MiB: ${r.series.join(" ")}); load ${loadavg()}`,
+          `${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB (sha256 ${r.sha}); server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB (RSS every ${r.seriesStep} s, MiB: ${r.series.join(" ")}); load ${loadavg()}`,
         );
       }
     }
