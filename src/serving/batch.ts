@@ -212,7 +212,8 @@ export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pic
       }
       yield { rows: n, columns: out, counts };
       // the encoders' garbage (a chunk's cell arrays and buffers), collected every few chunks:
-      // left to itself the heap grew past 1 GiB over a 1M-row answer
+      // left to itself the heap grew past 1 GiB over a 1M-row answer (every 8 chunks: 1,017 MiB
+      // peak; every 4: 793 MiB, no slower, measured side by side at 1M x 50)
       if ((start / chunkRows) % COLLECT_EVERY_CHUNKS === COLLECT_EVERY_CHUNKS - 1) Bun.gc(true);
     }
   })();
@@ -222,7 +223,7 @@ export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pic
 /** A frame of at least this many rows is followed by a collection once decoded and validated. */
 const COLLECT_FRAME_ROWS = 100_000;
 /** Chunks between two collections of an answer's garbage. */
-const COLLECT_EVERY_CHUNKS = 8;
+const COLLECT_EVERY_CHUNKS = 4;
 /** Rows per dataframe chunk at most (each is one Parquet row group / Arrow record batch). */
 const FRAME_CHUNK_ROWS = 8_192;
 /** Rows x features per dataframe chunk, at most (bounds a chunk's memory: 8,192 rows up to 64 features). */
