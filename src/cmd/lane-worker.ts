@@ -41,7 +41,7 @@ port.onmessage = (e) => {
         const log = createLogger(m.config.LOG_LEVEL, 1);
         // Its own connection (README, Architecture: how a thread opens its own stores); the main
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.
-        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin });
+        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin, ownChangeLedger: m.ownChangeLedger });
         await db.assertMigrated();
         // starts recording this connection's commits (the serving thread counts them as its own)
         db.takeOwnChanges?.("values");

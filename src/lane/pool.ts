@@ -231,7 +231,7 @@ export class BulkLane {
     const cfg = this.deps.config;
     const share = this.options.maxInFlight > 0 ? Math.ceil(this.options.maxInFlight / Math.max(1, this.options.workers)) : cfg.POSTGRES_POOL_SIZE;
     const config = { ...cfg, POSTGRES_POOL_SIZE: Math.max(1, Math.min(cfg.POSTGRES_POOL_SIZE, share)) };
-    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, chunkKeys: this.options.chunkKeys } satisfies ToWorker);
+    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, ownChangeLedger: this.deps.stores.registry.ownChangeLedger, chunkKeys: this.options.chunkKeys } satisfies ToWorker);
     return slot;
   }
 

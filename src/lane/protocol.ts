@@ -16,6 +16,8 @@ export interface InitMessage {
   config: Config;
   /** the main connection's `changeOrigin` (PostgreSQL), so the worker's commits count as this process's */
   changeOrigin: string | undefined;
+  /** the main connection's `ownChangeLedger` (SQLite), likewise */
+  ownChangeLedger: SharedArrayBuffer | undefined;
   /** keys per chunk of a batch (undefined: serving/batch.ts CHUNK_KEYS) */
   chunkKeys: number | undefined;
 }
