@@ -7,7 +7,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { followChanges } from "../serving/changes.ts";
 import { checkReadiness } from "../serving/health.ts";
 import { openRateLimiter, RateLimiter } from "../serving/rate-limit.ts";
-import { SupervisorWindows, WorkerWindowStore } from "../lib/supervisor-window.ts";
+import { SupervisorWindows, WorkerWindowStore } from "../serving/supervisor-window.ts";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { writeSync } from "node:fs";

@@ -105,6 +105,11 @@ export interface WriteOutcome {
   ttls: [number, number | null][];
   /** the worker connection's commits of values (SQLite), for the main connection to adopt */
   valuesChanges: number[];
+  /**
+   * The values were offered to the online store by the worker itself (a store shared across
+   * processes, Redis, on the worker's own connection): `parts` is empty and this many failed.
+   */
+  offeredFailures?: number;
 }
 
 /** Worker -> serving thread. */

@@ -5,7 +5,7 @@
  * whose question is not answered in time counts in its own process (the rate limiter fails open,
  * as with Redis).
  */
-import { LocalWindowStore } from "../serving/rate-limit.ts";
+import { LocalWindowStore } from "./rate-limit.ts";
 import type { WindowHit, WindowStore } from "../store/types.ts";
 
 /** A worker's question. */
