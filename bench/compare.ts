@@ -12,6 +12,10 @@
  * Bun.serve baseline (bench/baseline-server.ts) answering bodies of the same sizes, in the same
  * rounds: the ratio of CPU per request to it is the hot-path target of issue 12.
  *
+ * COMPARE_STACK=redis runs the builds on PostgreSQL + Redis (started by the test harness; a new
+ * database and an emptied Redis for every build and round) instead of the embedded stack; the
+ * CPU counted is still the server's alone.
+ *
  * Build a scratch copy with a proposed change: `cp -r src /tmp/x/src` ..., then
  * `OUTFILE=/tmp/x.bin bun scripts/build.ts` from that tree.
  */
@@ -20,7 +24,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { log, round, settings } from "./lib/common.ts";
 import { onlineMany, onlineOne, prng } from "./lib/dataset.ts";
-import { loadData, post, startBaseline, startServer, type Server } from "./lib/server.ts";
+import { loadData, post, startBaseline, startServer, type Server, type StackEnv } from "./lib/server.ts";
+import { redisCommand, startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
 
 const builds = process.argv.slice(2).map((a) => {
@@ -34,6 +39,20 @@ if (builds.length === 0) {
 const rounds = Number(process.env.COMPARE_ROUNDS ?? 2);
 const rate1 = Number(process.env.COMPARE_RATE_1X10 ?? 2000);
 const rate100 = Number(process.env.COMPARE_RATE_100X10 ?? 50);
+const stackName = process.env.COMPARE_STACK ?? "embedded";
+if (stackName !== "embedded" && stackName !== "redis") {
+  console.error("COMPARE_STACK: embedded or redis");
+  process.exit(2);
+}
+let pg: PgService | undefined;
+let redis: RedisService | undefined;
+if (stackName === "redis") [pg, redis] = await Promise.all([startPostgres({ settings: { shared_buffers: "256MB" } }), startRedis()]);
+/** A fresh stack for one build's round: a data dir, or a new database and an emptied Redis. */
+async function freshStack(dir: string): Promise<StackEnv> {
+  if (!pg || !redis) return { DATA_DIR: dir };
+  await redisCommand(redis.port, ["FLUSHALL"]);
+  return { POSTGRES_URL: await pg.createDatabase(), REDIS_URL: redis.url };
+}
 const entities = Math.min(settings.entities, 20_000);
 const vegeta = await ensureVegeta();
 const rnd = prng(5);
@@ -68,41 +87,47 @@ async function measure(name: string, server: Pick<Server, "url" | "pid"> & { key
   log(`${name} ${scenario}: ${round(cpuUs, 1)} us CPU/request, p50 ${r.p50_ms} p99 ${r.p99_ms} ms, ${r.achieved_rps}/s`);
 }
 
-for (let round_ = 0; round_ < rounds; round_++) {
-  for (const b of builds) {
-    if (b.bin === "bare") {
-      // the bare Bun.serve baseline (bench/baseline-server.ts) answering bodies of the same size
-      if (responseBytes.size === 0) throw new Error("list a feature-store build before `bare`: its response sizes are used");
-      const bare = await startBaseline();
+try {
+  for (let round_ = 0; round_ < rounds; round_++) {
+    for (const b of builds) {
+      if (b.bin === "bare") {
+        // the bare Bun.serve baseline (bench/baseline-server.ts) answering bodies of the same size
+        if (responseBytes.size === 0) throw new Error("list a feature-store build before `bare`: its response sizes are used");
+        const bare = await startBaseline();
+        try {
+          await measure(b.name, bare, "online_1x10", bodies1, rate1);
+          await measure(b.name, bare, "online_100x10", bodies100, rate100);
+        } finally {
+          await bare.stop();
+        }
+        continue;
+      }
+      const dir = mkdtempSync(join(tmpdir(), "fs-compare-"));
+      const server = await startServer(b.bin, await freshStack(dir), `compare-${b.name}`);
       try {
-        await measure(b.name, bare, "online_1x10", bodies1, rate1);
-        await measure(b.name, bare, "online_100x10", bodies100, rate100);
+        await loadData(server, entities, 1, Date.now());
+        for (const body of bodies1.slice(0, 200)) await post(server, "/api/v1/features/online", body);
+        if (responseBytes.size === 0) {
+          responseBytes.set("online_1x10", Buffer.byteLength(await post(server, "/api/v1/features/online", bodies1[0] as string)));
+          responseBytes.set("online_100x10", Buffer.byteLength(await post(server, "/api/v1/features/online", bodies100[0] as string)));
+        }
+        await measure(b.name, server, "online_1x10", bodies1, rate1);
+        await measure(b.name, server, "online_100x10", bodies100, rate100);
       } finally {
-        await bare.stop();
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
       }
-      continue;
-    }
-    const dir = mkdtempSync(join(tmpdir(), "fs-compare-"));
-    const server = await startServer(b.bin, { DATA_DIR: dir }, `compare-${b.name}`);
-    try {
-      await loadData(server, entities, 1, Date.now());
-      for (const body of bodies1.slice(0, 200)) await post(server, "/api/v1/features/online", body);
-      if (responseBytes.size === 0) {
-        responseBytes.set("online_1x10", Buffer.byteLength(await post(server, "/api/v1/features/online", bodies1[0] as string)));
-        responseBytes.set("online_100x10", Buffer.byteLength(await post(server, "/api/v1/features/online", bodies100[0] as string)));
-      }
-      await measure(b.name, server, "online_1x10", bodies1, rate1);
-      await measure(b.name, server, "online_100x10", bodies100, rate100);
-    } finally {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   }
+
+} finally {
+  await Promise.all([pg?.stop(), redis?.stop()]);
 }
 
 const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number;
 const bareName = builds.find((b) => b.bin === "bare")?.name;
 const cpuOf = (build: string, sc: string): number => med(rows.filter((r) => r.build === build && r.scenario === sc).map((r) => r.cpu_us_per_req));
+console.log(`\nstack: ${stackName}`);
 console.log("\n| build | scenario | CPU us/request (median of rounds) | bare / ours (per CPU-second) | p50 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: | ---: |");
 for (const b of builds) {
   for (const sc of ["online_1x10", "online_100x10"]) {

@@ -11,7 +11,10 @@ import { errorHandler, problemBody, problemResponse } from "./api/errors.ts";
 import { authenticate } from "./api/middleware/auth.ts";
 import { observe } from "./api/middleware/observe.ts";
 import { rateLimit } from "./api/middleware/rate-limit.ts";
-import { Admission, EventLoopLag, shed } from "./api/middleware/shed.ts";
+import { Admission, EventLoopLag, OnlineShed, shedWith } from "./api/middleware/shed.ts";
+import { fastPath } from "./api/fast-online.ts";
+import { accessLogger } from "./log.ts";
+import { RateLimitMetrics } from "./metrics.ts";
 import { RateLimiter } from "./serving/rate-limit.ts";
 import { mountBatch } from "./api/routes/batch.ts";
 import { laneForms } from "./api/routes/lane-forms.ts";
@@ -35,6 +38,12 @@ export interface AppOptions {
   admission?: Admission;
   /** The bulk lane (training queries and writes) (default: BULK_WORKERS threads, started on first use; `serve` passes its own to close it on shutdown). */
   lane?: BulkLane;
+  /**
+   * Answer `POST /api/v1/features/online` and `GET /healthz` outside the middleware chain
+   * (api/fast-online.ts), through `app.fetch` and `app.request` (default true; false: every
+   * request through the chain, which the fast path's tests compare it with).
+   */
+  fastPath?: boolean;
 }
 
 /** Builds the app. `state.draining` flips /readyz to 503 during shutdown. */
@@ -68,16 +77,14 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   // Overload is refused first and cheapest: before authentication and before the body is read.
   // Two lanes: the bulk routes are admitted by the bulk lane (their own slots and queue), never
   // counted against online lookups nor refused for event-loop lag.
+  const online = new OnlineShed(admission, deps.metrics.registry, { requestTimeoutMs: cfg.REQUEST_TIMEOUT_MS, lag: new EventLoopLag(cfg.MAX_EVENT_LOOP_LAG_MS) });
   app.use(
     "/api/v1/*",
-    shed(admission, deps.metrics.registry, {
-      requestTimeoutMs: cfg.REQUEST_TIMEOUT_MS,
-      lag: new EventLoopLag(cfg.MAX_EVENT_LOOP_LAG_MS),
-      exempt: (c) => isBulkRoute(c.req.method, c.req.path),
-    }),
+    shedWith(online, (c) => isBulkRoute(c.req.method, c.req.path)),
   );
   app.use("/api/v1/*", authenticate(deps.keys));
-  if (limiter.enabled) app.use("/api/v1/*", rateLimit(limiter, deps.metrics.registry));
+  const limitMetrics = limiter.enabled ? new RateLimitMetrics(deps.metrics.registry) : undefined;
+  if (limitMetrics) app.use("/api/v1/*", rateLimit(limiter, limitMetrics));
   const maxBody = deps.config.BODY_LIMIT_BYTES;
   const tooLarge = (): never => {
     throw new AppError("payload_too_large", `request body is over the ${maxBody}-byte limit`);
@@ -102,6 +109,11 @@ export function createApp(deps: Deps, state: ServerState = { draining: false }, 
   mountMaterialize(app, deps, lane);
   mountCatalog(app, deps, lane);
   mountFeast(app, deps, lane);
+  if (opts.fastPath !== false) {
+    const fast = fastPath({ deps, state, shed: online, limiter, limitMetrics, access: accessLogger(deps.log), maxBody });
+    const chain = app.fetch;
+    app.fetch = (req, env, ctx) => fast(req) ?? chain(req, env, ctx);
+  }
   return app;
 }
 

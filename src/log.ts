@@ -92,10 +92,27 @@ export function accessLogger(log: Logger): AccessLog {
   // A server's logger (fd 1) gathers the lines and hands them over ~16 KiB at a time (the
   // destination's per-write bookkeeping is then paid once per batch, not once per line).
   const batch = (log as unknown as Record<symbol, { pending: Pending; drain: () => void } | undefined>)[pendingSym];
+  // the JSON of the few methods and route templates, and of the time (one per millisecond), memoised
+  const jsonOf = new Map<string, string>();
+  const json = (s: string): string => {
+    let j = jsonOf.get(s);
+    if (j === undefined) {
+      j = JSON.stringify(s);
+      if (jsonOf.size < 1024) jsonOf.set(s, j);
+    }
+    return j;
+  };
+  let lastMs = Number.NaN;
+  let lastTime = "";
   return (requestId, method, route, status, durationMs) => {
     if (!log.isLevelEnabled("info")) return;
     const id = requestId === undefined ? "" : `,"request_id":${JSON.stringify(requestId)}`;
-    const line = `{"level":"info","time":"${new Date().toISOString()}"${chindings}${id},"method":${JSON.stringify(method)},"route":${JSON.stringify(route)},"status":${status},"duration_ms":${durationMs},"msg":"request"}\n`;
+    const ms = Date.now();
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastTime = new Date(ms).toISOString();
+    }
+    const line = `{"level":"info","time":"${lastTime}"${chindings}${id},"method":${json(method)},"route":${json(route)},"status":${status},"duration_ms":${durationMs},"msg":"request"}\n`;
     if (batch === undefined) return void stream.write(line);
     batch.pending.text += line;
     if (batch.pending.text.length >= ACCESS_BATCH_CHARS) batch.drain();

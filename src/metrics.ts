@@ -2,7 +2,27 @@
  * Prometheus metrics (prefix `feature_store_`), one fresh registry per process. Labels never
  * hold a tenant, a key or an entity id; routes are labelled by their template.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type * as Prom from "prom-client";
+// prom-client's classes from their own files: its index also loads the Pushgateway (node:http),
+// the cluster aggregator and every default metric (OpenTelemetry's API), about a sixth of the
+// CPU of a compiled server's start; the default metrics are loaded when they are registered (collectDefaults).
+// @ts-expect-error untyped deep path (the classes of the typed index)
+import CounterClass from "prom-client/lib/counter.js";
+// @ts-expect-error untyped deep path
+import GaugeClass from "prom-client/lib/gauge.js";
+// @ts-expect-error untyped deep path
+import HistogramClass from "prom-client/lib/histogram.js";
+// @ts-expect-error untyped deep path
+import RegistryClass from "prom-client/lib/registry.js";
+
+const Counter = CounterClass as typeof Prom.Counter;
+type Counter<T extends string = string> = Prom.Counter<T>;
+const Gauge = GaugeClass as typeof Prom.Gauge;
+type Gauge<T extends string = string> = Prom.Gauge<T>;
+const Histogram = HistogramClass as typeof Prom.Histogram;
+type Histogram<T extends string = string> = Prom.Histogram<T>;
+const Registry = RegistryClass as typeof Prom.Registry;
+type Registry = Prom.Registry;
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const AGE_BUCKETS = [1, 10, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400];
@@ -32,14 +52,110 @@ export class RedisCacheMetrics {
   }
 }
 
+/**
+ * A counter child counted in a plain number, added to prom-client's series when the registry is
+ * read (the counter's `collect`): prom-client keys the labels object on every `inc`, even of a
+ * child bound once, which was a few percent of the CPU of an online lookup.
+ */
+class CounterTally {
+  pending = 0;
+  constructor(private readonly child: { inc(n: number): void }) {}
+
+  inc(n = 1): void {
+    this.pending += n;
+  }
+
+  flush(): void {
+    if (this.pending === 0) return;
+    const n = this.pending;
+    this.pending = 0;
+    this.child.inc(n);
+  }
+}
+
+/** prom-client's key of a labels object (lib/util.js hashObject; the version is pinned, and test/unit/metrics-tally.test.ts compares the expositions). */
+function seriesKey(labels: Record<string, string>, sortedLabelNames: readonly string[]): string {
+  let key = "";
+  for (const name of sortedLabelNames) if (labels[name] !== undefined) key += `${name}:${labels[name]},`;
+  return key;
+}
+
+/** prom-client's record of one histogram series (lib/histogram.js). */
+interface HistogramEntry {
+  labels: Record<string, string>;
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram series observed into plain numbers (a count per bucket, the sum, the count) and
+ * added to prom-client's record of the series when the registry is read (the histogram's
+ * `collect`): the exposition is exactly what observing each value through prom-client gives.
+ */
+class HistogramTally {
+  private readonly counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+
+  constructor(
+    private readonly histogram: Histogram<string>,
+    private readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(v: number): void {
+    if (!Number.isFinite(v)) throw new TypeError(`Value is not a valid number: ${v}`);
+    const b = this.bounds;
+    // prom-client's findBound: the first bucket whose upper bound is >= v; above the last, only +Inf (the count)
+    for (let i = 0; i < b.length; i++) {
+      if (v <= (b[i] as number)) {
+        this.counts[i] = (this.counts[i] as number) + 1;
+        break;
+      }
+    }
+    this.sum += v;
+    this.count++;
+  }
+
+  flush(): void {
+    if (this.count === 0) return;
+    const h = this.histogram as unknown as { hashMap: Record<string, HistogramEntry>; sortedLabelNames: string[] };
+    const key = seriesKey(this.labels, h.sortedLabelNames);
+    let e = h.hashMap[key];
+    if (e === undefined) {
+      e = { labels: this.labels, bucketValues: Object.fromEntries(this.bounds.map((b) => [b, 0])), sum: 0, count: 0 };
+      h.hashMap[key] = e;
+    }
+    for (let i = 0; i < this.bounds.length; i++) {
+      const n = this.counts[i] as number;
+      if (n === 0) continue;
+      e.bucketValues[this.bounds[i] as number] = (e.bucketValues[this.bounds[i] as number] ?? 0) + n;
+      this.counts[i] = 0;
+    }
+    e.sum += this.sum;
+    e.count += this.count;
+    this.sum = 0;
+    this.count = 0;
+  }
+}
+
 /** The server's metrics. */
 export class Metrics {
   readonly registry = new Registry();
+  /** Tallies of the per-request series, added to prom-client's at every read of the registry. */
+  private readonly tallies: { flush(): void }[] = [];
+  private readonly flushTallies = (): void => {
+    for (const t of this.tallies) t.flush();
+  };
   readonly httpRequests = new Counter({
     name: "feature_store_http_requests_total",
     help: "HTTP requests answered, by route template, method and status.",
     labelNames: ["route", "method", "status"] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly httpDuration = new Histogram({
     name: "feature_store_http_request_duration_seconds",
@@ -47,18 +163,21 @@ export class Metrics {
     labelNames: ["route", "method"] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly lookups = new Counter({
     name: "feature_store_lookups_total",
     help: "Feature values looked up (online and batch), by outcome: present, not_found, expired.",
     labelNames: ["status"] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly cacheRequests = new Counter({
     name: "feature_store_cache_requests_total",
     help: "Online cache look-ups per value: hit, miss (answered by the database), error (cache unavailable).",
     labelNames: ["result"] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly servedValueAge = new Histogram({
     name: "feature_store_served_value_age_seconds",
@@ -66,6 +185,7 @@ export class Metrics {
     labelNames: ["entity_type"] as const,
     buckets: AGE_BUCKETS,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly storeUp = new Gauge({
     name: "feature_store_store_up",
@@ -98,8 +218,8 @@ export class Metrics {
     this.defaultsWanted = opts.defaults !== false;
     if (this.defaultsWanted) {
       const read = this.registry.metrics.bind(this.registry);
-      this.registry.metrics = () => {
-        this.collectDefaults();
+      this.registry.metrics = async () => {
+        await this.collectDefaults();
         return read();
       };
     }
@@ -107,21 +227,39 @@ export class Metrics {
     for (const label of ["hit", "miss", "error"]) this.cacheRequests.inc({ result: label }, 0);
   }
 
-  /** Registers the default process metrics now, if wanted and not done yet. */
-  collectDefaults(): void {
-    if (!this.defaultsWanted) return;
+  private defaultsLoading: Promise<void> | undefined;
+
+  /** Registers the default process metrics now (loading their module first), if wanted and not done yet. */
+  collectDefaults(): Promise<void> {
+    if (!this.defaultsWanted) return this.defaultsLoading ?? Promise.resolve();
     this.defaultsWanted = false;
-    collectDefaultMetrics({ register: this.registry, prefix: "feature_store_" });
-    // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
-    for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    // @ts-expect-error untyped deep path (the index's collectDefaultMetrics)
+    this.defaultsLoading = import("prom-client/lib/defaultMetrics.js").then((m: { default: typeof Prom.collectDefaultMetrics }) => {
+      m.default({ register: this.registry, prefix: "feature_store_" });
+      // Bun's heapStats() behind these gauges stalls the event loop for milliseconds per scrape
+      for (const name of ["total", "used", "available"]) this.registry.removeSingleMetric(`feature_store_nodejs_heap_space_size_${name}_bytes`);
+    });
+    return this.defaultsLoading;
   }
 
-  // Pre-bound label children for the per-request paths: prom-client hashes a labels object on
-  // every inc/observe; a child bound once does not.
-  private readonly lookupChildren = { present: this.lookups.labels("present"), not_found: this.lookups.labels("not_found"), expired: this.lookups.labels("expired") };
-  private readonly cacheChildren = { hit: this.cacheRequests.labels("hit"), miss: this.cacheRequests.labels("miss"), error: this.cacheRequests.labels("error") };
-  private readonly ageChildren = new Map<string, ReturnType<Histogram<"entity_type">["labels"]>>();
-  private readonly httpChildren = new Map<string, { count: ReturnType<Counter<"route" | "method" | "status">["labels"]>; duration: ReturnType<Histogram<"route" | "method">["labels"]> }>();
+  // Tallies of the per-request series (see CounterTally, HistogramTally).
+  private tally<T extends { flush(): void }>(t: T): T {
+    this.tallies.push(t);
+    return t;
+  }
+  private readonly lookupChildren = {
+    present: this.tally(new CounterTally(this.lookups.labels("present"))),
+    not_found: this.tally(new CounterTally(this.lookups.labels("not_found"))),
+    expired: this.tally(new CounterTally(this.lookups.labels("expired"))),
+  };
+  private readonly cacheChildren = {
+    hit: this.tally(new CounterTally(this.cacheRequests.labels("hit"))),
+    miss: this.tally(new CounterTally(this.cacheRequests.labels("miss"))),
+    error: this.tally(new CounterTally(this.cacheRequests.labels("error"))),
+  };
+  private readonly ageChildren = new Map<string, HistogramTally>();
+  private readonly httpChildren = new Map<string, { count: CounterTally; duration: HistogramTally }>();
+  private readonly httpDurations = new Map<string, HistogramTally>();
 
   /** Counts looked-up values by outcome (zeros are skipped). */
   countLookups(present: number, notFound: number, expired: number): void {
@@ -136,10 +274,10 @@ export class Metrics {
   }
 
   /** The served-value age histogram of an entity type. */
-  servedValueAgeOf(entityType: string): ReturnType<Histogram<"entity_type">["labels"]> {
+  servedValueAgeOf(entityType: string): { observe(seconds: number): void } {
     let h = this.ageChildren.get(entityType);
     if (h === undefined) {
-      h = this.servedValueAge.labels(entityType);
+      h = this.tally(new HistogramTally(this.servedValueAge, { entity_type: entityType }, AGE_BUCKETS));
       this.ageChildren.set(entityType, h);
     }
     return h;
@@ -150,7 +288,13 @@ export class Metrics {
     const key = `${route} ${method} ${status}`;
     let c = this.httpChildren.get(key);
     if (c === undefined) {
-      c = { count: this.httpRequests.labels(route, method, String(status)), duration: this.httpDuration.labels(route, method) };
+      const durationKey = `${route} ${method}`;
+      let duration = this.httpDurations.get(durationKey);
+      if (duration === undefined) {
+        duration = this.tally(new HistogramTally(this.httpDuration, { route, method }, LATENCY_BUCKETS));
+        this.httpDurations.set(durationKey, duration);
+      }
+      c = { count: this.tally(new CounterTally(this.httpRequests.labels(route, method, String(status)))), duration };
       this.httpChildren.set(key, c);
     }
     c.count.inc();

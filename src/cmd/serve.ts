@@ -256,7 +256,7 @@ Options:
       "feature-store serving",
     );
     // the process metrics are not needed to answer: registered a second after start (or at the first scrape)
-    setTimeout(() => deps.metrics.collectDefaults(), 1000).unref();
+    setTimeout(() => void deps.metrics.collectDefaults(), 1000).unref();
     if ((await deps.stores.registry.listKeys()).length === 0) {
       log.warn("no API keys exist yet; create one with: feature-store keys create --tenant default --scopes admin");
     }

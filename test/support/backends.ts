@@ -110,6 +110,9 @@ export class TestServer {
     if (body !== undefined) {
       payload = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
       headers["content-type"] ??= "application/json";
+      // as an HTTP client sends it (a Request built in process has none): the online fast path
+      // (src/api/fast-online.ts) takes only requests with a length, as `serve` receives them
+      headers["content-length"] ??= String(typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength);
     }
     const res = await this.app.request(path, { method, headers, body: payload });
     const text = await res.text();

@@ -16,12 +16,16 @@ const REQUEST_ID_BAD = /[^\w\-=]/;
  * closed, instead of sending on a connection about to go), and after the response the request
  * counted and timed by route template, and one access-log line.
  */
+/** The request id of a request whose `X-Request-Id` header is `header`: kept when well-formed, else a new UUID. */
+export function requestIdOf(header: string | null): string {
+  return !header || header.length > REQUEST_ID_MAX || REQUEST_ID_BAD.test(header) ? crypto.randomUUID() : header;
+}
+
 export function observe(metrics: Metrics, log: Logger, state: { draining: boolean }): MiddlewareHandler<AppEnv> {
   const access = accessLogger(log);
   return async (c, next) => {
     const start = performance.now();
-    let id = c.req.raw.headers.get("x-request-id");
-    if (!id || id.length > REQUEST_ID_MAX || REQUEST_ID_BAD.test(id)) id = crypto.randomUUID();
+    const id = requestIdOf(c.req.raw.headers.get("x-request-id"));
     c.set("requestId", id);
     c.header("X-Request-Id", id);
     c.set("route", "unmatched");

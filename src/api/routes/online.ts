@@ -90,19 +90,31 @@ export function parseOnlineBody(raw: unknown): OnlineRequest {
   return fastOnlineBody(raw) ?? zodOnlineBody(raw);
 }
 
+/** What the online route answers with 200, as the type of the value its JSON text renders. */
+export type OnlineAnswer = OnlineResult | { results: OnlineResult[] } | Exclude<Awaited<ReturnType<typeof onlineByService>>, undefined>;
+
+/**
+ * The 200 body of the online route for a decoded request body, as JSON text (what `c.json` of
+ * the result would send, byte for byte); throws the route's 400/404/503 (AppError). Shared by the
+ * Hono route and the online fast path (api/fast-online.ts).
+ */
+export async function onlineAnswer(deps: Deps, tenant: string, raw: unknown): Promise<string> {
+  let body = fastOnlineBody(raw);
+  if (body === undefined) {
+    exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
+    exclusive(raw, "entity_rows", ["entity_id", "entity_ids"], "`entity_rows` (an entity per entity type) or `entity_id`/`entity_ids`");
+    const byService = await onlineByService(deps, tenant, raw);
+    if (byService) return JSON.stringify(byService);
+    body = zodOnlineBody(raw);
+  }
+  // the response text is built directly (what c.json(result) would send, byte for byte)
+  return lookupOnlineJson(deps, tenant, body.entityIds, body.featureNames, body.many);
+}
+
 export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, onlineRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
     const raw = await readJson(c);
-    let body = fastOnlineBody(raw);
-    if (body === undefined) {
-      exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
-      exclusive(raw, "entity_rows", ["entity_id", "entity_ids"], "`entity_rows` (an entity per entity type) or `entity_id`/`entity_ids`");
-      const byService = await onlineByService(deps, tenant, raw);
-      if (byService) return c.json(byService, 200);
-      body = zodOnlineBody(raw);
-    }
-    // the response text is built directly (what c.json(result) would send, byte for byte)
-    return jsonText<OnlineResult | { results: OnlineResult[] }, 200>(c, await lookupOnlineJson(deps, tenant, body.entityIds, body.featureNames, body.many), 200);
+    return jsonText<OnlineAnswer, 200>(c, await onlineAnswer(deps, tenant, raw), 200);
   });
 }
