@@ -176,8 +176,10 @@ Options:
              a host name resolving to one
   --workers N  processes listening together on the port (env SERVE_WORKERS, default 1):
              one supervisor starts N workers; a value written through any of them is
-             served by all at once; SIGTERM drains them all; /metrics answers for the
-             worker that took the connection (series labelled worker="N")
+             served by all at once; SIGTERM drains them all; together they admit
+             what one process admits (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT,
+             ...), with one RATE_LIMIT_PER_KEY; /metrics answers for the worker that took
+             the connection (series labelled worker="N")
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, workers: { type: "string" } });
