@@ -6,7 +6,8 @@ import { createLogger } from "../log.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { followChanges } from "../serving/changes.ts";
 import { checkReadiness } from "../serving/health.ts";
-import { openRateLimiter } from "../serving/rate-limit.ts";
+import { openRateLimiter, RateLimiter } from "../serving/rate-limit.ts";
+import { SupervisorWindows, WorkerWindowStore } from "../serving/supervisor-window.ts";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { writeSync } from "node:fs";
@@ -60,6 +61,26 @@ function listenError(e: unknown, cfg: Config, blame: Blame): CliError {
   }
 }
 
+/**
+ * The settings of one of N workers: what one process would admit or open, divided among them,
+ * so that N workers together admit what one `serve` admits (MAX_IN_FLIGHT, MAX_QUEUE,
+ * BULK_MAX_IN_FLIGHT, BULK_MAX_QUEUE), run as many bulk-lane threads (BULK_WORKERS) and open
+ * as many PostgreSQL connections (POSTGRES_POOL_SIZE); each share at least 1 (0, "no limit",
+ * stays 0). The rate limit is shared instead (the supervisor's counts, or Redis).
+ */
+export function workerShare(cfg: Config, workers: number): Config {
+  const share = (x: number) => (x <= 0 || workers <= 1 ? x : Math.max(1, Math.ceil(x / workers)));
+  return {
+    ...cfg,
+    MAX_IN_FLIGHT: share(cfg.MAX_IN_FLIGHT),
+    MAX_QUEUE: share(cfg.MAX_QUEUE),
+    BULK_MAX_IN_FLIGHT: share(cfg.BULK_MAX_IN_FLIGHT),
+    BULK_MAX_QUEUE: share(cfg.BULK_MAX_QUEUE),
+    BULK_WORKERS: share(cfg.BULK_WORKERS),
+    POSTGRES_POOL_SIZE: share(cfg.POSTGRES_POOL_SIZE),
+  };
+}
+
 /** Set in the environment of the processes a supervisor starts: their worker number, and the supervisor's pid. */
 const WORKER_ENV = "FEATURE_STORE_SERVE_WORKER";
 const SUPERVISOR_ENV = "FEATURE_STORE_SERVE_SUPERVISOR";
@@ -84,8 +105,16 @@ async function supervise(cfg: Config, blame: Blame, workers: number): Promise<nu
   const self = process.argv[1]?.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, process.argv[1] as string];
   const args = [...self, ...process.argv.slice(2)];
   let stopping = false;
+  // without Redis the supervisor keeps the rate-limit counts of all its workers (asked over IPC)
+  const windows = cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new SupervisorWindows() : undefined;
   const procs = Array.from({ length: workers }, (_, i) =>
-    Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
+    Bun.spawn(args, {
+      env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+      ...(windows ? { ipc: (message: unknown, proc: { send(m: unknown): void }) => windows.onMessage(message, (m) => proc.send(m)), serialization: "json" as const } : {}),
+    }),
   );
   // a closed or full stdout (EPIPE, EAGAIN) loses log lines, never the supervisor
   const forward = (bytes: Uint8Array): void => {
@@ -147,8 +176,10 @@ Options:
              a host name resolving to one
   --workers N  processes listening together on the port (env SERVE_WORKERS, default 1):
              one supervisor starts N workers; a value written through any of them is
-             served by all at once; SIGTERM drains them all; /metrics answers for the
-             worker that took the connection (series labelled worker="N")
+             served by all at once; SIGTERM drains them all; together they admit
+             what one process admits (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT,
+             ...), with one RATE_LIMIT_PER_KEY; /metrics answers for the worker that took
+             the connection (series labelled worker="N")
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, workers: { type: "string" } });
@@ -158,12 +189,26 @@ Options:
     const worker = process.env[WORKER_ENV];
     if (cfg.SERVE_WORKERS > 1 && worker === undefined) return supervise(cfg, blame, cfg.SERVE_WORKERS);
     const log = worker === undefined ? createLogger(cfg.LOG_LEVEL, 1) : createLogger(cfg.LOG_LEVEL, 1).child({ worker: Number(worker) });
-    const deps = await buildDeps(cfg, { log, defaultMetrics: true });
+    // one of N workers admits (and opens) its share of what one process would (see workerShare)
+    const own = worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS);
+    const deps = await buildDeps(own, { log, defaultMetrics: true });
     // each worker answers /metrics for itself: its series carry worker="N"
     if (worker !== undefined) deps.metrics.registry.setDefaultLabels({ worker });
     const lifecycle = new Lifecycle();
     lifecycle.add("stores", () => deps.stores.close());
-    const rateLimiter = await openRateLimiter(cfg, log);
+    const rateLimiter =
+      worker !== undefined && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL && WorkerWindowStore.available()
+        ? new RateLimiter({
+            limit: cfg.RATE_LIMIT_PER_KEY,
+            windowMs: cfg.RATE_LIMIT_WINDOW_MS,
+            shared: new WorkerWindowStore(),
+            sharedTimeoutMs: 250,
+            onFallback: (err) =>
+              err === undefined
+                ? log.info("rate limiting: counts shared through the supervisor again")
+                : log.warn({ err: err instanceof Error ? err.message : String(err) }, "rate limiting: the supervisor did not answer; counting in this worker (fail open)"),
+          })
+        : await openRateLimiter(cfg, log);
     lifecycle.add("rate limiter", () => rateLimiter.close());
 
     followChanges(deps);
@@ -173,7 +218,7 @@ Options:
     lifecycle.add("health loop", () => clearInterval(health));
 
     // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
-    const lane = new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
+    const lane = new BulkLane(deps, { ...laneOptions(own), ...laneForms });
     lifecycle.add("bulk lane", () => lane.close());
 
     if (worker !== undefined) {
