@@ -202,9 +202,10 @@ export interface OfflineStore {
   /**
    * Every stored value of the given feature versions for the given entities with event time <=
    * `upTo` (all of each pair's history up to then, in one read), grouped by (feature_id,
-   * entity_id) (the groups in any order), each group in (event_time, seq) order: the input of a sorted merge with many as-of keys per pair (training data,
-   * serving/asof-merge.ts). At most `limit` rows: a caller given `limit` rows knows the read
-   * stopped short. The call's timeout is the bulk one.
+   * entity_id) (the groups in any order), each group in (event_time, seq) order: the input of a
+   * sorted merge with many as-of keys per pair (training data, serving/asof-merge.ts). At most
+   * `limit` rows: a caller given `limit` rows knows the read stopped short. The call's timeout
+   * is the bulk one.
    */
   getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]>;
   ping(): Promise<void>;

@@ -323,9 +323,11 @@ export class PostgresValues {
   }
 
   /**
-   * See {@link OfflineStore.getHistory}. One statement: both lists are index keys of
-   * feature_values_as_of in every partition (one descent per pair and partition), read in the
-   * index's order (newest first per pair, merged across partitions) and reversed per pair here.
+   * See {@link OfflineStore.getHistory}. One statement, both lists as `= ANY` on the leading
+   * columns of feature_values_as_of, newest first per pair (reversed here). The planner's choice:
+   * index scans (one descent per pair and partition) for a small read; a parallel sequential scan
+   * and a sort when a read covers a large share of a partition (measured: 98,250 rows of 750,000
+   * in 150 ms; a join with the unnested lists was a hash join, 236 ms).
    */
   async getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]> {
     if (featureIds.length === 0 || entityIds.length === 0 || limit <= 0) return [];
