@@ -20,6 +20,7 @@ import type {
   CatalogPlan,
   GroupRow,
   ChangeSet,
+  HistoryRow,
   Database,
   DefinitionRow,
   KeyRow,
@@ -171,6 +172,16 @@ export class SqliteDatabase implements Database {
            SELECT rowid FROM feature_values
            WHERE feature_id = k.f AND entity_id = k.e AND event_time <= k.at
            ORDER BY event_time DESC, seq DESC LIMIT 1)`,
+      ),
+      // Entity by entity (then feature by feature), one range scan of feature_values_as_of per
+      // pair, values fetched by rowid: one entity's values of one write share table pages, so
+      // this order reads each page about once (feature by feature, entity by entity, read the
+      // table pages of a history larger than the page cache once per feature: 2-3x slower).
+      history: q(
+        `SELECT v.feature_id, v.entity_id, v.event_time, v.seq, v.value
+         FROM json_each(?2) e CROSS JOIN json_each(?1) f CROSS JOIN feature_values v
+         WHERE v.feature_id = f.value AND v.entity_id = e.value AND v.event_time <= ?3
+         ORDER BY e.key, f.key, v.event_time, v.seq LIMIT ?4`,
       ),
     };
   }
@@ -364,6 +375,13 @@ export class SqliteDatabase implements Database {
         out[i] = { event_time, seq, value };
       }
       return out;
+    });
+  }
+
+  async getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]> {
+    return this.guard(() => {
+      if (featureIds.length === 0 || entityIds.length === 0 || limit <= 0) return [];
+      return this.statements.history.values(JSON.stringify(featureIds), JSON.stringify(entityIds), upTo, limit) as HistoryRow[];
     });
   }
 
