@@ -7,7 +7,10 @@
  * history as one wide Parquet table (DuckDB's best case: the physical-limit anchor).
  *
  *   bun bench/training.ts [--rows N] [--features F] [--users U] [--days D] [--stack embedded|postgres|both]
- *                         [--bin A,B] [--rounds R] [--accept parquet|arrow|csv|ndjson|json]
+ *                         [--bin A,B] [--rounds R] [--accept parquet|arrow|csv|ndjson|json] [--json FILE]
+ *
+ * --json: also writes every run's figures (and DuckDB's) to FILE (the `training` part of
+ * `bun run bench` reads it). DuckDB is installed into .cache/venv-bench from PyPI when missing.
  *
  * --bin: binaries to compare (default dist/feature-store); each stack's history is populated once
  * and every binary answers the same query R times (default 1), alternating (A B A B ...), so an
@@ -41,6 +44,7 @@ const { values: args } = parseArgs({
     bin: { type: "string" },
     rounds: { type: "string" },
     accept: { type: "string" },
+    json: { type: "string" },
   },
 });
 const ROWS = Number(args.rows ?? 1_000_000);
@@ -60,6 +64,43 @@ const ACCEPTS: Record<string, string> = {
 const ACCEPT = ACCEPTS[args.accept ?? "parquet"] ?? "application/vnd.apache.parquet";
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const PY = join(ROOT, ".cache/venv-bench/bin/python");
+const DUCKDB_VERSION = "1.4.4";
+
+/** One run of one binary on one stack (the `--json` output). */
+export interface TrainingRun {
+  stack: string;
+  bin: string;
+  rate: number;
+  seconds: number;
+  ttfb_s: number;
+  bytes: number;
+  peak_rss_mib: number;
+  sha256_12: string;
+  load: string;
+}
+/** Everything `--json` writes. */
+export interface TrainingResults {
+  rows: number;
+  features: number;
+  users: number;
+  days: number;
+  accept: string;
+  duckdb: { rate: number; seconds: number } | string;
+  runs: TrainingRun[];
+  failures: string[];
+}
+const out: TrainingResults = { rows: ROWS, features: FEATURES, users: USERS, days: DAYS, accept: ACCEPT, duckdb: "not run", runs: [], failures: [] };
+
+/** PyPI duckdb in .cache/venv-bench (created when missing): the anchor's engine. */
+function ensureDuckdb(): string | undefined {
+  const ok = () => existsSync(PY) && Bun.spawnSync([PY, "-c", "import duckdb"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+  if (ok()) return undefined;
+  log(`installing duckdb==${DUCKDB_VERSION} from PyPI into .cache/venv-bench`);
+  const venv = Bun.spawnSync(["python3", "-m", "venv", join(ROOT, ".cache/venv-bench")], { stdout: "inherit", stderr: "inherit" });
+  if (venv.exitCode !== 0) return "python3 -m venv .cache/venv-bench failed";
+  const pip = Bun.spawnSync([join(ROOT, ".cache/venv-bench/bin/pip"), "install", "--quiet", `duckdb==${DUCKDB_VERSION}`], { stdout: "inherit", stderr: "inherit" });
+  return pip.exitCode === 0 && ok() ? undefined : `pip install duckdb==${DUCKDB_VERSION} failed`;
+}
 const T0 = Date.parse("2024-01-01T00:00:00Z");
 const DAY = 86_400_000;
 const names = Array.from({ length: FEATURES }, (_, i) => `f${i}`);
@@ -179,8 +220,10 @@ async function runStack(stack: string, csv: string, duck: { rate: number } | str
           r = await runServer(bin, env, csv);
         } catch (err) {
           log(`${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: failed: ${String(err).slice(0, 300)}; load ${loadavg()}`);
+          out.failures.push(`${stack} [${bin}]: ${String(err).slice(0, 300)}`);
           continue;
         }
+        out.runs.push({ stack, bin, rate: Math.round(r.rate), seconds: Number(r.seconds.toFixed(2)), ttfb_s: Number(r.ttfb.toFixed(2)), bytes: r.bytes, peak_rss_mib: Math.round(r.rss / 2 ** 20), sha256_12: r.sha, load: loadavg() });
         const ratio = typeof duck === "string" ? "" : `, ${((r.rate / duck.rate) * 100).toFixed(1)}% of DuckDB`;
         log(
           `${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB (sha256 ${r.sha}); server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB (RSS every ${r.seriesStep} s, MiB: ${r.series.join(" ")}); load ${loadavg()}`,
@@ -194,7 +237,8 @@ async function runStack(stack: string, csv: string, duck: { rate: number } | str
 
 /** DuckDB ASOF JOIN over the same data: history as one wide table, entity rows from the CSV. */
 async function duckdb(csv: string): Promise<{ rate: number; seconds: number } | string> {
-  if (!existsSync(PY)) return "not run: .cache/venv-bench has no duckdb (python3 -m venv .cache/venv-bench && .cache/venv-bench/bin/pip install duckdb==1.4.4)";
+  const missing = ensureDuckdb();
+  if (missing) return `not run: ${missing}`;
   const dir = mkdtempSync(join(tmpdir(), "fs-bench-duck-"));
   try {
     const columns: FrameColumn[] = [
@@ -239,8 +283,10 @@ try {
   const csv = entityCsv();
   log(`entity dataframe: ${ROWS} rows (${(csv.length / 1e6).toFixed(0)} MB CSV) x ${FEATURES} features`);
   const duck = await duckdb(csv);
+  out.duckdb = duck;
   log(typeof duck === "string" ? `DuckDB ASOF JOIN: ${duck}` : `DuckDB ASOF JOIN: ${duck.seconds.toFixed(2)} s = ${fmt(duck.rate)} row x features/s; load ${loadavg()}`);
   for (const stack of STACKS) await runStack(stack, csv, duck);
 } finally {
   await stopAll();
+  if (args.json) writeFileSync(args.json, `${JSON.stringify(out, null, 2)}\n`);
 }
