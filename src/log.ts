@@ -71,8 +71,12 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
   if (fd === 1) Object.defineProperty(logger, pendingSym, { value: { pending, drain } });
   return logger;
 }
-/** Writes the access-log line of one request (see {@link accessLogger}). */
-export type AccessLog = (requestId: string | undefined, method: string, route: string, status: number, durationMs: number) => void;
+/**
+ * Writes the access-log line of one request (see {@link accessLogger}); `at` is the time of the
+ * line, ms since the epoch (default now: a request answered before the logger existed is logged
+ * later with the time it was answered).
+ */
+export type AccessLog = (requestId: string | undefined, method: string, route: string, status: number, durationMs: number, at?: number) => void;
 
 /**
  * The access log of `log`: the very line `log.info({request_id, method, route, status,
@@ -85,6 +89,7 @@ export function accessLogger(log: Logger): AccessLog {
   const stream = (log as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym];
   const chindings = (log as unknown as Record<symbol, string | undefined>)[pino.symbols.chindingsSym] ?? "";
   if (!stream) {
+    // (a logger without pino's stream: `at` cannot be given to it, the line has the time it is written)
     return (requestId, method, route, status, durationMs) => {
       if (log.isLevelEnabled("info")) log.info({ request_id: requestId, method, route, status, duration_ms: durationMs }, "request");
     };
@@ -104,10 +109,10 @@ export function accessLogger(log: Logger): AccessLog {
   };
   let lastMs = Number.NaN;
   let lastTime = "";
-  return (requestId, method, route, status, durationMs) => {
+  return (requestId, method, route, status, durationMs, at) => {
     if (!log.isLevelEnabled("info")) return;
     const id = requestId === undefined ? "" : `,"request_id":${JSON.stringify(requestId)}`;
-    const ms = Date.now();
+    const ms = at ?? Date.now();
     if (ms !== lastMs) {
       lastMs = ms;
       lastTime = new Date(ms).toISOString();

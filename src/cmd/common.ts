@@ -4,7 +4,6 @@
  */
 import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig, type Config } from "../config.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
@@ -13,57 +12,10 @@ import { RegistryHolder, type Deps } from "../serving/deps.ts";
 import { KeyRing } from "../serving/keys.ts";
 import type { Database, RegistryStore } from "../store/types.ts";
 import { openDatabase, openOnlineStore, storesOf } from "../stores.ts";
+import { CliError } from "./command.ts";
 
-/** A usage error: help is printed and the process exits 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
-/** A failure to report as one line (exit code given). */
-export class CliError extends Error {
-  override name = "CliError";
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
-
-/** A command module's shape. */
-export interface Command {
-  /** one-line summary for the top-level help */
-  summary: string;
-  /** full help text */
-  help: string;
-  run(argv: string[]): Promise<number | void>;
-}
-
-/** util.parseArgs in strict mode; unknown flags and bad positionals are usage errors. */
-export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, allowPositionals = false) {
-  const all = { ...options, help: { type: "boolean", short: "h" } } as const;
-  try {
-    return parseArgs({ args: argv, options: all, strict: true, allowPositionals });
-  } catch (e) {
-    throw new UsageError(parseArgsMessage(e as Error & { code?: string }, Object.keys(all)));
-  }
-}
-
-/** A parseArgs failure in one line a user can act on (its own messages explain its internals). */
-function parseArgsMessage(e: Error & { code?: string }, options: string[]): string {
-  const quoted = /'([^']+)'/.exec(e.message)?.[1] ?? "";
-  const flag = quoted.split(/[ ,]/).find((w) => w.startsWith("--")) ?? quoted;
-  switch (e.code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return `unknown option ${quoted} (options: ${options.map((o) => `--${o}`).join(", ")})`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return e.message.includes("argument missing") ? `${flag} needs a value` : `${flag} takes no value`;
-    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
-      return `unexpected argument ${JSON.stringify(quoted)}`;
-    default:
-      return e.message.split("\n")[0] ?? e.message;
-  }
-}
+// what every command module uses (cli.ts imports them from command.ts alone, without the rest of this module)
+export { CliError, parseFlags, UsageError, type Command } from "./command.ts";
 
 /** Configuration from flags over environment; a bad value is a one-line error, exit 2. */
 export function config(flags: Partial<Record<keyof Config, string>> = {}): Config {
