@@ -7,7 +7,7 @@
  * test/unit/settings.test.ts compares both on a corpus of values of every field.
  */
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
+import { isIP } from "./lib/ip.ts";
 import { availableParallelism } from "node:os";
 import type { Config } from "./config.ts";
 

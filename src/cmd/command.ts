@@ -2,7 +2,7 @@
  * What cli.ts and every command share, and nothing else (cli.ts loads this alone at start):
  * the command's shape, argument parsing with usage errors, and the one-line CLI error.
  */
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { ParseArgsConfig, parseArgs } from "node:util";
 
 /** A usage error: help is printed and the process exits 2. */
 export class UsageError extends Error {
@@ -29,11 +29,45 @@ export interface Command {
   run(argv: string[]): Promise<number | void>;
 }
 
+/**
+ * The arguments of the usual forms (`--name value`, `--name=value` for a string option, `--name`
+ * for a boolean one, each a known option) as util.parseArgs reads them in strict mode, without
+ * loading node:util (its primordials were a tenth of the CPU of a server's start); anything else
+ * (a positional, a short option, `--`, a value starting with `-`, an unknown name): `undefined`.
+ */
+function simpleFlags(argv: string[], options: NonNullable<ParseArgsConfig["options"]>): { values: Record<string, string | boolean>; positionals: string[] } | undefined {
+  const values: Record<string, string | boolean> = Object.create(null);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith("--") || arg === "--") return undefined;
+    const eq = arg.indexOf("=");
+    const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+    const opt = Object.hasOwn(options, name) ? options[name] : undefined;
+    if (opt === undefined || opt.multiple) return undefined;
+    if (opt.type === "boolean") {
+      if (eq >= 0) return undefined;
+      values[name] = true;
+    } else if (eq >= 0) {
+      values[name] = arg.slice(eq + 1);
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith("-")) return undefined;
+      values[name] = next;
+      i++;
+    }
+  }
+  return { values, positionals: [] };
+}
+
 /** util.parseArgs in strict mode; unknown flags and bad positionals are usage errors. */
 export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, allowPositionals = false) {
   const all = { ...options, help: { type: "boolean", short: "h" } } as const;
+  type Parsed = ReturnType<typeof parseArgs<{ args: string[]; options: typeof all; strict: true; allowPositionals: boolean }>>;
+  const simple = simpleFlags(argv, all);
+  if (simple !== undefined) return simple as unknown as Parsed;
   try {
-    return parseArgs({ args: argv, options: all, strict: true, allowPositionals });
+    const util = require("node:util") as typeof import("node:util");
+    return util.parseArgs({ args: argv, options: all, strict: true, allowPositionals });
   } catch (e) {
     throw new UsageError(parseArgsMessage(e as Error & { code?: string }, Object.keys(all)));
   }

@@ -15,7 +15,7 @@ import { followChanges } from "../serving/changes.ts";
 import type { Deps } from "../serving/deps.ts";
 import { checkReadiness } from "../serving/health.ts";
 import { openRateLimiter } from "../serving/rate-limit.ts";
-import { buildDeps, databaseLocation } from "./common.ts";
+import { buildDeps, databaseLocation } from "./open-deps.ts";
 
 /** A request answered before the stores and the logger were there (a `GET /healthz`): counted and logged once they are. */
 export interface EarlyAnswer {

@@ -2,7 +2,7 @@ import type { ServerState } from "../api/routes/ops.ts";
 import { healthzResponse, HEALTHZ, isHealthz, requestIdOf } from "../api/healthz.ts";
 import { Lifecycle } from "../lib/lifecycle.ts";
 import { fastConfig } from "../settings.ts";
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 import { writeSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { CliError, parseFlags, type Command } from "./command.ts";
