@@ -10,7 +10,11 @@
  * 100,000. Targets (issue 14): >= 300,000 values/s embedded, >= 150,000 PostgreSQL + Redis.
  *
  * `bun bench/materialize.ts` runs it alone (BENCH_BINARY=dist/feature-store skips the build);
- * `bun run bench` runs it as the `materialize` part.
+ * `bun run bench` runs it as the `materialize` part. BENCH_BASELINE_BINARY=PATH (another build,
+ * e.g. of main) runs each stack with that binary first, then with this one, for a same-run A/B.
+ * On a shared machine the wall-clock rate follows the load; values per CPU-second of the
+ * materialize process (`values_per_cpu_s`) moves less with it (PostgreSQL's and Redis's own
+ * CPU is not in it).
  * Results: bench/results/materialize.json and .md. Numbers are as measured; the machine's
  * load average is reported with them.
  */
@@ -31,7 +35,11 @@ const TARGETS = { embedded: 300_000, "postgres+redis": 150_000 } as const;
 /** One stack's run. */
 export interface MaterializeRun {
   stack: "embedded" | "postgres+redis";
+  /** "this" build, or "baseline" (BENCH_BASELINE_BINARY) */
+  binary: "this" | "baseline";
   values_per_s: number;
+  /** values stored per CPU-second of the materialize process */
+  values_per_cpu_s: number;
   rows_per_s: number;
   values_stored: number;
   elapsed_s: number;
@@ -109,7 +117,7 @@ async function readRate(path: string): Promise<{ rows_per_s: number; values_per_
   return { rows_per_s: Math.round(rows / secs), values_per_s: Math.round((rows * FEATURES) / secs), elapsed_s: round(secs, 2) };
 }
 
-async function runStack(bin: string, stack: MaterializeRun["stack"], dir: string, env: Record<string, string>): Promise<MaterializeRun> {
+async function runStack(bin: string, binary: MaterializeRun["binary"], stack: MaterializeRun["stack"], dir: string, env: Record<string, string>): Promise<MaterializeRun> {
   const base = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", LOG_LEVEL: "warn", DATA_DIR: join(dir, "data"), ...env };
   const step = (args: string[]) => {
     const p = Bun.spawnSync([bin, ...args], { cwd: dir, env: base, stdout: "pipe", stderr: "pipe" });
@@ -125,8 +133,9 @@ async function runStack(bin: string, stack: MaterializeRun["stack"], dir: string
   const s = JSON.parse(out.trim().split("\n").at(-1) as string) as Summary;
   const secs = s.elapsed_ms / 1000;
   const vps = Math.round(s.values_stored / secs);
+  const cpuSecs = (usage.cpu_percent / 100) * secs;
   return {
-    stack, values_per_s: vps, rows_per_s: Math.round(s.rows_read / secs), values_stored: s.values_stored, elapsed_s: round(secs, 2),
+    stack, binary, values_per_s: vps, values_per_cpu_s: Math.round(s.values_stored / Math.max(cpuSecs, 0.001)), rows_per_s: Math.round(s.rows_read / secs), values_stored: s.values_stored, elapsed_s: round(secs, 2),
     peak_rss_mib: usage.peak_rss_mib, cpu_percent: usage.cpu_percent, timings: s.timings, target: TARGETS[stack], verdict: vps >= TARGETS[stack] ? "met" : "missed",
   };
 }
@@ -151,29 +160,34 @@ export async function runMaterialize(opts: { bin?: string } = {}): Promise<Mater
   log(`materialize: raw read ${read.values_per_s.toLocaleString("en-US")} values/s`);
   const runs: MaterializeRun[] = [];
   const failures: string[] = [];
+  const baseline = process.env.BENCH_BASELINE_BINARY;
+  const binaries: [MaterializeRun["binary"], string][] = baseline ? [["baseline", baseline], ["this", bin]] : [["this", bin]];
   for (const stack of ["embedded", "postgres+redis"] as const) {
-    const dir = join(root, stack.replace("+", "-"));
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "defs.yaml"), DEFS(file));
-    let pg: PgService | undefined;
-    let redis: RedisService | undefined;
-    try {
-      const env: Record<string, string> = {};
-      if (stack === "postgres+redis") {
-        pg = await startPostgres({ settings: { synchronous_commit: "on" } });
-        redis = await startRedis();
-        env["POSTGRES_URL"] = pg.url;
-        env["REDIS_URL"] = redis.url;
+    for (const [binary, path] of binaries) {
+      const dir = join(root, `${stack.replace("+", "-")}-${binary}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "defs.yaml"), DEFS(file));
+      let pg: PgService | undefined;
+      let redis: RedisService | undefined;
+      try {
+        const env: Record<string, string> = {};
+        if (stack === "postgres+redis") {
+          pg = await startPostgres({ settings: { synchronous_commit: "on" } });
+          redis = await startRedis();
+          env["POSTGRES_URL"] = pg.url;
+          env["REDIS_URL"] = redis.url;
+        }
+        const load = loadAverage();
+        const r = await runStack(path, binary, stack, dir, env);
+        log(`materialize: ${stack} (${binary} build) ${r.values_per_s.toLocaleString("en-US")} values/s, ${r.values_per_cpu_s.toLocaleString("en-US")} per CPU-s, peak RSS ${r.peak_rss_mib} MiB, load ${load}`);
+        runs.push(r);
+      } catch (e) {
+        failures.push(`${stack} (${binary} build): ${(e as Error).message}`);
+        log(`materialize: ${stack} (${binary} build) failed: ${(e as Error).message}`);
+      } finally {
+        await redis?.stop().catch(() => {});
+        await pg?.stop().catch(() => {});
       }
-      const r = await runStack(bin, stack, dir, env);
-      log(`materialize: ${stack} ${r.values_per_s.toLocaleString("en-US")} values/s, peak RSS ${r.peak_rss_mib} MiB`);
-      runs.push(r);
-    } catch (e) {
-      failures.push(`${stack}: ${(e as Error).message}`);
-      log(`materialize: ${stack} failed: ${(e as Error).message}`);
-    } finally {
-      await redis?.stop().catch(() => {});
-      await pg?.stop().catch(() => {});
     }
   }
   rmSync(root, { recursive: true, force: true });
@@ -189,10 +203,14 @@ export function materializeMarkdown(r: MaterializeResults): string {
     "",
     `${n(r.rows)} rows x 4 features (${n(r.values)} values, ${r.file_mib} MiB of Parquet); load average ${r.load_average.start} at start, ${r.load_average.end} at end.`,
     "",
-    "| what | values/s | rows/s | target | verdict | peak RSS MiB | CPU % | reading s | preparing s | storing s |",
-    "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
-    `| raw read (hyparquet, nothing stored) | ${n(r.read.values_per_s)} | ${n(r.read.rows_per_s)} | - | - | - | - | ${r.read.elapsed_s} | - | - |`,
-    ...r.runs.map((x) => `| ${x.stack} | ${n(x.values_per_s)} | ${n(x.rows_per_s)} | ${n(x.target)} | ${x.verdict === "met" ? "met" : "**missed**"} | ${x.peak_rss_mib} | ${x.cpu_percent} | ${round((x.timings?.read_ms ?? 0) / 1000, 1)} | ${round((x.timings?.prepare_ms ?? 0) / 1000, 1)} | ${round((x.timings?.store_ms ?? 0) / 1000, 1)} |`),
+    "| what | values/s | values per CPU-s | rows/s | target | verdict | peak RSS MiB | CPU % | reading s | preparing s | storing s | online s |",
+    "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| raw read (hyparquet, nothing stored) | ${n(r.read.values_per_s)} | - | ${n(r.read.rows_per_s)} | - | - | - | - | ${r.read.elapsed_s} | - | - | - |`,
+    ...r.runs.map(
+      (x) =>
+        `| ${x.stack}${x.binary === "baseline" ? " (baseline build)" : ""} | ${n(x.values_per_s)} | ${n(x.values_per_cpu_s ?? 0)} | ${n(x.rows_per_s)} | ${n(x.target)} | ${x.verdict === "met" ? "met" : "**missed**"} | ${x.peak_rss_mib} | ${x.cpu_percent} | ` +
+        `${round((x.timings?.read_ms ?? 0) / 1000, 1)} | ${round((x.timings?.prepare_ms ?? 0) / 1000, 1)} | ${round((x.timings?.store_ms ?? 0) / 1000, 1)} | ${x.timings?.online_ms === undefined ? "-" : round(x.timings.online_ms / 1000, 1)} |`,
+    ),
     ...r.failures.map((f) => `\nfailed: ${f}`),
     "",
   ];

@@ -36,13 +36,14 @@ const t0 = performance.now();
 let results: AllResults = {};
 if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
   const prev = JSON.parse(readFileSync(join(RESULTS_DIR, "latest.json"), "utf8")) as AllResults;
-  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling };
+  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling, materialize: prev.materialize };
   if (settings.only.has("micro")) delete results.micro;
   if (settings.only.has("embedded") || settings.only.has("redis")) delete results.load;
   if (settings.only.has("coldstart")) delete results.coldstart;
   if (settings.only.has("ingest")) delete results.ingest;
   if (settings.only.has("scaling")) delete results.scaling;
-  results.kept_from_previous = (["micro", "load", "coldstart", "ingest", "scaling"] as const).filter((k) => results[k] !== undefined);
+  if (settings.only.has("materialize")) delete results.materialize;
+  results.kept_from_previous = (["micro", "load", "coldstart", "ingest", "scaling", "materialize"] as const).filter((k) => results[k] !== undefined);
 }
 log(`machine: ${JSON.stringify(machineInfo())}`);
 ensureDir(TMP_DIR);
@@ -84,8 +85,10 @@ if (enabled("ingest")) {
 let materialized: MaterializeResults | undefined;
 if (enabled("materialize")) {
   materialized = await runMaterialize({ bin });
+  results.materialize = materialized;
   writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(materialized, null, 2)}\n`);
   writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(materialized));
+  save();
 }
 
 if (enabled("feast")) {
@@ -104,5 +107,4 @@ if (enabled("scaling")) {
 save();
 log(`done in ${Math.round((performance.now() - t0) / 1000)} s: bench/results/latest.md, bench/results/latest.json`);
 process.stdout.write(markdown(results));
-if (materialized) process.stdout.write(`\n${materializeMarkdown(materialized)}`);
 process.exit(0);

@@ -18,7 +18,7 @@ import { loadAverage, num, ROOT, round, TMP_DIR } from "./lib/common.ts";
 const ROWS = num("BENCH_SQLITE_ROWS", 250_000);
 const FEATURES = num("BENCH_SQLITE_FEATURES", 4);
 const RUNS = num("BENCH_SQLITE_RUNS", 3);
-const CALL_VALUES = 100_000;
+const CALL_VALUES = num("BENCH_SQLITE_CALL_VALUES", 100_000);
 const SRC = process.env.BENCH_SRC ?? ROOT;
 
 const { SqliteDatabase } = (await import(join(SRC, "src/store/sqlite/database.ts"))) as { SqliteDatabase: typeof Db };

@@ -6,6 +6,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LoadResults, SteadyResult } from "../load.ts";
+import { materializeMarkdown, type MaterializeResults } from "../materialize.ts";
 import type { MixedResult } from "../mixed.ts";
 import type { ScalingResults } from "../scaling.ts";
 import { ensureDir, machineInfo, RESULTS_DIR, round, settings } from "./common.ts";
@@ -53,6 +54,8 @@ export interface AllResults {
   load?: LoadResults;
   coldstart?: ColdStartResults;
   ingest?: IngestResults;
+  /** bench/materialize.ts (issue 14): Parquet -> each store, beside the raw read rate */
+  materialize?: MaterializeResults;
   duration_s?: number;
   /** parts kept from the previous latest.json (a BENCH_ONLY run) */
   kept_from_previous?: string[];
@@ -99,6 +102,17 @@ export function targets(r: AllResults): Target[] {
     ...["embedded", "postgres+redis"].map((stack) => {
       const m = r.load?.mixed?.find((x) => x.stack === stack);
       return target(`online p99 with training queries and writes in the background <= 3x online p99 alone, 0 errors (${stack})`, m ? m.ratio.p99 + (m.with_background.errors > 0 ? 1e9 : 0) : null, (v) => v <= 3, () => `${f(m?.ratio.p99)}x (${f(m?.with_background.p99_ms, 3)} vs ${f(m?.alone.p99_ms, 3)} ms at ${big(m?.rate)}/s), ${m?.with_background.errors} errors`);
+    }),
+    ...(["embedded", "postgres+redis"] as const).map((stack) => {
+      const m = r.materialize?.ran ? r.materialize : undefined;
+      const run = m?.runs.find((x) => x.stack === stack && x.binary === "this");
+      const goal = stack === "embedded" ? 300_000 : 150_000;
+      return target(
+        `materialize Parquet -> ${stack === "embedded" ? "embedded store" : "PostgreSQL + Redis"} >= ${big(goal)} values/s (beside the raw read rate of the same file)`,
+        run?.values_per_s,
+        (v) => v >= goal,
+        (v) => `${big(v)} values/s (${big(run?.values_per_cpu_s)} per CPU-s; raw read ${big(m?.read.values_per_s)} values/s; ${big(m?.rows)} rows, peak RSS ${run?.peak_rss_mib} MiB)`,
+      );
     }),
     target(
       "cold start (exec -> first 200 on /healthz) <= 3x a bare compiled Bun.serve, median of >= 15 starts, same run",
@@ -252,6 +266,7 @@ export function markdown(r: AllResults): string {
       `${sc.runs.at(-1)?.workers ?? "N"} workers / 1 worker: ${f(sc.ratio)}x.`,
     );
   }
+  if (r.materialize) lines.push("", materializeMarkdown(r.materialize));
   if (r.micro) {
     lines.push("", "## Micro-benchmarks (mitata, in process; ns per operation)", "");
     for (const [group, rows] of Object.entries(r.micro)) {

@@ -34,7 +34,7 @@ Options:
                         default ${DEFAULT_REJECTED}); without it the run stops at the first
                         invalid row, storing nothing from its chunk
   --json                print each source's summary as one JSON line on stdout
-  --chunk-rows N        rows per chunk (default: about 100,000 values a chunk)
+  --chunk-rows N        rows per chunk (default: about 50,000 values a chunk)
 
 Progress goes to stderr: a bar per source on a terminal, plain lines otherwise.
 Exit status: 0 when every source loaded; 1 when a run stopped (invalid row, source or database
@@ -193,7 +193,12 @@ function printSummary(s: Summary, rejectedPath: string | undefined): void {
     ...Object.entries(s.rejected_by_reason).map(([r, n]) => `    ${n} x ${r}`),
     ...(s.first_rejected.length ? [`  first rejected     ${s.first_rejected.map((r) => `${r.part}:${r.row}`).join(", ")}`] : []),
     `  watermark          ${s.watermark ?? "none"}`,
-    ...(s.timings ? [`  time               reading ${(s.timings.read_ms / 1000).toFixed(1)} s, preparing ${(s.timings.prepare_ms / 1000).toFixed(1)} s, storing ${(s.timings.store_ms / 1000).toFixed(1)} s`] : []),
+    ...(s.timings
+      ? [
+          `  time               reading ${(s.timings.read_ms / 1000).toFixed(1)} s, preparing ${(s.timings.prepare_ms / 1000).toFixed(1)} s, storing ${(s.timings.store_ms / 1000).toFixed(1)} s` +
+            (s.timings.online_ms ? `, online store ${(s.timings.online_ms / 1000).toFixed(1)} s (beside the next chunk's storing)` : ""),
+        ]
+      : []),
   ];
   console.error(lines.join("\n"));
 }

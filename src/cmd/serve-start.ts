@@ -14,7 +14,8 @@ import { accessLogger, createLogger, type Logger } from "../log.ts";
 import { followChanges } from "../serving/changes.ts";
 import type { Deps } from "../serving/deps.ts";
 import { checkReadiness } from "../serving/health.ts";
-import { openRateLimiter } from "../serving/rate-limit.ts";
+import { openRateLimiter, RateLimiter } from "../serving/rate-limit.ts";
+import { WorkerWindowStore } from "../serving/supervisor-window.ts";
 import { buildDeps, databaseLocation } from "./open-deps.ts";
 
 /** A request answered before the stores and the logger were there (a `GET /healthz`): counted and logged once they are. */
@@ -41,15 +42,29 @@ export interface Started {
 
 /**
  * Starts what the server needs besides its socket (see the module's comment), adds each cleanup
- * to `lifecycle`, and counts and logs the `early` answers after the start line.
+ * to `lifecycle`, and counts and logs the `early` answers after the start line. `own`: the
+ * settings of this process (one of N workers: its share, see serve.ts `workerShare`).
  */
-export async function startServing(cfg: Config, worker: string | undefined, state: ServerState, lifecycle: Lifecycle, url: string, early: EarlyAnswer[]): Promise<Started> {
+export async function startServing(cfg: Config, own: Config, worker: string | undefined, state: ServerState, lifecycle: Lifecycle, url: string, early: EarlyAnswer[]): Promise<Started> {
   const log = worker === undefined ? createLogger(cfg.LOG_LEVEL, 1) : createLogger(cfg.LOG_LEVEL, 1).child({ worker: Number(worker) });
-  const deps = await buildDeps(cfg, { log, defaultMetrics: true });
+  // one of N workers admits (and opens) its share of what one process would (see workerShare)
+  const deps = await buildDeps(own, { log, defaultMetrics: true });
   // each worker answers /metrics for itself: its series carry worker="N"
   if (worker !== undefined) deps.metrics.registry.setDefaultLabels({ worker });
   lifecycle.add("stores", () => deps.stores.close());
-  const rateLimiter = await openRateLimiter(cfg, log);
+  const rateLimiter =
+    worker !== undefined && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL && WorkerWindowStore.available()
+      ? new RateLimiter({
+          limit: cfg.RATE_LIMIT_PER_KEY,
+          windowMs: cfg.RATE_LIMIT_WINDOW_MS,
+          shared: new WorkerWindowStore(),
+          sharedTimeoutMs: 250,
+          onFallback: (err) =>
+            err === undefined
+              ? log.info("rate limiting: counts shared through the supervisor again")
+              : log.warn({ err: err instanceof Error ? err.message : String(err) }, "rate limiting: the supervisor did not answer; counting in this worker (fail open)"),
+        })
+      : await openRateLimiter(cfg, log);
   lifecycle.add("rate limiter", () => rateLimiter.close());
 
   followChanges(deps);
@@ -75,7 +90,7 @@ export async function startServing(cfg: Config, worker: string | undefined, stat
   const build = async (): Promise<Fetch> => {
     const [{ createApp }, { BulkLane, laneOptions }, { laneForms }] = await Promise.all([import("../app.ts"), import("../lane/pool.ts"), import("../api/routes/lane-forms.ts")]);
     // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
-    const lane = new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
+    const lane = new BulkLane(deps, { ...laneOptions(own), ...laneForms });
     lifecycle.add("bulk lane", () => lane.close());
     const built = createApp(deps, state, pkg.version, { rateLimiter, lane });
     app = (req, server) => built.fetch(req, server);

@@ -56,6 +56,26 @@ function listenError(e: unknown, cfg: Config, blame: Blame): CliError {
   }
 }
 
+/**
+ * The settings of one of N workers: what one process would admit or open, divided among them,
+ * so that N workers together admit what one `serve` admits (MAX_IN_FLIGHT, MAX_QUEUE,
+ * BULK_MAX_IN_FLIGHT, BULK_MAX_QUEUE), run as many bulk-lane threads (BULK_WORKERS) and open
+ * as many PostgreSQL connections (POSTGRES_POOL_SIZE); each share at least 1 (0, "no limit",
+ * stays 0). The rate limit is shared instead (the supervisor's counts, or Redis).
+ */
+export function workerShare(cfg: Config, workers: number): Config {
+  const share = (x: number) => (x <= 0 || workers <= 1 ? x : Math.max(1, Math.ceil(x / workers)));
+  return {
+    ...cfg,
+    MAX_IN_FLIGHT: share(cfg.MAX_IN_FLIGHT),
+    MAX_QUEUE: share(cfg.MAX_QUEUE),
+    BULK_MAX_IN_FLIGHT: share(cfg.BULK_MAX_IN_FLIGHT),
+    BULK_MAX_QUEUE: share(cfg.BULK_MAX_QUEUE),
+    BULK_WORKERS: share(cfg.BULK_WORKERS),
+    POSTGRES_POOL_SIZE: share(cfg.POSTGRES_POOL_SIZE),
+  };
+}
+
 /** Set in the environment of the processes a supervisor starts: their worker number, and the supervisor's pid. */
 const WORKER_ENV = "FEATURE_STORE_SERVE_WORKER";
 const SUPERVISOR_ENV = "FEATURE_STORE_SERVE_SUPERVISOR";
@@ -80,8 +100,17 @@ async function supervise(cfg: Config, blame: Blame, workers: number): Promise<nu
   const self = process.argv[1]?.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, process.argv[1] as string];
   const args = [...self, ...process.argv.slice(2)];
   let stopping = false;
+  // without Redis the supervisor keeps the rate-limit counts of all its workers (asked over IPC)
+  // (imported here: a worker's start does not load it, nor the rate limiter and metrics it imports)
+  const windows = cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new (await import("../serving/supervisor-window.ts")).SupervisorWindows() : undefined;
   const procs = Array.from({ length: workers }, (_, i) =>
-    Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
+    Bun.spawn(args, {
+      env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+      ...(windows ? { ipc: (message: unknown, proc: { send(m: unknown): void }) => windows.onMessage(message, (m) => proc.send(m)), serialization: "json" as const } : {}),
+    }),
   );
   // a closed or full stdout (EPIPE, EAGAIN) loses log lines, never the supervisor
   const forward = (bytes: Uint8Array): void => {
@@ -143,8 +172,10 @@ Options:
              a host name resolving to one
   --workers N  processes listening together on the port (env SERVE_WORKERS, default 1):
              one supervisor starts N workers; a value written through any of them is
-             served by all at once; SIGTERM drains them all; /metrics answers for the
-             worker that took the connection (series labelled worker="N")
+             served by all at once; SIGTERM drains them all; together they admit
+             what one process admits (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT,
+             ...), with one RATE_LIMIT_PER_KEY; /metrics answers for the worker that took
+             the connection (series labelled worker="N")
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, workers: { type: "string" } });
@@ -206,7 +237,7 @@ Options:
     // one turn of the event loop first: a probe already waiting is answered before the start's work
     const starting: Promise<Started> = new Promise((r) => setImmediate(r))
       .then(() => import("./serve-start.ts"))
-      .then((m) => m.startServing(cfg, worker, state, lifecycle, server.url.href, early));
+      .then((m) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early));
     starting.catch(() => {}); // handled below
 
     const stopped = new Promise<void>((resolve) => {

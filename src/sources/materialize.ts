@@ -11,17 +11,21 @@
  */
 import { AppError } from "../errors.ts";
 import { formatTime, parseTime } from "../lib/time.ts";
-import { parseDtype, type Dtype } from "../registry/dtype.ts";
+import { coerceValue, encodeValue, MAX_VALUE_BYTES, parseDtype, type Dtype } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { entityIdProblem } from "../registry/names.ts";
-import type { Deps } from "../serving/deps.ts";
-import { prepareRows, storeValues, type WriteRecord } from "../serving/write.ts";
-import type { ValueWrite } from "../store/types.ts";
+import { dbCall, type Deps } from "../serving/deps.ts";
+import { offerToOnline, prepareRows, valueHash, type WriteRecord } from "../serving/write.ts";
+import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { FieldCountError, openReader, SourceError, type Chunk, type Position, type SourceReader } from "./read.ts";
 import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from "./spec.ts";
 
 /** Rows per chunk are chosen so a chunk holds about this many values. */
 const CHUNK_VALUES = 50_000;
+/** A full collection runs after a chunk once the process's RSS is above this (the budget of a load is 512 MiB). */
+const GC_ABOVE_RSS = 256 * 2 ** 20;
+/** Event times the fast path of prepareChunk takes (years 1970 to 9999); others go through prepareRows. */
+const FAST_TIME_MAX = 253_402_300_800_000;
 /** First rejected rows kept in a summary. */
 const FIRST_REJECTED = 10;
 
@@ -43,8 +47,11 @@ export interface RunStats {
   rejected_by_reason: Record<string, number>;
   first_rejected: { part: string; row: number; reason: string }[];
   max_event_time: number | null;
-  /** where the time went, ms: reading the source, turning rows into values, storing them */
-  timings?: { read_ms: number; prepare_ms: number; store_ms: number };
+  /**
+   * where the time went, ms: reading the source, turning rows into values, storing their
+   * history, and offering them to a shared online store (which overlaps the next chunk's store)
+   */
+  timings?: { read_ms: number; prepare_ms: number; store_ms: number; online_ms?: number };
 }
 
 /** The saved state of an unfinished run (source_state.run). */
@@ -101,7 +108,7 @@ export interface RejectSink {
 export interface MaterializeOptions extends RunArgs {
   /** set: store the valid rows and write rejected ones here; unset: stop at the first invalid row */
   rejects?: RejectSink | undefined;
-  /** rows per chunk (default: about 100,000 values a chunk) */
+  /** rows per chunk (default: about 50,000 values a chunk) */
   chunkRows?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: Progress) => void) | undefined;
@@ -250,7 +257,18 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     opts.rejects?.write(JSON.stringify({ source: spec.name, part: r.part, row: r.row, reason: r.reason, cells: obj }, jsonCell));
   };
 
-  type Item = { row: number; cells: unknown[]; rec: WriteRecord; time: number; created: number };
+  type Item = { row: number; cells: unknown[]; id: string; time: number; created: number };
+  /** The record prepareRows validates for an item (the slow path, and the source of every rejection's message). */
+  const recordOf = (it: Item): WriteRecord => {
+    const features: Record<string, unknown> = {};
+    for (let f = 0; f < refs.length; f++) {
+      const v = it.cells[firstFeature + f];
+      if (!isMissing(v)) features[refs[f] as string] = valueToJson(types[f] as Dtype, v);
+    }
+    return { entity_id: it.id, event_time: formatTime(it.time), features };
+  };
+  // two columns feeding one feature: only prepareRows' record semantics (the later one wins)
+  const fastRefs = new Set(refs).size === refs.length;
   /** Turns a chunk into rows to store (CPU only: it overlaps the previous chunk's store I/O). */
   const prepareChunk = (chunk: Chunk) => {
     const items: Item[] = [];
@@ -283,85 +301,146 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
         outside++;
         continue;
       }
-      const features: Record<string, unknown> = {};
-      for (let f = 0; f < refs.length; f++) {
-        const v = cells[firstFeature + f];
-        if (isMissing(v)) {
-          nulls++;
-          continue;
-        }
-        features[refs[f] as string] = valueToJson(types[f] as Dtype, v);
-      }
+      for (let f = 0; f < refs.length; f++) if (isMissing(cells[firstFeature + f])) nulls++;
       const created = spec.created_column ? (timeOf(cells[2]) ?? (typeof cells[2] === "bigint" ? Number(cells[2]) : 0)) : 0;
-      items.push({ row: rowNo, cells, rec: { entity_id: id as string, event_time: formatTime(t), features }, time: t, created });
+      items.push({ row: rowNo, cells, id: id as string, time: t, created });
       if (chunkMax === null || t > chunkMax) chunkMax = t;
     }
     // Ties (same entity and event time) are settled by write order: oldest created first.
     if (spec.created_column) items.sort((a, b) => a.time - b.time || a.created - b.created);
 
-    let rows: ValueWrite[];
-    let defs: Definition[];
-    try {
-      ({ rows, defs } = prepareRows(deps, tenant, checked.entityType, items.map((it) => it.rec), 0));
-    } catch (e) {
-      if (!(e instanceof AppError) || e.code !== "invalid_request") throw e;
-      rows = [];
-      defs = [];
-      for (const it of items) {
-        try {
-          const one = prepareRows(deps, tenant, checked.entityType, [it.rec], 0);
-          rows.push(...one.rows);
-          defs.push(...one.defs);
-        } catch (err) {
-          if (!(err instanceof AppError)) throw err;
-          const fe = err.errors?.[0];
-          const ref = fe?.path.replace(/^records\[\d+\]\.features\./, "") ?? "";
-          const col = featureCols[refs.indexOf(ref)] ?? ref;
-          const msg = fe?.message ?? err.message;
-          reject(chunk.part, it.row, `column ${JSON.stringify(col)} (${ref}): ${msg}`, `${col}: ${msg}`, it.cells);
+    // The fast path does what prepareRows does for a valid row (resolve the feature, coerce,
+    // encode, size check, hash), without a record per row; a row it cannot take whole (a value
+    // that does not fit, a time in the future or out of its range, a feature that no longer
+    // resolves) goes through prepareRows, which stores it or says why not.
+    const snapshot = deps.registry.current;
+    const fastDefs = refs.map((ref) => {
+      const r = snapshot.resolve(tenant, ref);
+      return fastRefs && r.kind === "ok" && r.def.entity_type === checked.entityType ? r.def : null;
+    });
+    const latest = deps.clock.now() + deps.config.MAX_FUTURE_SKEW;
+    const rows: ValueWrite[] = [];
+    const defs: Definition[] = [];
+    for (const it of items) {
+      const mark = rows.length;
+      let fast = it.time >= 0 && it.time < FAST_TIME_MAX && it.time <= latest;
+      for (let f = 0; fast && f < refs.length; f++) {
+        const v = it.cells[firstFeature + f];
+        if (isMissing(v)) continue;
+        const def = fastDefs[f];
+        if (!def) {
+          fast = false;
+          break;
         }
+        const c = coerceValue(def.type, valueToJson(types[f] as Dtype, v));
+        if (!c.ok) {
+          fast = false;
+          break;
+        }
+        const packed = encodeValue(def.type, c.value);
+        if (packed.byteLength > MAX_VALUE_BYTES) {
+          fast = false;
+          break;
+        }
+        rows.push({ feature_id: def.id, entity_id: it.id, event_time: it.time, value: packed, value_hash: valueHash(packed) });
+        defs.push(def);
+      }
+      if (fast) continue;
+      rows.length = mark;
+      defs.length = mark;
+      try {
+        const one = prepareRows(deps, tenant, checked.entityType, [recordOf(it)], 0);
+        for (let k = 0; k < one.rows.length; k++) {
+          rows.push(one.rows[k] as ValueWrite);
+          defs.push(one.defs[k] as Definition);
+        }
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        const fe = err.errors?.[0];
+        const ref = fe?.path.replace(/^records\[\d+\]\.features\./, "") ?? "";
+        const col = featureCols[refs.indexOf(ref)] ?? ref;
+        const msg = fe?.message ?? err.message;
+        reject(chunk.part, it.row, `column ${JSON.stringify(col)} (${ref}): ${msg}`, `${col}: ${msg}`, it.cells);
       }
     }
     return { chunk, rows, defs, rejected, outside, nulls, chunkMax };
   };
 
-  /** Stores a prepared chunk, then saves the position after it. */
+  // Stores shared by processes (PostgreSQL) take a chunk as `lanes` concurrent writes, the rows
+  // split by entity: each entity's rows stay in one write, in input order, so ties between its
+  // values are settled as in one write; an embedded store has one writer at a time.
+  const lanes = deps.stores.registry.capabilities.embedded ? 1 : 2;
+  const laneOf = (id: string): number => {
+    let h = 0;
+    for (let i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) | 0;
+    return (h >>> 0) % lanes;
+  };
+  const sharedOnline = deps.stores.online.capabilities.sharedAcrossProcesses;
+  /** The chunks' steps after their history is stored (online offer, position), in chunk order. */
+  let tail: Promise<void> = Promise.resolve();
+  let tailError: unknown;
+
+  /**
+   * Stores a prepared chunk's history; its online offer and the position after it follow in
+   * the background (see `tail`), while the next chunk is prepared and stored. A kill before
+   * the position is saved replays the chunk: its values are identical re-sends, offered to
+   * the online store again.
+   */
   const storeChunk = async ({ chunk, rows, defs, rejected, outside, nulls, chunkMax }: ReturnType<typeof prepareChunk>) => {
     if (rejected.length > 0) {
       rejected.sort((a, b) => a.row - b.row);
       const first = rejected[0] as Rejected;
       if (!opts.rejects) throw new InvalidRowError(spec.name, first.part, first.row, first.reason);
-      for (const r of rejected) record(r);
     }
-    s.rows_read += chunk.rows.length;
-    s.rows_outside_window += outside;
-    s.null_values += nulls;
     const t0 = performance.now();
-    // The one storage path of HTTP writes and the stream worker. Like the worker, a load skips
-    // a private in-process online store (no one reads it here; servers drop theirs when the
-    // change feed reports values); a shared one (Redis) gets every value by compare-and-set.
-    const [outcomes = []] = await storeValues(deps, [{ tenant, entityType: checked.entityType, rows, defs }], { servesReads: false });
+    const parts: { rows: ValueWrite[]; defs: Definition[] }[] = Array.from({ length: lanes }, () => ({ rows: [], defs: [] }));
+    if (lanes === 1) parts[0] = { rows, defs };
+    else {
+      for (let i = 0; i < rows.length; i++) {
+        const p = parts[laneOf((rows[i] as ValueWrite).entity_id)] as (typeof parts)[number];
+        p.rows.push(rows[i] as ValueWrite);
+        p.defs.push(defs[i] as Definition);
+      }
+    }
+    // The write path of POST /features/write (storeValues): history and the latest-value table
+    // in one offline-store transaction per part, then every row offered to a shared online
+    // store (Redis) by compare-and-set; a private in-process one is skipped (no one reads it
+    // here; servers drop theirs when the change feed reports values).
+    const written = await Promise.all(parts.map((p) => (p.rows.length === 0 ? Promise.resolve([] as RowOutcome[]) : dbCall(deps, "write", () => deps.stores.offline.writeValues(p.rows)))));
+    deps.metrics.valuesWritten.inc(rows.length);
     let stored = 0;
-    for (const o of outcomes) if (o.status === "stored") stored++;
+    for (const outcomes of written) for (const o of outcomes) if (o.status === "stored") stored++;
     timings.store_ms += performance.now() - t0;
-    s.values_stored += stored;
-    s.identical_resends += rows.length - stored;
-    if (chunkMax !== null && (s.max_event_time === null || chunkMax > s.max_event_time)) s.max_event_time = chunkMax;
-    // Collect the chunk's garbage now: left to itself the collector lets the heap (and RSS) grow
-    // to several chunks' worth, and a bulk load must stay within its memory budget. Measured on
-    // 1M rows: a collection per chunk peaked at 334 MiB; one past a 160 MiB heap, or a scheduled
-    // (non-blocking) one, at 450-480 MiB and slower overall.
-    Bun.gc(true);
-    run.position = chunk.position;
-    await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
-    opts.onProgress?.({
-      source: spec.name, rows_read: s.rows_read, values_stored: s.values_stored, identical_resends: s.identical_resends,
-      rows_rejected: s.rows_rejected, done: chunk.done, total, unit,
+    const online = sharedOnline ? Promise.all(parts.map((p, i) => offerToOnline(deps, { tenant, entityType: checked.entityType, rows: p.rows, defs: p.defs }, written[i] as RowOutcome[]))) : undefined;
+    tail = tail.then(async () => {
+      const t1 = performance.now();
+      await online;
+      timings.online_ms += performance.now() - t1;
+      for (const r of rejected) record(r);
+      s.rows_read += chunk.rows.length;
+      s.rows_outside_window += outside;
+      s.null_values += nulls;
+      s.values_stored += stored;
+      s.identical_resends += rows.length - stored;
+      if (chunkMax !== null && (s.max_event_time === null || chunkMax > s.max_event_time)) s.max_event_time = chunkMax;
+      // Collect garbage when the process grows: left to itself the collector lets the heap
+      // (and RSS) grow to several chunks' worth, and a bulk load must stay within its memory
+      // budget (10 million rows peaked at 366 MiB with one after every chunk, which showed as a
+      // quarter to a third of a profiled load's samples: now only past GC_ABOVE_RSS).
+      if (process.memoryUsage.rss() > GC_ABOVE_RSS) Bun.gc(true);
+      run.position = chunk.position;
+      await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
+      opts.onProgress?.({
+        source: spec.name, rows_read: s.rows_read, values_stored: s.values_stored, identical_resends: s.identical_resends,
+        rows_rejected: s.rows_rejected, done: chunk.done, total, unit,
+      });
     });
+    tail.catch((e: unknown) => void (tailError ??= e));
   };
 
-  const timings = { read_ms: 0, prepare_ms: 0, store_ms: 0 };
+  const timings = { read_ms: 0, prepare_ms: 0, store_ms: 0, online_ms: 0 };
   let inflight: Promise<void> | undefined;
+  let offered: Promise<void> | undefined;
   let mark = performance.now();
   try {
     for await (const chunk of reader.read(columns, run.position, chunkRows, run.window, opts.signal)) {
@@ -375,13 +454,21 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
       mark = performance.now();
       timings.prepare_ms += mark - t;
       await inflight;
+      // at most one chunk offered online beside the one being stored: memory stays bounded
+      // when the online store is slower than history
+      await offered;
+      if (tailError !== undefined) throw tailError;
+      offered = tail.catch(() => {});
       inflight = storeChunk(prepared);
       inflight.catch(() => {}); // handled: awaited before the next chunk or below
       mark = performance.now();
     }
     await inflight;
+    await tail;
   } finally {
+    // what was stored keeps its position
     await inflight?.catch(() => {});
+    await tail.catch(() => {});
   }
 
   const watermark = s.max_event_time === null ? (state?.watermark ?? null) : Math.max(s.max_event_time, state?.watermark ?? -Infinity);
@@ -391,7 +478,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     window: { start: start === null ? null : formatTime(start), end: end === null ? null : formatTime(end) },
     resumed,
     ...s,
-    timings: { read_ms: Math.round(timings.read_ms), prepare_ms: Math.round(timings.prepare_ms), store_ms: Math.round(timings.store_ms) },
+    timings: { read_ms: Math.round(timings.read_ms), prepare_ms: Math.round(timings.prepare_ms), store_ms: Math.round(timings.store_ms), online_ms: Math.round(timings.online_ms) },
     watermark: watermark === null ? null : formatTime(watermark),
     elapsed_ms: Date.now() - began,
   };

@@ -155,6 +155,13 @@ export interface RegistryStore extends GroupStore {
   // not make the in-process cache forget everything after each bulk write).
   /** Identity of this connection's change notifications (PostgreSQL); a connection opened with the same `changeOrigin` is one of ours. */
   readonly changeOrigin?: string;
+  /**
+   * Memory shared by the connections of one process (SQLite): a sibling opened with the main
+   * connection's ledger records each change-counter version it bumps there before its commit,
+   * so the main connection's change feed knows the commit is this process's own the moment it
+   * becomes visible (the `takeOwnChanges` receipts arrive a message later).
+   */
+  readonly ownChangeLedger?: SharedArrayBuffer;
   /** The change-counter versions of `kind` this connection committed since the last call (SQLite): pass them to the main connection's `adoptOwnChanges`. */
   takeOwnChanges?(kind: OwnChangeKind): number[];
   /** Counts a sibling's commits (its `takeOwnChanges`) as this process's own (SQLite). */

@@ -36,6 +36,13 @@ import { CacheGeneration } from "./generation.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
 
 const DAY_SECONDS = 86_400;
+/**
+ * Entities per compare-and-set script run on one server, and arguments per run at most. A run
+ * blocks the server while it runs, online reads included: 64 entities of 4 fields take about
+ * 1 ms (256 took 4.5 ms), and already save most of the client's cost of one run per entity.
+ */
+const SCRIPT_KEYS = 64;
+const SCRIPT_ARGS = 2_048;
 /** Longest key expiry we set (EXPIRE rejects absurd values; ten years is "forever" here). */
 const MAX_EXPIRE_SECONDS = 3650 * DAY_SECONDS;
 
@@ -176,17 +183,20 @@ export class RedisCache implements OnlineStore {
     if (this.protocol.isClosed) throw new RedisUnavailableError("Redis cache is closed");
     // Until the generation moves on, nothing written now could be trusted later.
     if (this.protocol.isDirty) throw new RedisUnavailableError("Redis cache is recovering from a lost write; not written");
-    const groups = new Map<string, { args: RedisArgument[]; ttl: number }>();
+    // Per entity and feature only the entry the compare-and-set would end with is sent: the
+    // greatest (event_time, seq), or a negative marker when there is no value (a bulk write
+    // offers every row of a chunk; most are superseded within it).
+    const groups = new Map<string, { fields: Map<number, CachedValue>; ttl: number }>();
     for (const { key, value, ttlSeconds } of entries) {
       let g = groups.get(key.entity_id);
       if (g === undefined) {
-        g = { args: [], ttl: 0 };
+        g = { fields: new Map(), ttl: 0 };
         groups.set(key.entity_id, g);
       }
       const ttl = ttlSeconds !== undefined && Number.isFinite(ttlSeconds) && ttlSeconds > 0 ? Math.min(Math.ceil(ttlSeconds), MAX_EXPIRE_SECONDS) : this.defaultTtlSeconds;
       if (ttl > g.ttl) g.ttl = ttl;
-      if (value === null) g.args.push(String(key.feature_id), "", "", NEGATIVE_MARKER);
-      else g.args.push(String(key.feature_id), String(value.event_time), String(value.seq), encodeCached(value));
+      const had = g.fields.get(key.feature_id);
+      if (had === undefined || (value !== null && (had === null || value.event_time > had.event_time || (value.event_time === had.event_time && value.seq > had.seq)))) g.fields.set(key.feature_id, value);
     }
     let gen = this.protocol.current;
     try {
@@ -227,13 +237,29 @@ export class RedisCache implements OnlineStore {
    * Runs the CAS script for every entity under generation `gen`, then reads the generation
    * again; returns what it is now.
    */
-  private async putInGeneration(gen: number, tenant: string, entityType: string, groups: Map<string, { args: RedisArgument[]; ttl: number }>): Promise<number> {
+  private async putInGeneration(gen: number, tenant: string, entityType: string, groups: Map<string, { fields: Map<number, CachedValue>; ttl: number }>): Promise<number> {
     const prefix = entityKeyPrefix(this.ns, gen, tenant, entityType);
     const writes: Promise<boolean>[] = [];
+    // On one server, up to SCRIPT_KEYS entities per script run; on a cluster each entity's
+    // hash has its own slot, so one run each.
+    const perCall = this.conn.isCluster ? 1 : SCRIPT_KEYS;
+    let keys: string[] = [];
+    let args: RedisArgument[] = [];
+    const flush = () => {
+      writes.push(evalScript(this.conn, CAS_SHA, CAS_SCRIPT, keys, args).then((r) => r.fellBack));
+      keys = [];
+      args = [];
+    };
     for (const [entityId, g] of groups) {
-      const key = `${prefix}${escapePart(entityId)}}`;
-      writes.push(evalScript(this.conn, CAS_SHA, CAS_SCRIPT, key, [String(g.ttl), ...g.args]).then((r) => r.fellBack));
+      keys.push(`${prefix}${escapePart(entityId)}}`);
+      args.push(String(g.ttl), String(g.fields.size));
+      for (const [featureId, value] of g.fields) {
+        if (value === null) args.push(String(featureId), "", "", NEGATIVE_MARKER);
+        else args.push(String(featureId), String(value.event_time), String(value.seq), encodeCached(value));
+      }
+      if (keys.length >= perCall || args.length >= SCRIPT_ARGS) flush();
     }
+    if (keys.length > 0) flush();
     // On one server a read queued behind the scripts on the same connection runs after them.
     // Across cluster nodes there is no such order, and a script re-sent as EVAL after NOSCRIPT
     // runs after that read: then read again once the writes are done.

@@ -7,12 +7,14 @@ import { ErrorReply, type RedisArgument } from "redis";
 import type { RedisConnection } from "./connection.ts";
 
 /**
- * Compare-and-set of one entity hash. KEYS[1]: the hash. ARGV[1]: seconds the key must live
- * at least. Then per field: name, event_time, seq, packed value (event_time "" marks a
- * negative entry, written only where the field is absent). Returns the number of fields set.
+ * Compare-and-set of entity hashes, one or many per call (a bulk write sends a few hundred at
+ * once: one script run instead of one per entity). KEYS: the hashes. ARGV, per key in order:
+ * seconds the key must live at least, the number of fields, then per field: name, event_time,
+ * seq, packed value (event_time "" marks a negative entry, written only where the field is
+ * absent); a field at most once per key (RedisCache.putMany keeps the newest entry of each).
+ * Returns the number of fields set.
  */
 export const CAS_SCRIPT = `
-local key = KEYS[1]
 local neg = string.char(192)
 local fmts = {[0xcb] = '>d', [0xca] = '>f', [0xcc] = '>B', [0xcd] = '>H', [0xce] = '>I4', [0xcf] = '>I8',
   [0xd0] = '>b', [0xd1] = '>h', [0xd2] = '>i4', [0xd3] = '>i8'}
@@ -37,33 +39,56 @@ local function header(s)
   return et, seq
 end
 local set = 0
-for i = 2, #ARGV, 4 do
-  local field = ARGV[i]
-  local et = tonumber(ARGV[i + 1])
-  if et == nil then
-    set = set + redis.call('HSETNX', key, field, ARGV[i + 3])
-  else
-    local cur = redis.call('HGET', key, field)
-    local replace = (not cur) or cur == neg
-    if not replace then
-      local ok, cet, cseq = pcall(header, cur)
-      if ok and cet ~= nil then
-        local seq = tonumber(ARGV[i + 2])
-        replace = et > cet or (et == cet and seq > cseq)
+local a = 1
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local want = tonumber(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  if n > 0 then
+    -- one HMGET and one HSET per key (not per field)
+    local names = {}
+    for j = 1, n do names[j] = ARGV[a + 4 * (j - 1)] end
+    local curs = {}
+    for s = 1, n, 1000 do
+      local part = redis.call('HMGET', key, unpack(names, s, math.min(s + 999, n)))
+      for j = 1, #part do curs[s + j - 1] = part[j] end
+    end
+    local sets = {}
+    for j = 1, n do
+      local i = a + 4 * (j - 1)
+      local cur = curs[j]
+      local et = tonumber(ARGV[i + 1])
+      local replace
+      if et == nil then
+        replace = not cur
       else
-        replace = true
+        replace = (not cur) or cur == neg
+        if not replace then
+          local ok, cet, cseq = pcall(header, cur)
+          if ok and cet ~= nil then
+            local seq = tonumber(ARGV[i + 2])
+            replace = et > cet or (et == cet and seq > cseq)
+          else
+            replace = true
+          end
+        end
+      end
+      if replace then
+        sets[#sets + 1] = names[j]
+        sets[#sets + 1] = ARGV[i + 3]
       end
     end
-    if replace then
-      redis.call('HSET', key, field, ARGV[i + 3])
-      set = set + 1
+    for s = 1, #sets, 2000 do
+      redis.call('HSET', key, unpack(sets, s, math.min(s + 1999, #sets)))
     end
+    set = set + #sets / 2
+    a = a + 4 * n
   end
-end
-local want = tonumber(ARGV[1])
-local ttl = redis.call('TTL', key)
-if ttl == -1 or (ttl >= 0 and ttl < want) then
-  redis.call('EXPIRE', key, want)
+  local ttl = redis.call('TTL', key)
+  if ttl == -1 or (ttl >= 0 and ttl < want) then
+    redis.call('EXPIRE', key, want)
+  end
 end
 return set
 `;
@@ -100,12 +125,17 @@ export function asGeneration(reply: unknown): number {
   throw new Error(`unexpected generation reply ${String(reply)}`);
 }
 
-/** EVALSHA, or EVAL when the server does not know the script (restart, SCRIPT FLUSH). */
-export async function evalScript(conn: RedisConnection, sha: string, source: string, key: string, args: RedisArgument[]): Promise<{ reply: unknown; fellBack: boolean }> {
+/**
+ * EVALSHA, or EVAL when the server does not know the script (restart, SCRIPT FLUSH). `key` is
+ * one key or several (on a cluster, of one hash slot: the call is routed by the first).
+ */
+export async function evalScript(conn: RedisConnection, sha: string, source: string, key: string | readonly string[], args: RedisArgument[]): Promise<{ reply: unknown; fellBack: boolean }> {
+  const keys = typeof key === "string" ? [key] : key;
+  const route = keys[0] as string;
   try {
-    return { reply: await conn.send(key, ["EVALSHA", sha, "1", key, ...args]), fellBack: false };
+    return { reply: await conn.send(route, ["EVALSHA", sha, String(keys.length), ...keys, ...args]), fellBack: false };
   } catch (err) {
     if (!isNoScript(err)) throw err;
-    return { reply: await conn.send(key, ["EVAL", source, "1", key, ...args]), fellBack: true };
+    return { reply: await conn.send(route, ["EVAL", source, String(keys.length), ...keys, ...args]), fellBack: true };
   }
 }

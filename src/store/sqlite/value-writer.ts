@@ -8,9 +8,10 @@
  * 1. the rows are ordered by (feature, entity, event time), ties in input order (neighbouring
  *    index entries are written together; each key's rows are consecutive);
  * 2. row i is inserted with sequence `next + i` (`next`: after the greatest ever assigned), many
- *    rows per statement, `ON CONFLICT DO NOTHING RETURNING seq`: the returned sequences say which
- *    rows were new. An identical row (stored before, or earlier in the call: the sort keeps
- *    identical rows in input order, so the earlier one is inserted first) is not inserted;
+ *    rows per statement, `ON CONFLICT DO NOTHING`. An identical row (stored before, or earlier
+ *    in the call: the sort keeps identical rows in input order, so the earlier one is inserted
+ *    first) is not inserted; when a statement inserted fewer rows than it had, its rows are
+ *    looked up to tell which;
  * 3. a row not inserted is answered with the sequence of the identical stored row;
  * 4. per (feature, entity), the newly stored row with the greatest (event_time, seq) is offered
  *    to `online_values` in one multi-row compare-and-set upsert.
@@ -50,7 +51,7 @@ export class SqliteValueWriter {
   }
 
   private insert(n: number): Statement {
-    return this.statement(this.inserts, n, "seq, feature_id, entity_id, event_time, value_hash, value", "ON CONFLICT DO NOTHING RETURNING seq");
+    return this.statement(this.inserts, n, "seq, feature_id, entity_id, event_time, value_hash, value", "ON CONFLICT DO NOTHING");
   }
 
   private upsert(n: number): Statement {
@@ -91,6 +92,8 @@ export class SqliteValueWriter {
     // before, or earlier in this call) is not inserted
     const base = (this.nextSeq.get() as { next: number }).next;
     const inserted = new Uint8Array(rows.length);
+    // the sequence of the stored row each identical row repeats (0: not looked up yet)
+    const sameAs = new Float64Array(rows.length);
     SqliteValueWriter.sliced(rows.length, (at, n) => {
       const params: (string | number | Uint8Array)[] = new Array(n * 6);
       let p = 0;
@@ -104,7 +107,21 @@ export class SqliteValueWriter {
         params[p++] = r.value_hash;
         params[p++] = r.value;
       }
-      for (const [seq] of this.insert(n).values(...params) as [number][]) inserted[seq - base] = 1;
+      // Without RETURNING (measured: a third faster): when every row was inserted, `changes`
+      // says so; otherwise each row of the slice is looked up, and the stored row it finds is
+      // either itself (inserted now, under its own sequence) or the one it repeats.
+      if (this.insert(n).run(...params).changes === n) {
+        for (let o = at; o < at + n; o++) inserted[order[o] as number] = 1;
+        return;
+      }
+      for (let o = at; o < at + n; o++) {
+        const i = order[o] as number;
+        const r = rows[i] as ValueWrite;
+        const found = this.existingSeq.get(r.feature_id, r.entity_id, r.event_time, r.value_hash) as { seq: number } | null;
+        if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
+        if (found.seq === base + i) inserted[i] = 1;
+        else sameAs[i] = found.seq;
+      }
     });
 
     // 3. outcomes: stored under the new sequence, or identical to the stored row
@@ -115,10 +132,7 @@ export class SqliteValueWriter {
         stored++;
         continue;
       }
-      const r = rows[i] as ValueWrite;
-      const found = this.existingSeq.get(r.feature_id, r.entity_id, r.event_time, r.value_hash) as { seq: number } | null;
-      if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
-      outcomes[i] = { seq: found.seq, status: "identical" };
+      outcomes[i] = { seq: sameAs[i] as number, status: "identical" };
     }
 
     // 4. per (feature, entity) (consecutive in `order`), the last newly stored row in `order`:

@@ -156,6 +156,27 @@ for (const factory of databaseFactories()) {
       expect(text(latest[24_999]?.value)).toBe(`v${(24_999 % 6_000) + 6_000}`);
     }, 60_000);
 
+    test("a large batch (staged and stored in one statement) with awkward entity ids, repeats and re-sends", async () => {
+      const { db } = await factory.open();
+      const odd = ["tab\there", "new\nline", "carriage\rreturn", "back\\slash\\N", "\\x00", 'quote"d', "ünïcode ✓"];
+      const rows: ValueWrite[] = [];
+      const entity = (k: number) => `${odd[k % odd.length]}#${k}`;
+      // 1,500 entities, 4 values each at T .. T+3
+      for (let i = 0; i < 6_000; i++) rows.push(val(1, entity(i % 1_500), T + Math.floor(i / 1_500), `v${i}`));
+      rows.push(val(1, entity(0), T, "v0")); // identical to row 0, in the same batch
+      const written = await db.writeValues(rows);
+      expect(written.slice(0, 6_000).every((w) => w.status === "stored")).toBe(true);
+      expect(written.slice(0, 6_000).every((w, i) => i === 0 || w.seq > (written[i - 1]?.seq ?? 0))).toBe(true);
+      expect(written[6_000]).toEqual({ seq: written[0]?.seq as number, status: "identical" });
+      // the newest per key online, ids byte for byte
+      const keys = odd.map((_, j) => ({ feature_id: 1, entity_id: entity(j) }));
+      expect((await db.getLatest(keys)).map((r) => text(r?.value))).toEqual(odd.map((_, j) => `v${4_500 + j}`));
+      // a re-send of part of it, with one new value: only that one is stored
+      const again = await db.writeValues([...rows.slice(0, 2_999), val(1, entity(1), T + 9, "new")]);
+      expect(again.slice(0, 2_999)).toEqual(written.slice(0, 2_999).map((w) => ({ seq: w.seq, status: "identical" })));
+      expect(again[2_999]?.status).toBe("stored");
+    }, 60_000);
+
     test("a 1 MiB value round-trips byte for byte", async () => {
       const { db } = await factory.open();
       const value = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);

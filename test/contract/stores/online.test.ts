@@ -40,6 +40,31 @@ for (const factory of onlineFactories()) {
       expect(await c.getMany("t", "user", [k3])).toEqual([row(-5000, 1)]);
     });
 
+    test("one call for thousands of entities (a bulk load's chunk): each field ends at its newest offer, older stored values kept", async () => {
+      const c = await factory.open();
+      const n = 3_000;
+      // stored before: even entities hold a newer value of feature 1 than the call offers
+      await c.putMany("t", "user", Array.from({ length: n / 2 }, (_, i) => ({ key: key(1, `e${2 * i}`), value: row(500, 1) })));
+      const entries: { key: ValueKey; value: StoredRow | null }[] = [];
+      for (let i = 0; i < n; i++) {
+        const id = `e${i}`;
+        entries.push({ key: key(1, id), value: row(100 + (i % 7), 10) });
+        entries.push({ key: key(2, id), value: null }); // a negative entry, then a value: the value stays
+        entries.push({ key: key(2, id), value: row(50, i) });
+        entries.push({ key: key(1, id), value: row(100 + (i % 7), 11) }); // same time, later seq
+        entries.push({ key: key(3, id), value: null }); // only a negative entry
+      }
+      entries.reverse(); // the order of offers within a call does not matter
+      await c.putMany("t", "user", entries);
+      const ids = [0, 1, 2, 255, 256, 257, 1999, 2999].map((i) => `e${i}`);
+      const got = await c.getMany("t", "user", ids.flatMap((id) => [key(1, id), key(2, id), key(3, id)]));
+      const want = ids.flatMap((id) => {
+        const i = Number(id.slice(1));
+        return [i % 2 === 0 ? row(500, 1) : row(100 + (i % 7), 11), row(50, i), null];
+      });
+      expect(got).toEqual(want);
+    });
+
     test("concurrent writers in any order converge on the newest value", async () => {
       const c = await factory.open();
       const offers = Array.from({ length: 200 }, (_, i) => row(1_700_000_000_000 + (i % 37), i));
