@@ -203,9 +203,9 @@ Options:
     }
 
     // Cold start: the server listens first and answers GET /healthz at once (the liveness probe);
-    // the stores, the logger and the rest start right after (serve-start.ts), /readyz answers
-    // 503 until they have, and any other request waits for them. The /healthz answered before
-    // are counted and logged when the metrics and the logger are there.
+    // the stores, the logger and the rest start right after (serve-start.ts), and any other
+    // request (/readyz too: it never answers 200 before the stores are loaded) waits for them.
+    // The /healthz answered before are counted and logged when the metrics and the logger are there.
     const state: ServerState = { draining: false };
     const early: EarlyAnswer[] = [];
     const answerEarly: Fetch = (req, server) => {
