@@ -25,6 +25,8 @@ export interface ColdStartResults {
   /** CPU (every thread) from exec to the first 200, median, ms; and ours / bare */
   cpu_median_ms?: number;
   cpu_ratio_to_bare?: number | null;
+  /** exec to the first 200 on /readyz (stores open, the HTTP app built), median, ms: the start of `serve` that the liveness probe does not wait for */
+  ready_median_ms?: number;
   binary_mib: number;
 }
 
