@@ -2,8 +2,9 @@
  * What `serve` does once it listens (cmd/serve.ts answers `GET /healthz` meanwhile): the logger,
  * the stores (opened, migrations checked or, embedded, applied, the registry and the key ring
  * loaded), the rate limiter, the change feed and the readiness loop; then the start line. The
- * HTTP app (Hono and every route, the OpenAPI registry, the bulk lane) is built on the first
- * request that is not `GET /healthz`: nothing the liveness probe needs waits for it.
+ * HTTP app (Hono and every route, the OpenAPI registry, the bulk lane) is built right after:
+ * nothing the liveness probe needs waits for it, and a request other than `GET /healthz` that
+ * comes before it is built waits for it.
  */
 import pkg from "../../package.json" with { type: "json" };
 import { healthzResponse, HEALTHZ, isHealthz, requestIdOf } from "../api/healthz.ts";
@@ -96,6 +97,13 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
     app = (req, server) => built.fetch(req, server);
     return app;
   };
+  // Built right after start, not on the first request: /healthz has answered by now, and the
+  // first online lookup must not pay the 30-40 ms of building the app (the serving thread is
+  // sacred). A failure surfaces on the requests that wait for it.
+  setImmediate(() => {
+    building ??= build();
+    building.catch(() => {});
+  });
   return {
     log,
     deps,
