@@ -57,6 +57,8 @@ export interface MixedResult {
   background: Background;
   /** online requests the server shed during the phase with the background, by reason (feature_store_http_requests_shed_total) */
   shed_by_reason: Record<string, number>;
+  /** online cache lookups by result (hit, miss, error) per phase: misses with the background are values read from the database again */
+  cache: { alone: Record<string, number>; with_background: Record<string, number> };
   /** CPU of the serving (main) thread and of the whole server process, % of one core, per phase */
   cpu: { alone: { main_thread: number; process: number }; with_background: { main_thread: number; process: number } };
   /** with background / alone */
@@ -70,6 +72,17 @@ async function shedCounts(server: Server): Promise<Record<string, number>> {
   for (const m of text.matchAll(/^feature_store_http_requests_shed_total\{reason="(\w+)"\} (\S+)$/gm)) out[m[1] as string] = Number(m[2]);
   return out;
 }
+
+/** feature_store_cache_requests_total by result (hit, miss, error), from the server's /metrics. */
+async function cacheCounts(server: Server): Promise<Record<string, number>> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^feature_store_cache_requests_total\{result="(\w+)"[^}]*\} (\S+)$/gm)) out[m[1] as string] = (out[m[1] as string] ?? 0) + Number(m[2]);
+  return out;
+}
+
+const since = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+  Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]));
 
 /** CPU seconds of the serving thread and of the process, and when they were read. */
 function cpuNow(pid: number): { main: number; all: number; at: number } {
@@ -161,12 +174,14 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
   const rate = mixedSettings.rate;
   log(`${stack} mixed: online 1x10 at ${rate}/s for ${settings.seconds} s alone`);
   if (settings.warmupSeconds > 0) await attack(vegeta, { name: "warmup", targetsFile: file, rate, seconds: settings.warmupSeconds, discard: true, timeoutS: 5 });
+  const cache0 = await cacheCounts(server);
   const cpu0 = cpuNow(server.pid);
   const alone = await attack(vegeta, { name: `${stack}-mixed-alone`, targetsFile: file, rate, seconds: settings.seconds, serverPid: server.pid });
   const cpuAlone = cpuSince(server.pid, cpu0);
   log(`  alone: p50 ${alone.p50_ms} p99 ${alone.p99_ms} p99.9 ${alone.p999_ms} max ${alone.max_ms} ms, errors ${alone.errors}`);
   log(`${stack} mixed: the same with ${mixedSettings.batchRows}-row training queries and ${mixedSettings.writeRecords}-record writes back to back`);
   const shed0 = await shedCounts(server);
+  const cache1 = await cacheCounts(server);
   const bg = startBackground(server, entities, days, now);
   let withBg: AttackResult;
   let background: Background;
@@ -181,6 +196,9 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
   log(`  CPU, % of one core (serving thread / whole process): alone ${cpuAlone.main_thread} / ${cpuAlone.process}, with background ${cpuBg.main_thread} / ${cpuBg.process}`);
   log(`  with background: p50 ${withBg.p50_ms} p99 ${withBg.p99_ms} p99.9 ${withBg.p999_ms} max ${withBg.max_ms} ms, errors ${withBg.errors} ${JSON.stringify(withBg.top_errors)}`);
   const shed1 = await shedCounts(server);
+  const cache2 = await cacheCounts(server);
+  const cache = { alone: since(cache0, cache1), with_background: since(cache1, cache2) };
+  log(`  online cache lookups: alone ${JSON.stringify(cache.alone)}, with background ${JSON.stringify(cache.with_background)}`);
   const shedByReason = Object.fromEntries(Object.entries(shed1).map(([k, v]) => [k, v - (shed0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
   log(`  background: ${JSON.stringify(background)}; online shed by reason: ${JSON.stringify(shedByReason)}`);
   const r = (x: number, y: number) => round(y > 0 ? x / y : Number.NaN, 2);
@@ -194,6 +212,7 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
     with_background: withBg,
     background,
     shed_by_reason: shedByReason,
+    cache,
     cpu: { alone: cpuAlone, with_background: cpuBg },
     ratio: { p50: r(withBg.p50_ms, alone.p50_ms), p99: r(withBg.p99_ms, alone.p99_ms), p999: r(withBg.p999_ms, alone.p999_ms) },
   };

@@ -12,9 +12,12 @@
  *   7. multi-core scaling: online 1x10 saturated with `serve --workers 1` and `--workers N` (bench/scaling.ts)
  *   8. materialize: Parquet into each store beside the raw read rate (bench/materialize.ts;
  *      part `materialize`, results in bench/results/materialize.json and .md)
+ *   9. training data: an entity dataframe of BENCH_TRAINING_ROWS (1,000,000) rows x
+ *      BENCH_TRAINING_FEATURES (50) features answered as Parquet on each stack, beside DuckDB's
+ *      ASOF JOIN on the same data, with the server's peak RSS (bench/training.ts; part `training`)
  *
  * Results: bench/results/latest.json and bench/results/latest.md. Parts: BENCH_ONLY / BENCH_SKIP
- * (micro, embedded, redis, saturation, coldstart, ingest, feast, scaling, materialize); durations: BENCH_SECONDS,
+ * (micro, embedded, redis, saturation, coldstart, ingest, feast, scaling, materialize, training); durations: BENCH_SECONDS,
  * BENCH_STEP_SECONDS, ... (see bench/lib/common.ts and bench/README.md). With BENCH_ONLY, the
  * parts not run are kept from the previous bench/results/latest.json.
  */
@@ -30,19 +33,22 @@ import { ensureVegeta } from "./lib/vegeta.ts";
 import { runLoad } from "./load.ts";
 import { runScaling } from "./scaling.ts";
 import { materializeMarkdown, runMaterialize, type MaterializeResults } from "./materialize.ts";
+import type { TrainingResults } from "./training.ts";
 
 const t0 = performance.now();
 // With BENCH_ONLY, the parts not run now are kept from the previous latest.json.
 let results: AllResults = {};
 if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
   const prev = JSON.parse(readFileSync(join(RESULTS_DIR, "latest.json"), "utf8")) as AllResults;
-  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling };
+  results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling, materialize: prev.materialize, training: prev.training };
   if (settings.only.has("micro")) delete results.micro;
   if (settings.only.has("embedded") || settings.only.has("redis")) delete results.load;
   if (settings.only.has("coldstart")) delete results.coldstart;
   if (settings.only.has("ingest")) delete results.ingest;
   if (settings.only.has("scaling")) delete results.scaling;
-  results.kept_from_previous = (["micro", "load", "coldstart", "ingest", "scaling"] as const).filter((k) => results[k] !== undefined);
+  if (settings.only.has("materialize")) delete results.materialize;
+  if (settings.only.has("training")) delete results.training;
+  results.kept_from_previous = (["micro", "load", "coldstart", "ingest", "scaling", "materialize", "training"] as const).filter((k) => results[k] !== undefined);
 }
 log(`machine: ${JSON.stringify(machineInfo())}`);
 ensureDir(TMP_DIR);
@@ -84,8 +90,22 @@ if (enabled("ingest")) {
 let materialized: MaterializeResults | undefined;
 if (enabled("materialize")) {
   materialized = await runMaterialize({ bin });
+  results.materialize = materialized;
   writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(materialized, null, 2)}\n`);
   writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(materialized));
+  save();
+}
+
+if (enabled("training")) {
+  log("training data (bench/training.ts)");
+  const out = join(TMP_DIR, "training.json");
+  rmSync(out, { force: true });
+  const trainingBin = bin ?? (await buildBinary());
+  const args = ["--rows", String(process.env.BENCH_TRAINING_ROWS ?? 1_000_000), "--features", String(process.env.BENCH_TRAINING_FEATURES ?? 50), "--bin", trainingBin, "--json", out];
+  const proc = Bun.spawn({ cmd: [process.execPath, join(ROOT, "bench", "training.ts"), ...args], stdout: "inherit", stderr: "inherit" });
+  if ((await proc.exited) === 0 && existsSync(out)) results.training = JSON.parse(readFileSync(out, "utf8")) as TrainingResults;
+  else log("training benchmark failed (see above)");
+  save();
 }
 
 if (enabled("feast")) {
@@ -104,5 +124,4 @@ if (enabled("scaling")) {
 save();
 log(`done in ${Math.round((performance.now() - t0) / 1000)} s: bench/results/latest.md, bench/results/latest.json`);
 process.stdout.write(markdown(results));
-if (materialized) process.stdout.write(`\n${materializeMarkdown(materialized)}`);
 process.exit(0);

@@ -7,6 +7,14 @@
  * history as one wide Parquet table (DuckDB's best case: the physical-limit anchor).
  *
  *   bun bench/training.ts [--rows N] [--features F] [--users U] [--days D] [--stack embedded|postgres|both]
+ *                         [--bin A,B] [--rounds R] [--accept parquet|arrow|csv|ndjson|json] [--json FILE]
+ *
+ * --json: also writes every run's figures (and DuckDB's) to FILE (the `training` part of
+ * `bun run bench` reads it). DuckDB is installed into .cache/venv-bench from PyPI when missing.
+ *
+ * --bin: binaries to compare (default dist/feature-store); each stack's history is populated once
+ * and every binary answers the same query R times (default 1), alternating (A B A B ...), so an
+ * A/B shares the data and the machine's load. The load average is printed with every figure.
  *
  * History: U users x D daily values of every feature. Row timestamps are uniform over the
  * history span plus one day, ids uniform over U users (plus 1% never written).
@@ -27,18 +35,77 @@ import type { FrameColumn } from "../src/formats/frame.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const { values: args } = parseArgs({
-  options: { rows: { type: "string" }, features: { type: "string" }, users: { type: "string" }, days: { type: "string" }, stack: { type: "string" } },
+  options: {
+    rows: { type: "string" },
+    features: { type: "string" },
+    users: { type: "string" },
+    days: { type: "string" },
+    stack: { type: "string" },
+    bin: { type: "string" },
+    rounds: { type: "string" },
+    accept: { type: "string" },
+    json: { type: "string" },
+  },
 });
 const ROWS = Number(args.rows ?? 1_000_000);
 const FEATURES = Number(args.features ?? 50);
 const USERS = Number(args.users ?? 20_000);
 const DAYS = Number(args.days ?? 3);
 const STACKS = args.stack === "both" || args.stack === undefined ? ["embedded", "postgres"] : args.stack === "none" ? [] : [args.stack];
-const BIN = join(ROOT, "dist/feature-store");
+const BINS = (args.bin ?? join(ROOT, "dist/feature-store")).split(",").map((b) => resolve(b));
+const ROUNDS = Number(args.rounds ?? 1);
+const ACCEPTS: Record<string, string> = {
+  parquet: "application/vnd.apache.parquet",
+  arrow: "application/vnd.apache.arrow.stream",
+  csv: "text/csv",
+  ndjson: "application/x-ndjson",
+  json: "application/json",
+};
+const ACCEPT = ACCEPTS[args.accept ?? "parquet"] ?? "application/vnd.apache.parquet";
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
 const PY = join(ROOT, ".cache/venv-bench/bin/python");
+const DUCKDB_VERSION = "1.4.4";
+
+/** One run of one binary on one stack (the `--json` output). */
+export interface TrainingRun {
+  stack: string;
+  bin: string;
+  rate: number;
+  seconds: number;
+  ttfb_s: number;
+  bytes: number;
+  peak_rss_mib: number;
+  sha256_12: string;
+  load: string;
+}
+/** Everything `--json` writes. */
+export interface TrainingResults {
+  rows: number;
+  features: number;
+  users: number;
+  days: number;
+  accept: string;
+  duckdb: { rate: number; seconds: number } | string;
+  runs: TrainingRun[];
+  failures: string[];
+}
+const out: TrainingResults = { rows: ROWS, features: FEATURES, users: USERS, days: DAYS, accept: ACCEPT, duckdb: "not run", runs: [], failures: [] };
+
+/** PyPI duckdb in .cache/venv-bench (created when missing): the anchor's engine. */
+function ensureDuckdb(): string | undefined {
+  const ok = () => existsSync(PY) && Bun.spawnSync([PY, "-c", "import duckdb"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+  if (ok()) return undefined;
+  log(`installing duckdb==${DUCKDB_VERSION} from PyPI into .cache/venv-bench`);
+  const venv = Bun.spawnSync(["python3", "-m", "venv", join(ROOT, ".cache/venv-bench")], { stdout: "inherit", stderr: "inherit" });
+  if (venv.exitCode !== 0) return "python3 -m venv .cache/venv-bench failed";
+  const pip = Bun.spawnSync([join(ROOT, ".cache/venv-bench/bin/pip"), "install", "--quiet", `duckdb==${DUCKDB_VERSION}`], { stdout: "inherit", stderr: "inherit" });
+  return pip.exitCode === 0 && ok() ? undefined : `pip install duckdb==${DUCKDB_VERSION} failed`;
+}
 const T0 = Date.parse("2024-01-01T00:00:00Z");
 const DAY = 86_400_000;
 const names = Array.from({ length: FEATURES }, (_, i) => `f${i}`);
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 
 function log(msg: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`);
@@ -84,15 +151,15 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : Number.NaN;
 }
 
-async function runStack(stack: string, csv: string): Promise<{ rate: number; seconds: number; ttfb: number; bytes: number; rss: number }> {
-  const dir = mkdtempSync(join(tmpdir(), "fs-bench-train-"));
-  const env: Record<string, string> = stack === "embedded" ? { DATA_DIR: dir } : { POSTGRES_URL: await (await startPostgres()).createDatabase("training") };
-  await populate(env);
+async function runServer(bin: string, env: Record<string, string>, csv: string): Promise<{ rate: number; seconds: number; ttfb: number; bytes: number; rss: number; sha: string; series: number[]; seriesStep: number }> {
   const port = await freePort();
   // BENCH_SERVER_CMD (e.g. "bun --cpu-prof src/cli.ts") runs the server from source, for profiles
-  const cmd = process.env.BENCH_SERVER_CMD ? process.env.BENCH_SERVER_CMD.split(" ") : [BIN];
+  const cmd = process.env.BENCH_SERVER_CMD ? process.env.BENCH_SERVER_CMD.split(" ") : [bin];
   const server = Bun.spawn([...cmd, "serve", "--port", String(port), "--host", "127.0.0.1"], {
-    env: { PATH: process.env.PATH ?? "", ...env, LOG_LEVEL: "warn", BODY_LIMIT_BYTES: String(1024 * 1024 * 1024), ...(process.env.BENCH_STORE_TIMEOUT_MS ? { STORE_TIMEOUT_MS: process.env.BENCH_STORE_TIMEOUT_MS } : {}) },
+    env: { PATH: process.env.PATH ?? "", ...env, LOG_LEVEL: "warn", BODY_LIMIT_BYTES: String(1024 * 1024 * 1024), ...(process.env.BENCH_STORE_TIMEOUT_MS ? { STORE_TIMEOUT_MS: process.env.BENCH_STORE_TIMEOUT_MS } : {}),
+      // BENCH_SERVER_ENV="BULK_WORKERS=0 ..." (with BENCH_SERVER_CMD: a profile of the lane's work on the main thread)
+      ...Object.fromEntries((process.env.BENCH_SERVER_ENV ?? "").split(" ").filter((kv) => kv.includes("=")).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
+    },
     stdout: "inherit",
     stderr: "inherit",
   });
@@ -110,30 +177,68 @@ async function runStack(stack: string, csv: string): Promise<{ rate: number; sec
     const key = k.stdout.toString().trimEnd().split("\n").at(-1) as string;
     for (let i = 0; i < 300 && (await fetch(`${base}/api/v1/features`, { headers: { "x-api-key": key } })).status !== 200; i++) await Bun.sleep(100);
     const started = performance.now();
+    // the server's RSS every second while it answers: flat, or growing with the answer?
+    const rssSeries: number[] = [];
+    const sampler = setInterval(() => {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, "utf8"));
+      if (m) rssSeries.push(Math.round(Number(m[1]) / 1024));
+    }, 1000);
     const res = await fetch(`${base}/api/v1/features/batch?feature_names=${names.join(",")}`, {
       method: "POST",
-      headers: { "x-api-key": key, "content-type": "text/csv", accept: "application/vnd.apache.parquet" },
+      headers: { "x-api-key": key, "content-type": "text/csv", accept: ACCEPT },
       body: csv,
     });
-    if (res.status !== 200) throw new Error(`${stack}: HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`);
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 500)}`);
     let ttfb = 0;
     let bytes = 0;
+    const hash = new Bun.CryptoHasher("sha256");
     for await (const chunk of res.body as ReadableStream<Uint8Array>) {
       if (bytes === 0) ttfb = (performance.now() - started) / 1000;
       bytes += chunk.byteLength;
+      hash.update(chunk);
     }
     const seconds = (performance.now() - started) / 1000;
-    return { rate: (ROWS * FEATURES) / seconds, seconds, ttfb, bytes, rss: peakRss(server.pid) };
+    clearInterval(sampler);
+    const step = Math.max(1, Math.ceil(rssSeries.length / 10));
+    const series = rssSeries.filter((_, i) => i % step === 0 || i === rssSeries.length - 1);
+    return { rate: (ROWS * FEATURES) / seconds, seconds, ttfb, bytes, rss: peakRss(server.pid), sha: hash.digest("hex").slice(0, 12), series, seriesStep: step };
   } finally {
     server.kill(process.env.BENCH_SERVER_CMD ? "SIGTERM" : "SIGKILL");
     await server.exited;
+  }
+}
+
+async function runStack(stack: string, csv: string, duck: { rate: number } | string): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "fs-bench-train-"));
+  try {
+    const env: Record<string, string> = stack === "embedded" ? { DATA_DIR: dir } : { POSTGRES_URL: await (await startPostgres()).createDatabase("training") };
+    await populate(env);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const bin of BINS) {
+        let r: Awaited<ReturnType<typeof runServer>>;
+        try {
+          r = await runServer(bin, env, csv);
+        } catch (err) {
+          log(`${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: failed: ${String(err).slice(0, 300)}; load ${loadavg()}`);
+          out.failures.push(`${stack} [${bin}]: ${String(err).slice(0, 300)}`);
+          continue;
+        }
+        out.runs.push({ stack, bin, rate: Math.round(r.rate), seconds: Number(r.seconds.toFixed(2)), ttfb_s: Number(r.ttfb.toFixed(2)), bytes: r.bytes, peak_rss_mib: Math.round(r.rss / 2 ** 20), sha256_12: r.sha, load: loadavg() });
+        const ratio = typeof duck === "string" ? "" : `, ${((r.rate / duck.rate) * 100).toFixed(1)}% of DuckDB`;
+        log(
+          `${stack} ${BINS.length > 1 ? `[${bin}] ` : ""}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB (sha256 ${r.sha}); server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB (RSS every ${r.seriesStep} s, MiB: ${r.series.join(" ")}); load ${loadavg()}`,
+        );
+      }
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /** DuckDB ASOF JOIN over the same data: history as one wide table, entity rows from the CSV. */
 async function duckdb(csv: string): Promise<{ rate: number; seconds: number } | string> {
-  if (!existsSync(PY)) return "not run: .cache/venv-bench has no duckdb (python3 -m venv .cache/venv-bench && .cache/venv-bench/bin/pip install duckdb==1.4.4)";
+  const missing = ensureDuckdb();
+  if (missing) return `not run: ${missing}`;
   const dir = mkdtempSync(join(tmpdir(), "fs-bench-duck-"));
   try {
     const columns: FrameColumn[] = [
@@ -173,18 +278,15 @@ print(time.perf_counter() - t)
   }
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 try {
-  if (!existsSync(BIN)) throw new Error("dist/feature-store is missing: bun run build");
+  for (const bin of BINS) if (!existsSync(bin)) throw new Error(`${bin} is missing: bun run build`);
   const csv = entityCsv();
   log(`entity dataframe: ${ROWS} rows (${(csv.length / 1e6).toFixed(0)} MB CSV) x ${FEATURES} features`);
   const duck = await duckdb(csv);
-  log(typeof duck === "string" ? `DuckDB ASOF JOIN: ${duck}` : `DuckDB ASOF JOIN: ${duck.seconds.toFixed(2)} s = ${fmt(duck.rate)} row x features/s`);
-  for (const stack of STACKS) {
-    const r = await runStack(stack, csv);
-    const ratio = typeof duck === "string" ? "" : `, ${((r.rate / duck.rate) * 100).toFixed(1)}% of DuckDB`;
-    log(`${stack}: ${r.seconds.toFixed(1)} s = ${fmt(r.rate)} row x features/s${ratio}; first byte after ${r.ttfb.toFixed(2)} s; ${(r.bytes / 1e6).toFixed(0)} MB Parquet; server peak RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB`);
-  }
+  out.duckdb = duck;
+  log(typeof duck === "string" ? `DuckDB ASOF JOIN: ${duck}` : `DuckDB ASOF JOIN: ${duck.seconds.toFixed(2)} s = ${fmt(duck.rate)} row x features/s; load ${loadavg()}`);
+  for (const stack of STACKS) await runStack(stack, csv, duck);
 } finally {
   await stopAll();
+  if (args.json) writeFileSync(args.json, `${JSON.stringify(out, null, 2)}\n`);
 }

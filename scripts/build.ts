@@ -4,7 +4,10 @@
  * bunfig.toml, tsconfig.json or package.json from the directory it runs in. Migrations and the
  * /docs assets are embedded through text imports. The bulk lane's worker thread
  * (src/cmd/lane-worker.ts) is a second entrypoint, embedded as /$bunfs/root/cmd/lane-worker.js
- * (see workerUrl() in src/lane/pool.ts).
+ * (see workerUrl() in src/lane/pool.ts). Code splitting (ESM): each command's modules, and each
+ * module imported with `import()`, are their own chunks under /$bunfs/root/, loaded when first
+ * imported, so a command loads and parses only what it runs (`serve` starts without the
+ * PostgreSQL, Kafka or Parquet code, nor its HTTP app until the first request needs it).
  */
 import { rmSync } from "node:fs";
 
@@ -16,6 +19,8 @@ const args = [
   "--compile",
   "--minify",
   "--bytecode",
+  "--format=esm",
+  "--splitting",
   "--sourcemap=none",
   "--no-compile-autoload-dotenv",
   "--no-compile-autoload-bunfig",

@@ -4,7 +4,7 @@
  * command loads only what it uses (cold start stays small).
  */
 import pkg from "../package.json" with { type: "json" };
-import { CliError, parseFlags, UsageError, type Command } from "./cmd/common.ts";
+import { CliError, parseFlags, UsageError, type Command } from "./cmd/command.ts";
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ command: Command }> }> = {
   serve: { summary: "run the HTTP API", load: () => import("./cmd/serve.ts") },

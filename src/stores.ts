@@ -21,6 +21,8 @@ export interface OpenContext {
   metrics: Metrics;
   /** the `changeOrigin` of this process's main connection, when opening a sibling (a bulk-lane worker thread) */
   changeOrigin?: string | undefined;
+  /** the `ownChangeLedger` of this process's main connection, when opening a sibling (SQLite) */
+  ownChangeLedger?: SharedArrayBuffer | undefined;
 }
 
 /** One backend of one role: when it applies, and how to open it. */
@@ -45,9 +47,9 @@ export const databaseBackends: readonly BackendFactory<Database>[] = [
   {
     name: "sqlite",
     configured: () => true,
-    async open(c) {
+    async open(c, { ownChangeLedger }) {
       const { SqliteDatabase } = await import("./store/sqlite/database.ts");
-      return new SqliteDatabase({ dataDir: c.DATA_DIR });
+      return new SqliteDatabase({ dataDir: c.DATA_DIR, ownChangeLedger });
     },
   },
 ];
@@ -79,8 +81,8 @@ function pick<T>(list: readonly BackendFactory<T>[], config: Config): BackendFac
 }
 
 /** Opens the system of record (registry + offline roles; not yet migrated or checked). */
-export function openDatabase(config: Config, log: Logger, metrics?: Metrics, opts: { changeOrigin?: string | undefined } = {}): Promise<Database> {
-  return pick(databaseBackends, config).open(config, { log, metrics: metrics ?? new Metrics({ defaults: false }), changeOrigin: opts.changeOrigin });
+export function openDatabase(config: Config, log: Logger, metrics?: Metrics, opts: { changeOrigin?: string | undefined; ownChangeLedger?: SharedArrayBuffer | undefined } = {}): Promise<Database> {
+  return pick(databaseBackends, config).open(config, { log, metrics: metrics ?? new Metrics({ defaults: false }), changeOrigin: opts.changeOrigin, ownChangeLedger: opts.ownChangeLedger });
 }
 
 /** Opens the online store. */

@@ -6,6 +6,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LoadResults, SteadyResult } from "../load.ts";
+import { materializeMarkdown, type MaterializeResults } from "../materialize.ts";
+import type { TrainingResults } from "../training.ts";
 import type { MixedResult } from "../mixed.ts";
 import type { ScalingResults } from "../scaling.ts";
 import { ensureDir, machineInfo, RESULTS_DIR, round, settings } from "./common.ts";
@@ -23,6 +25,8 @@ export interface ColdStartResults {
   /** CPU (every thread) from exec to the first 200, median, ms; and ours / bare */
   cpu_median_ms?: number;
   cpu_ratio_to_bare?: number | null;
+  /** exec to the first 200 on /readyz (stores open, the HTTP app built), median, ms: the start of `serve` that the liveness probe does not wait for */
+  ready_median_ms?: number;
   binary_mib: number;
 }
 
@@ -53,6 +57,10 @@ export interface AllResults {
   load?: LoadResults;
   coldstart?: ColdStartResults;
   ingest?: IngestResults;
+  /** bench/materialize.ts (issue 14): Parquet -> each store, beside the raw read rate */
+  materialize?: MaterializeResults;
+  /** bench/training.ts (issue 13): an entity dataframe through POST /features/batch as Parquet, beside DuckDB */
+  training?: TrainingResults;
   duration_s?: number;
   /** parts kept from the previous latest.json (a BENCH_ONLY run) */
   kept_from_previous?: string[];
@@ -99,6 +107,33 @@ export function targets(r: AllResults): Target[] {
     ...["embedded", "postgres+redis"].map((stack) => {
       const m = r.load?.mixed?.find((x) => x.stack === stack);
       return target(`online p99 with training queries and writes in the background <= 3x online p99 alone, 0 errors (${stack})`, m ? m.ratio.p99 + (m.with_background.errors > 0 ? 1e9 : 0) : null, (v) => v <= 3, () => `${f(m?.ratio.p99)}x (${f(m?.with_background.p99_ms, 3)} vs ${f(m?.alone.p99_ms, 3)} ms at ${big(m?.rate)}/s), ${m?.with_background.errors} errors`);
+    }),
+    ...(["embedded", "postgres+redis"] as const).map((stack) => {
+      const m = r.materialize?.ran ? r.materialize : undefined;
+      const run = m?.runs.find((x) => x.stack === stack && x.binary === "this");
+      const goal = stack === "embedded" ? 300_000 : 150_000;
+      return target(
+        `materialize Parquet -> ${stack === "embedded" ? "embedded store" : "PostgreSQL + Redis"} >= ${big(goal)} values/s (beside the raw read rate of the same file)`,
+        run?.values_per_s,
+        (v) => v >= goal,
+        (v) => `${big(v)} values/s (${big(run?.values_per_cpu_s)} per CPU-s; raw read ${big(m?.read.values_per_s)} values/s; ${big(m?.rows)} rows, peak RSS ${run?.peak_rss_mib} MiB)`,
+      );
+    }),
+    ...(["embedded", "postgres"] as const).flatMap((stack) => {
+      const t = r.training;
+      const run = t?.runs.filter((x) => x.stack === stack).sort((a, b) => b.rate - a.rate)[0];
+      const goal = stack === "embedded" ? 1_000_000 : 500_000;
+      const duck = typeof t?.duckdb === "object" ? t.duckdb.rate : undefined;
+      const size = t ? `${big(t.rows)} rows x ${t.features} features` : "";
+      return [
+        target(
+          `training query ${stack === "embedded" ? "embedded" : "PostgreSQL"} >= ${big(goal)} row x features/s (${size || "1M rows x 50 features"}, Parquet out; DuckDB's ASOF JOIN beside it)`,
+          run?.rate,
+          (v) => v >= goal && (t?.rows ?? 0) >= 1_000_000,
+          (v) => `${big(v)} row x features/s (DuckDB ${duck ? `${big(duck)}; ours ${pct(v / duck)}` : String(t?.duckdb)}); first byte ${run?.ttfb_s} s; ${size}`,
+        ),
+        target(`training query ${stack === "embedded" ? "embedded" : "PostgreSQL"}: server peak RSS < 1 GiB`, run?.peak_rss_mib, (v) => v < 1024 && (t?.rows ?? 0) >= 1_000_000, (v) => `${big(v)} MiB (${size})`),
+      ];
     }),
     target(
       "cold start (exec -> first 200 on /healthz) <= 3x a bare compiled Bun.serve, median of >= 15 starts, same run",
@@ -250,6 +285,21 @@ export function markdown(r: AllResults): string {
       ...sc.runs.map((x) => `| ${x.workers} | ${big(x.max_rps)} | ${f(x.p99_ms_at_max, 3)} |`),
       "",
       `${sc.runs.at(-1)?.workers ?? "N"} workers / 1 worker: ${f(sc.ratio)}x.`,
+    );
+  }
+  if (r.materialize) lines.push("", materializeMarkdown(r.materialize));
+  if (r.training) {
+    const t = r.training;
+    lines.push(
+      "",
+      "## Training data (bench/training.ts)",
+      "",
+      `An entity dataframe of ${big(t.rows)} rows (CSV: user_id, timestamp, label) x ${t.features} float64 features over ${big(t.users)} users x ${t.days} days of history, answered as ${t.accept}; DuckDB's ASOF JOIN over the same history as one wide table: ${typeof t.duckdb === "object" ? `${big(t.duckdb.rate)} row x features/s (${f(t.duckdb.seconds)} s)` : t.duckdb}.`,
+      "",
+      "| stack | row x features/s | % of DuckDB | seconds | first byte s | MB out | server peak RSS MiB | load |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+      ...t.runs.map((x) => `| ${x.stack} | ${big(x.rate)} | ${typeof t.duckdb === "object" ? pct(x.rate / t.duckdb.rate) : "-"} | ${x.seconds} | ${x.ttfb_s} | ${big(x.bytes / 1e6)} | ${big(x.peak_rss_mib)} | ${x.load} |`),
+      ...t.failures.map((x) => `\nfailed: ${x}`),
     );
   }
   if (r.micro) {

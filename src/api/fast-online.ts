@@ -24,11 +24,9 @@ import { errorResponse } from "./errors.ts";
 import type { OnlineShed } from "./middleware/shed.ts";
 import { rateLimited } from "./middleware/rate-limit.ts";
 import { onlineAnswer } from "./routes/online.ts";
-import { requestIdOf } from "./middleware/observe.ts";
+import { healthzResponse, HEALTHZ, pathOf, requestIdOf } from "./healthz.ts";
 
 const ONLINE = "/api/v1/features/online";
-const HEALTHZ = "/healthz";
-const HEALTHZ_BODY = '{"status":"ok"}';
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** Requests the fast paths of this process answered (the tests check that it took theirs). */
@@ -44,12 +42,6 @@ export interface FastPathOptions {
   limitMetrics: RateLimitMetrics | undefined;
   access: AccessLog;
   maxBody: number;
-}
-
-/** The path of an absolute request URL (`http://host:port/path?query`): from the first `/` after the authority. */
-function pathOf(url: string): string {
-  const at = url.indexOf("/", url.indexOf("//") + 2);
-  return at < 0 ? "/" : url.slice(at);
 }
 
 /**
@@ -132,7 +124,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
       const start = performance.now();
       fastPathTaken.count++;
       const id = requestIdOf(req.headers.get("x-request-id"));
-      return finish(new Response(HEALTHZ_BODY, { status: 200, headers: { "content-type": "application/json", "x-request-id": id } }), id, "GET", HEALTHZ, start);
+      return finish(healthzResponse(id), id, "GET", HEALTHZ, start);
     }
     return undefined;
   };

@@ -11,8 +11,9 @@ import { JobRunner } from "../lane/jobs.ts";
 import type { FromWorker, ToWorker } from "../lane/protocol.ts";
 import { createLogger } from "../log.ts";
 import { RegistryHolder } from "../serving/deps.ts";
-import { openDatabase } from "../stores.ts";
-import type { Database } from "../store/types.ts";
+import { Metrics } from "../metrics.ts";
+import { openDatabase, openOnlineStore } from "../stores.ts";
+import type { Database, OnlineStore } from "../store/types.ts";
 
 interface Port {
   postMessage(m: FromWorker, transfer?: Bun.Transferable[]): void;
@@ -25,6 +26,7 @@ const BULK_NICE = 10;
 
 let runner: JobRunner | undefined;
 let db: Database | undefined;
+let online: OnlineStore | undefined;
 
 port.onmessage = (e) => {
   const m = e.data;
@@ -41,13 +43,17 @@ port.onmessage = (e) => {
         const log = createLogger(m.config.LOG_LEVEL, 1);
         // Its own connection (README, Architecture: how a thread opens its own stores); the main
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.
-        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin });
+        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin, ownChangeLedger: m.ownChangeLedger });
         await db.assertMigrated();
         // starts recording this connection's commits (the serving thread counts them as its own)
         db.takeOwnChanges?.("values");
         db.takeOwnChanges?.("definitions");
         const registry = new RegistryHolder(db);
-        runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
+        // an online store shared across processes (Redis): this thread offers its writes' values
+        // on its own connection (an in-process cache is the serving thread's, offered there)
+        if (m.config.REDIS_URL) online = await openOnlineStore(m.config, log, new Metrics({ defaults: false }));
+        const sharedOnline = online?.capabilities.sharedAcrossProcesses ? online : undefined;
+        runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, sharedOnline, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
           reloadRegistry: true,
           chunkKeys: m.chunkKeys,
           ...laneForms,
@@ -58,7 +64,7 @@ port.onmessage = (e) => {
       }
     })();
   } else if (m.t === "close") {
-    void (db?.close() ?? Promise.resolve()).finally(() => process.exit(0));
+    void Promise.allSettled([db?.close(), online?.close()]).finally(() => process.exit(0));
   } else {
     runner?.handle(m);
   }

@@ -1,17 +1,12 @@
-import { createApp, type ServerState } from "../app.ts";
-import { laneForms } from "../api/routes/lane-forms.ts";
-import { BulkLane, laneOptions } from "../lane/pool.ts";
+import type { ServerState } from "../api/routes/ops.ts";
+import { healthzResponse, HEALTHZ, isHealthz, requestIdOf } from "../api/healthz.ts";
 import { Lifecycle } from "../lib/lifecycle.ts";
-import { createLogger } from "../log.ts";
-import pkg from "../../package.json" with { type: "json" };
-import { followChanges } from "../serving/changes.ts";
-import { checkReadiness } from "../serving/health.ts";
-import { openRateLimiter } from "../serving/rate-limit.ts";
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
+import { fastConfig } from "../settings.ts";
+import { isIP } from "../lib/ip.ts";
 import { writeSync } from "node:fs";
 import type { Config } from "../config.ts";
-import { buildDeps, CliError, config, databaseLocation, parseFlags, type Command } from "./common.ts";
+import { CliError, parseFlags, type Command } from "./command.ts";
+import type { EarlyAnswer, Fetch, Started } from "./serve-start.ts";
 
 /** What the user typed for PORT and HOST: the flag when given, else the variable. */
 interface Blame {
@@ -38,6 +33,7 @@ export function listenOn(cfg: Config, shared = false): { port: number; hostname:
 async function checkHost(cfg: Config, blame: Blame): Promise<void> {
   if (isIP(cfg.HOST) !== 0) return;
   try {
+    const { lookup } = await import("node:dns/promises");
     await lookup(cfg.HOST);
   } catch (e) {
     throw new CliError(`configuration error: ${blame.host}: cannot resolve ${JSON.stringify(cfg.HOST)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 2);
@@ -58,6 +54,26 @@ function listenError(e: unknown, cfg: Config, blame: Blame): CliError {
     default:
       return new CliError(`cannot listen on ${where} (${blame.host}, ${blame.port}): ${code ?? (e as Error).message}`, 2);
   }
+}
+
+/**
+ * The settings of one of N workers: what one process would admit or open, divided among them,
+ * so that N workers together admit what one `serve` admits (MAX_IN_FLIGHT, MAX_QUEUE,
+ * BULK_MAX_IN_FLIGHT, BULK_MAX_QUEUE), run as many bulk-lane threads (BULK_WORKERS) and open
+ * as many PostgreSQL connections (POSTGRES_POOL_SIZE); each share at least 1 (0, "no limit",
+ * stays 0). The rate limit is shared instead (the supervisor's counts, or Redis).
+ */
+export function workerShare(cfg: Config, workers: number): Config {
+  const share = (x: number) => (x <= 0 || workers <= 1 ? x : Math.max(1, Math.ceil(x / workers)));
+  return {
+    ...cfg,
+    MAX_IN_FLIGHT: share(cfg.MAX_IN_FLIGHT),
+    MAX_QUEUE: share(cfg.MAX_QUEUE),
+    BULK_MAX_IN_FLIGHT: share(cfg.BULK_MAX_IN_FLIGHT),
+    BULK_MAX_QUEUE: share(cfg.BULK_MAX_QUEUE),
+    BULK_WORKERS: share(cfg.BULK_WORKERS),
+    POSTGRES_POOL_SIZE: share(cfg.POSTGRES_POOL_SIZE),
+  };
 }
 
 /** Set in the environment of the processes a supervisor starts: their worker number, and the supervisor's pid. */
@@ -84,8 +100,17 @@ async function supervise(cfg: Config, blame: Blame, workers: number): Promise<nu
   const self = process.argv[1]?.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, process.argv[1] as string];
   const args = [...self, ...process.argv.slice(2)];
   let stopping = false;
+  // without Redis the supervisor keeps the rate-limit counts of all its workers (asked over IPC)
+  // (imported here: a worker's start does not load it, nor the rate limiter and metrics it imports)
+  const windows = cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new (await import("../serving/supervisor-window.ts")).SupervisorWindows() : undefined;
   const procs = Array.from({ length: workers }, (_, i) =>
-    Bun.spawn(args, { env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) }, stdin: "ignore", stdout: "pipe", stderr: "inherit" }),
+    Bun.spawn(args, {
+      env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+      ...(windows ? { ipc: (message: unknown, proc: { send(m: unknown): void }) => windows.onMessage(message, (m) => proc.send(m)), serialization: "json" as const } : {}),
+    }),
   );
   // a closed or full stdout (EPIPE, EAGAIN) loses log lines, never the supervisor
   const forward = (bytes: Uint8Array): void => {
@@ -147,34 +172,21 @@ Options:
              a host name resolving to one
   --workers N  processes listening together on the port (env SERVE_WORKERS, default 1):
              one supervisor starts N workers; a value written through any of them is
-             served by all at once; SIGTERM drains them all; /metrics answers for the
-             worker that took the connection (series labelled worker="N")
+             served by all at once; SIGTERM drains them all; together they admit
+             what one process admits (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT,
+             ...), with one RATE_LIMIT_PER_KEY; /metrics answers for the worker that took
+             the connection (series labelled worker="N")
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, workers: { type: "string" } });
-    const cfg = config({ PORT: values.port, HOST: values.host, SERVE_WORKERS: values.workers });
+    const flags = { PORT: values.port, HOST: values.host, SERVE_WORKERS: values.workers };
+    // read without zod; a value it refuses is read again by loadConfig, for its one-line error
+    const cfg = fastConfig(process.env, flags) ?? (await import("./common.ts")).config(flags);
     const blame: Blame = { port: values.port === undefined ? "PORT" : "--port", host: values.host === undefined ? "HOST" : "--host" };
     await checkHost(cfg, blame);
     const worker = process.env[WORKER_ENV];
     if (cfg.SERVE_WORKERS > 1 && worker === undefined) return supervise(cfg, blame, cfg.SERVE_WORKERS);
-    const log = worker === undefined ? createLogger(cfg.LOG_LEVEL, 1) : createLogger(cfg.LOG_LEVEL, 1).child({ worker: Number(worker) });
-    const deps = await buildDeps(cfg, { log, defaultMetrics: true });
-    // each worker answers /metrics for itself: its series carry worker="N"
-    if (worker !== undefined) deps.metrics.registry.setDefaultLabels({ worker });
     const lifecycle = new Lifecycle();
-    lifecycle.add("stores", () => deps.stores.close());
-    const rateLimiter = await openRateLimiter(cfg, log);
-    lifecycle.add("rate limiter", () => rateLimiter.close());
-
-    followChanges(deps);
-    // store_up is fresh for scrapes even when nothing polls /readyz
-    const health = setInterval(() => void checkReadiness(deps, false), 5000);
-    health.unref();
-    lifecycle.add("health loop", () => clearInterval(health));
-
-    // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
-    const lane = new BulkLane(deps, { ...laneOptions(cfg), ...laneForms });
-    lifecycle.add("bulk lane", () => lane.close());
 
     if (worker !== undefined) {
       // a worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than hold
@@ -190,14 +202,28 @@ Options:
       lifecycle.add("supervisor watch", () => clearInterval(orphaned));
     }
 
+    // Cold start: the server listens first and answers GET /healthz at once (the liveness probe);
+    // the stores, the logger and the rest start right after (serve-start.ts), and any other
+    // request (/readyz too: it never answers 200 before the stores are loaded) waits for them.
+    // The /healthz answered before are counted and logged when the metrics and the logger are there.
     const state: ServerState = { draining: false };
-    const app = createApp(deps, state, pkg.version, { rateLimiter, lane });
+    const early: EarlyAnswer[] = [];
+    const answerEarly: Fetch = (req, server) => {
+      if (!isHealthz(req)) return starting.then((s) => s.fetch(req, server));
+      const start = performance.now();
+      const id = requestIdOf(req.headers.get("x-request-id"));
+      const res = healthzResponse(id);
+      if (state.draining) res.headers.set("connection", "close");
+      early.push({ id, method: "GET", route: HEALTHZ, status: 200, seconds: (performance.now() - start) / 1000, at: Date.now() });
+      return res;
+    };
+    let answer: Fetch = answerEarly;
     let server: ReturnType<typeof Bun.serve>;
     try {
       server = Bun.serve({
         // the workers of one supervisor listen together (see supervise)
         ...listenOn(cfg, worker !== undefined),
-        fetch: app.fetch,
+        fetch: (req, srv) => answer(req, srv),
         // The app enforces BODY_LIMIT_BYTES itself, with a 413 problem+json: by Content-Length
         // before reading a byte, and by counting a chunked body as it streams. A lower limit here
         // would make Bun answer a bare 413 (no body) first, so Bun's own limit is effectively off.
@@ -208,21 +234,20 @@ Options:
       await lifecycle.stop(2000, () => {});
       throw listenError(e, cfg, blame);
     }
-    log.info(
-      { url: server.url.href, database: deps.stores.registry.name, database_location: databaseLocation(cfg), cache: deps.stores.online.name, version: pkg.version },
-      "feature-store serving",
-    );
-    // the process metrics are not needed to answer: registered a second after start (or at the first scrape)
-    setTimeout(() => void deps.metrics.collectDefaults(), 1000).unref();
-    if ((await deps.stores.registry.listKeys()).length === 0) {
-      log.warn("no API keys exist yet; create one with: feature-store keys create --tenant default --scopes admin");
-    }
+    // one turn of the event loop first: a probe already waiting is answered before the start's work
+    const starting: Promise<Started> = new Promise((r) => setImmediate(r))
+      .then(() => import("./serve-start.ts"))
+      .then((m) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early));
+    starting.catch(() => {}); // handled below
 
-    await new Promise<void>((resolve) => {
+    const stopped = new Promise<void>((resolve) => {
       lifecycle.onSignal((signal) => {
         state.draining = true;
-        log.info({ signal }, "draining");
         void (async () => {
+          const started = await starting.catch(() => undefined);
+          if (started === undefined) return; // the start failed: run() reports it
+          const log = started.log;
+          log.info({ signal }, "draining");
           if (cfg.SHUTDOWN_DELAY > 0) await Bun.sleep(cfg.SHUTDOWN_DELAY * 1000);
           const deadline = cfg.SHUTDOWN_TIMEOUT * 1000;
           let timer: ReturnType<typeof setTimeout> | undefined;
@@ -243,6 +268,15 @@ Options:
         })();
       }, worker !== undefined ? 2000 : 0);
     });
+    try {
+      answer = (await starting).fetch;
+    } catch (e) {
+      // a store that cannot be opened or is not migrated: the same error as before listening
+      await server.stop(true);
+      await lifecycle.stop(2000, () => {});
+      throw e;
+    }
+    await stopped;
     return 0;
   },
 };

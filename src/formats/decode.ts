@@ -92,31 +92,47 @@ function decodeNdjson(bytes: Uint8Array): InputFrame {
 }
 
 function decodeCsv(bytes: Uint8Array): InputFrame {
-  let records: string[][];
+  // Records go straight into columns as they are parsed (none is kept: a 1M-row body's record
+  // arrays were ~100 MB of peak memory); field counts are checked below (naming the row).
+  let header: string[] | undefined;
+  const columns: unknown[][] = [];
+  let rows = 0;
+  let badRow: { row: number; fields: number } | undefined;
   try {
-    // field counts are checked below (naming the row); a quote inside an unquoted field is text
-    records = parseCsv(text(bytes).replace(/^\uFEFF/, ""), { skip_empty_lines: true, relax_column_count: true, relax_quotes: true });
+    // a quote inside an unquoted field is text
+    parseCsv(text(bytes).replace(/^\uFEFF/, ""), {
+      skip_empty_lines: true,
+      relax_column_count: true,
+      relax_quotes: true,
+      on_record: (record: string[]) => {
+        if (header === undefined) {
+          header = record;
+          for (let c = 0; c < record.length; c++) columns.push([]);
+        } else if (record.length !== header.length) {
+          badRow ??= { row: rows, fields: record.length };
+          rows++;
+        } else {
+          for (let c = 0; c < record.length; c++) (columns[c] as unknown[]).push(record[c] === "" ? null : record[c]);
+          rows++;
+        }
+        return null;
+      },
+    });
   } catch (e) {
     if (!(e instanceof CsvError)) throw e;
     // `records` counts the records before the bad one, the header included
     const row = (typeof e.records === "number" ? e.records : 1) - 1;
     throw bad(`CSV is malformed at data row ${row}: ${e.message}`, `rows[${row}]`);
   }
-  const [header, ...data] = records;
-  if (!header || data.length === 0) throw bad("a CSV body needs a header line and at least one row");
+  if (!header || rows === 0) throw bad("a CSV body needs a header line and at least one row");
   const seen = new Set<string>();
   for (const h of header) {
     if (h === "") throw bad("the CSV header has an empty column name");
     if (seen.has(h)) throw bad(`the CSV header names column ${JSON.stringify(h)} twice`);
     seen.add(h);
   }
-  const columns = header.map(() => new Array<unknown>(data.length));
-  for (let r = 0; r < data.length; r++) {
-    const row = data[r] as string[];
-    if (row.length !== header.length) throw bad(`CSV row ${r} has ${row.length} fields; the header has ${header.length}`, `rows[${r}]`);
-    for (let c = 0; c < row.length; c++) (columns[c] as unknown[])[r] = row[c] === "" ? null : row[c];
-  }
-  return { names: header, columns, rows: data.length, types: header.map(() => null), textual: true };
+  if (badRow) throw bad(`CSV row ${badRow.row} has ${badRow.fields} fields; the header has ${header.length}`, `rows[${badRow.row}]`);
+  return { names: header, columns, rows, types: header.map(() => null), textual: true };
 }
 
 /** The column type a Parquet leaf maps to, `null` for anything nested or unusual (inferred). */

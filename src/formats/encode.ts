@@ -204,9 +204,14 @@ function parquetEncoder(columns: readonly FrameColumn[]): FrameEncoder {
     write(chunk) {
       if (chunk.rows === 0) return EMPTY;
       // one row group per chunk; PLAIN encoding (dictionaries and statistics cost more CPU than
-      // they save on feature values, which are mostly distinct)
+      // they save on feature values, which are mostly distinct), except for columns of a few
+      // distinct values (statuses), which a dictionary makes smaller and faster to write
       void (pw as ParquetWriter).write({
-        columnData: columns.map((c, i) => ({ name: c.name, data: parquetData(c.type, chunk.columns[i] as Cell[]) as never, encoding: "PLAIN" as const })),
+        columnData: columns.map((c, i) => ({
+          name: c.name,
+          data: parquetData(c.type, chunk.columns[i] as Cell[]) as never,
+          encoding: c.dictionary === true ? ("RLE_DICTIONARY" as const) : ("PLAIN" as const),
+        })),
         rowGroupSize: chunk.rows,
       });
       return writer.take();

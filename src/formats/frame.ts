@@ -19,6 +19,8 @@ export type ColumnType = Dtype;
 export interface FrameColumn {
   name: string;
   type: ColumnType;
+  /** few distinct values (a status): dictionary-encoded where the format allows (Parquet) */
+  dictionary?: boolean;
 }
 
 /** One cell (see the module comment). */

@@ -11,13 +11,20 @@ import type { StatusCounts } from "../serving/batch.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { registerCatalog } from "../serving/catalog.ts";
 import { registerFeatures } from "../serving/register.ts";
-import { prepareRows, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
+import { prepareRows, putOnline, type ValidationDeps, type WriteGroup } from "../serving/write.ts";
 import type { RowOutcome, Stores, ValueWrite } from "../store/types.ts";
 import type { BatchJob, FromWorker, JobProblem, PackedRows, RegisterJob, SourceWriteJob, ToWorker, WriteJob, WriteOutcome } from "./protocol.ts";
 import { openBatch, type BatchAnswer } from "./frame-jobs.ts";
 
 /** What the lane's work needs: its own store connection (registry and offline roles) and registry snapshot. */
-export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & { stores: Pick<Stores, "registry" | "offline"> };
+export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & {
+  stores: Pick<Stores, "registry" | "offline">;
+  /** the worker's own connection to an online store shared across processes (Redis): the worker offers a write's values itself */
+  sharedOnline?: Stores["online"];
+};
+
+/** Values offered to the online store per call after a bulk write (the serving thread also yields between slices). */
+export const CACHE_SLICE = 1000;
 
 /**
  * Rewrites a decoded batch body in another accepted form (a `feature_service` for
@@ -235,6 +242,23 @@ export class JobRunner {
       // The offline half of storeValues (serving/write.ts), every group in one transaction; the serving thread does the online half.
       const rows = groups.length === 1 ? (groups[0] as WriteGroup).rows : groups.flatMap((g) => g.rows);
       const outcomes = rows.length === 0 ? [] : await dbCall(this.deps, "write", () => this.deps.stores.offline.writeValues(rows));
+      const valuesChanges = this.deps.stores.registry.takeOwnChanges?.("values") ?? [];
+      const shared = this.deps.sharedOnline;
+      if (shared !== undefined) {
+        // a shared online store (Redis): offered here, on this thread's own connection, so the
+        // serving thread's connection carries online reads only
+        let failed = 0;
+        let at = 0;
+        for (const g of groups) {
+          const seqs = outcomes.slice(at, at + g.rows.length);
+          at += g.rows.length;
+          for (let from = 0; from < g.rows.length; from += CACHE_SLICE) {
+            const to = Math.min(g.rows.length, from + CACHE_SLICE);
+            failed += await putOnline(shared, this.deps.log, { tenant: g.tenant, entityType: g.entityType, rows: g.rows.slice(from, to), defs: g.defs.slice(from, to) }, seqs.slice(from, to));
+          }
+        }
+        return { answer: { t: "written", id: m.id, outcome: { written: rows.length, parts: [], ttls: [], valuesChanges, offeredFailures: failed } } };
+      }
       const ttls = new Map<number, number | null>();
       const parts: WriteOutcome["parts"] = [];
       const transfer: ArrayBuffer[] = [];
@@ -246,7 +270,7 @@ export class JobRunner {
         parts.push({ entityType: g.entityType, rows: packed });
         transfer.push(...([packed.featureIds.buffer, packed.eventTimes.buffer, packed.seqs.buffer, packed.offsets.buffer, packed.bytes.buffer] as ArrayBuffer[]));
       }
-      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges: this.deps.stores.registry.takeOwnChanges?.("values") ?? [] };
+      const outcome: WriteOutcome = { written: rows.length, parts, ttls: [...ttls], valuesChanges };
       return { answer: { t: "written", id: m.id, outcome }, transfer };
     });
   }

@@ -16,7 +16,7 @@ import { AppError } from "../errors.ts";
 import type { RegistrySnapshot } from "../registry/snapshot.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
 import { offerToOnline } from "../serving/write.ts";
-import { JobRunner, unpackRows, type NormaliseBatch, type WriteForms } from "./jobs.ts";
+import { CACHE_SLICE, JobRunner, unpackRows, type NormaliseBatch, type WriteForms } from "./jobs.ts";
 import type { FromWorker, JobProblem, RegisterWhat, SourceWriteOp, ToWorker } from "./protocol.ts";
 import type { SourceStore } from "../store/types.ts";
 import type { CatalogOutcome } from "../serving/catalog.ts";
@@ -73,8 +73,6 @@ export function laneOptions(cfg: Config): LaneOptions {
   };
 }
 
-/** Values offered to the online cache per event-loop turn after a bulk write. */
-const CACHE_SLICE = 1000;
 
 /** Where the worker's code is: its entry (src/cmd/lane-worker.ts) from source, an embedded entrypoint in the binary. */
 function workerUrl(): string {
@@ -231,7 +229,7 @@ export class BulkLane {
     const cfg = this.deps.config;
     const share = this.options.maxInFlight > 0 ? Math.ceil(this.options.maxInFlight / Math.max(1, this.options.workers)) : cfg.POSTGRES_POOL_SIZE;
     const config = { ...cfg, POSTGRES_POOL_SIZE: Math.max(1, Math.min(cfg.POSTGRES_POOL_SIZE, share)) };
-    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, chunkKeys: this.options.chunkKeys } satisfies ToWorker);
+    worker.postMessage({ t: "init", config, changeOrigin: this.deps.stores.registry.changeOrigin, ownChangeLedger: this.deps.stores.registry.ownChangeLedger, chunkKeys: this.options.chunkKeys } satisfies ToWorker);
     return slot;
   }
 
@@ -398,6 +396,7 @@ export class BulkLane {
     const { parts, ttls, valuesChanges } = outcome;
     this.deps.stores.registry.adoptOwnChanges?.("values", valuesChanges);
     if (outcome.written > 0) this.deps.metrics.valuesWritten.inc(outcome.written);
+    if ((outcome.offeredFailures ?? 0) > 0) this.deps.metrics.cacheRequests.inc({ result: "error" }, outcome.offeredFailures);
     // The online half of storeValues (serving/write.ts): every accepted row, re-sends included.
     const ttl = new Map(ttls);
     let turns = 0;

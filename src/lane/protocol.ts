@@ -16,6 +16,8 @@ export interface InitMessage {
   config: Config;
   /** the main connection's `changeOrigin` (PostgreSQL), so the worker's commits count as this process's */
   changeOrigin: string | undefined;
+  /** the main connection's `ownChangeLedger` (SQLite), likewise */
+  ownChangeLedger: SharedArrayBuffer | undefined;
   /** keys per chunk of a batch (undefined: serving/batch.ts CHUNK_KEYS) */
   chunkKeys: number | undefined;
 }
@@ -103,6 +105,11 @@ export interface WriteOutcome {
   ttls: [number, number | null][];
   /** the worker connection's commits of values (SQLite), for the main connection to adopt */
   valuesChanges: number[];
+  /**
+   * The values were offered to the online store by the worker itself (a store shared across
+   * processes, Redis, on the worker's own connection): `parts` is empty and this many failed.
+   */
+  offeredFailures?: number;
 }
 
 /** Worker -> serving thread. */

@@ -208,7 +208,13 @@ export async function storeRows(deps: Deps, tenant: string, entityType: string, 
  * store holds the values, and the online store catches up by its recovery rules.
  */
 export async function offerToOnline(deps: Pick<Deps, "stores" | "metrics" | "log">, group: OnlineOffer, outcomes: readonly Pick<RowOutcome, "seq">[]): Promise<void> {
-  if (group.rows.length === 0) return;
+  const failed = await putOnline(deps.stores.online, deps.log, group, outcomes);
+  if (failed > 0) deps.metrics.cacheRequests.inc({ result: "error" }, failed);
+}
+
+/** {@link offerToOnline} on a given online store; resolves with the number of values it failed to offer (never throws). */
+export async function putOnline(online: Deps["stores"]["online"], log: Deps["log"], group: OnlineOffer, outcomes: readonly Pick<RowOutcome, "seq">[]): Promise<number> {
+  if (group.rows.length === 0) return 0;
   const entries = group.rows.map((r, i) => {
     const ttlMs = (group.defs[i] as Pick<Definition, "ttlMs">).ttlMs;
     return {
@@ -218,10 +224,11 @@ export async function offerToOnline(deps: Pick<Deps, "stores" | "metrics" | "log
     };
   });
   try {
-    await deps.stores.online.putMany(group.tenant, group.entityType, entries);
+    await online.putMany(group.tenant, group.entityType, entries);
+    return 0;
   } catch (err) {
-    deps.metrics.cacheRequests.inc({ result: "error" }, entries.length);
-    deps.log.debug({ err }, "online store update failed after a write");
+    log.debug({ err }, "online store update failed after a write");
+    return entries.length;
   }
 }
 

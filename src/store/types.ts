@@ -66,6 +66,12 @@ export interface AsOfKey extends ValueKey {
   at: number;
 }
 
+/**
+ * One stored value of a history read ({@link OfflineStore.getHistory}): feature version, entity,
+ * event time, write sequence, packed value. A tuple, as the drivers hand rows out.
+ */
+export type HistoryRow = [feature_id: number, entity_id: string, event_time: number, seq: number, value: Uint8Array];
+
 /** What changed in the database since the last notification. */
 /** Changes a sibling connection of this process (a bulk-lane thread) commits: values (writes) and definitions (registrations). */
 export type OwnChangeKind = "values" | "definitions";
@@ -155,6 +161,13 @@ export interface RegistryStore extends GroupStore {
   // not make the in-process cache forget everything after each bulk write).
   /** Identity of this connection's change notifications (PostgreSQL); a connection opened with the same `changeOrigin` is one of ours. */
   readonly changeOrigin?: string;
+  /**
+   * Memory shared by the connections of one process (SQLite): a sibling opened with the main
+   * connection's ledger records each change-counter version it bumps there before its commit,
+   * so the main connection's change feed knows the commit is this process's own the moment it
+   * becomes visible (the `takeOwnChanges` receipts arrive a message later).
+   */
+  readonly ownChangeLedger?: SharedArrayBuffer;
   /** The change-counter versions of `kind` this connection committed since the last call (SQLite): pass them to the main connection's `adoptOwnChanges`. */
   takeOwnChanges?(kind: OwnChangeKind): number[];
   /** Counts a sibling's commits (its `takeOwnChanges`) as this process's own (SQLite). */
@@ -186,6 +199,15 @@ export interface OfflineStore {
   getLatest(keys: ValueKey[]): Promise<(StoredRow | null)[]>;
   /** Value current at `at` per key: greatest event_time <= at, then seq. */
   getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]>;
+  /**
+   * Every stored value of the given feature versions for the given entities with event time <=
+   * `upTo` (all of each pair's history up to then, in one read), grouped by (feature_id,
+   * entity_id) (the groups in any order), each group in (event_time, seq) order: the input of a
+   * sorted merge with many as-of keys per pair (training data, serving/asof-merge.ts). At most
+   * `limit` rows: a caller given `limit` rows knows the read stopped short. The call's timeout
+   * is the bulk one.
+   */
+  getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -18,7 +18,8 @@ async function start(): Promise<{ s: TestServer; key: string; body: string }> {
   const s = await TestServer.open({ name: "embedded", env: {} }, { BULK_WORKERS: "0" });
   const key = await s.key(TestServer.tenant(), ["admin"]);
   expect((await s.post("/api/v1/features/register", { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
-  const entity_rows = Array.from({ length: ROWS }, (_, i) => ({ user_id: `u${i % 50}`, timestamp: "2024-01-01T00:00:00Z" }));
+  // a new entity per row, so every chunk reads the store (a chunk of entities seen before is answered from the histories held)
+  const entity_rows = Array.from({ length: ROWS }, (_, i) => ({ user_id: `u${i}`, timestamp: "2024-01-01T00:00:00Z" }));
   return { s, key, body: JSON.stringify({ entity_rows, feature_names: ["f"] }) };
 }
 

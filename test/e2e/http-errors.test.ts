@@ -90,6 +90,20 @@ describe(`the binary (embedded, BODY_LIMIT_BYTES=${LIMIT})`, () => {
     expect((await get("/healthz")).status).toBe(200);
   });
 
+  test("a request line and headers over 16 KiB get the HTTP layer's 431, which the document lists on every operation", async () => {
+    const long = "a".repeat(20_000);
+    const res = await fetch(`${server.base}/api/v1/features/batch?x=${long}`, { method: "POST", headers: { "x-api-key": admin }, body: "{}" });
+    expect(res.status).toBe(431);
+    await res.arrayBuffer();
+    const header = await fetch(`${server.base}/healthz`, { headers: { "x-long": long } });
+    expect(header.status).toBe(431);
+    await header.arrayBuffer();
+    const doc = (await (await get("/openapi.json")).json()) as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    const missing = Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).filter(([, op]) => !op.responses["431"]).map(([m]) => `${m} ${path}`));
+    expect(missing).toEqual([]);
+    expect((await get("/healthz")).status).toBe(200);
+  });
+
   test("GET / points at the docs; /docs/ sends you to /docs; unknown paths are 404, not 405", async () => {
     const root = await get("/");
     expect(root.status).toBe(200);

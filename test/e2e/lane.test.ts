@@ -5,7 +5,7 @@
  * once while that batch is held open, then exits 0.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { freePort } from "../harness/services.ts";
@@ -102,6 +102,21 @@ describe("the bulk lane in the binary", () => {
     expect(last.features).toEqual({ a: 9999, b: 19998, c: 29997 });
     expect(await gauge("feature_store_bulk_jobs_in_flight")).toBe(0);
   }, 120_000);
+
+  test.skipIf(!existsSync("/proc/self/task"))("the lane's thread alone runs at a lower CPU priority (nice 10): online lookups win the CPU", () => {
+    // after the test above, the lane's one thread (BULK_WORKERS=1) exists
+    const pid = proc.pid;
+    const threads = readdirSync(`/proc/${pid}/task`).map((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      // fields after the command name, which is in parentheses: state is field 3, nice field 19
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return { tid: Number(tid), name: readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim(), nice: Number(fields[16]) };
+    });
+    const lowered = threads.filter((t) => t.nice !== 0);
+    expect(lowered.map((t) => ({ name: t.name, nice: t.nice }))).toEqual([{ name: "Worker", nice: 10 }]);
+    // the serving thread (the process's first) keeps the process's priority
+    expect(threads.find((t) => t.tid === pid)?.nice).toBe(0);
+  });
 
   test("registrations and Feast's push run in the binary's lane worker (its own forms inside the binary)", async () => {
     expect((await post("/api/v1/feature-views/register", { name: "stats", version: 1, entity_type: "user", features: ["a"], push_source: "src" })).status).toBe(201);

@@ -91,6 +91,43 @@ describe("serve --workers 2", () => {
     expect(lines.filter((l) => l.msg === "stopped").map((l) => l.worker).sort()).toEqual([1, 2]);
   }, 120_000);
 
+  test("one rate limit per key for all workers (counted by the supervisor, no Redis)", async () => {
+    const key = cli(env, ["keys", "create", "--tenant", "t", "--scopes", "read"]).out.trim().split("\n").pop() as string;
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = Bun.spawn([process.execPath, "src/cli.ts", "serve", "--workers", "2", "--port", String(port), "--host", "127.0.0.1"], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, RATE_LIMIT_PER_KEY: "12", RATE_LIMIT_WINDOW_MS: "600000" },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const stdout = new Response(server.stdout).text();
+    const statuses: number[] = [];
+    try {
+      for (let i = 0; ; i++) {
+        if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
+        if (i > 400) throw new Error("serve --workers 2 did not start");
+        await Bun.sleep(50);
+      }
+      await Bun.sleep(500); // both workers up
+      // a fresh connection per request: the kernel picks a worker for each
+      for (let r = 0; r < 36; r++) {
+        const res = await fetch(`${url}/api/v1/features`, { headers: { "x-api-key": key, connection: "close" }, keepalive: false });
+        await res.arrayBuffer();
+        statuses.push(res.status);
+      }
+    } finally {
+      server.kill("SIGTERM");
+    }
+    expect(await server.exited).toBe(0);
+    // one window of 12 for the key, whichever worker answered: 12 allowed, the rest 429
+    expect(statuses.filter((s) => s === 200).length).toBe(12);
+    expect(statuses.filter((s) => s === 429).length).toBe(24);
+    const lines = (await stdout).split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const by = new Set(lines.filter((l) => l.route === "/api/v1/features" || l.path === "/api/v1/features").map((l) => l.worker));
+    expect([...by].sort()).toEqual([1, 2]);
+  }, 120_000);
+
   test("workers whose supervisor was killed (SIGKILL) drain and exit, freeing the port", async () => {
     const port = await freePort();
     const server = Bun.spawn([process.execPath, "src/cli.ts", "serve", "--workers", "2", "--port", String(port), "--host", "127.0.0.1"], {

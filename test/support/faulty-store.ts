@@ -1,6 +1,6 @@
 /**
  * A fault-injecting offline store: delegates to a real one (the embedded database in tests) and
- * fails `writeValues` (or `getAsOf`) calls as a test decides: a store outage
+ * fails `writeValues` (or the point-in-time reads `getAsOf` and `getHistory`) calls as a test decides: a store outage
  * ({@link StoreUnavailable}) or a deterministic failure of any other kind. Counts the calls it saw.
  */
 import type { AsOfKey, OfflineStore, ValueWrite } from "../../src/store/types.ts";
@@ -22,8 +22,14 @@ export class FaultyOfflineStore implements OfflineStore {
   }
 
   getLatest: OfflineStore["getLatest"] = (keys) => this.inner.getLatest(keys);
-  /** Decides whether a `getAsOf(keys)` call fails; undefined lets it through. */
+  /** Decides whether a point-in-time read fails (`getAsOf(keys)`; `getHistory` passes no keys); undefined lets it through. */
   asOfFault: ((keys: readonly AsOfKey[]) => Error | undefined) | undefined;
+
+  getHistory: OfflineStore["getHistory"] = async (featureIds, entityIds, upTo, limit) => {
+    const err = this.asOfFault?.([]);
+    if (err) throw err;
+    return this.inner.getHistory(featureIds, entityIds, upTo, limit);
+  };
 
   getAsOf: OfflineStore["getAsOf"] = async (keys) => {
     const err = this.asOfFault?.(keys);

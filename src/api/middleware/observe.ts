@@ -3,10 +3,9 @@ import { matchedRoutes } from "hono/route";
 import { accessLogger, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { AppEnv } from "../env.ts";
+import { requestIdOf } from "../healthz.ts";
 
-/** A client's X-Request-Id is kept when it is at most this long and made of [A-Za-z0-9_=-]. */
-const REQUEST_ID_MAX = 255;
-const REQUEST_ID_BAD = /[^\w\-=]/;
+export { requestIdOf };
 
 /**
  * The outermost middleware, one function for what every request needs (one layer instead of
@@ -16,11 +15,6 @@ const REQUEST_ID_BAD = /[^\w\-=]/;
  * closed, instead of sending on a connection about to go), and after the response the request
  * counted and timed by route template, and one access-log line.
  */
-/** The request id of a request whose `X-Request-Id` header is `header`: kept when well-formed, else a new UUID. */
-export function requestIdOf(header: string | null): string {
-  return !header || header.length > REQUEST_ID_MAX || REQUEST_ID_BAD.test(header) ? crypto.randomUUID() : header;
-}
-
 export function observe(metrics: Metrics, log: Logger, state: { draining: boolean }): MiddlewareHandler<AppEnv> {
   const access = accessLogger(log);
   return async (c, next) => {

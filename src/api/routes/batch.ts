@@ -55,6 +55,9 @@ export const batchRoute = createRoute({
   },
 });
 
+/** Seconds a streaming batch answer may stay silent between chunks (Bun's maximum). */
+const BATCH_IDLE_SECONDS = 255;
+
 /**
  * The body is decoded, answered and rendered in the bulk lane (src/lane/frame-jobs.ts), whatever
  * its form and the answer's format; this thread only checks the headers (406/415 before
@@ -67,6 +70,11 @@ export function mountBatch(app: OpenAPIHono<AppEnv>, lane: BulkLane): void {
     const contentType = c.req.header("content-type");
     batchFormats(accept, contentType);
     const answer = await lane.batch({ tenant, accept, contentType, query: c.req.queries(), requestId: c.get("requestId"), readBody: () => c.req.arrayBuffer() });
+    // A chunk may take longer to compute than Bun's idle timeout (10 s), which would cut the
+    // stream mid-answer (PostgreSQL, a chunk of entities never read before, a busy machine): this
+    // connection may stay silent for up to BATCH_IDLE_SECONDS between chunks. (`c.env` is Bun's
+    // server when served; absent when the app is called in process.)
+    (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, BATCH_IDLE_SECONDS);
     return c.body(answer.body, 200, { "content-type": answer.contentType });
   });
 }

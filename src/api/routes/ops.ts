@@ -130,7 +130,7 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
   let doc: string | undefined;
   mount(app, openapiRoute, (c) => {
     doc ??= JSON.stringify(
-      app.getOpenAPI31Document({
+      withHeadLimit(app.getOpenAPI31Document({
         openapi: "3.1.0",
         info: {
           title: "feature-store",
@@ -139,8 +139,23 @@ export function mountOps(app: OpenAPIHono<AppEnv>, deps: Deps, state: ServerStat
             "An ML feature store: register feature definitions, write values, read them online in about a millisecond, and get point-in-time correct training data. Every /api/v1 route needs an API key (`X-API-Key` or `Authorization: Bearer`). Errors are RFC 9457 problem+json.",
         },
         servers: [{ url: "/" }],
-      }),
+      })),
     );
     return jsonText<Record<string, unknown>, 200>(c, doc, 200);
   });
+}
+
+/**
+ * Every operation can also be answered 431 by the HTTP layer itself, before any route runs: a
+ * request line and headers over Bun's limit (16 KiB) are refused with an empty body. Documented
+ * on every operation so clients (and schemathesis) know the status.
+ */
+function withHeadLimit<D extends { paths?: object }>(doc: D): D {
+  for (const item of Object.values(doc.paths ?? {}) as object[]) {
+    for (const op of Object.values(item) as unknown[]) {
+      const responses = (op as { responses?: Record<string, unknown> }).responses;
+      if (responses && !responses["431"]) responses["431"] = { description: "Request line and headers over 16 KiB (answered by the HTTP layer, empty body): send long inputs in the body" };
+    }
+  }
+  return doc;
 }

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { postgresMigrations } from "../../../migrations/index.ts";
 import type { Logger } from "../../log.ts";
 import { pendingMigrations } from "../migrations.ts";
-import type { AsOfKey, CatalogPlan, ChangeSet, Database, DefinitionRow, GroupRow, KeyRow, RegisterPlan, RegistryCapabilities, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
+import type { AsOfKey, CatalogPlan, ChangeSet, Database, DefinitionRow, GroupRow, HistoryRow, KeyRow, RegisterPlan, RegistryCapabilities, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
 import { PostgresChangeFeed } from "./change-feed.ts";
 import { createClient, STORE_NAME, timed, type Sql } from "./client.ts";
 import { appliedMigrations, applyMigrations } from "./migrate.ts";
@@ -162,6 +162,10 @@ export class PostgresDatabase implements Database {
 
   getAsOf(keys: AsOfKey[]): Promise<(StoredRow | null)[]> {
     return this.values.getAsOf(keys);
+  }
+
+  getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]> {
+    return this.values.getHistory(featureIds, entityIds, upTo, limit);
   }
 
   // ───────────────────────────── change feed (./change-feed.ts) ─────────────────────────────

@@ -5,7 +5,7 @@
  */
 import type { Logger } from "../../log.ts";
 import { StoreUnavailable } from "../errors.ts";
-import type { AsOfKey, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
+import type { AsOfKey, HistoryRow, RowOutcome, StoredRow, ValueKey, ValueWrite } from "../types.ts";
 import { CHANGES_CHANNEL, type PostgresChangeFeed } from "./change-feed.ts";
 import { byteaArray, numberArray, STORE_NAME, textArray, timed, type Querier, type Sql } from "./client.ts";
 import type { PartitionManager } from "./partitions.ts";
@@ -320,6 +320,42 @@ export class PostgresValues {
     // statement needs a transaction only to take the bulk statement_timeout
     await this.timed("point-in-time lookup", parts.length === 1 && this.bulkTimeoutMs === this.timeoutMs ? run(this.sql) : this.bulkRead(run), this.bulkTimeoutMs);
     return out;
+  }
+
+  /**
+   * See {@link OfflineStore.getHistory}. One statement, both lists as `= ANY` on the leading
+   * columns of feature_values_as_of, newest first per pair (reversed here). The planner's choice:
+   * index scans (one descent per pair and partition) for a small read; a parallel sequential scan
+   * and a sort when a read covers a large share of a partition (measured: 98,250 rows of 750,000
+   * in 150 ms; a join with the unnested lists was a hash join, 236 ms).
+   */
+  async getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]> {
+    if (featureIds.length === 0 || entityIds.length === 0 || limit <= 0) return [];
+    let rows: HistoryRow[] = [];
+    await this.timed(
+      "history read",
+      this.bulkRead(async (sql) => {
+        rows = (await sql`
+          SELECT feature_id, entity_id, event_time, seq, value FROM feature_values
+          WHERE feature_id = ANY(${numberArray(featureIds)}::bigint[]) AND entity_id = ANY(${textArray(entityIds)}::text[]) AND event_time <= ${upTo}
+          ORDER BY feature_id, entity_id, event_time DESC, seq DESC
+          LIMIT ${limit}`.values()) as unknown as HistoryRow[];
+      }),
+      this.bulkTimeoutMs,
+    );
+    // newest first per (feature, entity) -> oldest first
+    for (let i = 0; i < rows.length; ) {
+      const r = rows[i] as HistoryRow;
+      let j = i + 1;
+      while (j < rows.length && (rows[j] as HistoryRow)[0] === r[0] && (rows[j] as HistoryRow)[1] === r[1]) j++;
+      for (let a = i, b = j - 1; a < b; a++, b--) {
+        const t = rows[a] as HistoryRow;
+        rows[a] = rows[b] as HistoryRow;
+        rows[b] = t;
+      }
+      i = j;
+    }
+    return rows;
   }
 
   /**

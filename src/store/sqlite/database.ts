@@ -20,6 +20,7 @@ import type {
   CatalogPlan,
   GroupRow,
   ChangeSet,
+  HistoryRow,
   Database,
   DefinitionRow,
   KeyRow,
@@ -63,6 +64,43 @@ export interface SqliteOptions {
   dataDir: string;
   /** how often to look for other processes' commits, ms */
   pollIntervalMs?: number;
+  /** the main connection's {@link OwnChangeLedger} buffer, when this is a sibling (a bulk-lane thread) */
+  ownChangeLedger?: SharedArrayBuffer | undefined;
+}
+
+/** Change kinds a sibling connection records in the ledger, and their rows in it. */
+const LEDGER_KINDS: Record<OwnChangeKind, number> = { values: 0, definitions: 1 };
+/** Versions kept per kind: more sibling commits than this between two polls count as foreign (a cache cleared, never a change missed). */
+const LEDGER_SIZE = 1024;
+
+/**
+ * The counter versions the connections of one process bumped, in memory they all share
+ * (SharedArrayBuffer): a sibling records a version inside its transaction, before the commit,
+ * so the main connection never mistakes the commit for another process's. Per kind: a count
+ * (the next slot) and a ring of LEDGER_SIZE versions.
+ */
+class OwnChangeLedger {
+  private readonly a: BigInt64Array;
+  constructor(readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(8 * 2 * (LEDGER_SIZE + 1))) {
+    this.a = new BigInt64Array(buffer);
+  }
+
+  record(kind: OwnChangeKind, version: number): void {
+    const base = LEDGER_KINDS[kind] * (LEDGER_SIZE + 1);
+    const slot = Number(Atomics.add(this.a, base, 1n) % BigInt(LEDGER_SIZE));
+    Atomics.store(this.a, base + 1 + slot, BigInt(version));
+  }
+
+  /** Versions of `kind` above `after` recorded (among the last LEDGER_SIZE). */
+  since(kind: OwnChangeKind, after: number): Set<number> {
+    const base = LEDGER_KINDS[kind] * (LEDGER_SIZE + 1);
+    const out = new Set<number>();
+    for (let i = 0; i < LEDGER_SIZE; i++) {
+      const v = Number(Atomics.load(this.a, base + 1 + i));
+      if (v > after) out.add(v);
+    }
+    return out;
+  }
 }
 
 /** Versions of the definitions counter whose tenant is kept (a process further behind reloads every tenant). */
@@ -85,6 +123,8 @@ export class SqliteDatabase implements Database {
   private readonly adopted: Record<OwnChangeKind, Set<number>> = { values: new Set(), definitions: new Set() };
   /** Counter versions of this connection's commits, until taken (recorded once taken first), per kind. */
   private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
+  /** Versions bumped by this process's connections, shared with its siblings. */
+  private readonly ledger: OwnChangeLedger;
   /** The bulk write's statements (value-writer.ts), once the schema is migrated. */
   private valueWriter: SqliteValueWriter | undefined;
 
@@ -96,6 +136,7 @@ export class SqliteDatabase implements Database {
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = NORMAL");
     this.pollIntervalMs = opts.pollIntervalMs ?? 200;
+    this.ledger = new OwnChangeLedger(opts.ownChangeLedger);
     this.sources = this.guardSources(new SqliteSourceStore(this.db));
   }
 
@@ -131,6 +172,16 @@ export class SqliteDatabase implements Database {
            SELECT rowid FROM feature_values
            WHERE feature_id = k.f AND entity_id = k.e AND event_time <= k.at
            ORDER BY event_time DESC, seq DESC LIMIT 1)`,
+      ),
+      // Entity by entity (then feature by feature), one range scan of feature_values_as_of per
+      // pair, values fetched by rowid: one entity's values of one write share table pages, so
+      // this order reads each page about once (feature by feature, entity by entity, read the
+      // table pages of a history larger than the page cache once per feature: 2-3x slower).
+      history: q(
+        `SELECT v.feature_id, v.entity_id, v.event_time, v.seq, v.value
+         FROM json_each(?2) e CROSS JOIN json_each(?1) f CROSS JOIN feature_values v
+         WHERE v.feature_id = f.value AND v.entity_id = e.value AND v.event_time <= ?3
+         ORDER BY e.key, f.key, v.event_time, v.seq LIMIT ?4`,
       ),
     };
   }
@@ -327,6 +378,13 @@ export class SqliteDatabase implements Database {
     });
   }
 
+  async getHistory(featureIds: readonly number[], entityIds: readonly string[], upTo: number, limit: number): Promise<HistoryRow[]> {
+    return this.guard(() => {
+      if (featureIds.length === 0 || entityIds.length === 0 || limit <= 0) return [];
+      return this.statements.history.values(JSON.stringify(featureIds), JSON.stringify(entityIds), upTo, limit) as HistoryRow[];
+    });
+  }
+
   /**
    * Runs one call, turning a busy, locked, full or unreadable database file into a
    * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
@@ -355,6 +413,10 @@ export class SqliteDatabase implements Database {
     };
   }
 
+  get ownChangeLedger(): SharedArrayBuffer {
+    return this.ledger.buffer;
+  }
+
   takeOwnChanges(kind: OwnChangeKind): number[] {
     const taken = this.receipts[kind] ?? [];
     this.receipts[kind] = [];
@@ -371,8 +433,9 @@ export class SqliteDatabase implements Database {
     if (upTo <= from) return true;
     if (kind === "keys") return false;
     const adopted = this.adopted[kind];
-    let own = upTo - from <= adopted.size;
-    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v);
+    const recorded = this.ledger.since(kind, from);
+    let own = upTo - from <= adopted.size + recorded.size;
+    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v) || recorded.has(v);
     for (const v of adopted) if (v <= upTo) adopted.delete(v);
     return own;
   }
@@ -387,7 +450,10 @@ export class SqliteDatabase implements Database {
     const foreign = !this.allOwn(kind, version - 1);
     const tenants = foreign && kind === "definitions" ? this.changedTenants(from, version - 1) : undefined;
     this.known[kind] = version;
-    if (kind !== "keys") this.receipts[kind]?.push(version);
+    if (kind !== "keys") {
+      this.receipts[kind]?.push(version);
+      this.ledger.record(kind, version);
+    }
     if (kind === "definitions" && tenant !== undefined) {
       this.statements.tenantChanged.run(version, tenant);
       this.statements.tenantChangesPrune.run(version - TENANT_CHANGES_KEPT);

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteDatabase } from "../../../src/store/sqlite/database.ts";
 import type { ChangeSet } from "../../../src/store/types.ts";
-import { def } from "./support.ts";
+import { def, val } from "./support.ts";
 
 const dirs: string[] = [];
 const open: SqliteDatabase[] = [];
@@ -93,5 +93,31 @@ describe("SQLite change feed: a poll that cannot read the counters", () => {
     expect(seen).toEqual([]);
     server.poll();
     expect(seen).toEqual([{ definitions: true, keys: false, values: false, tenants: ["acme"] }]);
+  });
+});
+
+describe("SQLite change feed: a sibling connection of the same process (a bulk-lane thread)", () => {
+  test("its commits are never reported, even when polled before its receipts are adopted; another process's are", async () => {
+    const { dir, server, other, seen, register } = await pair();
+    await register(server, "acme", "f"); // feature version 1
+    server.poll();
+    // opened with the server's ledger, as the lane's worker threads are
+    const sibling = new SqliteDatabase({ dataDir: dir, pollIntervalMs: 60_000, ownChangeLedger: server.ownChangeLedger });
+    open.push(sibling);
+    await sibling.assertMigrated();
+    await sibling.writeValues([val(1, "u1", 1000, "a")]);
+    await register(sibling, "acme", "g");
+    // the serving thread reads before the "written" message with the receipts arrives
+    server.poll();
+    expect(seen).toEqual([]);
+    // the receipts arriving later change nothing
+    server.adoptOwnChanges("values", sibling.takeOwnChanges("values"));
+    server.poll();
+    expect(seen).toEqual([]);
+    // another process's write is still reported, also when interleaved with the sibling's
+    await other.writeValues([val(1, "u2", 1000, "b")]);
+    await sibling.writeValues([val(1, "u3", 1000, "c")]);
+    server.poll();
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true }]);
   });
 });
