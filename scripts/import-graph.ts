@@ -14,7 +14,7 @@ const SRC = join(ROOT, "src");
 /** Layers, lowest first: a path prefix (relative to src/) per layer. */
 const LAYERS: { name: string; prefixes: string[] }[] = [
   { name: "lib", prefixes: ["lib/", "types.d.ts"] },
-  { name: "base", prefixes: ["errors.ts", "log.ts", "metrics.ts", "config.ts"] },
+  { name: "base", prefixes: ["errors.ts", "log.ts", "metrics.ts", "config.ts", "settings.ts"] },
   { name: "registry", prefixes: ["registry/"] },
   { name: "schemas", prefixes: ["schemas.ts", "catalog-schemas.ts"] },
   { name: "formats", prefixes: ["formats/"] },
