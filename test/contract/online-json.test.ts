@@ -64,5 +64,46 @@ for (const backend of contractBackends()) {
         expect(objects[2]?.metadata.f_bool?.status).toBe("not_found");
       }
     });
+
+    test("a remembered entity's text follows expiry (either way), new writes, other spellings and tenants", async () => {
+      const tenants = [TestServer.tenant(), TestServer.tenant()];
+      const at = Date.now() - 30 * 60_000;
+      for (const tenant of tenants) {
+        const key = await s.key(tenant, ["admin"]);
+        for (const [name, ttl] of [["soon", 1], ["long", null]] as const) {
+          const r = await s.post("/api/v1/features/register", { name, version: 1, dtype: "int32", entity_type: "user", ...(ttl ? { ttl_hours: ttl } : {}) }, key);
+          expect(r.status).toBe(201);
+        }
+        const w = await s.post("/api/v1/features/write", { entity_type: "user", records: [{ entity_id: "e1", event_time: new Date(at).toISOString(), features: { soon: tenant === tenants[0] ? 1 : 2, long: 3 } }] }, key);
+        expect(w.status).toBe(200);
+      }
+      const clock = s.deps.clock;
+      const same = async (tenant: string, names: string[], status: "present" | "expired"): Promise<void> => {
+        for (let pass = 0; pass < 2; pass++) {
+          const objects = await lookupOnline(s.deps, tenant, ["e1", "e1"], names);
+          expect(await lookupOnlineJson(s.deps, tenant, ["e1", "e1"], names, true)).toBe(JSON.stringify({ results: objects }));
+          expect(await lookupOnlineJson(s.deps, tenant, ["e1"], names, false)).toBe(JSON.stringify(objects[0]));
+          expect(objects[0]?.metadata[names[0] as string]?.status).toBe(status);
+        }
+      };
+      try {
+        const [t0, t1] = tenants as [string, string];
+        await same(t0, ["soon", "long"], "present");
+        await same(t0, ["soon@1", "long"], "present");
+        await same(t1, ["soon", "long"], "present");
+        s.deps.clock = { now: () => at + 2 * 3_600_000 };
+        await same(t0, ["soon", "long"], "expired");
+        s.deps.clock = clock;
+        await same(t0, ["soon", "long"], "present");
+        await same(t0, ["soon", "long", "soon@1"], "present");
+        const key = await s.key(t0, ["admin"]);
+        const w = await s.post("/api/v1/features/write", { entity_type: "user", records: [{ entity_id: "e1", event_time: new Date(at + 60_000).toISOString(), features: { long: 4 } }] }, key);
+        expect(w.status).toBe(200);
+        await same(t0, ["soon", "long"], "present");
+        expect(JSON.parse(await lookupOnlineJson(s.deps, t0, ["e1"], ["soon", "long"], false)).features).toEqual({ soon: 1, long: 4 });
+      } finally {
+        s.deps.clock = clock;
+      }
+    });
   });
 }

@@ -472,8 +472,11 @@ export class SqliteDatabase implements Database {
     return [...new Set(rows.map((r) => r.tenant))];
   }
 
+  /** `PRAGMA data_version`, prepared once and read as a bare row (it runs before every online lookup). */
+  private dataVersionStatement: Statement | undefined;
   private readDataVersion(): number {
-    return (this.db.query("PRAGMA data_version").get() as { data_version: number }).data_version;
+    this.dataVersionStatement ??= this.db.prepare("PRAGMA data_version");
+    return (this.dataVersionStatement.values()[0] as [number])[0];
   }
 
   private notify(c: ChangeSet): void {
