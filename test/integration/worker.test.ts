@@ -447,16 +447,25 @@ for (const version of ["4", "3.9"] as const) {
       await broker.createTopic(topic, 4);
       await broker.createTopic(dlq, 1);
       await registerDefinitions(env);
-      const N = 4000;
+      const BATCH = 4000;
       // every 10th event has no event_time (record timestamp) and an entity of its own
-      const messages = Array.from({ length: N }, (_, i) => ({ key: `e${i % 97}`, value: i % 10 === 0 ? event(env.tenant, `n${i}`, i, false) : event(env.tenant, `e${i % 97}`, i) }));
-      await produce(broker, topic, messages);
+      const batch = (from: number) =>
+        Array.from({ length: BATCH }, (_, k) => {
+          const i = from + k;
+          return { key: `e${i % 97}`, value: i % 10 === 0 ? event(env.tenant, `n${i}`, i, false) : event(env.tenant, `e${i % 97}`, i) };
+        });
+      let N = BATCH;
+      await produce(broker, topic, batch(0));
       const settings = { broker, topic, dlq, group: `g-${uid()}`, tenants: env.tenant, batchSize: 100 };
       let stored = 0;
       let killedMidStream = 0;
-      for (let kill = 0; kill < 3; kill++) {
-        // a worker may have stored everything before it was killed: nothing left to interrupt
-        if (stored >= N * 2) break;
+      for (let kill = 0; kill < 6 && (killedMidStream === 0 || kill < 3); kill++) {
+        // a worker may have stored everything before it was killed: then more events come first,
+        // so that every kill has work to interrupt
+        if (stored >= N * 2) {
+          await produce(broker, topic, batch(N));
+          N += BATCH;
+        }
         const w = await startWorker(env, settings);
         const before = stored;
         // kill after a random amount of progress, somewhere inside the remaining work
