@@ -4,7 +4,6 @@
  * online store, which keeps whichever value is newest by (event_time, seq). HTTP writes and the
  * stream worker share {@link storeValues}.
  */
-import { createHash } from "node:crypto";
 import type { z } from "@hono/zod-openapi";
 import { AppError, type FieldError } from "../errors.ts";
 import { coerceValue, encodeValue, MAX_VALUE_BYTES } from "../registry/dtype.ts";
@@ -22,7 +21,7 @@ const MAX_ERRORS = 100;
 
 /** 16-byte digest identifying a packed value (re-send detection). */
 export function valueHash(packed: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash("sha256").update(packed).digest().subarray(0, 16));
+  return new Uint8Array(new Bun.CryptoHasher("sha256").update(packed).digest().subarray(0, 16));
 }
 
 /** Why a value of a write is refused. */

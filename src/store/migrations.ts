@@ -1,9 +1,8 @@
-import { createHash } from "node:crypto";
 import type { Migration } from "../../migrations/index.ts";
 
 /** SHA-256 of a migration's text, recorded when applied. */
 export function migrationChecksum(m: Migration): string {
-  return createHash("sha256").update(m.sql).digest("hex");
+  return new Bun.CryptoHasher("sha256").update(m.sql).digest("hex");
 }
 
 /** An applied migration as recorded in the database. */
