@@ -27,6 +27,19 @@ export function isHealthz(req: Request): boolean {
   return req.method === "GET" && pathOf(req.url) === HEALTHZ;
 }
 
+/**
+ * Answers a `GET /healthz` before the app is there (`serve` while it starts): the answer, with
+ * `Connection: close` while draining; `done` is told its request id and how long it took.
+ */
+export function answerHealthz(req: Request, draining: boolean, done: (id: string, seconds: number) => void): Response {
+  const start = performance.now();
+  const id = requestIdOf(req.headers.get("x-request-id"));
+  const res = healthzResponse(id);
+  if (draining) res.headers.set("connection", "close");
+  done(id, (performance.now() - start) / 1000);
+  return res;
+}
+
 /** The answer to `GET /healthz` with request id `id`. */
 export function healthzResponse(id: string): Response {
   return new Response(HEALTHZ_BODY, { status: 200, headers: { "content-type": "application/json", "x-request-id": id } });

@@ -7,7 +7,7 @@
  * comes before it is built waits for it.
  */
 import pkg from "../../package.json" with { type: "json" };
-import { healthzResponse, HEALTHZ, isHealthz, requestIdOf } from "../api/healthz.ts";
+import { answerHealthz, HEALTHZ, isHealthz } from "../api/healthz.ts";
 import type { ServerState } from "../api/routes/ops.ts";
 import type { Config } from "../config.ts";
 import type { Lifecycle } from "../lib/lifecycle.ts";
@@ -37,7 +37,7 @@ export type Fetch = (req: Request, server: Bun.Server<undefined>) => Response | 
 export interface Started {
   log: Logger;
   deps: Deps;
-  /** Answers any request: the app's `fetch`, the app built on the first request that is not `GET /healthz`. */
+  /** Answers any request: the app's `fetch` once it is built (right after the start), `GET /healthz` meanwhile. */
   fetch: Fetch;
 }
 
@@ -111,14 +111,10 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
       if (app !== undefined) return app(req, server);
       if (isHealthz(req)) {
         // what the fast path does for /healthz (api/fast-online.ts), until the app is there
-        const start = performance.now();
-        const id = requestIdOf(req.headers.get("x-request-id"));
-        const res = healthzResponse(id);
-        if (state.draining) res.headers.set("connection", "close");
-        const seconds = (performance.now() - start) / 1000;
-        deps.metrics.observeRequest(HEALTHZ, "GET", 200, seconds);
-        access(id, "GET", HEALTHZ, 200, Math.round(seconds * 1e6) / 1000);
-        return res;
+        return answerHealthz(req, state.draining, (id, seconds) => {
+          deps.metrics.observeRequest(HEALTHZ, "GET", 200, seconds);
+          access(id, "GET", HEALTHZ, 200, Math.round(seconds * 1e6) / 1000);
+        });
       }
       building ??= build();
       return building.then((f) => f(req, server));

@@ -1,5 +1,5 @@
 import type { ServerState } from "../api/routes/ops.ts";
-import { healthzResponse, HEALTHZ, isHealthz, requestIdOf } from "../api/healthz.ts";
+import { answerHealthz, HEALTHZ, isHealthz } from "../api/healthz.ts";
 import { Lifecycle } from "../lib/lifecycle.ts";
 import { fastConfig } from "../settings.ts";
 import { isIP } from "../lib/ip.ts";
@@ -210,12 +210,7 @@ Options:
     const early: EarlyAnswer[] = [];
     const answerEarly: Fetch = (req, server) => {
       if (!isHealthz(req)) return starting.then((s) => s.fetch(req, server));
-      const start = performance.now();
-      const id = requestIdOf(req.headers.get("x-request-id"));
-      const res = healthzResponse(id);
-      if (state.draining) res.headers.set("connection", "close");
-      early.push({ id, method: "GET", route: HEALTHZ, status: 200, seconds: (performance.now() - start) / 1000, at: Date.now() });
-      return res;
+      return answerHealthz(req, state.draining, (id, seconds) => early.push({ id, method: "GET", route: HEALTHZ, status: 200, seconds, at: Date.now() }));
     };
     let answer: Fetch = answerEarly;
     let server: ReturnType<typeof Bun.serve>;

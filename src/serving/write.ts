@@ -113,21 +113,29 @@ export function validateRecords(
         problems.push({ record: i, field, ...def });
         continue;
       }
-      const v = coerceValue(def.type, raw);
-      if (!v.ok) {
-        problems.push({ record: i, field, reason: "bad_value", message: v.message });
+      const row = prepareValue(def, rec.entity_id, eventTime, raw);
+      if ("message" in row) {
+        problems.push({ record: i, field, reason: "bad_value", message: row.message });
         continue;
       }
-      const packed = encodeValue(def.type, v.value);
-      if (packed.byteLength > MAX_VALUE_BYTES) {
-        problems.push({ record: i, field, reason: "bad_value", message: `value is ${packed.byteLength} bytes encoded; the limit is ${MAX_VALUE_BYTES}` });
-        continue;
-      }
-      rows.push({ feature_id: def.id, entity_id: rec.entity_id, event_time: eventTime, value: packed, value_hash: valueHash(packed) });
+      rows.push(row);
       defs.push(def);
     }
   }
   return problems.length > 0 ? { ok: false, problems } : { ok: true, rows, defs };
+}
+
+/**
+ * One value ready to store: `raw` coerced to its definition's dtype, encoded, checked against
+ * MAX_VALUE_BYTES and hashed; or why it cannot be stored. Every write path's per-value step
+ * (validateRecords, and materialize's rows).
+ */
+export function prepareValue(def: Definition, entityId: string, eventTime: number, raw: unknown): ValueWrite | { message: string } {
+  const v = coerceValue(def.type, raw);
+  if (!v.ok) return { message: v.message };
+  const packed = encodeValue(def.type, v.value);
+  if (packed.byteLength > MAX_VALUE_BYTES) return { message: `value is ${packed.byteLength} bytes encoded; the limit is ${MAX_VALUE_BYTES}` };
+  return { feature_id: def.id, entity_id: entityId, event_time: eventTime, value: packed, value_hash: valueHash(packed) };
 }
 
 /**

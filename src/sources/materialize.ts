@@ -11,11 +11,11 @@
  */
 import { AppError } from "../errors.ts";
 import { formatTime, parseTime } from "../lib/time.ts";
-import { coerceValue, encodeValue, MAX_VALUE_BYTES, parseDtype, type Dtype } from "../registry/dtype.ts";
+import { parseDtype, type Dtype } from "../registry/dtype.ts";
 import type { Definition } from "../registry/snapshot.ts";
 import { entityIdProblem } from "../registry/names.ts";
 import { dbCall, type Deps } from "../serving/deps.ts";
-import { offerToOnline, prepareRows, valueHash, type WriteRecord } from "../serving/write.ts";
+import { offerToOnline, prepareRows, prepareValue, type WriteRecord } from "../serving/write.ts";
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { FieldCountError, openReader, SourceError, type Chunk, type Position, type SourceReader } from "./read.ts";
 import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from "./spec.ts";
@@ -309,10 +309,10 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     // Ties (same entity and event time) are settled by write order: oldest created first.
     if (spec.created_column) items.sort((a, b) => a.time - b.time || a.created - b.created);
 
-    // The fast path does what prepareRows does for a valid row (resolve the feature, coerce,
-    // encode, size check, hash), without a record per row; a row it cannot take whole (a value
-    // that does not fit, a time in the future or out of its range, a feature that no longer
-    // resolves) goes through prepareRows, which stores it or says why not.
+    // The fast path does what prepareRows does for a valid row (resolve the feature, then
+    // prepareValue: coerce, encode, size check, hash), without a record per row; a row it
+    // cannot take whole (a value that does not fit, a time in the future or out of its range,
+    // a feature that no longer resolves) goes through prepareRows, which stores it or says why.
     const snapshot = deps.registry.current;
     const fastDefs = refs.map((ref) => {
       const r = snapshot.resolve(tenant, ref);
@@ -332,17 +332,12 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
           fast = false;
           break;
         }
-        const c = coerceValue(def.type, valueToJson(types[f] as Dtype, v));
-        if (!c.ok) {
+        const row = prepareValue(def, it.id, it.time, valueToJson(types[f] as Dtype, v));
+        if ("message" in row) {
           fast = false;
           break;
         }
-        const packed = encodeValue(def.type, c.value);
-        if (packed.byteLength > MAX_VALUE_BYTES) {
-          fast = false;
-          break;
-        }
-        rows.push({ feature_id: def.id, entity_id: it.id, event_time: it.time, value: packed, value_hash: valueHash(packed) });
+        rows.push(row);
         defs.push(def);
       }
       if (fast) continue;
