@@ -29,6 +29,7 @@ test("0005 moves the history into the clustered table with its sequences; reads,
     }
     const ins = raw.prepare("INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, value) VALUES (?, ?, ?, ?, ?) RETURNING seq");
     const seqs: number[] = [];
+    const seq = (i: number) => seqs[i] as number;
     // two values at one event time (a correction: the later seq wins), two entities, two features
     seqs.push((ins.get(1, "u1", 1000, bytes(1), bytes(10)) as { seq: number }).seq);
     seqs.push((ins.get(1, "u1", 2000, bytes(2), bytes(20)) as { seq: number }).seq);
@@ -68,10 +69,10 @@ test("0005 moves the history into the clustered table with its sequences; reads,
       ]);
       const history = await db.getHistory([1, 2], ["u1"], 5000, 100);
       expect(history.map((h) => [h[0], h[2], h[3]])).toEqual([
-        [1, 1000, seqs[0]],
-        [1, 2000, seqs[1]],
-        [1, 2000, seqs[2]],
-        [2, 1500, seqs[3]],
+        [1, 1000, seq(0)],
+        [1, 2000, seq(1)],
+        [1, 2000, seq(2)],
+        [2, 1500, seq(3)],
       ]);
 
       // an identical re-send of a migrated row is recognised; a new value gets a sequence past `gone`
