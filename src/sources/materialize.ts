@@ -9,6 +9,7 @@
  * is an identical re-send, which the store never keeps twice (same feature version, entity,
  * event time and value). Idempotence of whole runs follows the same way.
  */
+import { dirname } from "node:path";
 import { AppError } from "../errors.ts";
 import { formatTime, parseTime } from "../lib/time.ts";
 import { parseDtype, type Dtype } from "../registry/dtype.ts";
@@ -19,6 +20,7 @@ import { offerToOnline, prepareRows, prepareValue, type WriteRecord } from "../s
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { FieldCountError, openReader, SourceError, type Chunk, type Position, type SourceReader } from "./read.ts";
 import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from "./spec.ts";
+import { StoreThread } from "./store-thread-client.ts";
 
 /** Rows per chunk are chosen so a chunk holds about this many values. */
 const CHUNK_VALUES = 50_000;
@@ -28,6 +30,8 @@ const GC_ABOVE_RSS = 256 * 2 ** 20;
 const FAST_TIME_MAX = 253_402_300_800_000;
 /** First rejected rows kept in a summary. */
 const FIRST_REJECTED = 10;
+/** SQLite page cache of the embedded store's write thread, MiB (within the 512 MiB budget of a bulk load). */
+const STORE_THREAD_CACHE_MIB = 96;
 
 /** A run's arguments; a saved unfinished run is resumed only by a run with the same ones. */
 export interface RunArgs {
@@ -114,6 +118,8 @@ export interface MaterializeOptions extends RunArgs {
   onProgress?: ((p: Progress) => void) | undefined;
   onStart?: ((info: { source: string; total: number | undefined; unit: "rows" | "bytes"; resumed: boolean }) => void) | undefined;
   env?: Record<string, string | undefined>;
+  /** embedded store: write on a thread of its own (default true; see store-thread-client.ts) */
+  storeThread?: boolean | undefined;
 }
 
 function emptyStats(): RunStats {
@@ -371,6 +377,17 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     return (h >>> 0) % lanes;
   };
   const sharedOnline = deps.stores.online.capabilities.sharedAcrossProcesses;
+  // The embedded store writes on a thread of its own: this one reads and prepares the next
+  // chunk meanwhile. Every write of the run goes there (values and positions, in order).
+  const embedded = deps.stores.offline as { path?: unknown; ownChangeLedger?: unknown };
+  const thread =
+    opts.storeThread !== false && deps.stores.registry.capabilities.embedded && typeof embedded.path === "string" && embedded.ownChangeLedger instanceof SharedArrayBuffer
+      ? await StoreThread.open({ dataDir: dirname(embedded.path), ownChangeLedger: embedded.ownChangeLedger, cacheMib: STORE_THREAD_CACHE_MIB })
+      : undefined;
+  const writeValues = thread ? (rows: ValueWrite[]) => thread.writeValues(rows) : (rows: ValueWrite[]) => deps.stores.offline.writeValues(rows);
+  const saveState = thread
+    ? (state: { run: SavedRun | null }) => thread.putSourceState(tenant, spec.name, state, deps.clock.now())
+    : (state: { run: SavedRun | null }) => deps.stores.registry.sources.putSourceState(tenant, spec.name, state, deps.clock.now());
   /** The chunks' steps after their history is stored (online offer, position), in chunk order. */
   let tail: Promise<void> = Promise.resolve();
   let tailError: unknown;
@@ -401,7 +418,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     // in one offline-store transaction per part, then every row offered to a shared online
     // store (Redis) by compare-and-set; a private in-process one is skipped (no one reads it
     // here; servers drop theirs when the change feed reports values).
-    const written = await Promise.all(parts.map((p) => (p.rows.length === 0 ? Promise.resolve([] as RowOutcome[]) : dbCall(deps, "write", () => deps.stores.offline.writeValues(p.rows)))));
+    const written = await Promise.all(parts.map((p) => (p.rows.length === 0 ? Promise.resolve([] as RowOutcome[]) : dbCall(deps, "write", () => writeValues(p.rows)))));
     deps.metrics.valuesWritten.inc(rows.length);
     let stored = 0;
     for (const outcomes of written) for (const o of outcomes) if (o.status === "stored") stored++;
@@ -424,7 +441,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
       // quarter to a third of a profiled load's samples: now only past GC_ABOVE_RSS).
       if (process.memoryUsage.rss() > GC_ABOVE_RSS) Bun.gc(true);
       run.position = chunk.position;
-      await deps.stores.registry.sources.putSourceState(tenant, spec.name, { run }, deps.clock.now());
+      await dbCall(deps, "save position", () => saveState({ run }));
       opts.onProgress?.({
         source: spec.name, rows_read: s.rows_read, values_stored: s.values_stored, identical_resends: s.identical_resends,
         rows_rejected: s.rows_rejected, done: chunk.done, total, unit,
@@ -464,6 +481,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     // what was stored keeps its position
     await inflight?.catch(() => {});
     await tail.catch(() => {});
+    await thread?.close();
   }
 
   const watermark = s.max_event_time === null ? (state?.watermark ?? null) : Math.max(s.max_event_time, state?.watermark ?? -Infinity);
