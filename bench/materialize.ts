@@ -10,7 +10,9 @@
  * 100,000 (more than 1,000,000 rows: files of 1,000,000 rows, one source globbing them, so a
  * 10-million-row source is written without holding it in memory). Targets (issue 14):
  * >= 300,000 values/s embedded, >= 150,000 PostgreSQL + Redis. BENCH_MATERIALIZE_STACKS
- * (comma list of `embedded`, `postgres+redis`; default both) picks the stacks.
+ * (comma list of `embedded`, `postgres+redis`; default both) picks the stacks;
+ * BENCH_MATERIALIZE_OUT (default `materialize`) names the scratch directory and the results
+ * files, so two runs (e.g. a 10-million-row one) can go at once.
  *
  * `bun bench/materialize.ts` runs it alone (BENCH_BINARY=dist/feature-store skips the build);
  * `bun run bench` runs it as the `materialize` part. BENCH_BASELINE_BINARY=PATH (another build,
@@ -34,6 +36,7 @@ import { buildBinary } from "./lib/server.ts";
 const ROWS = Number(process.env.BENCH_MATERIALIZE_ROWS ?? 500_000);
 /** Rows per Parquet file of the source. */
 const FILE_ROWS = 1_000_000;
+const OUT = process.env.BENCH_MATERIALIZE_OUT ?? "materialize";
 const STACKS = (process.env.BENCH_MATERIALIZE_STACKS ?? "embedded,postgres+redis").split(",").map((x) => x.trim()) as ("embedded" | "postgres+redis")[];
 const FEATURES = 4;
 const TARGETS = { embedded: 300_000, "postgres+redis": 150_000 } as const;
@@ -156,7 +159,7 @@ export async function runMaterialize(opts: { bin?: string } = {}): Promise<Mater
   } catch (e) {
     return { ran: false, reason: `the binary did not build: ${(e as Error).message.split("\n")[0]}` };
   }
-  const root = join(TMP_DIR, "materialize");
+  const root = join(TMP_DIR, OUT);
   rmSync(root, { recursive: true, force: true });
   mkdirSync(root, { recursive: true });
   let file = join(root, "users.parquet");
@@ -239,8 +242,8 @@ export function materializeMarkdown(r: MaterializeResults): string {
 if (import.meta.main) {
   const r = await runMaterialize(); // BENCH_BINARY=dist/feature-store skips the build
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(r, null, 2)}\n`);
-  writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(r));
+  writeFileSync(join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(join(RESULTS_DIR, `${OUT}.md`), materializeMarkdown(r));
   process.stdout.write(materializeMarkdown(r));
   process.exit(0);
 }
