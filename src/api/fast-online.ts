@@ -13,6 +13,10 @@
  * limit (429), the body (400), the lookup (200, 404, 503) and any error, exactly as the chain
  * would: `observe` (request id, metrics, access log), `shed`, `authenticate`, `rateLimit`, the
  * body limit and the route's handler (api/routes/online.ts `onlineAnswer`).
+ *
+ * Without a rate limit the answer takes one callback on the body's promise and one promise of
+ * its own (settled by the answer or the request's deadline, whichever comes first); the lookup
+ * itself is synchronous when the in-process cache holds every value (`onlineAnswerNow`).
  */
 import type { AccessLog, Logger } from "../log.ts";
 import type { Metrics, RateLimitMetrics } from "../metrics.ts";
