@@ -252,6 +252,11 @@ export interface OnlineStore {
    */
   getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]>;
   /**
+   * {@link getMany} answered synchronously, by a store held in this process (no I/O): the online
+   * lookup then answers without a promise when every key is held.
+   */
+  getManyNow?(tenant: string, entityType: string, keys: ValueKey[]): (CachedValue | undefined)[];
+  /**
    * Offers values; each replaces the stored one only when its (event_time, seq) is greater (a
    * negative entry is replaced by any value). `ttlSeconds` (per entry, optional) bounds how long
    * the store may keep it.

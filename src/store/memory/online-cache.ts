@@ -31,6 +31,10 @@ export class InProcessCache implements OnlineStore {
   }
 
   async getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
+    return this.getManyNow(tenant, entityType, keys);
+  }
+
+  getManyNow(tenant: string, entityType: string, keys: ValueKey[]): (CachedValue | undefined)[] {
     const prefix = `${tenant}\u0000${entityType}\u0000`;
     const out = new Array<CachedValue | undefined>(keys.length);
     let lastId: string | undefined;
