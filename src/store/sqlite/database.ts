@@ -2,7 +2,9 @@
  * The embedded database: one SQLite file under DATA_DIR (WAL, busy timeout), shared safely by a
  * running server and the CLI. Other processes' commits are noticed through `PRAGMA data_version`
  * and the `change_counters` table; `definition_changes` says which tenant each definitions
- * version was for, so a registration reloads only its tenant elsewhere.
+ * version was for, so a registration reloads only its tenant elsewhere, and `value_changes`
+ * which entities each values version changed, so a write makes the other processes' in-process
+ * caches forget only those entities.
  */
 import { Database as Sqlite, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
@@ -23,6 +25,7 @@ import type {
   HistoryRow,
   Database,
   DefinitionRow,
+  EntityRef,
   KeyRow,
   RegisterPlan,
   RegistryCapabilities,
@@ -105,6 +108,12 @@ class OwnChangeLedger {
 
 /** Versions of the definitions counter whose tenant is kept (a process further behind reloads every tenant). */
 const TENANT_CHANGES_KEPT = 1024;
+/** Versions of the values counter whose entities are kept (a process further behind forgets its whole cache). */
+const VALUE_CHANGES_KEPT = 1024;
+/** Entities one write names at most; a write changing more records "everything" (a bulk load forgets every cache). */
+const VALUE_CHANGES_MAX_ENTITIES = 256;
+/** Entities one notice names at most; more foreign changes than that forget the whole cache (cheaper than naming them). */
+const VALUE_CHANGES_MAX_NOTICE = 16_384;
 
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
@@ -155,6 +164,15 @@ export class SqliteDatabase implements Database {
       tenantChanged: q("INSERT INTO definition_changes (version, tenant) VALUES (?, ?)"),
       tenantChangesPrune: q("DELETE FROM definition_changes WHERE version <= ?"),
       tenantChanges: q("SELECT tenant FROM definition_changes WHERE version > ? AND version <= ?"),
+      featureScope: q("SELECT tenant, entity_type FROM feature_definitions WHERE id = ?"),
+      // the entities travel as one JSON array [[tenant, entity_type, entity_id], ...]; [] records "everything"
+      valueChanged: q(
+        `INSERT INTO value_changes (version, tenant, entity_type, entity_id)
+         SELECT ?1, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2)
+         UNION ALL SELECT ?1, NULL, NULL, NULL WHERE json_array_length(?2) = 0`,
+      ),
+      valueChangesPrune: q("DELETE FROM value_changes WHERE version <= ?"),
+      valueChanges: q("SELECT version, tenant, entity_type, entity_id FROM value_changes WHERE version >= ? AND version <= ?"),
       keyInsert: q(
         "INSERT INTO api_keys (id, tenant, scopes, hash, prefix, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
@@ -352,7 +370,7 @@ export class SqliteDatabase implements Database {
       return this.db
         .transaction(() => {
           const { outcomes, stored } = writer.write(rows);
-          if (stored > 0) this.bump("values");
+          if (stored > 0) this.recordValueChanges(this.bump("values"), rows, outcomes);
           return outcomes;
         })
         .immediate();
@@ -427,28 +445,52 @@ export class SqliteDatabase implements Database {
     for (const v of versions) if (v > this.known[kind]) this.adopted[kind].add(v);
   }
 
-  /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
-  private allOwn(kind: ChangeKind, upTo: number): boolean {
+  /**
+   * The counter versions in (known, upTo] that are not this process's own (adopted or in the
+   * ledger), at most `limit` of them (more exist when the answer is that long); forgets the
+   * adopted ones up to `upTo`. Keys versions are never tracked as own: one stands for all.
+   */
+  private foreignVersions(kind: ChangeKind, upTo: number, limit = 1): number[] {
     const from = this.known[kind];
-    if (upTo <= from) return true;
-    if (kind === "keys") return false;
+    if (upTo <= from) return [];
+    if (kind === "keys") return [upTo];
     const adopted = this.adopted[kind];
     const recorded = this.ledger.since(kind, from);
-    let own = upTo - from <= adopted.size + recorded.size;
-    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v) || recorded.has(v);
+    const foreign: number[] = [];
+    for (let v = from + 1; foreign.length < limit && v <= upTo; v++) if (!adopted.has(v) && !recorded.has(v)) foreign.push(v);
     for (const v of adopted) if (v <= upTo) adopted.delete(v);
-    return own;
+    return foreign;
+  }
+
+  /**
+   * What another process's commits up to counter version `upTo` changed of `kind`: undefined
+   * when nothing (every version was this process's own), else a {@link ChangeSet} naming the
+   * tenants (definitions) or the entities (values) when the records allow; moves `known` on.
+   */
+  private foreignChange(kind: ChangeKind, upTo: number): ChangeSet | undefined {
+    const from = this.known[kind];
+    const foreign = this.foreignVersions(kind, upTo, kind === "values" ? VALUE_CHANGES_KEPT + 1 : 1);
+    this.known[kind] = Math.max(from, upTo);
+    if (foreign.length === 0) return undefined;
+    const c: ChangeSet = { definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" };
+    if (kind === "definitions") {
+      const tenants = this.changedTenants(from, upTo);
+      if (tenants) c.tenants = tenants;
+    } else if (kind === "values") {
+      const entities = this.changedEntities(foreign);
+      if (entities) c.entities = entities;
+    }
+    return c;
   }
 
   /**
    * Bumps a change counter inside the caller's transaction (a definitions bump records its
-   * tenant); notices interleaved foreign bumps.
+   * tenant; a values bump's caller records its entities, {@link recordValueChanges}); notices
+   * interleaved foreign bumps. Answers the new version.
    */
-  private bump(kind: ChangeKind, tenant?: string): void {
+  private bump(kind: ChangeKind, tenant?: string): number {
     const { version } = this.statements.bump.get(kind) as { version: number };
-    const from = this.known[kind];
-    const foreign = !this.allOwn(kind, version - 1);
-    const tenants = foreign && kind === "definitions" ? this.changedTenants(from, version - 1) : undefined;
+    const foreign = this.foreignChange(kind, version - 1);
     this.known[kind] = version;
     if (kind !== "keys") {
       this.receipts[kind]?.push(version);
@@ -458,7 +500,68 @@ export class SqliteDatabase implements Database {
       this.statements.tenantChanged.run(version, tenant);
       this.statements.tenantChangesPrune.run(version - TENANT_CHANGES_KEPT);
     }
-    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values", ...(tenants ? { tenants } : {}) }));
+    if (foreign) queueMicrotask(() => this.notify(foreign));
+    return version;
+  }
+
+  /** feature version id -> its tenant and entity type (neither ever changes), as far as looked up. */
+  private readonly featureScopes = new Map<number, { tenant: string; entity_type: string } | null>();
+
+  /**
+   * Records, inside the writing transaction (right after its values bump), the entities whose
+   * values the write stored, under the bump's `version`, so other processes forget only those
+   * from their in-process cache; "everything" past VALUE_CHANGES_MAX_ENTITIES entities (or for a
+   * feature id without a definition). Prunes records older than VALUE_CHANGES_KEPT versions.
+   */
+  private recordValueChanges(version: number, rows: readonly ValueWrite[], outcomes: readonly RowOutcome[]): void {
+    const s = this.statements;
+    const seen = new Set<string>();
+    let named: [string, string, string][] = [];
+    for (let i = 0; i < rows.length; i++) {
+      if ((outcomes[i] as RowOutcome).status !== "stored") continue;
+      const row = rows[i] as ValueWrite;
+      let scope = this.featureScopes.get(row.feature_id);
+      if (scope === undefined) {
+        scope = (s.featureScope.get(row.feature_id) as { tenant: string; entity_type: string } | null) ?? null;
+        if (scope) this.featureScopes.set(row.feature_id, scope);
+      }
+      if (scope === null) {
+        named = [];
+        break;
+      }
+      const key = `${scope.tenant}\u0000${scope.entity_type}\u0000${row.entity_id}`;
+      if (seen.has(key)) continue;
+      if (seen.size === VALUE_CHANGES_MAX_ENTITIES) {
+        named = [];
+        break;
+      }
+      seen.add(key);
+      named.push([scope.tenant, scope.entity_type, row.entity_id]);
+    }
+    s.valueChanged.run(version, JSON.stringify(named));
+    s.valueChangesPrune.run(version - VALUE_CHANGES_KEPT);
+  }
+
+  /**
+   * The entities changed by the values counter versions `versions` (ascending), when every one
+   * of them recorded its entities (none recorded "everything") and they are not too many;
+   * undefined otherwise (pruned, a binary from before the record, a bulk write), which means any
+   * entity may have changed.
+   */
+  private changedEntities(versions: readonly number[]): EntityRef[] | undefined {
+    if (versions.length === 0 || versions.length > VALUE_CHANGES_KEPT) return undefined;
+    const wanted = new Set(versions);
+    const found = new Set<number>();
+    const out: EntityRef[] = [];
+    const rows = this.statements.valueChanges.values(versions[0] as number, versions.at(-1) as number) as [number, string | null, string | null, string | null][];
+    for (const [version, tenant, entity_type, entity_id] of rows) {
+      if (!wanted.has(version)) continue;
+      if (tenant === null || entity_type === null || entity_id === null) return undefined;
+      found.add(version);
+      out.push({ tenant, entity_type, entity_id });
+      if (out.length > VALUE_CHANGES_MAX_NOTICE) return undefined;
+    }
+    return found.size === wanted.size ? out : undefined;
   }
 
   /**
@@ -494,16 +597,13 @@ export class SqliteDatabase implements Database {
     this.dataVersion = dv;
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
     for (const r of counters) {
-      if (r.version !== this.known[r.kind]) {
-        if (!this.allOwn(r.kind, r.version)) {
-          changes[r.kind] = true;
-          if (r.kind === "definitions") {
-            const tenants = this.changedTenants(this.known.definitions, r.version);
-            if (tenants) changes.tenants = tenants;
-          }
-        }
-        this.known[r.kind] = r.version;
-      }
+      if (r.version === this.known[r.kind]) continue;
+      const c = this.foreignChange(r.kind, r.version);
+      this.known[r.kind] = r.version;
+      if (c === undefined) continue;
+      changes[r.kind] = true;
+      if (c.tenants) changes.tenants = c.tenants;
+      if (c.entities) changes.entities = c.entities;
     }
     if (changes.definitions || changes.keys || changes.values) this.notify(changes);
   }
