@@ -91,8 +91,8 @@ const PORT_ENV = "FEATURE_STORE_SERVE_PORT";
  * that listen on the same port with it (SO_REUSEPORT; the kernel spreads connections among
  * them). Their stdout is forwarded whole lines at a time (the log stays one JSON line per line).
  * SIGTERM/SIGINT are passed to every worker and the supervisor exits when all have drained; a
- * worker that exits on its own stops the others and the supervisor (exit 1: the orchestrator
- * restarts the set).
+ * worker that exits on its own stops the others and the supervisor (exit non-zero: its code,
+ * or 1 for a 0; the orchestrator restarts the set).
  */
 function startWorkers(workers: number, port: number, onMessage?: (message: unknown, reply: (m: unknown) => void) => void): { exited: Promise<number> } {
   // the same program: the compiled binary (argv[1] is its embedded entry), or bun running src/cli.ts
@@ -242,11 +242,11 @@ Options:
       await lifecycle.stop(2000, () => {});
       throw listenError(e, cfg, blame);
     }
-    // one turn of the event loop first: a probe already waiting is answered before the start's work
     // the supervisor keeps the rate-limit counts of all its workers without Redis (asked over IPC);
     // imported after listening: nothing /healthz needs
     const windows =
       supervising && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new Promise((r) => setImmediate(r)).then(async () => new (await import("../serving/supervisor-window.ts")).SupervisorWindows()) : undefined;
+    // one turn of the event loop first: a probe already waiting is answered before the start's work
     const starting: Promise<Started> = new Promise((r) => setImmediate(r))
       .then(() => Promise.all([import("./serve-start.ts"), windows]))
       .then(([m, w]) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early, w?.counts));

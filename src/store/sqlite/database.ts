@@ -185,8 +185,8 @@ export class SqliteDatabase implements Database {
   private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
   /** Versions bumped by this process's connections, shared with its siblings. */
   private readonly ledger: OwnChangeLedger;
-  /** SQLite's shared WAL-index header, once the schema is migrated (undefined: not in WAL mode, or closed). */
-  private walHeader: WalHeader | undefined;
+  /** SQLite's shared WAL-index header, mapped at the first {@link pollNow} (null: not in WAL mode, or closed). */
+  private walHeader: WalHeader | null | undefined;
   /** The bulk write's statements (value-writer.ts), once the schema is migrated. */
   private valueWriter: SqliteValueWriter | undefined;
 
@@ -296,8 +296,6 @@ export class SqliteDatabase implements Database {
     this.prepared ??= this.prepare();
     for (const r of this.statements.counters.all() as { kind: ChangeKind; version: number }[]) this.known[r.kind] = r.version;
     this.dataVersion = this.readDataVersion();
-    // mapped once this connection has read in WAL mode: it holds the shared memory open from now on
-    this.walHeader ??= WalHeader.open(this.path);
   }
 
   /** Sets this connection's page cache size in MiB (a bulk load, `materialize`, wants a larger one). */
@@ -669,8 +667,11 @@ export class SqliteDatabase implements Database {
    * online lookup.
    */
   pollNow(): void {
-    const header = this.walHeader;
-    if (header !== undefined && !header.moved()) return;
+    if (!this.prepared) return;
+    // mapped once this connection has read in WAL mode (the migration check did): it holds the
+    // shared memory open from then on
+    const header = (this.walHeader ??= WalHeader.open(this.path) ?? null);
+    if (header !== null && !header.moved()) return;
     try {
       this.poll();
     } catch {
@@ -696,7 +697,7 @@ export class SqliteDatabase implements Database {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.walHeader = undefined; // never read once the connection no longer holds the file open
+    this.walHeader = null; // never read once the connection no longer holds the file open
     this.db.close();
   }
 }
