@@ -526,12 +526,18 @@ export class SqliteDatabase implements Database {
     this.known[kind] = Math.max(from, upTo);
     if (foreign.length === 0) return undefined;
     const c: ChangeSet = { definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" };
-    if (kind === "definitions") {
-      const tenants = this.changedTenants(from, upTo);
-      if (tenants) c.tenants = tenants;
-    } else if (kind === "values") {
-      const entities = this.changedEntities(foreign);
-      if (entities) c.entities = entities;
+    // the records unreadable now (busy): any tenant, any entity may have changed (`known` has moved on)
+    try {
+      if (kind === "definitions") {
+        const tenants = this.changedTenants(from, upTo);
+        if (tenants) c.tenants = tenants;
+      } else if (kind === "values") {
+        const entities = this.changedEntities(foreign);
+        if (entities) c.entities = entities;
+      }
+    } catch {
+      delete c.tenants;
+      delete c.entities;
     }
     return c;
   }

@@ -182,6 +182,23 @@ describe("SQLite change feed: values changes name their entities", () => {
     expect(seen[3]).toEqual({ definitions: false, keys: false, values: true, entities: [user("u1")] });
   });
 
+  test("records that cannot be read now (busy) report everything, never nothing", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(server, "acme", "f");
+    server.poll();
+    await other.writeValues([val(1, "u1", 1000, "a")]);
+    const statements = (server as unknown as { statements: { valueChanges: { values(...a: unknown[]): unknown[] } } }).statements;
+    const real = statements.valueChanges;
+    statements.valueChanges = {
+      values() {
+        statements.valueChanges = real;
+        throw Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+      },
+    };
+    server.poll();
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true }]);
+  });
+
   test("a process further behind than the records kept forgets everything; the records are pruned", async () => {
     const { dir, server, other, seen, register } = await pair();
     await register(server, "acme", "f");
