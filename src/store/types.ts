@@ -83,6 +83,15 @@ export interface ChangeSet {
   values: boolean;
   /** the tenants whose definitions changed, when the feed knows; absent: any may have */
   tenants?: readonly string[];
+  /** the entities whose values another process changed, when the feed knows (SQLite); absent: any may have */
+  entities?: readonly EntityRef[];
+}
+
+/** One entity of one tenant: the unit an in-process cache forgets when another process writes. */
+export interface EntityRef {
+  tenant: string;
+  entity_type: string;
+  entity_id: string;
 }
 
 /** What a {@link RegistryStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
@@ -268,6 +277,8 @@ export interface OnlineStore {
   ): Promise<void>;
   /** Forgets everything (used when another process wrote to the offline store). */
   clear(): Promise<void>;
+  /** Forgets what it holds of these entities, synchronously (another process changed their values); a store that cannot, lacks it. */
+  invalidateEntities?(entities: readonly EntityRef[]): void;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
