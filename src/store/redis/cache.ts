@@ -33,7 +33,7 @@
 import type { RedisArgument } from "redis";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { withTimeout } from "../../lib/timeout.ts";
+import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
 import type { CachedValue, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
 import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, encodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER } from "./format.ts";
@@ -178,8 +178,13 @@ export class RedisCache implements OnlineStore {
         let tracked = true;
         try {
           await t.barrier();
-        } catch {
-          tracked = false; // the tracker forgot the near cache and reconnects: read Redis directly
+        } catch (err) {
+          // Redis does not answer: the database answers (not a second wait on another read)
+          if (err instanceof TimeoutError) {
+            this.protocol.commandFailed(err);
+            throw err;
+          }
+          tracked = false; // the connection dropped: the tracker forgot the near cache and reconnects; read Redis directly
         }
         if (!this.protocol.available) throw new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
         if (tracked && t.ready) return this.getNear(near, tenant, entityType, keys);
@@ -206,13 +211,14 @@ export class RedisCache implements OnlineStore {
     const prefix = this.prefixOf(tenant, entityType);
     const out = new Array<CachedValue | undefined>(keys.length);
     let missing: number[] | undefined;
+    const space = near.space(prefix);
     let lastId: string | undefined;
     let fields: Map<number, StoredRow | typeof ABSENT> | undefined;
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i] as ValueKey;
       if (k.entity_id !== lastId) {
         lastId = k.entity_id;
-        fields = near.get(`${prefix}${escapePart(lastId)}}`);
+        fields = space?.get(escapePart(lastId));
       }
       const e = fields?.get(k.feature_id);
       if (e === undefined) (missing ??= []).push(i);
@@ -222,8 +228,8 @@ export class RedisCache implements OnlineStore {
     const token = near.beginFill();
     try {
       const missKeys = missing.length === keys.length ? keys : missing.map((i) => keys[i] as ValueKey);
-      const got = await this.read(prefix, missKeys, (key, featureId, value) => {
-        if (near.keeps(token, key)) near.put(key, featureId, value);
+      const got = await this.read(prefix, missKeys, (key, id, featureId, value) => {
+        if (near.keeps(token, key)) near.put(prefix, id, featureId, value);
       });
       for (let j = 0; j < missing.length; j++) out[missing[j] as number] = got[j];
     } finally {
@@ -233,7 +239,7 @@ export class RedisCache implements OnlineStore {
   }
 
   /** One HMGET per entity; `keep` is told every entry Redis holds. */
-  private async read(prefix: string, keys: ValueKey[], keep: ((key: string, featureId: number, value: CachedValue) => void) | undefined): Promise<(CachedValue | undefined)[]> {
+  private async read(prefix: string, keys: ValueKey[], keep: ((key: string, escapedId: string, featureId: number, value: CachedValue) => void) | undefined): Promise<(CachedValue | undefined)[]> {
     const groups = new Map<string, { fields: string[]; ids: number[]; idx: number[] }>();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i] as ValueKey;
@@ -248,9 +254,12 @@ export class RedisCache implements OnlineStore {
     }
     const sent: Promise<unknown>[] = [];
     const names: string[] = [];
+    const ids: string[] = [];
     for (const [entityId, g] of groups) {
-      const key = `${prefix}${escapePart(entityId)}}`;
+      const id = escapePart(entityId);
+      const key = `${prefix}${id}}`;
       names.push(key);
+      ids.push(id);
       sent.push(this.conn.send(key, ["HMGET", key, ...g.fields], { readonly: true, buffers: true }));
     }
     let replies: unknown[];
@@ -264,13 +273,14 @@ export class RedisCache implements OnlineStore {
     let r = 0;
     for (const g of groups.values()) {
       const key = names[r] as string;
+      const id = ids[r] as string;
       const reply = replies[r++];
       if (!Array.isArray(reply) || reply.length !== g.idx.length) throw new Error("unexpected HMGET reply from Redis");
       for (let j = 0; j < g.idx.length; j++) {
         const v: unknown = reply[j];
         const value = v instanceof Uint8Array ? decodeCached(v) : undefined;
         out[g.idx[j] as number] = value;
-        if (value !== undefined && keep !== undefined) keep(key, g.ids[j] as number, value);
+        if (value !== undefined && keep !== undefined) keep(key, id, g.ids[j] as number, value);
       }
     }
     return out;

@@ -23,6 +23,7 @@
  */
 import type { Socket } from "bun";
 import type { Logger } from "../../log.ts";
+import { TimeoutError } from "../../lib/timeout.ts";
 import type { CachedValue, StoredRow } from "../types.ts";
 
 /** A negative entry ("never written") in the near cache. */
@@ -36,9 +37,13 @@ export interface FillToken {
   seq: number;
 }
 
-/** Entries per key, bounded by the number of values; see the module comment. */
+/**
+ * Entries per key, bounded by the number of values; see the module comment. Held per key
+ * prefix (generation, tenant, entity type), then per escaped entity id: a lookup hashes the
+ * entity id it was given instead of a key built for it.
+ */
 export class NearCache {
-  private readonly map = new Map<string, NearFields>();
+  private readonly spaces = new Map<string, Map<string, NearFields>>();
   private values = 0;
   /** Moves on every flush: fills sent before it are not kept. */
   private epoch = 0;
@@ -54,15 +59,22 @@ export class NearCache {
     return this.values;
   }
 
-  get(key: string): NearFields | undefined {
-    return this.map.get(key);
+  /** The entries under one key prefix (`entityKeyPrefix`), by escaped entity id. */
+  space(prefix: string): ReadonlyMap<string, NearFields> | undefined {
+    return this.spaces.get(prefix);
   }
 
+  /** Drops the entry of `key` (a whole entity key, as Redis names it). */
   invalidate(key: string): void {
-    const f = this.map.get(key);
-    if (f !== undefined) {
-      this.values -= f.size;
-      this.map.delete(key);
+    const c = key.lastIndexOf(":");
+    if (c >= 0 && key.endsWith("}")) {
+      const space = this.spaces.get(key.slice(0, c + 1));
+      const id = key.slice(c + 1, -1);
+      const f = space?.get(id);
+      if (f !== undefined) {
+        this.values -= f.size;
+        space?.delete(id);
+      }
     }
     this.seq++;
     if (this.fills > 0) {
@@ -73,7 +85,7 @@ export class NearCache {
   }
 
   flush(): void {
-    this.map.clear();
+    this.spaces.clear();
     this.values = 0;
     this.epoch++;
     this.recent.clear();
@@ -94,12 +106,17 @@ export class NearCache {
     return token.epoch === this.epoch && !((this.recent.get(key) ?? -1) > token.seq);
   }
 
-  /** Keeps `entry` for `key`'s field `field` (call only when {@link keeps} allowed it). */
-  put(key: string, field: number, value: CachedValue): void {
-    let f = this.map.get(key);
+  /** Keeps `value` for field `field` of the key `prefix + id + "}"` (only when {@link keeps} allowed it). */
+  put(prefix: string, id: string, field: number, value: CachedValue): void {
+    let space = this.spaces.get(prefix);
+    if (space === undefined) {
+      space = new Map();
+      this.spaces.set(prefix, space);
+    }
+    let f = space.get(id);
     if (f === undefined) {
       f = new Map();
-      this.map.set(key, f);
+      space.set(id, f);
     }
     const had = f.size;
     f.set(field, value === null ? ABSENT : value);
@@ -108,11 +125,14 @@ export class NearCache {
   }
 
   private evict(): void {
-    // Map iterates in insertion order: the oldest entries go first
-    for (const [k, f] of this.map) {
-      if (this.values <= this.maxValues * 0.9) break;
-      this.values -= f.size;
-      this.map.delete(k);
+    // Maps iterate in insertion order: the oldest entries go first
+    for (const [prefix, space] of this.spaces) {
+      for (const [id, f] of space) {
+        if (this.values <= this.maxValues * 0.9) return;
+        this.values -= f.size;
+        space.delete(id);
+      }
+      this.spaces.delete(prefix);
     }
   }
 }
@@ -261,8 +281,9 @@ export class Tracker {
 
   /**
    * Resolves once every invalidation Redis queued before now has been applied (one round trip,
-   * shared with the lookups that arrive meanwhile). Rejects when the connection fails or does
-   * not answer within the timeout (the near cache is then forgotten). Only while {@link ready}.
+   * shared with the lookups that arrive meanwhile). Rejects when the connection fails, or with a
+   * TimeoutError when Redis does not answer within the timeout (the near cache is then
+   * forgotten either way). Only while {@link ready}.
    */
   barrier(): Promise<void> {
     if (!this.subscribed) return Promise.reject(new Error("Redis near cache is not tracking"));
@@ -303,7 +324,7 @@ export class Tracker {
     if (oldest === undefined || oldest.kind !== "ping") return;
     const left = oldest.sentAt + this.o.timeoutMs - performance.now();
     if (left > 0) this.armTimer(left);
-    else this.fail(new Error(`Redis did not answer a PING within ${this.o.timeoutMs} ms (near cache)`), true);
+    else this.fail(new TimeoutError(`Redis did not answer a PING within ${this.o.timeoutMs} ms (near cache)`), true);
   }
 
   private write(data: string): void {
@@ -350,6 +371,8 @@ export class Tracker {
         return;
       }
       this.socket = socket;
+      socket.unref(); // never what keeps a process alive
+      socket.setNoDelay(true);
       const hello = ["HELLO", "3", ...(password !== undefined ? ["AUTH", user, password] : []), "SETNAME", "feature-store-near"];
       this.pending.push({
         kind: "setup",
