@@ -278,9 +278,13 @@ export class RedisCache implements OnlineStore {
       if (!Array.isArray(reply) || reply.length !== g.idx.length) throw new Error("unexpected HMGET reply from Redis");
       for (let j = 0; j < g.idx.length; j++) {
         const v: unknown = reply[j];
-        const value = v instanceof Uint8Array ? decodeCached(v) : undefined;
+        let value = v instanceof Uint8Array ? decodeCached(v) : undefined;
+        if (value && keep !== undefined) {
+          // kept for long: its own bytes, not a view of the reply (which would keep all of it alive)
+          value = { event_time: value.event_time, seq: value.seq, value: value.value.slice() };
+          keep(key, id, g.ids[j] as number, value);
+        } else if (value === null && keep !== undefined) keep(key, id, g.ids[j] as number, value);
         out[g.idx[j] as number] = value;
-        if (value !== undefined && keep !== undefined) keep(key, id, g.ids[j] as number, value);
       }
     }
     return out;
