@@ -388,6 +388,16 @@ describe.skipIf(singleUrl === undefined)("near cache (single server, client trac
     expect(await b.getMany("t", "user", [k1])).toEqual([undefined]);
   });
 
+  test("an entity id with a lone surrogate (sent to Redis as U+FFFD) is never served stale", async () => {
+    const { a, b } = await pair();
+    const k = key(1, "odd\ud800id");
+    for (let i = 1; i <= 5; i++) {
+      await a.putMany("t", "user", [{ key: k, value: row(i, i) }]);
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
+    }
+  });
+
   test("lookups racing writes never answer a value older than a write that completed before they started", async () => {
     const { a, b } = await pair();
     const ids = Array.from({ length: 8 }, (_, i) => `race_${i}`);

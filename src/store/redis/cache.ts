@@ -229,7 +229,8 @@ export class RedisCache implements OnlineStore {
     try {
       const missKeys = missing.length === keys.length ? keys : missing.map((i) => keys[i] as ValueKey);
       const got = await this.read(prefix, missKeys, (key, id, featureId, value) => {
-        if (near.keeps(token, key)) near.put(prefix, id, featureId, value);
+        // (a key with a lone surrogate goes to Redis as U+FFFD: its invalidations would name another key)
+        if (near.keeps(token, key) && key.isWellFormed()) near.put(prefix, id, featureId, value);
       });
       for (let j = 0; j < missing.length; j++) out[missing[j] as number] = got[j];
     } finally {

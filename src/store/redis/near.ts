@@ -357,15 +357,15 @@ export class Tracker {
     const password = u.password !== "" ? decodeURIComponent(u.password) : undefined;
     const id = ++this.attempts;
     const current = (): boolean => id === this.attempts && !this.closed;
+    // connected and subscribed within this, or the attempt is abandoned (and retried)
     const connectTimer = setTimeout(() => {
-      if (current() && this.socket === undefined) {
-        this.attempts++; // abandon this attempt
-        this.fail(new Error("Redis near cache: connect timed out"), true);
+      if (current() && !this.subscribed) {
+        this.attempts++;
+        this.fail(new Error("Redis near cache: connect and subscribe timed out"), true);
       }
     }, Math.max(this.o.timeoutMs, 500));
     connectTimer.unref();
     const onOpen = (socket: Socket<undefined>): void => {
-      clearTimeout(connectTimer);
       if (!current()) {
         socket.terminate();
         return;
@@ -382,6 +382,7 @@ export class Tracker {
             kind: "setup",
             done: (t) => {
               if (t instanceof Error) return this.setupFailed(t);
+              clearTimeout(connectTimer);
               this.o.near.flush();
               this.subscribed = true;
               this.attempt = 0;
@@ -424,10 +425,10 @@ export class Tracker {
   }
 
   private setupFailed(err: Error): void {
-    // Redis before 6 (no HELLO / RESP3 / CLIENT TRACKING): read Redis directly, for good
-    if (/unknown (command|subcommand)|syntax error|wrong number of arguments|NOPROTO/i.test(err.message)) {
+    // Redis before 6 (no HELLO / RESP3 / CLIENT TRACKING), or an ACL user not allowed them: read Redis directly, for good
+    if (/unknown (command|subcommand)|syntax error|wrong number of arguments|NOPROTO|NOPERM/i.test(err.message)) {
       this.unsupported = true;
-      this.o.log.warn({ err: err.message }, "Redis does not support client tracking over RESP3; the near cache is off");
+      this.o.log.warn({ err: err.message }, "Redis refused client tracking over RESP3; the near cache is off (lookups read Redis)");
     }
     this.fail(err, true);
   }
