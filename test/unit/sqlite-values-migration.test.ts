@@ -1,6 +1,6 @@
 /**
- * Migration 0005 (value history clustered on its identity) keeps every stored value of a
- * database written under 0001-0004: same rows, same sequences, reads answer as before, an
+ * Migration 0006 (value history clustered on its identity) keeps every stored value of a
+ * database written under 0001-0005: same rows, same sequences, reads answer as before, an
  * identical re-send is still recognised, and a new value gets a sequence after every one ever
  * assigned (also one whose row is gone: AUTOINCREMENT's record is carried over).
  */
@@ -15,14 +15,14 @@ import { SqliteDatabase } from "../../src/store/sqlite/database.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
 
-test("0005 moves the history into the clustered table with its sequences; reads, re-sends and new sequences after it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "fs-values-0005-"));
+test("0006 moves the history into the clustered table with its sequences; reads, re-sends and new sequences after it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "fs-values-0006-"));
   try {
-    // a database as a binary before 0005 left it
+    // a database as a binary before 0006 left it
     const raw = new Sqlite(join(dir, "feature-store.db"), { create: true, strict: true });
     raw.exec("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)");
-    const before = sqliteMigrations.filter((m) => m.name < "0005");
-    expect(before.map((m) => m.name)).toEqual(["0001_init", "0002_feature_groups", "0003_sources", "0004_definition_changes"]);
+    const before = sqliteMigrations.filter((m) => m.name < "0006");
+    expect(before.map((m) => m.name)).toEqual(["0001_init", "0002_feature_groups", "0003_sources", "0004_definition_changes", "0005_value_changes"]);
     for (const m of before) {
       raw.exec(m.sql);
       raw.query("INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (?, ?, ?)").run(m.name, migrationChecksum(m), 0);
@@ -44,7 +44,7 @@ test("0005 moves the history into the clustered table with its sequences; reads,
 
     const db = new SqliteDatabase({ dataDir: dir });
     try {
-      expect(await db.migrate()).toEqual(["0005_values_clustered"]);
+      expect(await db.migrate()).toEqual(["0006_values_clustered"]);
       const check = new Sqlite(join(dir, "feature-store.db"), { readonly: true, strict: true });
       expect(check.query("SELECT feature_id, entity_id, event_time, value_hash, seq, value FROM feature_values ORDER BY seq").all()).toEqual(rowsBefore);
       // no index beside the table's own key

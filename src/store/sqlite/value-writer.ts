@@ -2,7 +2,7 @@
  * The embedded store's bulk write (`writeValues`), set-based: multi-row statements instead of
  * two statements per value (issue 14: `materialize` spent 20 s of 25 s there, one INSERT and one
  * upsert per value). History is one B-tree clustered on the identity of a value (migration
- * 0005): an insert writes one B-tree entry, not a row and two index entries.
+ * 0006): an insert writes one B-tree entry, not a row and two index entries.
  *
  * Inside the caller's IMMEDIATE transaction (the write lock is held, so no other connection
  * assigns sequences meanwhile):
@@ -34,7 +34,7 @@ export class SqliteValueWriter {
   private readonly existingSeq: Statement;
 
   constructor(private readonly db: Sqlite) {
-    // the sequence after the greatest ever assigned (migration 0005 started it past every stored one)
+    // the sequence after the greatest ever assigned (migration 0006 started it past every stored one)
     this.nextSeq = db.prepare("SELECT next FROM value_sequence WHERE id = 1");
     this.setNextSeq = db.prepare("UPDATE value_sequence SET next = ? WHERE id = 1");
     this.existingSeq = db.prepare("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?");
