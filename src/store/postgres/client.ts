@@ -38,7 +38,7 @@ export interface ClientOptions {
   /**
    * false: `max_parallel_workers_per_gather = 0` on every connection, so one statement runs on
    * one database core (the bulk lane's connections: a training query's parallel workers took
-   * up to three cores of a machine shared with the server answering online lookups); default
+   * more cores of a machine shared with the server answering online lookups); default
    * true (the server's settings)
    */
   parallelQuery?: boolean;
