@@ -7,6 +7,9 @@
  * idle. The same for a bare Bun.serve compiled the same way (bench/baseline-server.ts), so the
  * figure can be read as a ratio to what a compiled Bun executable costs anyway.
  *
+ * `serve` runs with its defaults: one worker per core (the first answers /healthz and /readyz
+ * here; the others start once it has).
+ *
  * `bun bench/coldstart.ts` (BENCH_BINARY to skip the build).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -73,8 +76,12 @@ async function measure(
         idleRss = memoryMiB(proc.pid).rss;
       }
     } finally {
-      proc.kill("SIGKILL");
+      // SIGTERM: with N workers (the default) the supervisor stops the others before it exits (a
+      // SIGKILL would leave them starting, on the CPU of the next measured start, for up to 1 s)
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
       await proc.exited;
+      clearTimeout(t);
     }
   }
   return { times, cpu, readyTimes, idleRss };

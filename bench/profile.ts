@@ -6,6 +6,7 @@
  * embedded stack, loads the data set, drives the scenario with vegeta at a constant rate, stops
  * the server and leaves the profile (.cpuprofile and the markdown summary) in
  * bench/results/tmp/profile-<scenario>/. Prints the hottest functions by self time.
+ * PROFILE_STACK=redis profiles the PostgreSQL + Redis stack instead (started by the test harness).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +15,7 @@ import { ensureDir, log, ROOT, settings, TMP_DIR } from "./lib/common.ts";
 import { batchRows, onlineMany, onlineOne, prng } from "./lib/dataset.ts";
 import { loadData, post, startServer } from "./lib/server.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
+import { startPostgres, startRedis } from "../test/harness/services.ts";
 
 const scenario = process.argv[2] ?? "online_1x10";
 const rate = Number(process.argv[3] ?? (scenario === "online_1x10" ? 3000 : scenario === "online_100x10" ? 30 : 2));
@@ -29,19 +31,23 @@ await Bun.write(wrapper, `#!/bin/sh\nif [ "$1" = serve ]; then exec ${process.ex
 await Bun.spawn(["chmod", "+x", wrapper]).exited;
 
 const dataDir = mkdtempSync(join(tmpdir(), "fs-bench-profile-"));
+const stackName = process.env.PROFILE_STACK ?? "embedded";
+if (stackName !== "embedded" && stackName !== "redis") throw new Error("PROFILE_STACK: embedded or redis");
+const [pg, redis] = stackName === "redis" ? await Promise.all([startPostgres({ settings: { shared_buffers: "256MB" } }), startRedis()]) : [];
+const stack = pg && redis ? { POSTGRES_URL: await pg.createDatabase(), REDIS_URL: redis.url } : { DATA_DIR: dataDir };
 const now = Date.now();
 // Load with a plain server first, so the profile holds the scenario only.
 const binary = join(outDir, "feature-store-plain.sh");
 await Bun.write(binary, `#!/bin/sh\nexec ${process.execPath} ${join(src, "src", "cli.ts")} "$@"\n`);
 await Bun.spawn(["chmod", "+x", binary]).exited;
 const entities = Math.min(settings.entities, 20_000);
-const loader = await startServer(binary, { DATA_DIR: dataDir }, `profile-load-${scenario}`);
+const loader = await startServer(binary, stack, `profile-load-${scenario}`);
 try {
   await loadData(loader, entities, settings.historyDays, now);
 } finally {
   await loader.stop();
 }
-const server = await startServer(wrapper, { DATA_DIR: dataDir }, `profile-${scenario}`);
+const server = await startServer(wrapper, stack, `profile-${scenario}`);
 try {
   const rnd = prng(7);
   const pick = (): number => Math.floor(rnd() * entities);
@@ -60,6 +66,7 @@ try {
 } finally {
   await server.stop();
   rmSync(dataDir, { recursive: true, force: true });
+  await Promise.all([pg?.stop(), redis?.stop()]);
 }
 const md = readdirSync(outDir).find((f) => f.endsWith(".md"));
 if (md) {

@@ -6,10 +6,10 @@
  *
  * `bun bench/scaling.ts` (BENCH_BINARY to skip the build); part `scaling` of `bun run bench`.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { log, round, settings } from "./lib/common.ts";
+import { log, round, settings, sleep, TMP_DIR } from "./lib/common.ts";
 import { onlineOne, prng } from "./lib/dataset.ts";
 import { buildBinary, loadData, startServer, type StackEnv } from "./lib/server.ts";
 import { attack, ensureVegeta, saturate, writeTargets } from "./lib/vegeta.ts";
@@ -23,6 +23,17 @@ export interface ScalingResults {
   runs: { workers: number; max_rps: number; p99_ms_at_max: number | null }[];
   /** max req/s with N workers / with 1 */
   ratio: number | null;
+}
+
+/** Waits until the server's log (bench/lib/server.ts) has the start lines of `workers` workers. */
+async function allWorkersUp(name: string, workers: number): Promise<void> {
+  const file = join(TMP_DIR, `server-${name}.log`);
+  for (let i = 0; i < 300; i++) {
+    const started = (existsSync(file) ? readFileSync(file, "utf8") : "").split("\n").filter((l) => l.includes('"msg":"feature-store serving"')).length;
+    if (started >= workers) return;
+    await sleep(100);
+  }
+  throw new Error(`${name}: ${workers} workers did not all start within 30 s`);
 }
 
 /** Runs the scaling measurement. */
@@ -47,6 +58,8 @@ export async function runScaling(opts: { bin?: string; vegeta?: string } = {}): 
       const stack = { DATA_DIR: dataDir, SERVE_WORKERS: String(workers) } as StackEnv;
       const server = await startServer(bin, stack, `scaling-${workers}`);
       try {
+        // /readyz answers once the first worker is ready; the others start after it
+        await allWorkersUp(`scaling-${workers}`, workers);
         const file = writeTargets(`scaling-${workers}`, bodies.map((body) => ({ method: "POST" as const, url: `${server.url}/api/v1/features/online`, body, headers: { "x-api-key": server.key, "content-type": "application/json" } })));
         // every worker's cache warm: the connections of a warm-up spread over the workers
         await attack(vegeta, { name: `scaling-${workers}-warmup`, targetsFile: file, rate: 1000, seconds: 5, discard: true });

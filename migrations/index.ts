@@ -9,6 +9,7 @@ import sqlite0002 from "./sqlite/0002_feature_groups.sql" with { type: "text" };
 import postgres0003 from "./postgres/0003_sources.sql" with { type: "text" };
 import sqlite0003 from "./sqlite/0003_sources.sql" with { type: "text" };
 import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text" };
+import sqlite0005 from "./sqlite/0005_value_changes.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -23,6 +24,7 @@ export const sqliteMigrations: Migration[] = [
   { name: "0002_feature_groups", sql: sqlite0002 },
   { name: "0003_sources", sql: sqlite0003 },
   { name: "0004_definition_changes", sql: sqlite0004 },
+  { name: "0005_value_changes", sql: sqlite0005 },
 ];
 
 /** Embedded PostgreSQL migrations, in order. */

@@ -70,8 +70,8 @@ const duration = z
 export const ConfigSchema = z.object({
   /** HTTP port of `serve`. */
   PORT: portNumber.default(8000),
-  /** Processes of `serve` listening together on PORT under one supervisor (flag --workers). */
-  SERVE_WORKERS: positiveInt.default(1),
+  /** Processes of `serve` listening together on PORT, the first supervising the others (flag --workers). Default: the number of cores. */
+  SERVE_WORKERS: positiveInt.default(availableParallelism()),
   /** Address `serve` binds: an IPv4 or IPv6 address of this machine, or a host name resolving to one. */
   HOST: z
     .string()

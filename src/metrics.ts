@@ -285,6 +285,29 @@ export class Metrics {
 
   /** Counts and times one HTTP request (route template, method, status). */
   observeRequest(route: string, method: string, status: number, seconds: number): void {
+    const c = this.httpChild(route, method, status);
+    c.count.inc();
+    c.duration.observe(seconds);
+  }
+
+  /**
+   * {@link observeRequest} of one route and method, bound once: the series of each status are
+   * found by the status alone (no key string to build and hash per request; the online fast path).
+   */
+  requestObserver(route: string, method: string): (status: number, seconds: number) => void {
+    const byStatus = new Map<number, { count: CounterTally; duration: HistogramTally }>();
+    return (status, seconds) => {
+      let c = byStatus.get(status);
+      if (c === undefined) {
+        c = this.httpChild(route, method, status);
+        byStatus.set(status, c);
+      }
+      c.count.inc();
+      c.duration.observe(seconds);
+    };
+  }
+
+  private httpChild(route: string, method: string, status: number): { count: CounterTally; duration: HistogramTally } {
     const key = `${route} ${method} ${status}`;
     let c = this.httpChildren.get(key);
     if (c === undefined) {
@@ -297,8 +320,7 @@ export class Metrics {
       c = { count: this.tally(new CounterTally(this.httpRequests.labels(route, method, String(status)))), duration };
       this.httpChildren.set(key, c);
     }
-    c.count.inc();
-    c.duration.observe(seconds);
+    return c;
   }
 }
 

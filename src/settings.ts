@@ -93,7 +93,7 @@ const duration =
 /** Every field of ConfigSchema, in its order (the test checks names and order). */
 const FIELDS: Record<keyof Config, Field> = {
   PORT: int(0, 65535, 8000),
-  SERVE_WORKERS: int(1, INF, 1),
+  SERVE_WORKERS: int(1, INF, availableParallelism()),
   HOST: host,
   DATA_DIR: name("./data"),
   POSTGRES_URL: url(/^postgres(ql)?:\/\//),

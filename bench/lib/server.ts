@@ -30,7 +30,9 @@ export interface StackEnv {
 }
 
 function envOf(stack: StackEnv): Record<string, string | undefined> {
-  const env: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "info" };
+  // one process unless the stack says otherwise (bench/scaling.ts): the CPU per request is
+  // sampled from the server's pid, which with N workers would see only its share of the requests
+  const env: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "info", SERVE_WORKERS: "1" };
   delete env.POSTGRES_URL;
   delete env.REDIS_URL;
   delete env.DATA_DIR;

@@ -13,6 +13,10 @@
  * limit (429), the body (400), the lookup (200, 404, 503) and any error, exactly as the chain
  * would: `observe` (request id, metrics, access log), `shed`, `authenticate`, `rateLimit`, the
  * body limit and the route's handler (api/routes/online.ts `onlineAnswer`).
+ *
+ * Without a rate limit the answer takes one callback on the body's promise and one promise of
+ * its own (settled by the answer or the request's deadline, whichever comes first); the lookup
+ * itself is synchronous when the in-process cache holds every value (`onlineAnswerNow`).
  */
 import type { AccessLog, Logger } from "../log.ts";
 import type { Metrics, RateLimitMetrics } from "../metrics.ts";
@@ -23,11 +27,13 @@ import { decodeJson } from "../schemas.ts";
 import { errorResponse } from "./errors.ts";
 import type { OnlineShed } from "./middleware/shed.ts";
 import { rateLimited } from "./middleware/rate-limit.ts";
-import { onlineAnswer } from "./routes/online.ts";
+import { onlineAnswerNow } from "./routes/online.ts";
 import { healthzResponse, HEALTHZ, pathOf, requestIdOf } from "./healthz.ts";
 
 const ONLINE = "/api/v1/features/online";
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
+/** The fixed header of a 200 answer (a Response copies the Headers it is given). */
+const JSON_HEADERS = new Headers({ "content-type": "application/json" });
 
 /** Requests the fast paths of this process answered (the tests check that it took theirs). */
 export const fastPathTaken = { count: 0 };
@@ -56,52 +62,125 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
   const limited = limiter.enabled;
   const limit = String(limiter.limit);
 
+  // the request metrics of the two routes, bound once
+  const observed = { POST: metrics.requestObserver(ONLINE, "POST"), GET: metrics.requestObserver(HEALTHZ, "GET") };
+
   /** After the response: what `observe` does (and `shed`'s Retry-After on every 503). */
-  const finish = (res: Response, id: string, method: string, route: string, start: number): Response => {
-    if (res.status === 503 && !res.headers.has("retry-after")) res.headers.set("retry-after", shed.retryAfter);
+  const finish = (res: Response, id: string, method: "POST" | "GET", route: string, start: number): Response => {
+    const status = res.status;
+    if (status === 503 && !res.headers.has("retry-after")) res.headers.set("retry-after", shed.retryAfter);
     if (state.draining) res.headers.set("connection", "close");
     const seconds = (performance.now() - start) / 1000;
-    metrics.observeRequest(route, method, res.status, seconds);
-    access(id, method, route, res.status, Math.round(seconds * 1e6) / 1000);
+    observed[method](status, seconds);
+    access(id, method, route, status, Math.round(seconds * 1e6) / 1000);
     return res;
   };
 
-  const online = async (req: Request, id: string, tenant: string, keyId: string, start: number): Promise<Response> => {
-    let decision: RateDecision | undefined;
+  /** The 200 answer of the online route (its fixed header copied from one Headers: cheaper than from an object). */
+  const ok = (text: string, id: string): Response => {
+    const res = new Response(text, { headers: JSON_HEADERS });
+    res.headers.set("x-request-id", id);
+    return res;
+  };
+
+  /**
+   * What runs inside the admission slot (`next()` of shed): the rate limit, the body and the
+   * lookup, as a promise; gives the slot back when done.
+   */
+  const work = async (req: Request, id: string, tenant: string, keyId: string): Promise<Response> => {
+    try {
+      let decision: RateDecision | undefined;
+      if (limited) {
+        const d = await limiter.check(keyId);
+        if (!d.allowed) throw rateLimited(limiter, d, limitMetrics as RateLimitMetrics);
+        decision = d;
+      }
+      let r: Response;
+      try {
+        r = ok(await onlineAnswerNow(deps, tenant, decodeJson(await req.arrayBuffer())), id);
+      } catch (err) {
+        r = errorResponse(err, id, log);
+      }
+      if (decision !== undefined) {
+        r.headers.set("ratelimit-limit", limit);
+        r.headers.set("ratelimit-remaining", String(decision.remaining));
+      }
+      return r;
+    } finally {
+      shed.release();
+    }
+  };
+
+  /**
+   * {@link work} with the least machinery when there is no rate limit (it may ask Redis or the
+   * supervisor): one callback on the body's promise, the lookup answered synchronously when the
+   * in-process cache holds every value (a promise only otherwise), and the request's deadline
+   * (`shed.within`'s) raced by hand: one promise settled by whichever comes first. Bun.serve
+   * never hands the body over synchronously, so that one promise is the least there is.
+   */
+  const inSlot = (req: Request, id: string, tenant: string, keyId: string, arrived: number, start: number): Promise<Response> => {
+    if (limited) return settle(work(req, id, tenant, keyId), arrived, id, start);
+    const body = req.arrayBuffer();
+    return new Promise<Response>((resolve) => {
+      let answered = false;
+      const pending = shed.deadline(arrived, () => {
+        // the work finishes in the background (it gives the slot back); its answer is dropped
+        answered = true;
+        resolve(finish(errorResponse(shed.refuse("deadline"), id, log), id, "POST", ONLINE, start));
+      });
+      const done = (r: Response): void => {
+        shed.release();
+        if (answered) return;
+        answered = true;
+        if (pending !== undefined) shed.met(pending);
+        resolve(finish(r, id, "POST", ONLINE, start));
+      };
+      const failed = (err: unknown): void => done(errorResponse(err, id, log));
+      body.then((buf) => {
+        let text: string | Promise<string>;
+        try {
+          text = onlineAnswerNow(deps, tenant, decodeJson(buf));
+        } catch (err) {
+          return failed(err);
+        }
+        if (typeof text === "string") return done(ok(text, id));
+        text.then((t) => done(ok(t, id)), failed);
+      }, failed);
+    });
+  };
+
+  /** `work` (a promise) raced against the request's deadline (`shed.within`), then `finish`. */
+  const settle = async (work: Promise<Response>, arrived: number, id: string, start: number): Promise<Response> => {
     let res: Response;
     try {
-      const arrived = performance.now();
-      const waiting = shed.admit();
-      if (waiting !== undefined) await waiting;
-      // what runs inside the slot: the rate limit, the body and the lookup (`next()` of shed)
-      const work = (async (): Promise<Response> => {
-        try {
-          if (limited) {
-            const d = await limiter.check(keyId);
-            if (!d.allowed) throw rateLimited(limiter, d, limitMetrics as RateLimitMetrics);
-            decision = d;
-          }
-          let r: Response;
-          try {
-            const text = await onlineAnswer(deps, tenant, decodeJson(await req.arrayBuffer()));
-            r = new Response(text, { status: 200, headers: { "content-type": "application/json", "x-request-id": id } });
-          } catch (err) {
-            r = errorResponse(err, id, log);
-          }
-          if (decision !== undefined) {
-            r.headers.set("ratelimit-limit", limit);
-            r.headers.set("ratelimit-remaining", String(decision.remaining));
-          }
-          return r;
-        } finally {
-          shed.release();
-        }
-      })();
       res = await shed.within(work, arrived);
     } catch (err) {
       res = errorResponse(err, id, log);
     }
     return finish(res, id, "POST", ONLINE, start);
+  };
+
+  /** A request queued for a slot: admitted (or refused) later. */
+  const queued = async (waiting: Promise<void>, req: Request, id: string, tenant: string, keyId: string, arrived: number, start: number): Promise<Response> => {
+    try {
+      await waiting;
+    } catch (err) {
+      return finish(errorResponse(err, id, log), id, "POST", ONLINE, start);
+    }
+    return inSlot(req, id, tenant, keyId, arrived, start);
+  };
+
+  /** The online route: admission control (`shed`), then {@link inSlot}. */
+  const online = (req: Request, id: string, tenant: string, keyId: string, start: number): Response | Promise<Response> => {
+    const arrived = performance.now();
+    let waiting: Promise<void> | undefined;
+    try {
+      waiting = shed.admit();
+    } catch (err) {
+      return finish(errorResponse(err, id, log), id, "POST", ONLINE, start);
+    }
+    if (waiting !== undefined) return queued(waiting, req, id, tenant, keyId, arrived, start);
+    return inSlot(req, id, tenant, keyId, arrived, start);
   };
 
   return (req) => {

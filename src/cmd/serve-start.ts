@@ -17,6 +17,7 @@ import type { Deps } from "../serving/deps.ts";
 import { checkReadiness } from "../serving/health.ts";
 import { openRateLimiter, RateLimiter } from "../serving/rate-limit.ts";
 import { WorkerWindowStore } from "../serving/supervisor-window.ts";
+import type { WindowStore } from "../store/types.ts";
 import { buildDeps, databaseLocation } from "./open-deps.ts";
 
 /** A request answered before the stores and the logger were there (a `GET /healthz`): counted and logged once they are. */
@@ -45,8 +46,10 @@ export interface Started {
  * Starts what the server needs besides its socket (see the module's comment), adds each cleanup
  * to `lifecycle`, and counts and logs the `early` answers after the start line. `own`: the
  * settings of this process (one of N workers: its share, see serve.ts `workerShare`).
+ * `counts`: the rate-limit counts of all N workers, when this process holds them (the
+ * supervisor, worker 1; see supervisor-window.ts).
  */
-export async function startServing(cfg: Config, own: Config, worker: string | undefined, state: ServerState, lifecycle: Lifecycle, url: string, early: EarlyAnswer[]): Promise<Started> {
+export async function startServing(cfg: Config, own: Config, worker: string | undefined, state: ServerState, lifecycle: Lifecycle, url: string, early: EarlyAnswer[], counts?: WindowStore): Promise<Started> {
   const log = worker === undefined ? createLogger(cfg.LOG_LEVEL, 1) : createLogger(cfg.LOG_LEVEL, 1).child({ worker: Number(worker) });
   // one of N workers admits (and opens) its share of what one process would (see workerShare)
   const deps = await buildDeps(own, { log, defaultMetrics: true });
@@ -54,7 +57,9 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
   if (worker !== undefined) deps.metrics.registry.setDefaultLabels({ worker });
   lifecycle.add("stores", () => deps.stores.close());
   const rateLimiter =
-    worker !== undefined && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL && WorkerWindowStore.available()
+    counts !== undefined && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL
+      ? new RateLimiter({ limit: cfg.RATE_LIMIT_PER_KEY, windowMs: cfg.RATE_LIMIT_WINDOW_MS, shared: counts })
+      : worker !== undefined && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL && WorkerWindowStore.available()
       ? new RateLimiter({
           limit: cfg.RATE_LIMIT_PER_KEY,
           windowMs: cfg.RATE_LIMIT_WINDOW_MS,

@@ -76,40 +76,36 @@ export function workerShare(cfg: Config, workers: number): Config {
   };
 }
 
-/** Set in the environment of the processes a supervisor starts: their worker number, and the supervisor's pid. */
+/**
+ * Set in the environment of the processes a supervisor starts: their worker number, the
+ * supervisor's pid, and the port it listens on (the one the system chose, for PORT 0).
+ */
 const WORKER_ENV = "FEATURE_STORE_SERVE_WORKER";
 const SUPERVISOR_ENV = "FEATURE_STORE_SERVE_SUPERVISOR";
+const PORT_ENV = "FEATURE_STORE_SERVE_PORT";
 
 /**
- * `serve --workers N` (N > 1): this process only supervises. It checks that the address is
- * free (an exclusive bind, closed at once: another server already listening is "address in
- * use", exit 2), then starts N `serve` processes that listen on it together (SO_REUSEPORT; the
- * kernel spreads connections among them, and a later unrelated server's exclusive bind fails).
- * Their stdout is forwarded whole lines at a time (the log stays one JSON line per line).
- * SIGTERM/SIGINT are passed to every worker and the supervisor exits when all have drained;
- * a worker that exits on its own stops the others (exit 1: the orchestrator restarts the set).
+ * The other workers of `serve --workers N` (N > 1; the default is the core count). The
+ * supervisor is worker 1 itself: it listens first and answers like one process (the cold start
+ * is one process's), and once its own start has succeeded it starts N-1 more `serve` processes
+ * that listen on the same port with it (SO_REUSEPORT; the kernel spreads connections among
+ * them). Their stdout is forwarded whole lines at a time (the log stays one JSON line per line).
+ * SIGTERM/SIGINT are passed to every worker and the supervisor exits when all have drained; a
+ * worker that exits on its own stops the others and the supervisor (exit non-zero: its code,
+ * or 1 for a 0; the orchestrator restarts the set).
  */
-async function supervise(cfg: Config, blame: Blame, workers: number): Promise<number> {
-  if (cfg.PORT === 0) throw new CliError(`${blame.port}: a port chosen by the system (0) cannot be shared by ${workers} workers; choose a port`, 2);
-  try {
-    Bun.serve({ ...listenOn(cfg), fetch: () => new Response(null, { status: 503 }), development: false }).stop(true);
-  } catch (e) {
-    throw listenError(e, cfg, blame);
-  }
+function startWorkers(workers: number, port: number, onMessage?: (message: unknown, reply: (m: unknown) => void) => void): { exited: Promise<number> } {
   // the same program: the compiled binary (argv[1] is its embedded entry), or bun running src/cli.ts
   const self = process.argv[1]?.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, process.argv[1] as string];
   const args = [...self, ...process.argv.slice(2)];
   let stopping = false;
-  // without Redis the supervisor keeps the rate-limit counts of all its workers (asked over IPC)
-  // (imported here: a worker's start does not load it, nor the rate limiter and metrics it imports)
-  const windows = cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new (await import("../serving/supervisor-window.ts")).SupervisorWindows() : undefined;
-  const procs = Array.from({ length: workers }, (_, i) =>
+  const procs = Array.from({ length: workers - 1 }, (_, i) =>
     Bun.spawn(args, {
-      env: { ...process.env, [WORKER_ENV]: String(i + 1), [SUPERVISOR_ENV]: String(process.pid) },
+      env: { ...process.env, [WORKER_ENV]: String(i + 2), [SUPERVISOR_ENV]: String(process.pid), [PORT_ENV]: String(port) },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "inherit",
-      ...(windows ? { ipc: (message: unknown, proc: { send(m: unknown): void }) => windows.onMessage(message, (m) => proc.send(m)), serialization: "json" as const } : {}),
+      ...(onMessage ? { ipc: (message: unknown, proc: { send(m: unknown): void }) => onMessage(message, (m) => proc.send(m)), serialization: "json" as const } : {}),
     }),
   );
   // a closed or full stdout (EPIPE, EAGAIN) loses log lines, never the supervisor
@@ -139,20 +135,23 @@ async function supervise(cfg: Config, blame: Blame, workers: number): Promise<nu
       stopAll(signal);
     });
   }
-  const codes = await Promise.all(
+  const exited = Promise.all(
     procs.map(async (p, i) => {
       const code = await p.exited;
       if (!stopping) {
         stopping = true;
-        console.error(JSON.stringify({ level: "error", time: new Date().toISOString(), service: "feature-store", worker: i + 1, exit_code: code, msg: "a serve worker exited; stopping the others" }));
-        stopAll("SIGTERM");
+        console.error(JSON.stringify({ level: "error", time: new Date().toISOString(), service: "feature-store", worker: i + 2, exit_code: code, msg: "a serve worker exited; stopping the others" }));
+        // the signal handlers above stop the other workers; the supervisor's own drain starts
+        process.kill(process.pid, "SIGTERM");
         return code === 0 ? 1 : code;
       }
       return code;
     }),
-  );
-  await Promise.all(forwarded);
-  return Math.max(...codes);
+  ).then(async (codes) => {
+    await Promise.all(forwarded);
+    return Math.max(0, ...codes);
+  });
+  return { exited };
 }
 
 export const command: Command = {
@@ -170,25 +169,39 @@ Options:
              is an error (exit 2), never shared
   --host H   address to bind (env HOST, default 0.0.0.0): an IP address of this machine or
              a host name resolving to one
-  --workers N  processes listening together on the port (env SERVE_WORKERS, default 1):
-             one supervisor starts N workers; a value written through any of them is
-             served by all at once; SIGTERM drains them all; together they admit
-             what one process admits (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT,
-             ...), with one RATE_LIMIT_PER_KEY; /metrics answers for the worker that took
-             the connection (series labelled worker="N")
+  --workers N  processes listening together on the port (env SERVE_WORKERS, default the
+             number of cores): the first, which also supervises, starts the N-1 others
+             once it serves; a value written through any of them is served by all at
+             once; SIGTERM drains them all; together they admit what one process admits
+             (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT, ...), with one
+             RATE_LIMIT_PER_KEY; /metrics answers for the worker that took the
+             connection (series labelled worker="N"); 1: one process, no supervisor
   -h, --help show this help`,
   async run(argv) {
     const { values } = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, workers: { type: "string" } });
     const flags = { PORT: values.port, HOST: values.host, SERVE_WORKERS: values.workers };
     // read without zod; a value it refuses is read again by loadConfig, for its one-line error
-    const cfg = fastConfig(process.env, flags) ?? (await import("./common.ts")).config(flags);
+    let cfg = fastConfig(process.env, flags) ?? (await import("./common.ts")).config(flags);
     const blame: Blame = { port: values.port === undefined ? "PORT" : "--port", host: values.host === undefined ? "HOST" : "--host" };
     await checkHost(cfg, blame);
-    const worker = process.env[WORKER_ENV];
-    if (cfg.SERVE_WORKERS > 1 && worker === undefined) return supervise(cfg, blame, cfg.SERVE_WORKERS);
+    const started = process.env[WORKER_ENV];
+    // the supervisor of N workers (see startWorkers) is worker 1
+    const supervising = cfg.SERVE_WORKERS > 1 && started === undefined;
+    const worker = supervising ? "1" : started;
     const lifecycle = new Lifecycle();
 
-    if (worker !== undefined) {
+    if (supervising && cfg.PORT !== 0) {
+      // the workers listen with SO_REUSEPORT, which would share the port with an unrelated server
+      // that set it too: an exclusive bind first (closed at once) finds one ("address in use")
+      try {
+        Bun.serve({ ...listenOn(cfg), fetch: () => new Response(null, { status: 503 }), development: false }).stop(true);
+      } catch (e) {
+        throw listenError(e, cfg, blame);
+      }
+    }
+    if (started !== undefined) {
+      const port = process.env[PORT_ENV];
+      if (port !== undefined) cfg = { ...cfg, PORT: Number(port) };
       // a worker whose supervisor is gone (killed with SIGKILL) drains and exits rather than hold
       // the port (the supervisor may die while the worker is still starting: its pid comes from
       // the environment, not from the parent seen now)
@@ -229,10 +242,14 @@ Options:
       await lifecycle.stop(2000, () => {});
       throw listenError(e, cfg, blame);
     }
+    // the supervisor keeps the rate-limit counts of all its workers without Redis (asked over IPC);
+    // imported after listening: nothing /healthz needs
+    const windows =
+      supervising && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new Promise((r) => setImmediate(r)).then(async () => new (await import("../serving/supervisor-window.ts")).SupervisorWindows()) : undefined;
     // one turn of the event loop first: a probe already waiting is answered before the start's work
     const starting: Promise<Started> = new Promise((r) => setImmediate(r))
-      .then(() => import("./serve-start.ts"))
-      .then((m) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early));
+      .then(() => Promise.all([import("./serve-start.ts"), windows]))
+      .then(([m, w]) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early, w?.counts));
     starting.catch(() => {}); // handled below
 
     const stopped = new Promise<void>((resolve) => {
@@ -271,7 +288,10 @@ Options:
       await lifecycle.stop(2000, () => {});
       throw e;
     }
+    // the other workers start once the first has (a store it cannot open stops nothing else)
+    const counts = await windows;
+    const others = supervising && !state.draining ? startWorkers(cfg.SERVE_WORKERS, server.port ?? cfg.PORT, counts && ((m, reply) => counts.onMessage(m, reply))) : undefined;
     await stopped;
-    return 0;
+    return others ? others.exited : 0;
   },
 };

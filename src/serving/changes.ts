@@ -3,7 +3,9 @@ import type { Deps } from "./deps.ts";
 
 /**
  * Subscribes to the database's change feed: reloads the registry snapshot and the key ring,
- * and forgets the in-process cache when another process wrote values.
+ * and makes the in-process cache forget what another process wrote: the entities it changed
+ * when the feed names them (SQLite), else everything. Synchronous: the feed reports a change
+ * before the read that noticed it goes on (see serving/online.ts), so that read sees it.
  */
 export function followChanges(deps: Deps): void {
   const keys = retried(deps, "key reload");
@@ -12,8 +14,12 @@ export function followChanges(deps: Deps): void {
     // a retry reloads every tenant: the changes of several notices may be missing by then
     if (changes.definitions) registry((retry) => deps.registry.reloadFor(retry ? undefined : changes.tenants));
     if (changes.keys) keys(() => deps.keys.reload());
-    // a private online store cannot see other processes' writes: forget it (a shared one saw them)
-    if (changes.values && !deps.stores.online.capabilities.sharedAcrossProcesses) void deps.stores.online.clear();
+    // a private online store cannot see other processes' writes: forget them (a shared one saw them)
+    const online = deps.stores.online;
+    if (changes.values && !online.capabilities.sharedAcrossProcesses) {
+      if (changes.entities && online.invalidateEntities) online.invalidateEntities(changes.entities);
+      else void online.clear();
+    }
   });
 }
 

@@ -55,6 +55,15 @@ function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: reado
 
 /** Resolves the features and reads the latest rows (entity-major: row e * nf + f). */
 async function read(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Promise<Lookup> {
+  return readNow(deps, tenant, entityIds, featureNames);
+}
+
+/**
+ * {@link read}, answered synchronously when the online store holds every value in this process
+ * (the in-process cache, {@link readLatestNow}); a promise otherwise. Throws the resolution's
+ * 400/404 (AppError) either way.
+ */
+function readNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Lookup | Promise<Lookup> {
   const resolved = resolve(deps.registry.current, tenant, featureNames);
   const { defs } = resolved;
   const nf = defs.length;
@@ -62,8 +71,13 @@ async function read(deps: Deps, tenant: string, entityIds: readonly string[], fe
   for (let e = 0; e < entityIds.length; e++) {
     for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: (defs[f] as Definition).id, entity_id: entityIds[e] as string };
   }
-  const rows = await readLatest(deps, tenant, resolved.entityType, keys);
-  return { ...resolved, resolved, rows, now: deps.clock.now() };
+  const rows = readLatestNow(deps, tenant, resolved.entityType, keys);
+  if (Array.isArray(rows)) return lookupOf(deps, resolved, rows);
+  return rows.then((r) => lookupOf(deps, resolved, r));
+}
+
+function lookupOf(deps: Deps, resolved: Resolved, rows: (StoredRow | null)[]): Lookup {
+  return { refs: resolved.refs, defs: resolved.defs, entityType: resolved.entityType, keys: resolved.keys, resolved, rows, now: deps.clock.now() };
 }
 
 /**
@@ -128,7 +142,22 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
  * are memoised too. The text is exactly `JSON.stringify` of what {@link lookupOnline} returns.
  */
 export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[], many: boolean): Promise<string> {
-  const l = await read(deps, tenant, entityIds, featureNames);
+  return lookupOnlineJsonNow(deps, tenant, entityIds, featureNames, many);
+}
+
+/**
+ * {@link lookupOnlineJson}, answered synchronously when every value is held in this process (the
+ * in-process cache: no promise, no await on the hot path); a promise otherwise. Throws the
+ * resolution's 400/404 (AppError) synchronously.
+ */
+export function lookupOnlineJsonNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[], many: boolean): string | Promise<string> {
+  const l = readNow(deps, tenant, entityIds, featureNames);
+  if (l instanceof Promise) return l.then((looked) => renderJson(deps, looked, entityIds, many));
+  return renderJson(deps, l, entityIds, many);
+}
+
+/** The response text of a lookup (see {@link lookupOnlineJson}); counts its outcomes. */
+function renderJson(deps: Deps, l: Lookup, entityIds: readonly string[], many: boolean): string {
   account(deps, l, entityIds.length);
   const nf = l.defs.length;
   const memo = deps.stores.online.capabilities.stableRows;
@@ -248,24 +277,50 @@ function eventTimeJson(ms: number): string {
 
 /** Latest rows for keys: cache first, then the database for misses (written back to the cache). */
 export async function readLatest(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): Promise<(StoredRow | null)[]> {
-  let cached: (CachedValue | undefined)[];
+  return readLatestNow(deps, tenant, entityType, keys);
+}
+
+/**
+ * {@link readLatest}, answered synchronously (an array, no promise) when the online store is
+ * held in this process ({@link OnlineStore.getManyNow}) and holds every key; a promise otherwise.
+ */
+export function readLatestNow(deps: Deps, tenant: string, entityType: string, keys: ValueKey[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
+  const online = deps.stores.online;
   // A private (in-process) online store forgets what other processes wrote: check their commits
   // first, so that a value another process (another `serve` worker, a CLI) wrote is served at
   // once. For SQLite one PRAGMA data_version when nothing changed.
-  if (!deps.stores.online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
+  if (!online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
+  let cached: (CachedValue | undefined)[] | Promise<(CachedValue | undefined)[]>;
   try {
-    cached = await deps.stores.online.getMany(tenant, entityType, keys);
+    cached = online.getManyNow !== undefined ? online.getManyNow(tenant, entityType, keys) : online.getMany(tenant, entityType, keys);
   } catch (err) {
-    deps.metrics.countCache("error", keys.length);
-    deps.log.debug({ err }, "online store unavailable; reading the database");
-    return dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(keys));
+    return unavailable(deps, keys, err);
   }
+  if (Array.isArray(cached)) return fill(deps, tenant, entityType, keys, cached);
+  return cached.then(
+    (c) => fill(deps, tenant, entityType, keys, c),
+    (err: unknown) => unavailable(deps, keys, err),
+  );
+}
+
+/** The online store failed: the database answers (see {@link readLatest}). */
+function unavailable(deps: Deps, keys: ValueKey[], err: unknown): Promise<(StoredRow | null)[]> {
+  deps.metrics.countCache("error", keys.length);
+  deps.log.debug({ err }, "online store unavailable; reading the database");
+  return dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(keys));
+}
+
+/** The rows of `cached` (the online store's answer), the misses read from the database (a promise then) and written back. */
+function fill(deps: Deps, tenant: string, entityType: string, keys: ValueKey[], cached: (CachedValue | undefined)[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
   const missIdx: number[] = [];
   for (let i = 0; i < cached.length; i++) if (cached[i] === undefined) missIdx.push(i);
   const hits = keys.length - missIdx.length;
   if (hits > 0) deps.metrics.countCache("hit", hits);
   if (missIdx.length === 0) return cached as CachedValue[];
+  return fillMisses(deps, tenant, entityType, keys, cached, missIdx);
+}
 
+async function fillMisses(deps: Deps, tenant: string, entityType: string, keys: ValueKey[], cached: (CachedValue | undefined)[], missIdx: number[]): Promise<(StoredRow | null)[]> {
   deps.metrics.countCache("miss", missIdx.length);
   const missKeys = missIdx.map((i) => keys[i] as ValueKey);
   const fromDb = await dbCall(deps, "online lookup", () => deps.stores.offline.getLatest(missKeys));

@@ -1,9 +1,9 @@
 /**
- * The rate-limit counts of `serve --workers N` without Redis: the supervisor holds them (one
- * {@link LocalWindowStore}) and every worker asks it over the IPC channel Bun.spawn opens, so
- * the N workers enforce one RATE_LIMIT_PER_KEY per key together, as one process does. A worker
- * whose question is not answered in time counts in its own process (the rate limiter fails open,
- * as with Redis).
+ * The rate-limit counts of `serve --workers N` without Redis: the supervisor (itself worker 1)
+ * holds them (one {@link LocalWindowStore}) and every other worker asks it over the IPC channel
+ * Bun.spawn opens, so the N workers enforce one RATE_LIMIT_PER_KEY per key together, as one
+ * process does. A worker whose question is not answered in time counts in its own process (the
+ * rate limiter fails open, as with Redis).
  */
 import { LocalWindowStore } from "./rate-limit.ts";
 import type { WindowHit, WindowStore } from "../store/types.ts";
@@ -26,7 +26,8 @@ interface HitAnswer {
 
 /** The supervisor's side: answers the workers' questions from one set of counts. */
 export class SupervisorWindows {
-  private readonly counts = new LocalWindowStore();
+  /** The counts; the supervisor, itself worker 1, counts its own requests here directly. */
+  readonly counts = new LocalWindowStore();
 
   /** Handles a message from a worker; `reply` sends the answer back to it. */
   onMessage(message: unknown, reply: (m: HitAnswer) => void): void {

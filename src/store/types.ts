@@ -83,6 +83,15 @@ export interface ChangeSet {
   values: boolean;
   /** the tenants whose definitions changed, when the feed knows; absent: any may have */
   tenants?: readonly string[];
+  /** the entities whose values another process changed, when the feed knows (SQLite); absent: any may have */
+  entities?: readonly EntityRef[];
+}
+
+/** One entity of one tenant: the unit an in-process cache forgets when another process writes. */
+export interface EntityRef {
+  tenant: string;
+  entity_type: string;
+  entity_id: string;
 }
 
 /** What a {@link RegistryStore} offers beyond its interface. Callers branch on these, never on a backend's name. */
@@ -252,6 +261,11 @@ export interface OnlineStore {
    */
   getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]>;
   /**
+   * {@link getMany} answered synchronously, by a store held in this process (no I/O): the online
+   * lookup then answers without a promise when every key is held.
+   */
+  getManyNow?(tenant: string, entityType: string, keys: ValueKey[]): (CachedValue | undefined)[];
+  /**
    * Offers values; each replaces the stored one only when its (event_time, seq) is greater (a
    * negative entry is replaced by any value). `ttlSeconds` (per entry, optional) bounds how long
    * the store may keep it.
@@ -263,6 +277,8 @@ export interface OnlineStore {
   ): Promise<void>;
   /** Forgets everything (used when another process wrote to the offline store). */
   clear(): Promise<void>;
+  /** Forgets what it holds of these entities, synchronously (another process changed their values); a store that cannot, lacks it. */
+  invalidateEntities?(entities: readonly EntityRef[]): void;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -286,6 +286,51 @@ for (const backend of contractBackends()) {
     });
   });
 
+  describe(`online fast path = middleware chain with a request deadline, on ${backend.name}`, () => {
+    let p: Pair;
+    beforeAll(async () => {
+      p = await Pair.open(backend.env, { REQUEST_TIMEOUT_MS: "150" });
+    });
+    afterAll(async () => {
+      await p.close();
+    });
+
+    test("a body that comes after the deadline: the same 503 with Retry-After, counted alike; the slot comes back once the body is in", async () => {
+      const tenant = TestServer.tenant();
+      const reader = await p.key(tenant, ["read"]);
+      const text = JSON.stringify({ entity_id: "u1", feature_names: ["age"] });
+      const slow = async (app: ReturnType<typeof createApp>): Promise<{ res: Response; sent: Promise<void> }> => {
+        let sent!: () => void;
+        const done = new Promise<void>((r) => {
+          sent = r;
+        });
+        const body = new ReadableStream<Uint8Array>({
+          async pull(ctl) {
+            await Bun.sleep(400);
+            ctl.enqueue(new TextEncoder().encode(text));
+            ctl.close();
+            sent();
+          },
+        });
+        const taken = fastPathTaken.count;
+        const res = await app.request(O, { method: "POST", headers: { "content-type": "application/json", "content-length": String(text.length), "x-api-key": reader }, body, duplex: "half" } as RequestInit);
+        if (app === p.fast) expect(fastPathTaken.count).toBe(taken + 1);
+        return { res, sent: done };
+      };
+      const f = await slow(p.fast);
+      const c = await slow(p.chain);
+      expect(f.res.status).toBe(503);
+      expect(await seen(f.res)).toEqual(await seen(c.res));
+      await Promise.all([f.sent, c.sent]);
+      // the late work finishes in the background and gives its slot back
+      for (let i = 0; i < 100 && (p.fastAdmission.inFlight !== 0 || p.chainAdmission.inFlight !== 0); i++) await Bun.sleep(10);
+      expect([p.fastAdmission.inFlight, p.chainAdmission.inFlight]).toEqual([0, 0]);
+      const [fc, cc] = await p.counted();
+      expect(fc).toBe(cc);
+      expect(fc).toContain('reason="deadline"');
+    });
+  });
+
   describe(`online fast path = middleware chain with a rate limit, on ${backend.name}`, () => {
     let p: Pair;
     beforeAll(async () => {

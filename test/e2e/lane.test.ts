@@ -55,7 +55,8 @@ describe("the bulk lane in the binary", () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     proc = Bun.spawn([BIN, "serve", "--port", String(port), "--host", "127.0.0.1"], {
-      env: { ...env, BULK_WORKERS: "1", SHUTDOWN_DELAY: "1", SHUTDOWN_TIMEOUT: "3" },
+      // one process: the tests read its lane gauges and its drain
+      env: { ...env, SERVE_WORKERS: "1", BULK_WORKERS: "1", SHUTDOWN_DELAY: "1", SHUTDOWN_TIMEOUT: "3" },
       cwd: dir,
       stdout: "pipe",
       stderr: "pipe",

@@ -276,6 +276,190 @@ describe.skipIf(clusterUrl === undefined)("cluster specifics", () => {
 // (locally, only when the harness could start one above).
 const harnessAvailable = CI || singleUrl !== undefined;
 
+describe.skipIf(singleUrl === undefined)("near cache (single server, client tracking)", () => {
+  const u = (): string => singleUrl as string;
+  /** Two servers on one namespace; `b` reads through its near cache once tracking is on. */
+  async function pair(): Promise<{ a: RedisCache; b: RedisCache }> {
+    const namespace = ns();
+    const a = await open(u(), { namespace });
+    const b = await open(u(), { namespace });
+    await b.getMany("t", "user", [key(1, "warm")]); // the first lookup starts tracking
+    await waitFor("b tracks", () => b.nearCacheActive, 5000);
+    return { a, b };
+  }
+
+  test("a value written through another server is served at once, every time", async () => {
+    const { a, b } = await pair();
+    const k = key(1, "user_1");
+    for (let i = 1; i <= 300; i++) {
+      await a.putMany("t", "user", [{ key: k, value: row(i, i) }]);
+      // b has the previous value in its near cache; it must never answer it now
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
+      expect(b.nearCacheActive).toBe(true);
+    }
+  });
+
+  test("exact even when invalidations arrive late: every lookup waits for the tracking connection to catch up", async () => {
+    // b talks to Redis through a proxy that delays everything Redis sends by 40 ms (order kept):
+    // its invalidations arrive well after a's writes have completed.
+    const target = new URL(u());
+    const proxy = Bun.listen<{ up?: import("bun").Socket<unknown>; queue: Buffer[] }>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(client) {
+          client.data = { queue: [] };
+          void Bun.connect({
+            hostname: target.hostname,
+            port: Number(target.port),
+            socket: {
+              open(up) {
+                client.data.up = up;
+                for (const q of client.data.queue) up.write(q);
+                client.data.queue = [];
+              },
+              data(_up, chunk) {
+                const copy = Buffer.from(chunk);
+                setTimeout(() => client.write(copy), 40);
+              },
+              close() {
+                setTimeout(() => client.end(), 40);
+              },
+            },
+          });
+        },
+        data(client, chunk) {
+          if (client.data.up) client.data.up.write(chunk);
+          else client.data.queue.push(Buffer.from(chunk));
+        },
+        close(client) {
+          client.data.up?.end();
+        },
+      },
+    });
+    cleanups.push(async () => proxy.stop(true));
+    const namespace = ns();
+    const a = await open(u(), { namespace });
+    const b = await open(`redis://127.0.0.1:${proxy.port}`, { namespace });
+    await b.getMany("t", "user", [key(1, "warm")]);
+    await waitFor("b tracks", () => b.nearCacheActive, 5000);
+    const k = key(1, "user_1");
+    for (let i = 1; i <= 10; i++) {
+      await a.putMany("t", "user", [{ key: k, value: row(i, i) }]);
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]); // (the second from the near cache)
+    }
+    expect(b.nearCacheActive).toBe(true);
+  });
+
+  test("rows are handed out as the same objects while current (stableRows); a change gives a new one", async () => {
+    const { a, b } = await pair();
+    expect(b.capabilities.stableRows).toBe(true);
+    const k = key(1, "user_1");
+    await a.putMany("t", "user", [{ key: k, value: row(1, 1) }]);
+    const [first] = await b.getMany("t", "user", [k]);
+    const [again] = await b.getMany("t", "user", [k]);
+    expect(again).toBe(first as StoredRow);
+    await a.putMany("t", "user", [{ key: k, value: row(2, 2) }]);
+    const [changed] = await b.getMany("t", "user", [k]);
+    expect(changed).toEqual(row(2, 2));
+    expect(changed).not.toBe(first as StoredRow);
+  });
+
+  test("changes made straight in Redis (another writer, DEL, expiry) are followed at once", async () => {
+    const { a, b } = await pair();
+    const r = await raw(u());
+    const k1 = key(1, "e1");
+    const k2 = key(2, "e1");
+    await a.putMany("t", "user", [
+      { key: k1, value: row(5, 5) },
+      { key: k2, value: null },
+    ]);
+    expect(await b.getMany("t", "user", [k1, k2])).toEqual([row(5, 5), null]);
+    const hash = b.keyOf("t", "user", "e1");
+    await r.hDel(hash, "1");
+    expect(await b.getMany("t", "user", [k1, k2])).toEqual([undefined, null]);
+    await r.del(hash);
+    expect(await b.getMany("t", "user", [k1, k2])).toEqual([undefined, undefined]);
+    await a.putMany("t", "user", [{ key: k1, value: row(6, 6) }]);
+    expect(await b.getMany("t", "user", [k1])).toEqual([row(6, 6)]);
+    await r.pExpire(hash, 1);
+    await sleep(20);
+    expect(await b.getMany("t", "user", [k1])).toEqual([undefined]);
+  });
+
+  test("an entity id with a lone surrogate (sent to Redis as U+FFFD) is never served stale", async () => {
+    const { a, b } = await pair();
+    const k = key(1, "odd\ud800id");
+    for (let i = 1; i <= 5; i++) {
+      await a.putMany("t", "user", [{ key: k, value: row(i, i) }]);
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
+      expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
+    }
+  });
+
+  test("lookups racing writes never answer a value older than a write that completed before they started", async () => {
+    const { a, b } = await pair();
+    const ids = Array.from({ length: 8 }, (_, i) => `race_${i}`);
+    const done = new Map<string, number>(ids.map((id) => [id, 0]));
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 1; i <= 150; i++) {
+        const id = ids[i % ids.length] as string;
+        await a.putMany("t", "user", [{ key: key(1, id), value: row(i, i) }]);
+        done.set(id, i);
+      }
+      writing = false;
+    })();
+    let violations = 0;
+    let reads = 0;
+    const reader = async (): Promise<void> => {
+      while (writing) {
+        const floor = new Map(done);
+        const got = await b.getMany(
+          "t",
+          "user",
+          ids.map((id) => key(1, id)),
+        );
+        reads++;
+        ids.forEach((id, j) => {
+          const v = got[j];
+          if ((floor.get(id) as number) > 0 && (v === undefined || v === null || v.event_time < (floor.get(id) as number))) violations++;
+        });
+      }
+    };
+    await Promise.all([writer, reader(), reader(), reader()]);
+    expect(reads).toBeGreaterThan(10);
+    expect(violations).toBe(0);
+  });
+
+  test("the tracking connection killed: lookups stay exact (Redis read directly), then tracking resumes", async () => {
+    const { a, b } = await pair();
+    const r = await raw(u());
+    const k = key(1, "user_1");
+    await a.putMany("t", "user", [{ key: k, value: row(1, 1) }]);
+    expect(await b.getMany("t", "user", [k])).toEqual([row(1, 1)]);
+    const list = String(await r.sendCommand(["CLIENT", "LIST"]));
+    const ids = [...list.matchAll(/id=(\d+) [^\n]*name=feature-store-near/g)].map((m) => m[1] as string);
+    expect(ids.length).toBeGreaterThan(0);
+    for (const id of ids) await r.sendCommand(["CLIENT", "KILL", "ID", id]);
+    await a.putMany("t", "user", [{ key: k, value: row(2, 2) }]);
+    expect(await b.getMany("t", "user", [k])).toEqual([row(2, 2)]);
+    await waitFor("b tracks again", () => b.nearCacheActive, 5000);
+    await a.putMany("t", "user", [{ key: k, value: row(3, 3) }]);
+    expect(await b.getMany("t", "user", [k])).toEqual([row(3, 3)]);
+  });
+
+  test("a cluster has no near cache (rows are read fresh)", async () => {
+    if (clusterUrl === undefined) return;
+    const c = await open(clusterUrl, { cluster: true });
+    expect(c.capabilities.stableRows).toBe(false);
+    await c.getMany("t", "user", [key(1, "x")]);
+    await sleep(50);
+    expect(c.nearCacheActive).toBe(false);
+  });
+});
+
 describe.skipIf(!harnessAvailable)("outages (harness Redis, stopped and started)", () => {
   let svc: RedisService;
   const started = async (args: string[] = []): Promise<RedisService> => {
@@ -537,7 +721,10 @@ const c = await RedisCache.connect({ url: process.env.PROBE_URL ?? "", log: pino
 const k = { feature_id: 1, entity_id: "a" };
 await c.putMany("t", "user", [{ key: k, value: { event_time: 1, seq: 1, value: new Uint8Array([7]) } }]);
 const [v] = await c.getMany("t", "user", [k]);
-console.log(JSON.stringify({ available: c.available, seq: v?.seq, value: v ? Array.from(v.value) : null }));
+// the near cache's own tracking connection speaks TLS too
+for (let i = 0; i < 250 && !c.nearCacheActive; i++) await Bun.sleep(20);
+const [w] = await c.getMany("t", "user", [k]);
+console.log(JSON.stringify({ available: c.available, seq: v?.seq, value: v ? Array.from(v.value) : null, near: c.nearCacheActive, again: w?.seq }));
 await c.close();
 `,
       );
@@ -549,7 +736,7 @@ await c.close();
         timeout: 30_000,
       });
       expect(r.stderr.toString()).toBe("");
-      expect(JSON.parse(r.stdout.toString())).toEqual({ available: true, seq: 1, value: [7] });
+      expect(JSON.parse(r.stdout.toString())).toEqual({ available: true, seq: 1, value: [7], near: true, again: 1 });
     },
     60_000,
   );

@@ -68,11 +68,14 @@ export class Server {
     this.pumps = [pump(proc.stdout), pump(proc.stderr)];
   }
 
-  /** Starts `serve` on a free port and waits for /healthz. */
+  /**
+   * Starts `serve` on a free port and waits for /healthz. One process unless `env` says
+   * otherwise: these suites count inside the server (its metrics, its admission, its drain).
+   */
   static async start(env: Record<string, string>, opts: { port?: number; waitReady?: boolean } = {}): Promise<Server> {
     const port = opts.port ?? (await freePort());
     const proc = Bun.spawn([BIN, "serve", "--port", String(port), "--host", "127.0.0.1"], {
-      env: { PATH: process.env.PATH ?? "", ...env },
+      env: { PATH: process.env.PATH ?? "", SERVE_WORKERS: "1", ...env },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -65,3 +65,20 @@ describe("InProcessCache compare-and-set", () => {
     expect(await c.getMany("u", "user", [key(1)])).toEqual([undefined]);
   });
 });
+
+describe("InProcessCache.invalidateEntities", () => {
+  test("forgets every value (and negative entry) of the named entities only, by tenant and entity type", async () => {
+    const c = new InProcessCache(100);
+    await c.putMany("t", "user", [
+      { key: key(1, "a"), value: row(100, 1, 1) },
+      { key: key(2, "a"), value: null },
+      { key: key(1, "b"), value: row(100, 2, 2) },
+    ]);
+    await c.putMany("t", "item", [{ key: key(3, "a"), value: row(100, 3, 3) }]);
+    await c.putMany("u", "user", [{ key: key(4, "a"), value: row(100, 4, 4) }]);
+    c.invalidateEntities([{ tenant: "t", entity_type: "user", entity_id: "a" }, { tenant: "t", entity_type: "user", entity_id: "never-cached" }]);
+    expect(await c.getMany("t", "user", [key(1, "a"), key(2, "a"), key(1, "b")])).toEqual([undefined, undefined, row(100, 2, 2)]);
+    expect(await c.getMany("t", "item", [key(3, "a")])).toEqual([row(100, 3, 3)]);
+    expect(await c.getMany("u", "user", [key(4, "a")])).toEqual([row(100, 4, 4)]);
+  });
+});

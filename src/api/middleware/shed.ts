@@ -52,7 +52,7 @@ type ShedReason = "overloaded" | "queue_full" | "queue_timeout" | "deadline";
 const LATE: unique symbol = Symbol("late");
 
 /** One request waiting for its deadline in {@link Deadlines}. */
-interface Pending {
+export interface Pending {
   at: number;
   late: (() => void) | undefined;
 }
@@ -179,6 +179,21 @@ export class OnlineShed {
 
   release(): void {
     this.admission.release();
+  }
+
+  /**
+   * Calls `late` at the deadline of a request that arrived at `arrived` (performance.now()),
+   * unless {@link met} is called with what this returns first; `undefined` when requests have no
+   * deadline. What {@link within} does, for a caller that settles its own promise (the online
+   * fast path), which then answers the 503 `deadline` ({@link refuse}) in `late`.
+   */
+  deadline(arrived: number, late: () => void): Pending | undefined {
+    return this.requestTimeoutMs > 0 ? this.deadlines.add(arrived + this.requestTimeoutMs, late) : undefined;
+  }
+
+  /** The request of {@link deadline} was answered: its deadline no longer matters. */
+  met(p: Pending): void {
+    this.deadlines.done(p);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from "@hono/zod-openapi";
 import type { Deps } from "../../serving/deps.ts";
-import { lookupOnlineJson, type OnlineResult } from "../../serving/online.ts";
+import { lookupOnlineJsonNow, type OnlineResult } from "../../serving/online.ts";
 import { REF_PATTERN } from "../../registry/names.ts";
 import type { AppEnv } from "../env.ts";
 import { exclusive, jsonText, mount, readJson, requireScope, validate } from "../route.ts";
@@ -99,16 +99,30 @@ export type OnlineAnswer = OnlineResult | { results: OnlineResult[] } | Exclude<
  * Hono route and the online fast path (api/fast-online.ts).
  */
 export async function onlineAnswer(deps: Deps, tenant: string, raw: unknown): Promise<string> {
-  let body = fastOnlineBody(raw);
-  if (body === undefined) {
-    exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
-    exclusive(raw, "entity_rows", ["entity_id", "entity_ids"], "`entity_rows` (an entity per entity type) or `entity_id`/`entity_ids`");
-    const byService = await onlineByService(deps, tenant, raw);
-    if (byService) return JSON.stringify(byService);
-    body = zodOnlineBody(raw);
-  }
+  return onlineAnswerNow(deps, tenant, raw);
+}
+
+/**
+ * {@link onlineAnswer}, answered synchronously (the text, no promise) when the body has a common
+ * valid shape and every value is held in this process (the in-process cache); a promise
+ * otherwise. Its 400/404 are thrown synchronously when the body has a common shape, else the
+ * promise rejects with them.
+ */
+export function onlineAnswerNow(deps: Deps, tenant: string, raw: unknown): string | Promise<string> {
+  const body = fastOnlineBody(raw);
   // the response text is built directly (what c.json(result) would send, byte for byte)
-  return lookupOnlineJson(deps, tenant, body.entityIds, body.featureNames, body.many);
+  if (body !== undefined) return lookupOnlineJsonNow(deps, tenant, body.entityIds, body.featureNames, body.many);
+  return otherOnlineBody(deps, tenant, raw);
+}
+
+/** {@link onlineAnswer} of a body that is not one of the common valid shapes: a feature service, entity rows, or zod's verdict. */
+async function otherOnlineBody(deps: Deps, tenant: string, raw: unknown): Promise<string> {
+  exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
+  exclusive(raw, "entity_rows", ["entity_id", "entity_ids"], "`entity_rows` (an entity per entity type) or `entity_id`/`entity_ids`");
+  const byService = await onlineByService(deps, tenant, raw);
+  if (byService) return JSON.stringify(byService);
+  const body = zodOnlineBody(raw);
+  return lookupOnlineJsonNow(deps, tenant, body.entityIds, body.featureNames, body.many);
 }
 
 export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {

@@ -1,14 +1,15 @@
 /**
  * The in-process online cache: a bounded LRU of latest values in front of the database, used
  * when no REDIS_URL is configured. Writes through this process update it; writes by other
- * processes clear it (the database's change feed says when).
+ * processes make it forget the entities they changed, or everything when the database's change
+ * feed cannot name them.
  *
  * Entity-major: one LRU entry per (tenant, entity type, entity id) holding a Map from feature
  * version id to value, sized by its number of values. A lookup of 10 features of one entity is
  * one string key and one LRU touch instead of ten.
  */
 import { LRUCache } from "lru-cache";
-import type { CachedValue, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
+import type { CachedValue, EntityRef, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
 
 /** Sentinel for a negative entry (LRUCache cannot hold `null`). */
 const ABSENT = Symbol("absent");
@@ -31,6 +32,10 @@ export class InProcessCache implements OnlineStore {
   }
 
   async getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
+    return this.getManyNow(tenant, entityType, keys);
+  }
+
+  getManyNow(tenant: string, entityType: string, keys: ValueKey[]): (CachedValue | undefined)[] {
     const prefix = `${tenant}\u0000${entityType}\u0000`;
     const out = new Array<CachedValue | undefined>(keys.length);
     let lastId: string | undefined;
@@ -69,6 +74,10 @@ export class InProcessCache implements OnlineStore {
 
   async clear(): Promise<void> {
     this.lru.clear();
+  }
+
+  invalidateEntities(entities: readonly EntityRef[]): void {
+    for (const e of entities) this.lru.delete(`${e.tenant}\u0000${e.entity_type}\u0000${e.entity_id}`);
   }
 
   async ping(): Promise<void> {}

@@ -8,6 +8,11 @@
  * connection, and a cluster client sends each node its share in parallel, so a call costs one
  * round trip whatever the number of entities.
  *
+ * Near cache (single server; see near.ts): the entries read are also kept in process, exact
+ * through Redis client tracking; a lookup then costs one shared `PING` round trip on the
+ * tracking connection instead of an `HMGET` per entity, and hands out the same row objects
+ * for as long as they are current (`stableRows`: the online path memoises their JSON).
+ *
  * Outage safety: a value the database accepted must never be hidden behind an older cached
  * one. Every key carries the cache *generation* (`<ns>:gen`):
  * - A write the cache could not take (Redis down, timeout, error) makes this process *dirty*:
@@ -28,11 +33,12 @@
 import type { RedisArgument } from "redis";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import { withTimeout } from "../../lib/timeout.ts";
-import type { CachedValue, OnlineCapabilities, OnlineStore, ValueKey } from "../types.ts";
+import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
+import type { CachedValue, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
 import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, encodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER } from "./format.ts";
 import { CacheGeneration } from "./generation.ts";
+import { ABSENT, NearCache, Tracker } from "./near.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
 
 const DAY_SECONDS = 86_400;
@@ -67,12 +73,14 @@ export interface RedisCacheOptions {
   reconnectMaxMs?: number;
   /** How long reads stay on the database after Redis answers again, ms (default reconnectMaxMs + 2 pollMs). */
   quarantineMs?: number;
+  /** Values the near cache holds at most (default 1,000,000; 0: no near cache). A cluster has none. */
+  nearMaxValues?: number;
 }
 
 /** {@link OnlineStore} in Redis (single server or cluster); see the module comment. */
 export class RedisCache implements OnlineStore {
   readonly name = "redis";
-  readonly capabilities: OnlineCapabilities = { sharedAcrossProcesses: true, stableRows: false };
+  readonly capabilities: OnlineCapabilities;
 
   private readonly ns: string;
   private readonly timeoutMs: number;
@@ -80,6 +88,14 @@ export class RedisCache implements OnlineStore {
   /** the generation protocol (./generation.ts) */
   private readonly protocol: CacheGeneration;
   private readonly conn: RedisConnection;
+  /** The near cache (none on a cluster), and its tracking connection once a lookup needed it. */
+  private readonly near: NearCache | undefined;
+  private tracker: Tracker | undefined;
+  private readonly url: string;
+  private readonly reconnectMaxMs: number;
+  private readonly log: Logger;
+  /** The key prefix of the last lookup, and what it was made of. */
+  private lastPrefix = { gen: -1, tenant: "", entityType: "", prefix: "" };
 
   private constructor(opts: RedisCacheOptions) {
     this.ns = opts.namespace ?? DEFAULT_NAMESPACE;
@@ -90,6 +106,17 @@ export class RedisCache implements OnlineStore {
     this.defaultTtlSeconds = Math.min(Math.ceil(ttl), MAX_EXPIRE_SECONDS);
     const pollMs = opts.pollMs ?? 250;
     const reconnectMaxMs = opts.reconnectMaxMs ?? 1000;
+    this.reconnectMaxMs = reconnectMaxMs;
+    this.log = opts.log;
+    const urls = opts.url
+      .split(",")
+      .map((u) => u.trim())
+      .filter((u) => u !== "");
+    this.url = urls[0] ?? "";
+    const cluster = (opts.cluster ?? false) || urls.length > 1;
+    const nearMax = opts.nearMaxValues ?? 1_000_000;
+    this.near = !cluster && nearMax > 0 ? new NearCache(nearMax) : undefined;
+    this.capabilities = { sharedAcrossProcesses: true, stableRows: this.near !== undefined };
     this.protocol = new CacheGeneration({
       key: generationKey(this.ns),
       log: opts.log,
@@ -97,12 +124,10 @@ export class RedisCache implements OnlineStore {
       pollMs,
       quarantineMs: opts.quarantineMs ?? reconnectMaxMs + 2 * pollMs,
       metrics: opts.metrics.redisCache,
+      onChange: () => this.near?.flush(),
     });
     this.conn = RedisConnection.open({
-      urls: opts.url
-        .split(",")
-        .map((u) => u.trim())
-        .filter((u) => u !== ""),
+      urls,
       cluster: opts.cluster ?? false,
       connectTimeoutMs: Math.max(opts.timeoutMs, 500),
       reconnectMaxMs,
@@ -134,6 +159,11 @@ export class RedisCache implements OnlineStore {
     return this.protocol.available;
   }
 
+  /** True while lookups are answered from the near cache (its tracking connection subscribed). */
+  get nearCacheActive(): boolean {
+    return this.tracker?.ready ?? false;
+  }
+
   keyOf(tenant: string, entityType: string, entityId: string): string {
     return entityKey(this.ns, this.protocol.current, tenant, entityType, entityId);
   }
@@ -141,21 +171,96 @@ export class RedisCache implements OnlineStore {
   async getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
     if (keys.length === 0) return [];
     if (!this.protocol.available) throw new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
-    const groups = new Map<string, { fields: string[]; idx: number[] }>();
+    const near = this.near;
+    if (near !== undefined) {
+      const t = (this.tracker ??= this.startTracker(near));
+      if (t.ready) {
+        let tracked = true;
+        try {
+          await t.barrier();
+        } catch (err) {
+          // Redis does not answer: the database answers (not a second wait on another read)
+          if (err instanceof TimeoutError) {
+            this.protocol.commandFailed(err);
+            throw err;
+          }
+          tracked = false; // the connection dropped: the tracker forgot the near cache and reconnects; read Redis directly
+        }
+        if (!this.protocol.available) throw new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
+        if (tracked && t.ready) return this.getNear(near, tenant, entityType, keys);
+      }
+    }
+    return this.read(this.prefixOf(tenant, entityType), keys, undefined);
+  }
+
+  private startTracker(near: NearCache): Tracker {
+    return new Tracker({ url: this.url, prefix: `${this.ns}:{`, timeoutMs: this.timeoutMs, reconnectMaxMs: this.reconnectMaxMs, log: this.log, near });
+  }
+
+  private prefixOf(tenant: string, entityType: string): string {
+    const gen = this.protocol.current;
+    const p = this.lastPrefix;
+    if (p.gen !== gen || p.tenant !== tenant || p.entityType !== entityType) {
+      this.lastPrefix = { gen, tenant, entityType, prefix: entityKeyPrefix(this.ns, gen, tenant, entityType) };
+    }
+    return this.lastPrefix.prefix;
+  }
+
+  /** Lookups from the near cache (every invalidation queued before the call applied); misses read Redis and fill it. */
+  private async getNear(near: NearCache, tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
+    const prefix = this.prefixOf(tenant, entityType);
+    const out = new Array<CachedValue | undefined>(keys.length);
+    let missing: number[] | undefined;
+    const space = near.space(prefix);
+    let lastId: string | undefined;
+    let fields: Map<number, StoredRow | typeof ABSENT> | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i] as ValueKey;
+      if (k.entity_id !== lastId) {
+        lastId = k.entity_id;
+        fields = space?.get(escapePart(lastId));
+      }
+      const e = fields?.get(k.feature_id);
+      if (e === undefined) (missing ??= []).push(i);
+      else out[i] = e === ABSENT ? null : e;
+    }
+    if (missing === undefined) return out;
+    const token = near.beginFill();
+    try {
+      const missKeys = missing.length === keys.length ? keys : missing.map((i) => keys[i] as ValueKey);
+      const got = await this.read(prefix, missKeys, (key, id, featureId, value) => {
+        // (a key with a lone surrogate goes to Redis as U+FFFD: its invalidations would name another key)
+        if (near.keeps(token, key) && key.isWellFormed()) near.put(prefix, id, featureId, value);
+      });
+      for (let j = 0; j < missing.length; j++) out[missing[j] as number] = got[j];
+    } finally {
+      near.endFill();
+    }
+    return out;
+  }
+
+  /** One HMGET per entity; `keep` is told every entry Redis holds. */
+  private async read(prefix: string, keys: ValueKey[], keep: ((key: string, escapedId: string, featureId: number, value: CachedValue) => void) | undefined): Promise<(CachedValue | undefined)[]> {
+    const groups = new Map<string, { fields: string[]; ids: number[]; idx: number[] }>();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i] as ValueKey;
       let g = groups.get(k.entity_id);
       if (g === undefined) {
-        g = { fields: [], idx: [] };
+        g = { fields: [], ids: [], idx: [] };
         groups.set(k.entity_id, g);
       }
       g.fields.push(String(k.feature_id));
+      g.ids.push(k.feature_id);
       g.idx.push(i);
     }
-    const prefix = entityKeyPrefix(this.ns, this.protocol.current, tenant, entityType);
     const sent: Promise<unknown>[] = [];
+    const names: string[] = [];
+    const ids: string[] = [];
     for (const [entityId, g] of groups) {
-      const key = `${prefix}${escapePart(entityId)}}`;
+      const id = escapePart(entityId);
+      const key = `${prefix}${id}}`;
+      names.push(key);
+      ids.push(id);
       sent.push(this.conn.send(key, ["HMGET", key, ...g.fields], { readonly: true, buffers: true }));
     }
     let replies: unknown[];
@@ -168,11 +273,19 @@ export class RedisCache implements OnlineStore {
     const out: (CachedValue | undefined)[] = new Array<CachedValue | undefined>(keys.length).fill(undefined);
     let r = 0;
     for (const g of groups.values()) {
+      const key = names[r] as string;
+      const id = ids[r] as string;
       const reply = replies[r++];
       if (!Array.isArray(reply) || reply.length !== g.idx.length) throw new Error("unexpected HMGET reply from Redis");
       for (let j = 0; j < g.idx.length; j++) {
         const v: unknown = reply[j];
-        out[g.idx[j] as number] = v instanceof Uint8Array ? decodeCached(v) : undefined;
+        let value = v instanceof Uint8Array ? decodeCached(v) : undefined;
+        if (value && keep !== undefined) {
+          // kept for long: its own bytes, not a view of the reply (which would keep all of it alive)
+          value = { event_time: value.event_time, seq: value.seq, value: value.value.slice() };
+          keep(key, id, g.ids[j] as number, value);
+        } else if (value === null && keep !== undefined) keep(key, id, g.ids[j] as number, value);
+        out[g.idx[j] as number] = value;
       }
     }
     return out;
@@ -230,6 +343,8 @@ export class RedisCache implements OnlineStore {
   async close(): Promise<void> {
     if (this.protocol.isClosed) return;
     this.protocol.close();
+    this.tracker?.close();
+    this.near?.flush();
     await this.conn.close(1000);
   }
 

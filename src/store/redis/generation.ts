@@ -26,6 +26,8 @@ export interface GenerationOptions {
   pollMs: number;
   quarantineMs: number;
   metrics: RedisCacheMetrics;
+  /** Called when the generation this process follows changes (its older entries are unreachable). */
+  onChange?: () => void;
 }
 
 /** One process's view of the cache generation; see the module comment. */
@@ -36,6 +38,7 @@ export class CacheGeneration {
   private readonly timeoutMs: number;
   private readonly pollMs: number;
   private readonly quarantineMs: number;
+  private readonly onChange: (() => void) | undefined;
   private conn!: RedisConnection;
 
   private gen = 0;
@@ -62,6 +65,7 @@ export class CacheGeneration {
     this.pollMs = opts.pollMs;
     this.quarantineMs = opts.quarantineMs;
     this.metrics = opts.metrics;
+    this.onChange = opts.onChange;
     this.metrics.available.set(0);
     this.firstReady = new Promise<void>((resolve) => {
       this.onFirstReady = resolve;
@@ -132,6 +136,7 @@ export class CacheGeneration {
     if (gen !== this.gen) {
       this.log.debug({ from: this.gen, to: gen }, "Redis cache generation changed");
       this.gen = gen;
+      this.onChange?.();
     }
     this.metrics.generation.set(gen);
   }

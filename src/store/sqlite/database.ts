@@ -2,10 +2,12 @@
  * The embedded database: one SQLite file under DATA_DIR (WAL, busy timeout), shared safely by a
  * running server and the CLI. Other processes' commits are noticed through `PRAGMA data_version`
  * and the `change_counters` table; `definition_changes` says which tenant each definitions
- * version was for, so a registration reloads only its tenant elsewhere.
+ * version was for, so a registration reloads only its tenant elsewhere, and `value_changes`
+ * which entities each values version changed, so a write makes the other processes' in-process
+ * caches forget only those entities.
  */
 import { Database as Sqlite, type Statement } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { sqliteMigrations } from "../../../migrations/index.ts";
 import type { DefinitionRecord } from "../../registry/definition.ts";
@@ -23,6 +25,7 @@ import type {
   HistoryRow,
   Database,
   DefinitionRow,
+  EntityRef,
   KeyRow,
   RegisterPlan,
   RegistryCapabilities,
@@ -103,8 +106,65 @@ class OwnChangeLedger {
   }
 }
 
+/**
+ * SQLite's WAL-index header, read where every connection to the file shares it: the first page
+ * of `<database>-shm`, mapped MAP_SHARED (format: https://sqlite.org/walformat.html, which every
+ * SQLite version sharing a file must keep). A commit by any connection of any process (another
+ * `serve` worker, the CLI, the sqlite3 shell) rewrites it before the commit returns, and always
+ * changes mxFrame (frames appended) or the salts (the log restarted), so an unchanged header
+ * means no commit since: five memory loads instead of `PRAGMA data_version` (a read transaction
+ * with its locks: 2-10 µs) before each online lookup. The file is not truncated or removed while
+ * this process's connection is open (SQLite does that only with no connection on it), and is
+ * read only then.
+ */
+class WalHeader {
+  /** mxFrame, aFrameCksum[2], aSalt[2] of the first copy of the header (32-bit words). */
+  private static readonly WORDS = [4, 6, 7, 8, 9] as const;
+  private readonly seen = new Int32Array(5);
+  private stale = true;
+
+  private constructor(private readonly words: Int32Array) {}
+
+  /** The header of the database at `dbPath`, when its `-shm` is there and initialised (WAL mode); undefined otherwise. */
+  static open(dbPath: string): WalHeader | undefined {
+    const shm = `${dbPath}-shm`;
+    try {
+      if (statSync(shm).size < 32_768) return undefined;
+      const bytes = Bun.mmap(shm, { shared: true, size: 4096 });
+      return new WalHeader(new Int32Array(bytes.buffer, bytes.byteOffset, 12));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether the header changed since the last call (always after {@link forget}); remembers it. */
+  moved(): boolean {
+    let moved = this.stale;
+    this.stale = false;
+    for (let i = 0; i < 5; i++) {
+      const v = Atomics.load(this.words, WalHeader.WORDS[i] as number);
+      if (v !== this.seen[i]) {
+        this.seen[i] = v;
+        moved = true;
+      }
+    }
+    return moved;
+  }
+
+  /** Makes the next {@link moved} true (the change it reported was not taken in). */
+  forget(): void {
+    this.stale = true;
+  }
+}
+
 /** Versions of the definitions counter whose tenant is kept (a process further behind reloads every tenant). */
 const TENANT_CHANGES_KEPT = 1024;
+/** Versions of the values counter whose entities are kept (a process further behind forgets its whole cache). */
+const VALUE_CHANGES_KEPT = 1024;
+/** Entities one write names at most; a write changing more records "everything" (a bulk load forgets every cache). */
+const VALUE_CHANGES_MAX_ENTITIES = 256;
+/** Entities one notice names at most; more foreign changes than that forget the whole cache (cheaper than naming them). */
+const VALUE_CHANGES_MAX_NOTICE = 16_384;
 
 /** {@link Database} on an embedded SQLite file. */
 export class SqliteDatabase implements Database {
@@ -125,6 +185,8 @@ export class SqliteDatabase implements Database {
   private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
   /** Versions bumped by this process's connections, shared with its siblings. */
   private readonly ledger: OwnChangeLedger;
+  /** SQLite's shared WAL-index header, mapped at the first {@link pollNow} (null: not in WAL mode, or closed). */
+  private walHeader: WalHeader | null | undefined;
   /** The bulk write's statements (value-writer.ts), once the schema is migrated. */
   private valueWriter: SqliteValueWriter | undefined;
 
@@ -155,6 +217,15 @@ export class SqliteDatabase implements Database {
       tenantChanged: q("INSERT INTO definition_changes (version, tenant) VALUES (?, ?)"),
       tenantChangesPrune: q("DELETE FROM definition_changes WHERE version <= ?"),
       tenantChanges: q("SELECT tenant FROM definition_changes WHERE version > ? AND version <= ?"),
+      featureScope: q("SELECT tenant, entity_type FROM feature_definitions WHERE id = ?"),
+      // the entities travel as one JSON array [[tenant, entity_type, entity_id], ...]; [] records "everything"
+      valueChanged: q(
+        `INSERT INTO value_changes (version, tenant, entity_type, entity_id)
+         SELECT ?1, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2)
+         UNION ALL SELECT ?1, NULL, NULL, NULL WHERE json_array_length(?2) = 0`,
+      ),
+      valueChangesPrune: q("DELETE FROM value_changes WHERE version <= ?"),
+      valueChanges: q("SELECT version, tenant, entity_type, entity_id FROM value_changes WHERE version >= ? AND version <= ?"),
       keyInsert: q(
         "INSERT INTO api_keys (id, tenant, scopes, hash, prefix, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       ),
@@ -352,7 +423,7 @@ export class SqliteDatabase implements Database {
       return this.db
         .transaction(() => {
           const { outcomes, stored } = writer.write(rows);
-          if (stored > 0) this.bump("values");
+          if (stored > 0) this.recordValueChanges(this.bump("values"), rows, outcomes);
           return outcomes;
         })
         .immediate();
@@ -427,28 +498,58 @@ export class SqliteDatabase implements Database {
     for (const v of versions) if (v > this.known[kind]) this.adopted[kind].add(v);
   }
 
-  /** Whether every counter version in (known, upTo] is this process's own (adopted); forgets those up to `upTo`. */
-  private allOwn(kind: ChangeKind, upTo: number): boolean {
+  /**
+   * The counter versions in (known, upTo] that are not this process's own (adopted or in the
+   * ledger), at most `limit` of them (more exist when the answer is that long); forgets the
+   * adopted ones up to `upTo`. Keys versions are never tracked as own: one stands for all.
+   */
+  private foreignVersions(kind: ChangeKind, upTo: number, limit = 1): number[] {
     const from = this.known[kind];
-    if (upTo <= from) return true;
-    if (kind === "keys") return false;
+    if (upTo <= from) return [];
+    if (kind === "keys") return [upTo];
     const adopted = this.adopted[kind];
     const recorded = this.ledger.since(kind, from);
-    let own = upTo - from <= adopted.size + recorded.size;
-    for (let v = from + 1; own && v <= upTo; v++) own = adopted.has(v) || recorded.has(v);
+    const foreign: number[] = [];
+    for (let v = from + 1; foreign.length < limit && v <= upTo; v++) if (!adopted.has(v) && !recorded.has(v)) foreign.push(v);
     for (const v of adopted) if (v <= upTo) adopted.delete(v);
-    return own;
+    return foreign;
+  }
+
+  /**
+   * What another process's commits up to counter version `upTo` changed of `kind`: undefined
+   * when nothing (every version was this process's own), else a {@link ChangeSet} naming the
+   * tenants (definitions) or the entities (values) when the records allow; moves `known` on.
+   */
+  private foreignChange(kind: ChangeKind, upTo: number): ChangeSet | undefined {
+    const from = this.known[kind];
+    const foreign = this.foreignVersions(kind, upTo, kind === "values" ? VALUE_CHANGES_KEPT + 1 : 1);
+    this.known[kind] = Math.max(from, upTo);
+    if (foreign.length === 0) return undefined;
+    const c: ChangeSet = { definitions: kind === "definitions", keys: kind === "keys", values: kind === "values" };
+    // the records unreadable now (busy): any tenant, any entity may have changed (`known` has moved on)
+    try {
+      if (kind === "definitions") {
+        const tenants = this.changedTenants(from, upTo);
+        if (tenants) c.tenants = tenants;
+      } else if (kind === "values") {
+        const entities = this.changedEntities(foreign);
+        if (entities) c.entities = entities;
+      }
+    } catch {
+      delete c.tenants;
+      delete c.entities;
+    }
+    return c;
   }
 
   /**
    * Bumps a change counter inside the caller's transaction (a definitions bump records its
-   * tenant); notices interleaved foreign bumps.
+   * tenant; a values bump's caller records its entities, {@link recordValueChanges}); notices
+   * interleaved foreign bumps. Answers the new version.
    */
-  private bump(kind: ChangeKind, tenant?: string): void {
+  private bump(kind: ChangeKind, tenant?: string): number {
     const { version } = this.statements.bump.get(kind) as { version: number };
-    const from = this.known[kind];
-    const foreign = !this.allOwn(kind, version - 1);
-    const tenants = foreign && kind === "definitions" ? this.changedTenants(from, version - 1) : undefined;
+    const foreign = this.foreignChange(kind, version - 1);
     this.known[kind] = version;
     if (kind !== "keys") {
       this.receipts[kind]?.push(version);
@@ -458,7 +559,68 @@ export class SqliteDatabase implements Database {
       this.statements.tenantChanged.run(version, tenant);
       this.statements.tenantChangesPrune.run(version - TENANT_CHANGES_KEPT);
     }
-    if (foreign) queueMicrotask(() => this.notify({ definitions: kind === "definitions", keys: kind === "keys", values: kind === "values", ...(tenants ? { tenants } : {}) }));
+    if (foreign) queueMicrotask(() => this.notify(foreign));
+    return version;
+  }
+
+  /** feature version id -> its tenant and entity type (neither ever changes), as far as looked up. */
+  private readonly featureScopes = new Map<number, { tenant: string; entity_type: string } | null>();
+
+  /**
+   * Records, inside the writing transaction (right after its values bump), the entities whose
+   * values the write stored, under the bump's `version`, so other processes forget only those
+   * from their in-process cache; "everything" past VALUE_CHANGES_MAX_ENTITIES entities (or for a
+   * feature id without a definition). Prunes records older than VALUE_CHANGES_KEPT versions.
+   */
+  private recordValueChanges(version: number, rows: readonly ValueWrite[], outcomes: readonly RowOutcome[]): void {
+    const s = this.statements;
+    const seen = new Set<string>();
+    let named: [string, string, string][] = [];
+    for (let i = 0; i < rows.length; i++) {
+      if ((outcomes[i] as RowOutcome).status !== "stored") continue;
+      const row = rows[i] as ValueWrite;
+      let scope = this.featureScopes.get(row.feature_id);
+      if (scope === undefined) {
+        scope = (s.featureScope.get(row.feature_id) as { tenant: string; entity_type: string } | null) ?? null;
+        if (scope) this.featureScopes.set(row.feature_id, scope);
+      }
+      if (scope === null) {
+        named = [];
+        break;
+      }
+      const key = `${scope.tenant}\u0000${scope.entity_type}\u0000${row.entity_id}`;
+      if (seen.has(key)) continue;
+      if (seen.size === VALUE_CHANGES_MAX_ENTITIES) {
+        named = [];
+        break;
+      }
+      seen.add(key);
+      named.push([scope.tenant, scope.entity_type, row.entity_id]);
+    }
+    s.valueChanged.run(version, JSON.stringify(named));
+    s.valueChangesPrune.run(version - VALUE_CHANGES_KEPT);
+  }
+
+  /**
+   * The entities changed by the values counter versions `versions` (ascending), when every one
+   * of them recorded its entities (none recorded "everything") and they are not too many;
+   * undefined otherwise (pruned, a binary from before the record, a bulk write), which means any
+   * entity may have changed.
+   */
+  private changedEntities(versions: readonly number[]): EntityRef[] | undefined {
+    if (versions.length === 0 || versions.length > VALUE_CHANGES_KEPT) return undefined;
+    const wanted = new Set(versions);
+    const found = new Set<number>();
+    const out: EntityRef[] = [];
+    const rows = this.statements.valueChanges.values(versions[0] as number, versions.at(-1) as number) as [number, string | null, string | null, string | null][];
+    for (const [version, tenant, entity_type, entity_id] of rows) {
+      if (!wanted.has(version)) continue;
+      if (tenant === null || entity_type === null || entity_id === null) return undefined;
+      found.add(version);
+      out.push({ tenant, entity_type, entity_id });
+      if (out.length > VALUE_CHANGES_MAX_NOTICE) return undefined;
+    }
+    return found.size === wanted.size ? out : undefined;
   }
 
   /**
@@ -494,26 +656,33 @@ export class SqliteDatabase implements Database {
     this.dataVersion = dv;
     const changes: ChangeSet = { definitions: false, keys: false, values: false };
     for (const r of counters) {
-      if (r.version !== this.known[r.kind]) {
-        if (!this.allOwn(r.kind, r.version)) {
-          changes[r.kind] = true;
-          if (r.kind === "definitions") {
-            const tenants = this.changedTenants(this.known.definitions, r.version);
-            if (tenants) changes.tenants = tenants;
-          }
-        }
-        this.known[r.kind] = r.version;
-      }
+      if (r.version === this.known[r.kind]) continue;
+      const c = this.foreignChange(r.kind, r.version);
+      this.known[r.kind] = r.version;
+      if (c === undefined) continue;
+      changes[r.kind] = true;
+      if (c.tenants) changes.tenants = c.tenants;
+      if (c.entities) changes.entities = c.entities;
     }
     if (changes.definitions || changes.keys || changes.values) this.notify(changes);
   }
 
-  /** {@link poll} now; a busy file is left to the next poll. */
+  /**
+   * {@link poll} now, unless no connection committed since the last look (the WAL-index header
+   * is unchanged: no statement at all); a busy file is left to the next poll. Runs before each
+   * online lookup.
+   */
   pollNow(): void {
+    if (!this.prepared) return;
+    // mapped once this connection has read in WAL mode (the migration check did): it holds the
+    // shared memory open from then on
+    const header = (this.walHeader ??= WalHeader.open(this.path) ?? null);
+    if (header !== null && !header.moved()) return;
     try {
       this.poll();
     } catch {
-      // a busy or briefly unavailable file: the timer tries again
+      // a busy or briefly unavailable file: the next call looks again, as does the timer
+      header?.forget();
     }
   }
 
@@ -534,6 +703,7 @@ export class SqliteDatabase implements Database {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.walHeader = null; // never read once the connection no longer holds the file open
     this.db.close();
   }
 }

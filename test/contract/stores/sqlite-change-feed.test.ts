@@ -91,7 +91,7 @@ describe("SQLite change feed: a poll that cannot read the counters", () => {
     server.pollNow(); // what the poll timer calls: the failure is left to the next poll
     expect(failed).toBe(1);
     expect(seen).toEqual([]);
-    server.poll();
+    server.pollNow(); // the look before the next online lookup: the header it saw is not taken as seen
     expect(seen).toEqual([{ definitions: true, keys: false, values: false, tenants: ["acme"] }]);
   });
 });
@@ -118,6 +118,133 @@ describe("SQLite change feed: a sibling connection of the same process (a bulk-l
     await other.writeValues([val(1, "u2", 1000, "b")]);
     await sibling.writeValues([val(1, "u3", 1000, "c")]);
     server.poll();
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true, entities: [{ tenant: "acme", entity_type: "user", entity_id: "u2" }] }]);
+  });
+});
+
+describe("SQLite change feed: values changes name their entities", () => {
+  const user = (entity_id: string, tenant = "acme") => ({ tenant, entity_type: "user", entity_id });
+  const sorted = (c: ChangeSet | undefined) => c?.entities?.map((e) => `${e.tenant}/${e.entity_type}/${e.entity_id}`).toSorted();
+
+  test("another process's writes are reported with exactly the entities they stored, over several writes", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(server, "acme", "f"); // feature 1, entity type user
+    await register(server, "beta", "g"); // feature 2
+    await register(server, "beta", "h"); // feature 3
+    await other.writeValues([val(1, "u1", 1000, "a"), val(1, "u2", 1000, "b"), val(1, "u1", 2000, "c")]);
+    server.poll();
+    expect(seen.length).toBe(1);
+    expect(sorted(seen[0])).toEqual(["acme/user/u1", "acme/user/u2"]);
+    await other.writeValues([val(2, "u1", 1000, "a")]);
+    await other.writeValues([val(3, "u1", 1000, "a"), val(2, "u9", 1000, "a")]);
+    server.poll();
+    expect(seen.length).toBe(2);
+    expect(seen[1]).toMatchObject({ definitions: false, keys: false, values: true });
+    expect(sorted(seen[1])).toEqual(["beta/user/u1", "beta/user/u1", "beta/user/u9"]);
+    // a re-send stores nothing: no bump, nothing reported
+    await other.writeValues([val(2, "u1", 1000, "a")]);
+    server.poll();
+    expect(seen.length).toBe(2);
+  });
+
+  test("a process's own write interleaved after another's reports the other's entities only", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(server, "acme", "f");
+    server.poll();
+    await other.writeValues([val(1, "theirs", 1000, "a")]);
+    await server.writeValues([val(1, "mine", 1000, "a")]); // its bump notices the foreign version
+    await Bun.sleep(0);
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true, entities: [user("theirs")] }]);
+    server.poll();
+    expect(seen.length).toBe(1);
+  });
+
+  test("a write of more entities than it names, a feature without a definition, or a version without a record: everything", async () => {
+    const { dir, server, other, seen, register } = await pair();
+    await register(server, "acme", "f");
+    server.poll();
+    await other.writeValues(Array.from({ length: 300 }, (_, i) => val(1, `u${i}`, 1000, "a")));
+    server.poll();
     expect(seen).toEqual([{ definitions: false, keys: false, values: true }]);
+    await other.writeValues([val(1, "u1", 2000, "a"), val(99, "u1", 2000, "a")]);
+    server.poll();
+    expect(seen[1]).toEqual({ definitions: false, keys: false, values: true });
+    // an older binary's write bumps the counter without a record
+    await other.writeValues([val(1, "u1", 3000, "a")]);
+    const raw = new Sqlite(join(dir, "feature-store.db"));
+    raw.run("UPDATE change_counters SET version = version + 1 WHERE kind = 'values'");
+    raw.close();
+    server.poll();
+    expect(seen[2]).toEqual({ definitions: false, keys: false, values: true });
+    // one with a record again names its entities
+    await other.writeValues([val(1, "u1", 4000, "a")]);
+    server.poll();
+    expect(seen[3]).toEqual({ definitions: false, keys: false, values: true, entities: [user("u1")] });
+  });
+
+  test("records that cannot be read now (busy) report everything, never nothing", async () => {
+    const { server, other, seen, register } = await pair();
+    await register(server, "acme", "f");
+    server.poll();
+    await other.writeValues([val(1, "u1", 1000, "a")]);
+    const statements = (server as unknown as { statements: { valueChanges: { values(...a: unknown[]): unknown[] } } }).statements;
+    const real = statements.valueChanges;
+    statements.valueChanges = {
+      values() {
+        statements.valueChanges = real;
+        throw Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+      },
+    };
+    server.poll();
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true }]);
+  });
+
+  test("a process further behind than the records kept forgets everything; the records are pruned", async () => {
+    const { dir, server, other, seen, register } = await pair();
+    await register(server, "acme", "f");
+    server.poll();
+    for (let i = 0; i < 1030; i++) await other.writeValues([val(1, "u1", 1000 + i, "a")]);
+    server.poll();
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true }]);
+    const raw = new Sqlite(join(dir, "feature-store.db"));
+    const { n } = raw.query("SELECT count(*) AS n FROM value_changes").get() as { n: number };
+    raw.close();
+    expect(n).toBe(1024);
+  });
+});
+
+describe("SQLite change feed: the look before each online lookup (pollNow)", () => {
+  test("no statement while no connection committed; any process's commit (ours, another's, a plain SQLite connection's) is seen at the next look", async () => {
+    const { dir, server, other, seen, register } = await pair();
+    await register(server, "acme", "f");
+    let statements = 0;
+    const s = server as unknown as { readDataVersion(): number };
+    const read = s.readDataVersion.bind(server);
+    s.readDataVersion = () => {
+      statements++;
+      return read();
+    };
+    server.pollNow();
+    const base = statements;
+    for (let i = 0; i < 5; i++) server.pollNow();
+    expect(statements).toBe(base); // nothing committed: the shared WAL-index header is unchanged
+    await other.writeValues([val(1, "u1", 1000, "a")]);
+    server.pollNow();
+    expect(seen).toEqual([{ definitions: false, keys: false, values: true, entities: [{ tenant: "acme", entity_type: "user", entity_id: "u1" }] }]);
+    expect(statements).toBe(base + 1);
+    server.pollNow();
+    expect(statements).toBe(base + 1);
+    // a commit outside this code (the sqlite3 shell, an older binary) is seen as well
+    const raw = new Sqlite(join(dir, "feature-store.db"));
+    raw.run("UPDATE change_counters SET version = version + 1 WHERE kind = 'keys'");
+    raw.close();
+    server.pollNow();
+    expect(seen[1]).toEqual({ definitions: false, keys: true, values: false });
+    // this process's own commit moves the header too: one look, nothing reported
+    await server.writeValues([val(1, "u2", 1000, "a")]);
+    const before = statements;
+    server.pollNow();
+    expect(statements).toBe(before + 1);
+    expect(seen.length).toBe(2);
   });
 });
