@@ -477,3 +477,58 @@ describe("a streamed answer nobody reads (embedded)", () => {
     }
   });
 });
+
+for (const backend of contractBackends().filter((b) => b.env.POSTGRES_URL)) {
+  describe(`one store statement at a time per lane thread (${backend.name})`, () => {
+    test("a write admitted beside a training query waits for the query's statement, then both complete intact and the write is served", async () => {
+      // two jobs admitted at once, one lane thread
+      const s = await TestServer.open(backend, { BULK_MAX_IN_FLIGHT: "2", BULK_WORKERS: "1" }, { chunkKeys: 100 });
+      const sql = postgres(s.deps.config.POSTGRES_URL as string, { max: 2, onnotice: () => {} });
+      try {
+        const tenant = TestServer.tenant();
+        const key = await s.key(tenant);
+        expect((await s.post(R, { name: "f", version: 1, dtype: "int64", entity_type: "user" }, key)).status).toBe(201);
+        const ids = Array.from({ length: 300 }, (_, i) => `g${i}`);
+        expect((await s.post(W, { entity_type: "user", records: ids.map((id, i) => ({ entity_id: id, event_time: "2024-01-01T00:00:00Z", features: { f: i } })) }, key)).body).toEqual({ written: 300 });
+        // Lane statements waiting for a lock on this database (the lock holder's own is not waiting).
+        const waiting = async () =>
+          Number((await sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'feature-store' AND wait_event_type = 'Lock'`)[0]?.n);
+        // Another connection holds the history table: neither the query's statement (as of a time
+        // after the values: it reads the history) nor the write's can proceed.
+        const locked = Promise.withResolvers<void>();
+        const release = Promise.withResolvers<void>();
+        const holder = sql.begin(async (t) => {
+          await t.unsafe("LOCK TABLE feature_values IN ACCESS EXCLUSIVE MODE");
+          locked.resolve();
+          await release.promise;
+        });
+        await Promise.race([locked.promise, holder]);
+        const batch = s.app.request(B, {
+          method: "POST",
+          headers: { "x-api-key": key, "content-type": "application/json", accept: "application/x-ndjson" },
+          body: JSON.stringify({ entity_ids: ids, feature_names: ["f"], timestamp: AT }),
+        });
+        while ((await waiting()) < 1) await Bun.sleep(10);
+        const write = s.post(W, { entity_type: "user", records: [{ entity_id: "g7", event_time: "2024-06-01T00:00:00Z", features: { f: 700 } }] }, key);
+        // Both are in the lane (two slots taken), yet only the query's statement reached the database.
+        for (let i = 0; i < 20; i++) {
+          expect((await s.post(O, { entity_id: `g${i + 10}`, feature_names: ["f"] }, key)).body.features.f).toBe(i + 10);
+          expect(s.lane.admission.admission.inFlight).toBe(2);
+          expect(await waiting()).toBe(1);
+          expect(await settled(write)).toBe(false);
+        }
+        release.resolve();
+        await holder;
+        const res = await batch;
+        expect(res.status).toBe(200);
+        const lines = (await res.text()).trimEnd().split("\n").map((l) => JSON.parse(l));
+        expect(lines.map((l) => l.features.f)).toEqual(ids.map((_, i) => i));
+        expect((await write).body).toEqual({ written: 1 });
+        expect((await s.post(O, { entity_id: "g7", feature_names: ["f"] }, key)).body.features.f).toBe(700);
+      } finally {
+        await sql.end({ timeout: 1 });
+        await s.close();
+      }
+    }, 60_000);
+  });
+}
