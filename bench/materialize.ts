@@ -7,7 +7,12 @@
  *
  * The file: BENCH_MATERIALIZE_ROWS rows (default 500,000) of 4 feature columns (float64,
  * float32, int64, string) over 100,000 users, written by hyparquet-writer in row groups of
- * 100,000. Targets (issue 14): >= 300,000 values/s embedded, >= 150,000 PostgreSQL + Redis.
+ * 100,000 (more than 1,000,000 rows: files of 1,000,000 rows, one source globbing them, so a
+ * 10-million-row source is written without holding it in memory). Targets (issue 14):
+ * >= 300,000 values/s embedded, >= 150,000 PostgreSQL + Redis. BENCH_MATERIALIZE_STACKS
+ * (comma list of `embedded`, `postgres+redis`; default both) picks the stacks;
+ * BENCH_MATERIALIZE_OUT (default `materialize`) names the scratch directory and the results
+ * files, so two runs (e.g. a 10-million-row one) can go at once.
  *
  * `bun bench/materialize.ts` runs it alone (BENCH_BINARY=dist/feature-store skips the build);
  * `bun run bench` runs it as the `materialize` part. BENCH_BASELINE_BINARY=PATH (another build,
@@ -29,6 +34,10 @@ import { loadAverage, log, ProcSampler, RESULTS_DIR, round, TMP_DIR, track } fro
 import { buildBinary } from "./lib/server.ts";
 
 const ROWS = Number(process.env.BENCH_MATERIALIZE_ROWS ?? 500_000);
+/** Rows per Parquet file of the source. */
+const FILE_ROWS = 1_000_000;
+const OUT = process.env.BENCH_MATERIALIZE_OUT ?? "materialize";
+const STACKS = (process.env.BENCH_MATERIALIZE_STACKS ?? "embedded,postgres+redis").split(",").map((x) => x.trim()) as ("embedded" | "postgres+redis")[];
 const FEATURES = 4;
 const TARGETS = { embedded: 300_000, "postgres+redis": 150_000 } as const;
 
@@ -63,21 +72,23 @@ export type MaterializeResults =
     }
   | { ran: false; reason: string };
 
-function writeFile(path: string): void {
-  const ids = new Array<string>(ROWS);
-  const ts = new Array<Date>(ROWS);
-  const a = new Array<number>(ROWS);
-  const b = new Array<number>(ROWS);
-  const c = new Array<bigint>(ROWS);
-  const d = new Array<string>(ROWS);
+/** Writes rows [from, from + count) of the source to one file. */
+function writeFile(path: string, from = 0, count = ROWS): void {
+  const ids = new Array<string>(count);
+  const ts = new Array<Date>(count);
+  const a = new Array<number>(count);
+  const b = new Array<number>(count);
+  const c = new Array<bigint>(count);
+  const d = new Array<string>(count);
   const t0 = Date.UTC(2024, 0, 1);
-  for (let i = 0; i < ROWS; i++) {
-    ids[i] = `user_${i % 100_000}`;
-    ts[i] = new Date(t0 + i * 1000);
-    a[i] = i * 0.37;
-    b[i] = (i % 1000) / 7;
-    c[i] = BigInt(i * 13);
-    d[i] = ["gold", "silver", "bronze", "none"][i % 4] as string;
+  for (let k = 0; k < count; k++) {
+    const i = from + k;
+    ids[k] = `user_${i % 100_000}`;
+    ts[k] = new Date(t0 + i * 1000);
+    a[k] = i * 0.37;
+    b[k] = (i % 1000) / 7;
+    c[k] = BigInt(i * 13);
+    d[k] = ["gold", "silver", "bronze", "none"][i % 4] as string;
   }
   parquetWriteFile({
     filename: path,
@@ -148,13 +159,24 @@ export async function runMaterialize(opts: { bin?: string } = {}): Promise<Mater
   } catch (e) {
     return { ran: false, reason: `the binary did not build: ${(e as Error).message.split("\n")[0]}` };
   }
-  const root = join(TMP_DIR, "materialize");
+  const root = join(TMP_DIR, OUT);
   rmSync(root, { recursive: true, force: true });
   mkdirSync(root, { recursive: true });
-  const file = join(root, "users.parquet");
+  let file = join(root, "users.parquet");
   log(`materialize: writing ${ROWS.toLocaleString("en-US")} rows x ${FEATURES} features to ${file}`);
-  writeFile(file);
-  const fileMib = round(Bun.file(file).size / 2 ** 20, 1);
+  let bytes = 0;
+  if (ROWS <= FILE_ROWS) {
+    writeFile(file);
+    bytes = Bun.file(file).size;
+  } else {
+    for (let from = 0, n = 0; from < ROWS; from += FILE_ROWS, n++) {
+      const part = join(root, `users-${String(n).padStart(3, "0")}.parquet`);
+      writeFile(part, from, Math.min(FILE_ROWS, ROWS - from));
+      bytes += Bun.file(part).size;
+    }
+    file = join(root, "users-*.parquet");
+  }
+  const fileMib = round(bytes / 2 ** 20, 1);
   const loadStart = loadAverage();
   const read = await readRate(file);
   log(`materialize: raw read ${read.values_per_s.toLocaleString("en-US")} values/s`);
@@ -162,7 +184,7 @@ export async function runMaterialize(opts: { bin?: string } = {}): Promise<Mater
   const failures: string[] = [];
   const baseline = process.env.BENCH_BASELINE_BINARY;
   const binaries: [MaterializeRun["binary"], string][] = baseline ? [["baseline", baseline], ["this", bin]] : [["this", bin]];
-  for (const stack of ["embedded", "postgres+redis"] as const) {
+  for (const stack of STACKS) {
     for (const [binary, path] of binaries) {
       const dir = join(root, `${stack.replace("+", "-")}-${binary}`);
       mkdirSync(dir, { recursive: true });
@@ -220,8 +242,8 @@ export function materializeMarkdown(r: MaterializeResults): string {
 if (import.meta.main) {
   const r = await runMaterialize(); // BENCH_BINARY=dist/feature-store skips the build
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(join(RESULTS_DIR, "materialize.json"), `${JSON.stringify(r, null, 2)}\n`);
-  writeFileSync(join(RESULTS_DIR, "materialize.md"), materializeMarkdown(r));
+  writeFileSync(join(RESULTS_DIR, `${OUT}.json`), `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(join(RESULTS_DIR, `${OUT}.md`), materializeMarkdown(r));
   process.stdout.write(materializeMarkdown(r));
   process.exit(0);
 }

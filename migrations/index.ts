@@ -10,6 +10,7 @@ import postgres0003 from "./postgres/0003_sources.sql" with { type: "text" };
 import sqlite0003 from "./sqlite/0003_sources.sql" with { type: "text" };
 import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text" };
 import sqlite0005 from "./sqlite/0005_value_changes.sql" with { type: "text" };
+import sqlite0006 from "./sqlite/0006_values_clustered.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -25,6 +26,7 @@ export const sqliteMigrations: Migration[] = [
   { name: "0003_sources", sql: sqlite0003 },
   { name: "0004_definition_changes", sql: sqlite0004 },
   { name: "0005_value_changes", sql: sqlite0005 },
+  { name: "0006_values_clustered", sql: sqlite0006 },
 ];
 
 /** Embedded PostgreSQL migrations, in order. */

@@ -4,7 +4,8 @@
  * bunfig.toml, tsconfig.json or package.json from the directory it runs in. Migrations and the
  * /docs assets are embedded through text imports. The bulk lane's worker thread
  * (src/cmd/lane-worker.ts) is a second entrypoint, embedded as /$bunfs/root/cmd/lane-worker.js
- * (see workerUrl() in src/lane/pool.ts). Code splitting (ESM): each command's modules, and each
+ * (see workerUrl() in src/lane/pool.ts); materialize's store thread (src/sources/store-thread.ts)
+ * is a third, /$bunfs/root/sources/store-thread.js (threadUrl() in src/sources/store-thread-client.ts). Code splitting (ESM): each command's modules, and each
  * module imported with `import()`, are their own chunks under /$bunfs/root/, loaded when first
  * imported, so a command loads and parses only what it runs (`serve` starts without the
  * PostgreSQL, Kafka or Parquet code, nor its HTTP app until the first request needs it).
@@ -31,6 +32,7 @@ const args = [
   'process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED="true"',
   "src/cli.ts",
   "src/cmd/lane-worker.ts",
+  "src/sources/store-thread.ts",
   "--outfile",
   outfile,
 ];

@@ -234,20 +234,20 @@ export class SqliteDatabase implements Database {
       keyRevoke: q("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
       latest: q("SELECT event_time, seq, value FROM online_values WHERE feature_id = ? AND entity_id = ?"),
       // Set-based: the keys travel as one JSON array [[feature_id, entity_id, at], ...]; per key
-      // an index-only probe of feature_values_as_of finds the row, fetched by rowid. One
-      // statement per call instead of one per key (the per-call overhead dominated).
+      // a probe of the clustered key (feature, entity, event time; migration 0006) finds the
+      // newest row at or before `at` (the rare rows sharing its event time ordered by seq, the
+      // search stopping there), fetched by its full key. One statement per call instead of one
+      // per key (the per-call overhead dominated).
       asOfMany: q(
         `WITH k AS (SELECT key AS i, value ->> 0 AS f, value ->> 1 AS e, value ->> 2 AS at FROM json_each(?))
          SELECT k.i, v.event_time, v.seq, v.value FROM k
-         JOIN feature_values v ON v.rowid = (
-           SELECT rowid FROM feature_values
+         JOIN feature_values v ON (v.feature_id, v.entity_id, v.event_time, v.value_hash) = (
+           SELECT feature_id, entity_id, event_time, value_hash FROM feature_values
            WHERE feature_id = k.f AND entity_id = k.e AND event_time <= k.at
            ORDER BY event_time DESC, seq DESC LIMIT 1)`,
       ),
-      // Entity by entity (then feature by feature), one range scan of feature_values_as_of per
-      // pair, values fetched by rowid: one entity's values of one write share table pages, so
-      // this order reads each page about once (feature by feature, entity by entity, read the
-      // table pages of a history larger than the page cache once per feature: 2-3x slower).
+      // Entity by entity (then feature by feature), one range scan of the clustered key
+      // (migration 0006) per pair: the pair's values are stored together, in key order.
       history: q(
         `SELECT v.feature_id, v.entity_id, v.event_time, v.seq, v.value
          FROM json_each(?2) e CROSS JOIN json_each(?1) f CROSS JOIN feature_values v

@@ -1,14 +1,16 @@
 /**
  * The embedded store's bulk write (`writeValues`), set-based: multi-row statements instead of
  * two statements per value (issue 14: `materialize` spent 20 s of 25 s there, one INSERT and one
- * upsert per value).
+ * upsert per value). History is one B-tree clustered on the identity of a value (migration
+ * 0006): an insert writes one B-tree entry, not a row and two index entries.
  *
  * Inside the caller's IMMEDIATE transaction (the write lock is held, so no other connection
  * assigns sequences meanwhile):
  * 1. the rows are ordered by (feature, entity, event time), ties in input order (neighbouring
  *    index entries are written together; each key's rows are consecutive);
- * 2. row i is inserted with sequence `next + i` (`next`: after the greatest ever assigned), many
- *    rows per statement, `ON CONFLICT DO NOTHING`. An identical row (stored before, or earlier
+ * 2. row i is inserted with sequence `next + i` (`next`: value_sequence, after the greatest ever
+ *    assigned; moved past the call's when it stored a row), many rows per statement,
+ *    `ON CONFLICT DO NOTHING`. An identical row (stored before, or earlier
  *    in the call: the sort keeps identical rows in input order, so the earlier one is inserted
  *    first) is not inserted; when a statement inserted fewer rows than it had, its rows are
  *    looked up to tell which;
@@ -28,14 +30,13 @@ export class SqliteValueWriter {
   private readonly inserts = new Map<number, Statement>();
   private readonly upserts = new Map<number, Statement>();
   private readonly nextSeq: Statement;
+  private readonly setNextSeq: Statement;
   private readonly existingSeq: Statement;
 
   constructor(private readonly db: Sqlite) {
-    // the greatest sequence ever assigned: AUTOINCREMENT's record, or the table's own maximum
-    this.nextSeq = db.prepare(
-      `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'feature_values'), 0),
-                  coalesce((SELECT max(seq) FROM feature_values), 0)) + 1 AS next`,
-    );
+    // the sequence after the greatest ever assigned (migration 0006 started it past every stored one)
+    this.nextSeq = db.prepare("SELECT next FROM value_sequence WHERE id = 1");
+    this.setNextSeq = db.prepare("UPDATE value_sequence SET next = ? WHERE id = 1");
     this.existingSeq = db.prepare("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?");
   }
 
@@ -44,14 +45,14 @@ export class SqliteValueWriter {
     let st = cache.get(n);
     if (!st) {
       const tuple = `(${head.split(",").map(() => "?").join(", ")})`;
-      st = this.db.prepare(`INSERT INTO ${head.startsWith("seq") ? "feature_values" : "online_values"} (${head}) VALUES ${Array(n).fill(tuple).join(", ")} ${tail}`);
+      st = this.db.prepare(`INSERT INTO ${cache === this.inserts ? "feature_values" : "online_values"} (${head}) VALUES ${Array(n).fill(tuple).join(", ")} ${tail}`);
       cache.set(n, st);
     }
     return st;
   }
 
   private insert(n: number): Statement {
-    return this.statement(this.inserts, n, "seq, feature_id, entity_id, event_time, value_hash, value", "ON CONFLICT DO NOTHING");
+    return this.statement(this.inserts, n, "feature_id, entity_id, event_time, value_hash, seq, value", "ON CONFLICT DO NOTHING");
   }
 
   private upsert(n: number): Statement {
@@ -100,11 +101,11 @@ export class SqliteValueWriter {
       for (let o = at; o < at + n; o++) {
         const i = order[o] as number;
         const r = rows[i] as ValueWrite;
-        params[p++] = base + i;
         params[p++] = r.feature_id;
         params[p++] = r.entity_id;
         params[p++] = r.event_time;
         params[p++] = r.value_hash;
+        params[p++] = base + i;
         params[p++] = r.value;
       }
       // Without RETURNING (measured: a third faster): when every row was inserted, `changes`
@@ -134,6 +135,7 @@ export class SqliteValueWriter {
       }
       outcomes[i] = { seq: sameAs[i] as number, status: "identical" };
     }
+    if (stored > 0) this.setNextSeq.run(base + rows.length);
 
     // 4. per (feature, entity) (consecutive in `order`), the last newly stored row in `order`:
     // the greatest event time, then sequence, of the call
