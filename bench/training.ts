@@ -156,7 +156,8 @@ async function runServer(bin: string, env: Record<string, string>, csv: string):
   // BENCH_SERVER_CMD (e.g. "bun --cpu-prof src/cli.ts") runs the server from source, for profiles
   const cmd = process.env.BENCH_SERVER_CMD ? process.env.BENCH_SERVER_CMD.split(" ") : [bin];
   const server = Bun.spawn([...cmd, "serve", "--port", String(port), "--host", "127.0.0.1"], {
-    env: { PATH: process.env.PATH ?? "", ...env, LOG_LEVEL: "warn", BODY_LIMIT_BYTES: String(1024 * 1024 * 1024), ...(process.env.BENCH_STORE_TIMEOUT_MS ? { STORE_TIMEOUT_MS: process.env.BENCH_STORE_TIMEOUT_MS } : {}),
+    // one process (SERVE_WORKERS=1): the peak RSS read is the pid that answers the query
+    env: { PATH: process.env.PATH ?? "", ...env, LOG_LEVEL: "warn", SERVE_WORKERS: "1", BODY_LIMIT_BYTES: String(1024 * 1024 * 1024), ...(process.env.BENCH_STORE_TIMEOUT_MS ? { STORE_TIMEOUT_MS: process.env.BENCH_STORE_TIMEOUT_MS } : {}),
       // BENCH_SERVER_ENV="BULK_WORKERS=0 ..." (with BENCH_SERVER_CMD: a profile of the lane's work on the main thread)
       ...Object.fromEntries((process.env.BENCH_SERVER_ENV ?? "").split(" ").filter((kv) => kv.includes("=")).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
     },
