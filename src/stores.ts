@@ -23,8 +23,6 @@ export interface OpenContext {
   changeOrigin?: string | undefined;
   /** the `ownChangeLedger` of this process's main connection, when opening a sibling (SQLite) */
   ownChangeLedger?: SharedArrayBuffer | undefined;
-  /** opened for a bulk-lane thread: each statement on one database core (no parallel query workers) */
-  bulkLane?: boolean | undefined;
 }
 
 /** One backend of one role: when it applies, and how to open it. */
@@ -41,9 +39,9 @@ export const databaseBackends: readonly BackendFactory<Database>[] = [
   {
     name: "postgres",
     configured: (c) => c.POSTGRES_URL !== undefined && c.POSTGRES_URL !== "",
-    async open(c, { log, changeOrigin, bulkLane }) {
+    async open(c, { log, changeOrigin }) {
       const { PostgresDatabase } = await import("./store/postgres/database.ts");
-      return new PostgresDatabase({ url: c.POSTGRES_URL as string, log, retentionDays: c.RETENTION_DAYS, timeoutMs: c.STORE_TIMEOUT_MS, bulkTimeoutMs: c.BULK_STORE_TIMEOUT_MS, poolSize: c.POSTGRES_POOL_SIZE, origin: changeOrigin, parallelQuery: !bulkLane });
+      return new PostgresDatabase({ url: c.POSTGRES_URL as string, log, retentionDays: c.RETENTION_DAYS, timeoutMs: c.STORE_TIMEOUT_MS, bulkTimeoutMs: c.BULK_STORE_TIMEOUT_MS, poolSize: c.POSTGRES_POOL_SIZE, origin: changeOrigin });
     },
   },
   {
@@ -83,8 +81,8 @@ function pick<T>(list: readonly BackendFactory<T>[], config: Config): BackendFac
 }
 
 /** Opens the system of record (registry + offline roles; not yet migrated or checked). */
-export function openDatabase(config: Config, log: Logger, metrics?: Metrics, opts: { changeOrigin?: string | undefined; ownChangeLedger?: SharedArrayBuffer | undefined; bulkLane?: boolean } = {}): Promise<Database> {
-  return pick(databaseBackends, config).open(config, { log, metrics: metrics ?? new Metrics({ defaults: false }), changeOrigin: opts.changeOrigin, ownChangeLedger: opts.ownChangeLedger, bulkLane: opts.bulkLane });
+export function openDatabase(config: Config, log: Logger, metrics?: Metrics, opts: { changeOrigin?: string | undefined; ownChangeLedger?: SharedArrayBuffer | undefined } = {}): Promise<Database> {
+  return pick(databaseBackends, config).open(config, { log, metrics: metrics ?? new Metrics({ defaults: false }), changeOrigin: opts.changeOrigin, ownChangeLedger: opts.ownChangeLedger });
 }
 
 /** Opens the online store. */

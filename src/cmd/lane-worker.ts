@@ -8,7 +8,6 @@
 import { setPriority } from "node:os";
 import { laneForms } from "../api/routes/lane-forms.ts";
 import { JobRunner } from "../lane/jobs.ts";
-import { Gate, gateOffline } from "../lane/store-gate.ts";
 import type { FromWorker, ToWorker } from "../lane/protocol.ts";
 import { createLogger } from "../log.ts";
 import { RegistryHolder } from "../serving/deps.ts";
@@ -44,7 +43,7 @@ port.onmessage = (e) => {
         const log = createLogger(m.config.LOG_LEVEL, 1);
         // Its own connection (README, Architecture: how a thread opens its own stores); the main
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.
-        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin, ownChangeLedger: m.ownChangeLedger, bulkLane: true });
+        db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin, ownChangeLedger: m.ownChangeLedger });
         await db.assertMigrated();
         // starts recording this connection's commits (the serving thread counts them as its own)
         db.takeOwnChanges?.("values");
@@ -54,10 +53,7 @@ port.onmessage = (e) => {
         // on its own connection (an in-process cache is the serving thread's, offered there)
         if (m.config.REDIS_URL) online = await openOnlineStore(m.config, log, new Metrics({ defaults: false }));
         const sharedOnline = online?.capabilities.sharedAcrossProcesses ? online : undefined;
-        // one offline-store statement at a time on this thread (lane/store-gate.ts): the lane's
-        // database work takes at most one core per lane thread, like its own
-        const offline = gateOffline(db, new Gate(1));
-        runner = new JobRunner({ config: m.config, stores: { registry: db, offline }, sharedOnline, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
+        runner = new JobRunner({ config: m.config, stores: { registry: db, offline: db }, sharedOnline, registry, log }, (out, transfer) => port.postMessage(out, transfer), {
           reloadRegistry: true,
           chunkKeys: m.chunkKeys,
           ...laneForms,

@@ -23,7 +23,7 @@ export type LaneDeps = Pick<Deps, "config" | "registry" | "log"> & {
   sharedOnline?: Stores["online"];
 };
 
-/** Values offered to an in-process online cache per call after a bulk write (the serving thread yields between slices). */
+/** Values offered to the online store per call after a bulk write (the serving thread also yields between slices). */
 export const CACHE_SLICE = 1000;
 
 /**
@@ -246,13 +246,16 @@ export class JobRunner {
       const shared = this.deps.sharedOnline;
       if (shared !== undefined) {
         // a shared online store (Redis): offered here, on this thread's own connection, so the
-        // serving thread's connection carries online reads only; putOnline sends it small
-        // compare-and-set runs one at a time, so online reads never queue behind a long one
+        // serving thread's connection carries online reads only
         let failed = 0;
         let at = 0;
         for (const g of groups) {
-          failed += await putOnline(shared, this.deps.log, g, outcomes.slice(at, at + g.rows.length));
+          const seqs = outcomes.slice(at, at + g.rows.length);
           at += g.rows.length;
+          for (let from = 0; from < g.rows.length; from += CACHE_SLICE) {
+            const to = Math.min(g.rows.length, from + CACHE_SLICE);
+            failed += await putOnline(shared, this.deps.log, { tenant: g.tenant, entityType: g.entityType, rows: g.rows.slice(from, to), defs: g.defs.slice(from, to) }, seqs.slice(from, to));
+          }
         }
         return { answer: { t: "written", id: m.id, outcome: { written: rows.length, parts: [], ttls: [], valuesChanges, offeredFailures: failed } } };
       }

@@ -219,55 +219,24 @@ export async function offerToOnline(deps: Pick<Deps, "stores" | "metrics" | "log
   if (failed > 0) deps.metrics.cacheRequests.inc({ result: "error" }, failed);
 }
 
-/**
- * Values per compare-and-set call to an online store shared across processes (Redis), one call
- * in flight at a time. Redis runs one command at a time, and a client's pipelined commands
- * back to back: a bulk write's 20 pipelines of 1,000 values (two 64-entity scripts each, ~1 ms
- * of Redis each, far longer when another process takes Redis's core in the middle of one) made
- * online reads wait behind them. A few tenths of a millisecond of Redis per call (~0.2-0.3 ms
- * measured), the next sent only once the previous one answered, leaves Redis free for the reads
- * in between; it costs one round trip per call (~60 ms more per 20,000-value write).
- */
-export const SHARED_OFFER_VALUES = 128;
-
-/**
- * {@link offerToOnline} on a given online store; resolves with the number of values it failed
- * to offer (never throws). A shared store (Redis) gets them in calls of about
- * {@link SHARED_OFFER_VALUES} values (cut where the entity changes, at most twice that), one at a
- * time; an in-process store in one call.
- */
+/** {@link offerToOnline} on a given online store; resolves with the number of values it failed to offer (never throws). */
 export async function putOnline(online: Deps["stores"]["online"], log: Deps["log"], group: OnlineOffer, outcomes: readonly Pick<RowOutcome, "seq">[]): Promise<number> {
-  const n = group.rows.length;
-  if (n === 0) return 0;
-  const entryOf = (i: number) => {
-    const r = group.rows[i] as OnlineOffer["rows"][number];
+  if (group.rows.length === 0) return 0;
+  const entries = group.rows.map((r, i) => {
     const ttlMs = (group.defs[i] as Pick<Definition, "ttlMs">).ttlMs;
     return {
       key: { feature_id: r.feature_id, entity_id: r.entity_id },
       value: { event_time: r.event_time, seq: (outcomes[i] as RowOutcome).seq, value: r.value },
       ...(ttlMs ? { ttlSeconds: Math.ceil(ttlMs / 1000) } : {}),
     };
-  };
-  const shared = online.capabilities.sharedAcrossProcesses;
-  let failed = 0;
-  for (let from = 0; from < n; ) {
-    let to = n;
-    if (shared && n - from > SHARED_OFFER_VALUES) {
-      to = from + SHARED_OFFER_VALUES;
-      const hardEnd = Math.min(n, from + 2 * SHARED_OFFER_VALUES);
-      while (to < hardEnd && (group.rows[to] as OnlineOffer["rows"][number]).entity_id === (group.rows[to - 1] as OnlineOffer["rows"][number]).entity_id) to++;
-    }
-    const entries = new Array<ReturnType<typeof entryOf>>(to - from);
-    for (let i = from; i < to; i++) entries[i - from] = entryOf(i);
-    try {
-      await online.putMany(group.tenant, group.entityType, entries);
-    } catch (err) {
-      log.debug({ err }, "online store update failed after a write");
-      failed += entries.length;
-    }
-    from = to;
+  });
+  try {
+    await online.putMany(group.tenant, group.entityType, entries);
+    return 0;
+  } catch (err) {
+    log.debug({ err }, "online store update failed after a write");
+    return entries.length;
   }
-  return failed;
 }
 
 /** The `write` route's operation: validate everything, then store. */

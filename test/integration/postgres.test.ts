@@ -16,7 +16,6 @@ import { join } from "node:path";
 import postgres from "postgres";
 import pino from "pino";
 import { postgresMigrations } from "../../migrations/index.ts";
-import { createClient } from "../../src/store/postgres/client.ts";
 import { PostgresDatabase } from "../../src/store/postgres/database.ts";
 import { monthStart, partitionName } from "../../src/store/postgres/partitions.ts";
 import { StoreUnavailable } from "../../src/store/errors.ts";
@@ -250,19 +249,6 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
       await waitFor("keys change from the poll", () => seen.some((c) => c.keys), 2_500);
     });
 
-  });
-
-  describe("bulk-lane connections", () => {
-    test("plan no parallel query workers (each statement on one database core); other connections keep the server's setting", async () => {
-      const url = await freshUrl(serverUrl as string);
-      const lane = createClient({ url, log, timeoutMs: 5_000, max: 1, parallelQuery: false });
-      const serving = createClient({ url, log, timeoutMs: 5_000, max: 1 });
-      cleanups.push(() => lane.end({ timeout: 1 }), () => serving.end({ timeout: 1 }));
-      const [server] = await raw(url)<{ setting: string }[]>`SELECT boot_val AS setting FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'`;
-      expect((await lane<{ v: string }[]>`SELECT current_setting('max_parallel_workers_per_gather') AS v`)[0]?.v).toBe("0");
-      expect((await serving<{ v: string }[]>`SELECT current_setting('max_parallel_workers_per_gather') AS v`)[0]?.v).toBe(server?.setting as string);
-      expect(server?.setting).not.toBe("0");
-    });
   });
 
   describe("timeouts", () => {

@@ -35,13 +35,6 @@ export interface ClientOptions {
   timeoutMs: number;
   /** pool size */
   max: number;
-  /**
-   * false: `max_parallel_workers_per_gather = 0` on every connection, so one statement runs on
-   * one database core (the bulk lane's connections: a training query's parallel workers took
-   * more cores of a machine shared with the server answering online lookups); default
-   * true (the server's settings)
-   */
-  parallelQuery?: boolean;
   /** keep one connection forever (the LISTEN connection) */
   dedicated?: boolean;
   /** `NOTIFY` deliveries (only meaningful on a dedicated connection) */
@@ -122,8 +115,6 @@ export function createClient(opts: ClientOptions): Sql {
       statement_timeout: opts.timeoutMs,
       // a transaction left open by a bug must not hold locks forever
       idle_in_transaction_session_timeout: Math.max(10_000, opts.timeoutMs * 5),
-      // a string: postgres.js leaves falsy startup parameters out
-      ...(opts.parallelQuery === false ? { max_parallel_workers_per_gather: "0" } : {}),
     },
     onnotice: (notice: postgres.Notice) => opts.log.debug({ notice: notice["message"] }, "postgres notice"),
     onclose: () => opts.onclose?.(),

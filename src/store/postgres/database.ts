@@ -38,8 +38,6 @@ export interface PostgresOptions {
   poolSize?: number;
   /** identity of this connection's change notifications: a sibling (a bulk-lane worker) passes its process's `changeOrigin` */
   origin?: string | undefined;
-  /** false: no parallel query workers on these connections (a bulk-lane thread's: see lane/store-gate.ts); default true */
-  parallelQuery?: boolean;
 }
 
 /** {@link Database} on PostgreSQL. */
@@ -60,7 +58,7 @@ export class PostgresDatabase implements Database {
   constructor(opts: PostgresOptions) {
     this.log = opts.log;
     this.timeoutMs = opts.timeoutMs;
-    this.sql = createClient({ url: opts.url, log: opts.log, timeoutMs: opts.timeoutMs, max: opts.poolSize ?? 10, parallelQuery: opts.parallelQuery ?? true });
+    this.sql = createClient({ url: opts.url, log: opts.log, timeoutMs: opts.timeoutMs, max: opts.poolSize ?? 10 });
     this.partitions = new PartitionManager(this.sql, opts.log, {
       retentionDays: opts.retentionDays,
       lockTimeoutMs: Math.min(opts.timeoutMs, 5_000),
