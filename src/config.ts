@@ -88,6 +88,8 @@ export const ConfigSchema = z.object({
   REDIS_URL: optionalUrl(/^rediss?:\/\//),
   /** Treat REDIS_URL as a Redis Cluster even when it names one node. */
   REDIS_CLUSTER: bool.default(false),
+  /** Keep the values read from a single Redis server in a near cache in process, exact through client tracking (see README). */
+  REDIS_NEAR_CACHE: bool.default(true),
   /** Log level: fatal, error, warn, info, debug, trace, silent. */
   LOG_LEVEL: z.string().trim().toLowerCase().pipe(z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])).default("info"),
   /** Largest request body accepted, bytes (default 32 MiB). */

@@ -100,6 +100,7 @@ const FIELDS: Record<keyof Config, Field> = {
   POSTGRES_POOL_SIZE: int(1, 1000, 10),
   REDIS_URL: url(/^rediss?:\/\//),
   REDIS_CLUSTER: bool(false),
+  REDIS_NEAR_CACHE: bool(true),
   LOG_LEVEL: oneOf(["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
   BODY_LIMIT_BYTES: int(1, INF, 32 * 1024 * 1024),
   SHUTDOWN_TIMEOUT: num(false, 0, INF, 10),

@@ -61,7 +61,7 @@ export const onlineBackends: readonly BackendFactory<OnlineStore>[] = [
     configured: (c) => c.REDIS_URL !== undefined && c.REDIS_URL !== "",
     async open(c, { log, metrics }) {
       const { RedisCache } = await import("./store/redis/cache.ts");
-      return RedisCache.connect({ url: c.REDIS_URL as string, cluster: c.REDIS_CLUSTER, log, metrics, timeoutMs: c.STORE_TIMEOUT_MS, nearMaxValues: c.CACHE_MAX_ENTRIES });
+      return RedisCache.connect({ url: c.REDIS_URL as string, cluster: c.REDIS_CLUSTER, log, metrics, timeoutMs: c.STORE_TIMEOUT_MS, nearMaxValues: c.REDIS_NEAR_CACHE ? c.CACHE_MAX_ENTRIES : 0 });
     },
   },
   {

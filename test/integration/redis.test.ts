@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { createClient } from "redis";
+import { loadConfig } from "../../src/config.ts";
 import { Metrics } from "../../src/metrics.ts";
+import { onlineBackends } from "../../src/stores.ts";
 import { RedisCache, type RedisCacheOptions } from "../../src/store/redis/cache.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../../src/store/types.ts";
 import { freePort, startRedis, startRedisCluster, type RedisService } from "../harness/services.ts";
@@ -448,6 +450,24 @@ describe.skipIf(singleUrl === undefined)("near cache (single server, client trac
     await waitFor("b tracks again", () => b.nearCacheActive, 5000);
     await a.putMany("t", "user", [{ key: k, value: row(3, 3) }]);
     expect(await b.getMany("t", "user", [k])).toEqual([row(3, 3)]);
+  });
+
+  test("REDIS_NEAR_CACHE=false: the store opened from the settings has no near cache (every lookup reads Redis)", async () => {
+    const open = async (env: Record<string, string>): Promise<RedisCache> => {
+      const c = (await onlineBackends[0]?.open(loadConfig({ REDIS_URL: u(), ...env }), { log, metrics: new Metrics({ defaults: false }) })) as RedisCache;
+      cleanups.push(() => c.close());
+      return c;
+    };
+    const off = await open({ REDIS_NEAR_CACHE: "false" });
+    expect(off.capabilities.stableRows).toBe(false);
+    await off.getMany("t", "user", [key(1, "x")]);
+    await sleep(100);
+    expect(off.nearCacheActive).toBe(false);
+    // the default keeps one (the same lookup starts its tracking)
+    const on = await open({});
+    expect(on.capabilities.stableRows).toBe(true);
+    await on.getMany("t", "user", [key(1, "x")]);
+    await waitFor("tracks", () => on.nearCacheActive, 5000);
   });
 
   test("a cluster has no near cache (rows are read fresh)", async () => {
