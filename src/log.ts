@@ -8,7 +8,7 @@
  * for byte what pino writes (test/unit/log.test.ts compares them), into the same buffer as the
  * access log, and handed to the destination (stdout) from there. pino is loaded at the first
  * line of any other shape only (loading it with the first flush made every online lookup of a
- * server at `info` ~4 us dearer, bench/compare.ts); from then on every line goes through
+ * server at `info` ~5 us dearer, bench/steady-ab.ts); from then on every line goes through
  * pino (the access log still by hand). A process that exits before writes the buffer itself.
  */
 import { write, writeSync } from "node:fs";
