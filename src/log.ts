@@ -158,9 +158,13 @@ class Stdout {
     });
   }
 
-  /** Writes what is gathered now, synchronously (on exit; a write in flight finishes on its own). */
-  flushSync(): void {
-    let bytes: Uint8Array = Buffer.from(this.pending);
+  /**
+   * Writes what is gathered now, and `more` after it, synchronously (on exit; a write in flight
+   * finishes on its own). `more` is never handed to {@link write}, which could start an
+   * asynchronous write of it that the exit would cut off.
+   */
+  flushSync(more = ""): void {
+    let bytes: Uint8Array = Buffer.from(this.pending + more);
     this.pending = "";
     for (let tries = 0; bytes.length > 0 && tries < 1000; ) {
       try {
@@ -204,8 +208,9 @@ class ServerRoot {
           this.pending.text = "";
           return;
         }
-        this.drain();
-        this.dest.flushSync();
+        const text = this.pending.text;
+        this.pending.text = "";
+        this.dest.flushSync(text);
       } catch {
         // nothing more can be done while exiting
       }
