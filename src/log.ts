@@ -6,9 +6,10 @@
  * server's start): until pino is needed, the lines of plain fields (strings, finite numbers,
  * booleans, null; no `err`, nothing redacted, no format arguments) are written by hand, byte
  * for byte what pino writes (test/unit/log.test.ts compares them), into the same buffer as the
- * access log. pino (and its destination) is loaded at the first flush of that buffer (at most
- * FLUSH_INTERVAL_MS later), at the first line of any other shape, or when the buffer is full;
- * from then on every line goes through pino. A process that exits before writes the buffer itself.
+ * access log, and handed to the destination (stdout) from there. pino is loaded at the first
+ * line of any other shape only (loading it with the first flush made every online lookup of a
+ * server at `info` ~5 us dearer, bench/steady-ab.ts); from then on every line goes through
+ * pino (the access log still by hand). A process that exits before writes the buffer itself.
  */
 import { write, writeSync } from "node:fs";
 import type * as Pino from "pino";
@@ -157,9 +158,13 @@ class Stdout {
     });
   }
 
-  /** Writes what is gathered now, synchronously (on exit; a write in flight finishes on its own). */
-  flushSync(): void {
-    let bytes: Uint8Array = Buffer.from(this.pending);
+  /**
+   * Writes what is gathered now, and `more` after it, synchronously (on exit; a write in flight
+   * finishes on its own). `more` is never handed to {@link write}, which could start an
+   * asynchronous write of it that the exit would cut off.
+   */
+  flushSync(more = ""): void {
+    let bytes: Uint8Array = Buffer.from(this.pending + more);
     this.pending = "";
     for (let tries = 0; bytes.length > 0 && tries < 1000; ) {
       try {
@@ -187,7 +192,7 @@ class ServerRoot {
     // instead of one per line), and flushed at least every FLUSH_INTERVAL_MS so a quiet
     // process's lines still show up at once; what is left is written on exit.
     const timer = setInterval(() => {
-      if (this.pino === undefined && this.pending.text === "") return;
+      if (this.dest === undefined && this.pending.text === "") return;
       try {
         this.drain();
         this.dest?.flush();
@@ -203,31 +208,35 @@ class ServerRoot {
           this.pending.text = "";
           return;
         }
-        this.drain();
-        this.dest.flushSync();
+        const text = this.pending.text;
+        this.pending.text = "";
+        this.dest.flushSync(text);
       } catch {
         // nothing more can be done while exiting
       }
     });
   }
 
-  /** pino and its destination, loaded on first call. */
+  /** The destination (stdout), made on first call; pino writes through it too once loaded. */
+  private out(): Stdout {
+    return (this.dest ??= new Stdout(1));
+  }
+
+  /** pino, loaded on first call (writing to {@link out}). */
   load(): Logger {
     if (this.pino === undefined) {
       const p = loadPino();
-      this.dest = new Stdout(1);
-      this.pino = p(pinoOptions(this.level, this.pending, p), this.dest);
+      this.pino = p(pinoOptions(this.level, this.pending, p), this.out());
     }
     return this.pino;
   }
 
-  /** Hands the gathered lines to the destination. */
+  /** Hands the gathered lines to the destination (without loading pino: lines written by hand need none of it). */
   drain(): void {
     if (this.pending.text === "") return;
-    this.load();
     const text = this.pending.text;
     this.pending.text = "";
-    (this.dest as Stdout).write(text);
+    this.out().write(text);
   }
 }
 

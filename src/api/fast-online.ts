@@ -12,7 +12,7 @@
  * read scope (403). From then on the fast path answers itself: admission control (503), the rate
  * limit (429), the body (400), the lookup (200, 404, 503) and any error, exactly as the chain
  * would: `observe` (request id, metrics, access log), `shed`, `authenticate`, `rateLimit`, the
- * body limit and the route's handler (api/routes/online.ts `onlineAnswer`).
+ * body limit and the route's handler (api/routes/online.ts `onlineAnswerNow`).
  *
  * Without a rate limit the answer takes one callback on the body's promise and one promise of
  * its own (settled by the answer or the request's deadline, whichever comes first); the lookup
@@ -172,7 +172,8 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
 
   /** The online route: admission control (`shed`), then {@link inSlot}. */
   const online = (req: Request, id: string, tenant: string, keyId: string, start: number): Response | Promise<Response> => {
-    const arrived = performance.now();
+    // (its arrival is when the fast path took it: one clock read for the deadline and the duration)
+    const arrived = start;
     let waiting: Promise<void> | undefined;
     try {
       waiting = shed.admit();

@@ -53,15 +53,10 @@ function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: reado
   return r;
 }
 
-/** Resolves the features and reads the latest rows (entity-major: row e * nf + f). */
-async function read(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Promise<Lookup> {
-  return readNow(deps, tenant, entityIds, featureNames);
-}
-
 /**
- * {@link read}, answered synchronously when the online store holds every value in this process
- * (the in-process cache, {@link readLatestNow}); a promise otherwise. Throws the resolution's
- * 400/404 (AppError) either way.
+ * Resolves the features and reads the latest rows (entity-major: row e * nf + f), synchronously
+ * when the online store holds every value in this process (the in-process cache,
+ * {@link readLatestNow}); a promise otherwise. Throws the resolution's 400/404 (AppError) either way.
  */
 function readNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Lookup | Promise<Lookup> {
   const resolved = resolve(deps.registry.current, tenant, featureNames);
@@ -119,7 +114,7 @@ function account(deps: Deps, l: Lookup, entities: number): void {
  * references, 503 when neither the cache nor the database can answer.
  */
 export async function lookupOnline(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Promise<OnlineResult[]> {
-  const l = await read(deps, tenant, entityIds, featureNames);
+  const l = await readNow(deps, tenant, entityIds, featureNames);
   account(deps, l, entityIds.length);
   const nf = l.defs.length;
   // rows handed out by the in-process cache keep their identity: memoise their JSON form
@@ -140,15 +135,10 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
  * in-process cache hands out the same bytes on every hit; bytes read fresh from Redis or the
  * database simply miss and are collected with their row), and the key and event-time fragments
  * are memoised too. The text is exactly `JSON.stringify` of what {@link lookupOnline} returns.
- */
-export async function lookupOnlineJson(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[], many: boolean): Promise<string> {
-  return lookupOnlineJsonNow(deps, tenant, entityIds, featureNames, many);
-}
-
-/**
- * {@link lookupOnlineJson}, answered synchronously when every value is held in this process (the
- * in-process cache: no promise, no await on the hot path); a promise otherwise. Throws the
- * resolution's 400/404 (AppError) synchronously.
+ *
+ * Answered synchronously when every value is held in this process (the in-process cache: no
+ * promise, no await on the hot path); a promise otherwise. Throws the resolution's 400/404
+ * (AppError) synchronously.
  */
 export function lookupOnlineJsonNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[], many: boolean): string | Promise<string> {
   const l = readNow(deps, tenant, entityIds, featureNames);
@@ -156,7 +146,7 @@ export function lookupOnlineJsonNow(deps: Deps, tenant: string, entityIds: reado
   return renderJson(deps, l, entityIds, many);
 }
 
-/** The response text of a lookup (see {@link lookupOnlineJson}); counts its outcomes. */
+/** The response text of a lookup (see {@link lookupOnlineJsonNow}); counts its outcomes. */
 function renderJson(deps: Deps, l: Lookup, entityIds: readonly string[], many: boolean): string {
   account(deps, l, entityIds.length);
   const nf = l.defs.length;
@@ -228,7 +218,7 @@ function flat(text: string): string {
   return text;
 }
 
-/** Whether each row of the entity at `base` is expired at `l.now` (the test of {@link lookupOnlineJson}). */
+/** Whether each row of the entity at `base` is expired at `l.now` (the test of {@link lookupOnlineJsonNow}). */
 function expiredOf(l: Lookup, base: number): boolean[] {
   const nf = l.defs.length;
   const out = new Array<boolean>(nf);
@@ -252,7 +242,7 @@ function sameEntity(m: EntityText, l: Lookup, base: number): boolean {
   return true;
 }
 
-/** JSON text of a stored value, by the identity of its packed bytes (see {@link lookupOnlineJson}). */
+/** JSON text of a stored value, by the identity of its packed bytes (see {@link lookupOnlineJsonNow}). */
 const valueJsonForms = new WeakMap<Uint8Array, string>();
 function valueJson(def: Definition, bytes: Uint8Array, memo: boolean): string {
   if (!memo) return JSON.stringify(toJsonValue(def.type, decodeValue(def.type, bytes))) ?? "null";

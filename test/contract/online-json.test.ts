@@ -1,11 +1,11 @@
 /**
- * The online answer is built as JSON text directly (src/serving/online.ts, lookupOnlineJson):
+ * The online answer is built as JSON text directly (src/serving/online.ts, lookupOnlineJsonNow):
  * on every backend, for every dtype, present / expired / not_found values, one entity and many,
  * its text is exactly JSON.stringify of the result objects of lookupOnline, cold (from the
  * database) and warm (from the cache, memoised).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { lookupOnline, lookupOnlineJson } from "../../src/serving/online.ts";
+import { lookupOnline, lookupOnlineJsonNow } from "../../src/serving/online.ts";
 import { SCALAR_TYPES } from "../../src/registry/dtype.ts";
 import { contractBackends, TestServer } from "../support/backends.ts";
 
@@ -55,8 +55,8 @@ for (const backend of contractBackends()) {
       for (let pass = 0; pass < 2; pass++) {
         // pass 0 reads the database (cold), pass 1 the cache (warm, memoised)
         const objects = await lookupOnline(s.deps, tenant, ids, names);
-        expect(await lookupOnlineJson(s.deps, tenant, ids, names, true)).toBe(JSON.stringify({ results: objects }));
-        expect(await lookupOnlineJson(s.deps, tenant, ["u1"], names, false)).toBe(JSON.stringify(objects[0]));
+        expect(await lookupOnlineJsonNow(s.deps, tenant, ids, names, true)).toBe(JSON.stringify({ results: objects }));
+        expect(await lookupOnlineJsonNow(s.deps, tenant, ["u1"], names, false)).toBe(JSON.stringify(objects[0]));
         const http = await s.post("/api/v1/features/online", { entity_id: "u2", feature_names: names }, key);
         expect(http.text).toBe(JSON.stringify((await lookupOnline(s.deps, tenant, ["u2"], names))[0]));
         expect(http.headers.get("content-type")).toBe("application/json");
@@ -81,8 +81,8 @@ for (const backend of contractBackends()) {
       const same = async (tenant: string, names: string[], status: "present" | "expired"): Promise<void> => {
         for (let pass = 0; pass < 2; pass++) {
           const objects = await lookupOnline(s.deps, tenant, ["e1", "e1"], names);
-          expect(await lookupOnlineJson(s.deps, tenant, ["e1", "e1"], names, true)).toBe(JSON.stringify({ results: objects }));
-          expect(await lookupOnlineJson(s.deps, tenant, ["e1"], names, false)).toBe(JSON.stringify(objects[0]));
+          expect(await lookupOnlineJsonNow(s.deps, tenant, ["e1", "e1"], names, true)).toBe(JSON.stringify({ results: objects }));
+          expect(await lookupOnlineJsonNow(s.deps, tenant, ["e1"], names, false)).toBe(JSON.stringify(objects[0]));
           expect(objects[0]?.metadata[names[0] as string]?.status).toBe(status);
         }
       };
@@ -100,7 +100,7 @@ for (const backend of contractBackends()) {
         const w = await s.post("/api/v1/features/write", { entity_type: "user", records: [{ entity_id: "e1", event_time: new Date(at + 60_000).toISOString(), features: { long: 4 } }] }, key);
         expect(w.status).toBe(200);
         await same(t0, ["soon", "long"], "present");
-        expect(JSON.parse(await lookupOnlineJson(s.deps, t0, ["e1"], ["soon", "long"], false)).features).toEqual({ soon: 1, long: 4 });
+        expect(JSON.parse(await lookupOnlineJsonNow(s.deps, t0, ["e1"], ["soon", "long"], false)).features).toEqual({ soon: 1, long: 4 });
       } finally {
         s.deps.clock = clock;
       }

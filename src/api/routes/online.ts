@@ -43,11 +43,23 @@ function fastId(v: unknown): v is string {
   return typeof v === "string" && v.length >= 1 && v.length <= FAST_ID_MAX && !v.includes("\u0000") && v.isWellFormed();
 }
 
+/**
+ * References seen to match REF_PATTERN (a pure function of the string): a model server sends the
+ * same few names over and over, and a set lookup is cheaper than the regular expression. Bounded:
+ * it starts over when full.
+ */
+const validRefs = new Set<string>();
+const VALID_REFS_MAX = 10_000;
+
 function fastNames(v: unknown): v is string[] {
   if (!Array.isArray(v) || v.length < 1 || v.length > LIMITS.features) return false;
   for (let i = 0; i < v.length; i++) {
     const n = v[i];
-    if (typeof n !== "string" || !REF_RE.test(n)) return false;
+    if (typeof n !== "string") return false;
+    if (validRefs.has(n)) continue;
+    if (!REF_RE.test(n)) return false;
+    if (validRefs.size >= VALID_REFS_MAX) validRefs.clear();
+    validRefs.add(n);
   }
   return true;
 }
@@ -96,17 +108,10 @@ export type OnlineAnswer = OnlineResult | { results: OnlineResult[] } | Exclude<
 /**
  * The 200 body of the online route for a decoded request body, as JSON text (what `c.json` of
  * the result would send, byte for byte); throws the route's 400/404/503 (AppError). Shared by the
- * Hono route and the online fast path (api/fast-online.ts).
- */
-export async function onlineAnswer(deps: Deps, tenant: string, raw: unknown): Promise<string> {
-  return onlineAnswerNow(deps, tenant, raw);
-}
-
-/**
- * {@link onlineAnswer}, answered synchronously (the text, no promise) when the body has a common
- * valid shape and every value is held in this process (the in-process cache); a promise
- * otherwise. Its 400/404 are thrown synchronously when the body has a common shape, else the
- * promise rejects with them.
+ * Hono route and the online fast path (api/fast-online.ts). Answered synchronously (the text, no
+ * promise) when the body has a common valid shape and every value is held in this process (the
+ * in-process cache); a promise otherwise. Its 400/404 are thrown synchronously when the body has
+ * a common shape, else the promise rejects with them.
  */
 export function onlineAnswerNow(deps: Deps, tenant: string, raw: unknown): string | Promise<string> {
   const body = fastOnlineBody(raw);
@@ -115,7 +120,7 @@ export function onlineAnswerNow(deps: Deps, tenant: string, raw: unknown): strin
   return otherOnlineBody(deps, tenant, raw);
 }
 
-/** {@link onlineAnswer} of a body that is not one of the common valid shapes: a feature service, entity rows, or zod's verdict. */
+/** {@link onlineAnswerNow} of a body that is not one of the common valid shapes: a feature service, entity rows, or zod's verdict. */
 async function otherOnlineBody(deps: Deps, tenant: string, raw: unknown): Promise<string> {
   exclusive(raw, "entity_id", ["entity_ids"], "`entity_id` (one entity) or `entity_ids` (many)");
   exclusive(raw, "entity_rows", ["entity_id", "entity_ids"], "`entity_rows` (an entity per entity type) or `entity_id`/`entity_ids`");
@@ -129,6 +134,6 @@ export function mountOnline(app: OpenAPIHono<AppEnv>, deps: Deps): void {
   mount(app, onlineRoute, async (c) => {
     const { tenant } = requireScope(c, "read");
     const raw = await readJson(c);
-    return jsonText<OnlineAnswer, 200>(c, await onlineAnswer(deps, tenant, raw), 200);
+    return jsonText<OnlineAnswer, 200>(c, await onlineAnswerNow(deps, tenant, raw), 200);
   });
 }

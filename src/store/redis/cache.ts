@@ -34,11 +34,11 @@ import type { RedisArgument } from "redis";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
-import type { CachedValue, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
+import type { CachedValue, OnlineCapabilities, OnlineStore, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
 import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, encodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER } from "./format.ts";
 import { CacheGeneration } from "./generation.ts";
-import { ABSENT, NearCache, Tracker } from "./near.ts";
+import { NearCache, Tracker } from "./near.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
 
 const DAY_SECONDS = 86_400;
@@ -187,7 +187,13 @@ export class RedisCache implements OnlineStore {
           tracked = false; // the connection dropped: the tracker forgot the near cache and reconnects; read Redis directly
         }
         if (!this.protocol.available) throw new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
-        if (tracked && t.ready) return this.getNear(near, tenant, entityType, keys);
+        if (tracked && t.ready) {
+          const prefix = this.prefixOf(tenant, entityType);
+          const out = new Array<CachedValue | undefined>(keys.length);
+          const missing = near.hits(prefix, keys, out);
+          // every value held: no second promise (the barrier was the one wait)
+          return missing === undefined ? out : this.fillNear(near, prefix, keys, out, missing);
+        }
       }
     }
     return this.read(this.prefixOf(tenant, entityType), keys, undefined);
@@ -206,25 +212,8 @@ export class RedisCache implements OnlineStore {
     return this.lastPrefix.prefix;
   }
 
-  /** Lookups from the near cache (every invalidation queued before the call applied); misses read Redis and fill it. */
-  private async getNear(near: NearCache, tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
-    const prefix = this.prefixOf(tenant, entityType);
-    const out = new Array<CachedValue | undefined>(keys.length);
-    let missing: number[] | undefined;
-    const space = near.space(prefix);
-    let lastId: string | undefined;
-    let fields: Map<number, StoredRow | typeof ABSENT> | undefined;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keys[i] as ValueKey;
-      if (k.entity_id !== lastId) {
-        lastId = k.entity_id;
-        fields = space?.get(escapePart(lastId));
-      }
-      const e = fields?.get(k.feature_id);
-      if (e === undefined) (missing ??= []).push(i);
-      else out[i] = e === ABSENT ? null : e;
-    }
-    if (missing === undefined) return out;
+  /** The misses of a near-cache lookup ({@link NearCache.hits}) read from Redis, into `out`, and kept in the near cache. */
+  private async fillNear(near: NearCache, prefix: string, keys: ValueKey[], out: (CachedValue | undefined)[], missing: number[]): Promise<(CachedValue | undefined)[]> {
     const token = near.beginFill();
     try {
       const missKeys = missing.length === keys.length ? keys : missing.map((i) => keys[i] as ValueKey);

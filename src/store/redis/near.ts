@@ -24,7 +24,8 @@
 import type { Socket } from "bun";
 import type { Logger } from "../../log.ts";
 import { TimeoutError } from "../../lib/timeout.ts";
-import type { CachedValue, StoredRow } from "../types.ts";
+import type { CachedValue, StoredRow, ValueKey } from "../types.ts";
+import { escapePart } from "./format.ts";
 
 /** A negative entry ("never written") in the near cache. */
 export const ABSENT = 0;
@@ -62,6 +63,29 @@ export class NearCache {
   /** The entries under one key prefix (`entityKeyPrefix`), by escaped entity id. */
   space(prefix: string): ReadonlyMap<string, NearFields> | undefined {
     return this.spaces.get(prefix);
+  }
+
+  /**
+   * A lookup (every invalidation queued before it applied, see {@link Tracker.barrier}) of `keys`
+   * under `prefix`: the values held are put into `out`; returns the indexes of the others, or
+   * `undefined` when every one is held.
+   */
+  hits(prefix: string, keys: readonly ValueKey[], out: (CachedValue | undefined)[]): number[] | undefined {
+    let missing: number[] | undefined;
+    const space = this.spaces.get(prefix);
+    let lastId: string | undefined;
+    let fields: NearFields | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i] as ValueKey;
+      if (k.entity_id !== lastId) {
+        lastId = k.entity_id;
+        fields = space?.get(escapePart(lastId));
+      }
+      const e = fields?.get(k.feature_id);
+      if (e === undefined) (missing ??= []).push(i);
+      else out[i] = e === ABSENT ? null : e;
+    }
+    return missing;
   }
 
   /** Drops the entry of `key` (a whole entity key, as Redis names it). */

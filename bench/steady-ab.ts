@@ -1,0 +1,71 @@
+/**
+ * Steady-state A/B of builds: `bun bench/steady-ab.ts NAME=BINARY ... [bare]`.
+ *
+ * Unlike bench/compare.ts (a fresh server and data set per build and round, so each figure also
+ * holds the JIT's warm-up), every server is started and loaded (20,000 entities, embedded) once,
+ * warmed up, and then measured in short alternating windows (online 1 x 10 at STEADY_RATE, default
+ * 2,000/s, for STEADY_SECONDS, default 6, STEADY_ROUNDS times, default 5): server CPU microseconds per request
+ * (all threads), median of the rounds, and the ratio to `bare` (bench/baseline-server.ts answering
+ * a body of the same size). A wrapper script as a binary (`#!/bin/sh` + `export LOG_LEVEL=warn` +
+ * `exec BINARY "$@"`) measures a setting.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadData, post, startServer, startBaseline } from "./lib/server.ts";
+import { onlineOne, prng } from "./lib/dataset.ts";
+import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
+const builds = process.argv.slice(2).map((a) => {
+  const i = a.indexOf("=");
+  return i > 0 ? { name: a.slice(0, i), bin: a.slice(i + 1) } : { name: a, bin: a };
+});
+const rounds = Number(process.env.STEADY_ROUNDS ?? 5);
+const rate = Number(process.env.STEADY_RATE ?? 2000);
+const secs = Number(process.env.STEADY_SECONDS ?? 6);
+const vegeta = await ensureVegeta();
+const rnd = prng(5);
+const bodies = Array.from({ length: 5000 }, () => onlineOne(Math.floor(rnd() * 20000)));
+const servers: { url: string; pid: number; key?: string; stop(): Promise<void> }[] = [];
+let size = 1100;
+try {
+  for (const b of builds) {
+    if (b.bin === "bare") {
+      servers.push(await startBaseline());
+      continue;
+    }
+    const s = await startServer(b.bin, { DATA_DIR: mkdtempSync(join(tmpdir(), "fs-steady-ab-")) }, `steady-ab-${b.name}`);
+    servers.push(s);
+    await loadData(s, 20000, 1, Date.now());
+    for (const x of bodies.slice(0, 200)) await post(s, "/api/v1/features/online", x);
+    size = Buffer.byteLength(await post(s, "/api/v1/features/online", bodies[0]!));
+  }
+  const files = builds.map((b, i) => {
+    const s = servers[i]!;
+    return writeTargets(
+      `steady-ab-${b.name}`,
+      bodies.map((body) => ({
+        method: "POST" as const,
+        url: b.bin === "bare" ? `${s.url}/bytes/${size}` : `${s.url}/api/v1/features/online`,
+        body,
+        headers: { "x-api-key": s.key ?? "none", "content-type": "application/json" },
+      })),
+    );
+  });
+  for (let i = 0; i < builds.length; i++) await attack(vegeta, { name: "warm", targetsFile: files[i]!, rate, seconds: 6, discard: true });
+  const res: Record<string, number[]> = {};
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < builds.length; i++) {
+      const b = builds[i]!;
+      await attack(vegeta, { name: "warm", targetsFile: files[i]!, rate, seconds: 1, discard: true });
+      const a = await attack(vegeta, { name: b.name, targetsFile: files[i]!, rate, seconds: secs, serverPid: servers[i]!.pid });
+      (res[b.name] ??= []).push((a.server!.cpu_seconds * 1e6) / a.requests);
+    }
+    console.error(`round ${r}: ` + builds.map((b) => `${b.name} ${res[b.name]!.at(-1)!.toFixed(1)}`).join("  "));
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const bare = builds.find((b) => b.bin === "bare");
+  for (const b of builds)
+    console.log(b.name.padEnd(12), med(res[b.name]!).toFixed(1), bare ? `${((med(res[bare.name]!) / med(res[b.name]!)) * 100).toFixed(1)}%` : "", res[b.name]!.map((x) => x.toFixed(1)).join(" "));
+} finally {
+  for (const s of servers) await s.stop();
+}
