@@ -43,6 +43,14 @@ const FIRST_REJECTED = 10;
  * bulk load: measured, 96 MiB of cache added about 100 MiB to the peak RSS of a 500,000-row load).
  */
 const STORE_THREAD_CACHE_MIB = 64;
+/**
+ * WAL pages past which the store thread's commits checkpoint (128 MiB; SQLite's default, 1,000
+ * pages, checkpointed after every chunk, so a chunk's pages were written twice). Measured on
+ * 500,000 rows x 4 features: 1,392 -> 1,154 MiB written, the store thread's CPU about 10% less.
+ * The WAL is then up to this size on disk during a load; crash safety is unchanged (synchronous
+ * as configured: each commit's frames are in the WAL before the position that follows it).
+ */
+const STORE_THREAD_WAL_PAGES = 32_768;
 
 /** A run's arguments; a saved unfinished run is resumed only by a run with the same ones. */
 export interface RunArgs {
@@ -393,7 +401,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   const embedded = deps.stores.offline as { path?: unknown; ownChangeLedger?: unknown };
   const thread =
     opts.storeThread !== false && deps.stores.registry.capabilities.embedded && typeof embedded.path === "string" && embedded.ownChangeLedger instanceof SharedArrayBuffer
-      ? await StoreThread.open({ dataDir: dirname(embedded.path), ownChangeLedger: embedded.ownChangeLedger, cacheMib: STORE_THREAD_CACHE_MIB })
+      ? await StoreThread.open({ dataDir: dirname(embedded.path), ownChangeLedger: embedded.ownChangeLedger, cacheMib: STORE_THREAD_CACHE_MIB, walPages: STORE_THREAD_WAL_PAGES })
       : undefined;
   const writeValues = thread ? (rows: ValueWrite[]) => thread.writeValues(rows) : (rows: ValueWrite[]) => deps.stores.offline.writeValues(rows);
   const saveState = thread

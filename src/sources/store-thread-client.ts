@@ -15,9 +15,10 @@
  */
 import { join } from "node:path";
 import { StoreUnavailable } from "../store/errors.ts";
+import { keyOrder, type ValueColumns } from "../store/sqlite/value-writer.ts";
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
 
-/** Rows packed for the thread. */
+/** Rows packed for the thread, in input order, with their key order. */
 export interface PackedRows {
   n: number;
   featureIds: Int32Array<ArrayBuffer>;
@@ -26,11 +27,13 @@ export interface PackedRows {
   /** values then hashes, back to back; `ends[2i]` ends row i's value, `ends[2i+1]` its hash */
   bytes: Uint8Array<ArrayBuffer>;
   ends: Uint32Array<ArrayBuffer>;
+  /** the rows' {@link keyOrder}, sorted here so the store thread does not */
+  order: Int32Array<ArrayBuffer>;
 }
 
 /** Messages to the thread. */
 export type ToStoreThread =
-  | { t: "init"; dataDir: string; ownChangeLedger: SharedArrayBuffer; cacheMib: number }
+  | { t: "init"; dataDir: string; ownChangeLedger: SharedArrayBuffer; cacheMib: number; walPages: number }
   | { t: "write"; id: number; rows: PackedRows }
   | { t: "state"; id: number; tenant: string; name: string; state: { watermark?: number | null; run?: unknown }; now: number }
   | { t: "close" };
@@ -68,32 +71,38 @@ export function packRows(rows: readonly ValueWrite[]): PackedRows {
     at += r.value_hash.byteLength;
     ends[2 * i + 1] = at;
   }
-  return { n, featureIds, eventTimes, entityIds, bytes, ends };
+  return { n, featureIds, eventTimes, entityIds, bytes, ends, order: keyOrder({ n, featureIds, entityIds, eventTimes }) };
 }
 
-/** The rows of {@link packRows}, their bytes views of the packed buffer. */
-export function unpackRows(p: PackedRows): ValueWrite[] {
-  const rows = new Array<ValueWrite>(p.n);
+/** The columns of {@link packRows}: views of the packed buffer, no object per row. */
+export function unpackColumns(p: PackedRows): ValueColumns {
+  const values = new Array<Uint8Array>(p.n);
+  const hashes = new Array<Uint8Array>(p.n);
   let at = 0;
   for (let i = 0; i < p.n; i++) {
     const v = p.ends[2 * i] as number;
     const h = p.ends[2 * i + 1] as number;
-    rows[i] = {
-      feature_id: p.featureIds[i] as number,
-      entity_id: p.entityIds[i] as string,
-      event_time: p.eventTimes[i] as number,
-      value: p.bytes.subarray(at, v),
-      value_hash: p.bytes.subarray(v, h),
-    };
+    values[i] = p.bytes.subarray(at, v);
+    hashes[i] = p.bytes.subarray(v, h);
     at = h;
   }
-  return rows;
+  return { n: p.n, featureIds: p.featureIds, entityIds: p.entityIds, eventTimes: p.eventTimes, values, hashes };
 }
 
 /** Where the thread's code is: its entry from source, or the entrypoint embedded in the binary (scripts/build.ts). */
 function threadUrl(): string {
   if (Bun.main.includes("$bunfs")) return join(Bun.main, "..", "sources", "store-thread.js");
   return new URL("./store-thread.ts", import.meta.url).href;
+}
+
+/** What the thread opens. */
+export interface StoreThreadOptions {
+  dataDir: string;
+  ownChangeLedger: SharedArrayBuffer;
+  /** its connection's page cache, MiB */
+  cacheMib: number;
+  /** its connection's automatic checkpoint threshold, WAL pages */
+  walPages: number;
 }
 
 /** The main thread's side: writes and position updates, answered in order. */
@@ -104,7 +113,7 @@ export class StoreThread {
   private readonly ready: Promise<void>;
   private dead: Error | undefined;
 
-  private constructor(opts: { dataDir: string; ownChangeLedger: SharedArrayBuffer; cacheMib: number }) {
+  private constructor(opts: StoreThreadOptions) {
     this.worker = new Worker(threadUrl());
     let readyResolve!: () => void;
     let readyReject!: (e: Error) => void;
@@ -137,7 +146,7 @@ export class StoreThread {
   }
 
   /** Starts the thread and waits until its connection is open. */
-  static async open(opts: { dataDir: string; ownChangeLedger: SharedArrayBuffer; cacheMib: number }): Promise<StoreThread> {
+  static async open(opts: StoreThreadOptions): Promise<StoreThread> {
     const t = new StoreThread(opts);
     try {
       await t.ready;
@@ -160,7 +169,7 @@ export class StoreThread {
   async writeValues(rows: readonly ValueWrite[]): Promise<RowOutcome[]> {
     if (rows.length === 0) return [];
     const p = packRows(rows);
-    const m = await this.call({ t: "write", id: this.nextId++, rows: p }, [p.featureIds.buffer, p.eventTimes.buffer, p.bytes.buffer, p.ends.buffer]);
+    const m = await this.call({ t: "write", id: this.nextId++, rows: p }, [p.featureIds.buffer, p.eventTimes.buffer, p.bytes.buffer, p.ends.buffer, p.order.buffer]);
     if (m.t !== "written") throw new Error(`store thread: unexpected answer ${m.t}`);
     const out = new Array<RowOutcome>(rows.length);
     for (let i = 0; i < rows.length; i++) out[i] = { seq: m.seqs[i] as number, status: m.stored[i] === 1 ? "stored" : "identical" };

@@ -5,7 +5,7 @@
  */
 import { isStoreUnavailable, StoreUnavailable } from "../store/errors.ts";
 import { SqliteDatabase } from "../store/sqlite/database.ts";
-import { unpackRows, type FromStoreThread, type ToStoreThread } from "./store-thread-client.ts";
+import { unpackColumns, type FromStoreThread, type ToStoreThread } from "./store-thread-client.ts";
 
 interface Port {
   postMessage(m: FromStoreThread, transfer?: Bun.Transferable[]): void;
@@ -47,6 +47,7 @@ port.onmessage = (e) => {
         // the main thread opened (and migrated) the file; this checks it and prepares the connection
         await db.assertMigrated();
         db.setCacheSize(m.cacheMib);
+        db.setWalAutocheckpoint(m.walPages);
         port.postMessage({ t: "ready" });
       } catch (err) {
         port.postMessage({ t: "init_failed", message: err instanceof Error ? err.message : String(err) });
@@ -54,15 +55,8 @@ port.onmessage = (e) => {
     })();
   } else if (m.t === "write") {
     const conn = db as SqliteDatabase;
-    conn.writeValues(unpackRows(m.rows)).then(
-      (outcomes) => {
-        const seqs = new Float64Array(outcomes.length);
-        const stored = new Uint8Array(outcomes.length);
-        for (let i = 0; i < outcomes.length; i++) {
-          const o = outcomes[i] as (typeof outcomes)[number];
-          seqs[i] = o.seq;
-          stored[i] = o.status === "stored" ? 1 : 0;
-        }
+    conn.writeColumns(unpackColumns(m.rows), m.rows.order).then(
+      ({ seqs, stored }) => {
         port.postMessage({ t: "written", id: m.id, seqs, stored }, [seqs.buffer, stored.buffer]);
         collect();
       },

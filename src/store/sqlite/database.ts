@@ -16,7 +16,7 @@ import { StoreUnavailable } from "../errors.ts";
 import { migrationChecksum, pendingMigrations, type AppliedMigration } from "../migrations.ts";
 import { SqliteSourceStore } from "./sources.ts";
 import { SqliteGroups } from "./groups.ts";
-import { SqliteValueWriter } from "./value-writer.ts";
+import { columnsOf, keyOrder, SqliteValueWriter, type ValueColumns, type WrittenColumns } from "./value-writer.ts";
 import type {
   AsOfKey,
   CatalogPlan,
@@ -281,6 +281,8 @@ export class SqliteDatabase implements Database {
         applied.push(m.name);
       }
     }).immediate();
+    // a migration may have rebuilt the history table, dropping the writer's TEMP trigger with it
+    if (applied.length > 0) this.valueWriter = undefined;
     this.afterMigrated();
     return applied;
   }
@@ -301,6 +303,15 @@ export class SqliteDatabase implements Database {
   /** Sets this connection's page cache size in MiB (a bulk load, `materialize`, wants a larger one). */
   setCacheSize(mib: number): void {
     this.db.exec(`PRAGMA cache_size = -${Math.floor(mib * 1024)}`);
+  }
+
+  /**
+   * Sets the WAL size, in pages, past which this connection's commits checkpoint (SQLite's
+   * default: 1,000). A bulk load checkpoints less often with a larger one: a page its chunks
+   * change again and again is copied into the database once per checkpoint, not once per chunk.
+   */
+  setWalAutocheckpoint(pages: number): void {
+    this.db.exec(`PRAGMA wal_autocheckpoint = ${Math.floor(pages)}`);
   }
 
   async ping(): Promise<void> {
@@ -415,16 +426,29 @@ export class SqliteDatabase implements Database {
   }
 
   async writeValues(rows: ValueWrite[]): Promise<RowOutcome[]> {
+    if (rows.length === 0) return [];
+    const c = columnsOf(rows);
+    const { seqs, stored } = await this.writeColumns(c, keyOrder(c));
+    const out = new Array<RowOutcome>(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = { seq: seqs[i] as number, status: stored[i] === 1 ? "stored" : "identical" };
+    return out;
+  }
+
+  /**
+   * {@link writeValues} of rows given as columns and their key order (value-writer.ts), answered
+   * as columns: the form `materialize`'s store thread receives them in and sends back.
+   */
+  async writeColumns(c: ValueColumns, order: ArrayLike<number>): Promise<WrittenColumns> {
     return this.guard(() => {
-      if (rows.length === 0) return [];
+      if (c.n === 0) return { seqs: new Float64Array(0), stored: new Uint8Array(0), count: 0 };
       void this.statements; // throws the "not migrated" error first
       this.valueWriter ??= new SqliteValueWriter(this.db);
       const writer = this.valueWriter;
       return this.db
         .transaction(() => {
-          const { outcomes, stored } = writer.write(rows);
-          if (stored > 0) this.recordValueChanges(this.bump("values"), rows, outcomes);
-          return outcomes;
+          const written = writer.write(c, order);
+          if (written.count > 0) this.recordValueChanges(this.bump("values"), c, written.stored);
+          return written;
         })
         .immediate();
     });
@@ -572,30 +596,31 @@ export class SqliteDatabase implements Database {
    * from their in-process cache; "everything" past VALUE_CHANGES_MAX_ENTITIES entities (or for a
    * feature id without a definition). Prunes records older than VALUE_CHANGES_KEPT versions.
    */
-  private recordValueChanges(version: number, rows: readonly ValueWrite[], outcomes: readonly RowOutcome[]): void {
+  private recordValueChanges(version: number, c: ValueColumns, stored: Uint8Array): void {
     const s = this.statements;
     const seen = new Set<string>();
     let named: [string, string, string][] = [];
-    for (let i = 0; i < rows.length; i++) {
-      if ((outcomes[i] as RowOutcome).status !== "stored") continue;
-      const row = rows[i] as ValueWrite;
-      let scope = this.featureScopes.get(row.feature_id);
+    for (let i = 0; i < c.n; i++) {
+      if (stored[i] !== 1) continue;
+      const featureId = c.featureIds[i] as number;
+      const entityId = c.entityIds[i] as string;
+      let scope = this.featureScopes.get(featureId);
       if (scope === undefined) {
-        scope = (s.featureScope.get(row.feature_id) as { tenant: string; entity_type: string } | null) ?? null;
-        if (scope) this.featureScopes.set(row.feature_id, scope);
+        scope = (s.featureScope.get(featureId) as { tenant: string; entity_type: string } | null) ?? null;
+        if (scope) this.featureScopes.set(featureId, scope);
       }
       if (scope === null) {
         named = [];
         break;
       }
-      const key = `${scope.tenant}\u0000${scope.entity_type}\u0000${row.entity_id}`;
+      const key = `${scope.tenant}\u0000${scope.entity_type}\u0000${entityId}`;
       if (seen.has(key)) continue;
       if (seen.size === VALUE_CHANGES_MAX_ENTITIES) {
         named = [];
         break;
       }
       seen.add(key);
-      named.push([scope.tenant, scope.entity_type, row.entity_id]);
+      named.push([scope.tenant, scope.entity_type, entityId]);
     }
     s.valueChanged.run(version, JSON.stringify(named));
     s.valueChangesPrune.run(version - VALUE_CHANGES_KEPT);

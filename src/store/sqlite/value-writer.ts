@@ -6,8 +6,8 @@
  *
  * Inside the caller's IMMEDIATE transaction (the write lock is held, so no other connection
  * assigns sequences meanwhile):
- * 1. the rows are ordered by (feature, entity, event time), ties in input order (neighbouring
- *    index entries are written together; each key's rows are consecutive);
+ * 1. the rows are ordered by (feature, entity, event time), ties in input order
+ *    ({@link keyOrder}: neighbouring B-tree entries are written together);
  * 2. row i is inserted with sequence `next + i` (`next`: value_sequence, after the greatest ever
  *    assigned; moved past the call's when it stored a row), many rows per statement,
  *    `ON CONFLICT DO NOTHING`. An identical row (stored before, or earlier
@@ -15,20 +15,84 @@
  *    first) is not inserted; when a statement inserted fewer rows than it had, its rows are
  *    looked up to tell which;
  * 3. a row not inserted is answered with the sequence of the identical stored row;
- * 4. per (feature, entity), the newly stored row with the greatest (event_time, seq) is offered
- *    to `online_values` in one multi-row compare-and-set upsert.
+ * 4. each inserted row is offered to `online_values` by the compare-and-set upsert (greatest
+ *    (event_time, seq) wins), from a TEMP trigger of this connection on the history insert
+ *    (`feature_values_online`): the row's columns are not bound a second time, and no statement
+ *    is run for it (issue 14: 7% of the store thread's CPU). Offering every stored row, not only
+ *    the newest of the call per (feature, entity), ends in the same row: the compare-and-set
+ *    keeps the greatest whatever the order.
  * The sequences of identical rows are skipped (as a PostgreSQL sequence skips them); those of
  * stored rows grow in input order.
+ *
+ * The rows come as columns ({@link ValueColumns}) with their key order, so a caller on another
+ * thread (materialize's store thread) sends them packed and sorted, and the writing thread binds
+ * the statements' parameters straight from them.
  */
 import type { Database as Sqlite, Statement } from "bun:sqlite";
-import type { RowOutcome, ValueWrite } from "../types.ts";
+import type { ValueWrite } from "../types.ts";
 
 /** Rows per multi-row statement: 6 parameters each, well under SQLite's 32,766. */
 const BATCH = 256;
 
+/** The rows of one write as columns, in input order. */
+export interface ValueColumns {
+  n: number;
+  featureIds: ArrayLike<number>;
+  entityIds: readonly string[];
+  eventTimes: ArrayLike<number>;
+  /** packed stored forms */
+  values: readonly Uint8Array[];
+  /** 16-byte digests of `values` */
+  hashes: readonly Uint8Array[];
+}
+
+/** What each input row became: `stored[i]` 1 (newly stored under `seqs[i]`) or 0 (identical to the stored row `seqs[i]`). */
+export interface WrittenColumns {
+  seqs: Float64Array<ArrayBuffer>;
+  stored: Uint8Array<ArrayBuffer>;
+  /** rows stored */
+  count: number;
+}
+
+/** `rows` as {@link ValueColumns} (no copy of their bytes). */
+export function columnsOf(rows: readonly ValueWrite[]): ValueColumns {
+  const n = rows.length;
+  const featureIds = new Array<number>(n);
+  const entityIds = new Array<string>(n);
+  const eventTimes = new Array<number>(n);
+  const values = new Array<Uint8Array>(n);
+  const hashes = new Array<Uint8Array>(n);
+  for (let i = 0; i < n; i++) {
+    const r = rows[i] as ValueWrite;
+    featureIds[i] = r.feature_id;
+    entityIds[i] = r.entity_id;
+    eventTimes[i] = r.event_time;
+    values[i] = r.value;
+    hashes[i] = r.value_hash;
+  }
+  return { n, featureIds, entityIds, eventTimes, values, hashes };
+}
+
+/**
+ * The input positions of `c`'s rows in (feature, entity, event time) order, ties in input order:
+ * neighbouring B-tree entries are written together, and each key's rows are consecutive.
+ */
+export function keyOrder(c: Pick<ValueColumns, "n" | "featureIds" | "entityIds" | "eventTimes">): Int32Array<ArrayBuffer> {
+  const { featureIds: f, entityIds: e, eventTimes: t } = c;
+  const order = Array.from({ length: c.n }, (_, i) => i);
+  order.sort((x, y) => {
+    const df = (f[x] as number) - (f[y] as number);
+    if (df !== 0) return df;
+    const a = e[x] as string;
+    const b = e[y] as string;
+    if (a !== b) return a < b ? -1 : 1;
+    return (t[x] as number) - (t[y] as number) || x - y;
+  });
+  return Int32Array.from(order);
+}
+
 export class SqliteValueWriter {
   private readonly inserts = new Map<number, Statement>();
-  private readonly upserts = new Map<number, Statement>();
   private readonly nextSeq: Statement;
   private readonly setNextSeq: Statement;
   private readonly existingSeq: Statement;
@@ -38,32 +102,24 @@ export class SqliteValueWriter {
     this.nextSeq = db.prepare("SELECT next FROM value_sequence WHERE id = 1");
     this.setNextSeq = db.prepare("UPDATE value_sequence SET next = ? WHERE id = 1");
     this.existingSeq = db.prepare("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?");
+    // step 4 (see above); TEMP: this connection's own, gone with it (schema of every version unchanged)
+    db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS feature_values_online AFTER INSERT ON main.feature_values BEGIN
+      INSERT INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES (new.feature_id, new.entity_id, new.event_time, new.seq, new.value)
+      ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+       WHERE excluded.event_time > online_values.event_time
+          OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq);
+    END`);
   }
 
-  /** A statement for `n` rows (`n` a power of two up to BATCH), prepared once. */
-  private statement(cache: Map<number, Statement>, n: number, head: string, tail: string): Statement {
-    let st = cache.get(n);
+  /** The history insert of `n` rows (`n` a power of two up to BATCH), prepared once. */
+  private insert(n: number): Statement {
+    let st = this.inserts.get(n);
     if (!st) {
-      const tuple = `(${head.split(",").map(() => "?").join(", ")})`;
-      st = this.db.prepare(`INSERT INTO ${cache === this.inserts ? "feature_values" : "online_values"} (${head}) VALUES ${Array(n).fill(tuple).join(", ")} ${tail}`);
-      cache.set(n, st);
+      const rows = Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ");
+      st = this.db.prepare(`INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, seq, value) VALUES ${rows} ON CONFLICT DO NOTHING`);
+      this.inserts.set(n, st);
     }
     return st;
-  }
-
-  private insert(n: number): Statement {
-    return this.statement(this.inserts, n, "feature_id, entity_id, event_time, value_hash, seq, value", "ON CONFLICT DO NOTHING");
-  }
-
-  private upsert(n: number): Statement {
-    return this.statement(
-      this.upserts,
-      n,
-      "feature_id, entity_id, event_time, seq, value",
-      `ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-       WHERE excluded.event_time > online_values.event_time
-          OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq)`,
-    );
   }
 
   /** Calls `run(at, n)` over [0, count) in slices of BATCH, the remainder in power-of-two slices. */
@@ -77,95 +133,57 @@ export class SqliteValueWriter {
     }
   }
 
-  /** Stores `rows` inside the caller's transaction; answers one outcome per row, in input order. */
-  write(rows: readonly ValueWrite[]): { outcomes: RowOutcome[]; stored: number } {
-    const outcomes: RowOutcome[] = new Array(rows.length);
-    // 1. the rows in (feature, entity, event time) order, ties in input order (a stable sort):
-    // neighbouring index entries are written together, and each key's rows are consecutive
-    const order = Array.from(rows.keys());
-    order.sort((x, y) => {
-      const a = rows[x] as ValueWrite;
-      const b = rows[y] as ValueWrite;
-      return a.feature_id - b.feature_id || (a.entity_id < b.entity_id ? -1 : a.entity_id > b.entity_id ? 1 : a.event_time - b.event_time);
-    });
-
-    // 2. insert every row with sequence base + its input position; an identical row (stored
-    // before, or earlier in this call) is not inserted
+  /**
+   * Stores the rows of `c` inside the caller's transaction, `order` their {@link keyOrder};
+   * answers what each row became, in input order.
+   */
+  write(c: ValueColumns, order: ArrayLike<number>): WrittenColumns {
+    const { n: count, featureIds, entityIds, eventTimes, values, hashes } = c;
+    // 2. insert every row, in key order, with sequence base + its input position; an identical
+    // row (stored before, or earlier in this call) is not inserted
     const base = (this.nextSeq.get() as { next: number }).next;
-    const inserted = new Uint8Array(rows.length);
-    // the sequence of the stored row each identical row repeats (0: not looked up yet)
-    const sameAs = new Float64Array(rows.length);
-    SqliteValueWriter.sliced(rows.length, (at, n) => {
+    const stored = new Uint8Array(count);
+    // the sequence of each row: its own when stored, else the identical stored row's
+    const seqs = new Float64Array(count);
+    SqliteValueWriter.sliced(count, (at, n) => {
       const params: (string | number | Uint8Array)[] = new Array(n * 6);
       let p = 0;
       for (let o = at; o < at + n; o++) {
         const i = order[o] as number;
-        const r = rows[i] as ValueWrite;
-        params[p++] = r.feature_id;
-        params[p++] = r.entity_id;
-        params[p++] = r.event_time;
-        params[p++] = r.value_hash;
+        params[p++] = featureIds[i] as number;
+        params[p++] = entityIds[i] as string;
+        params[p++] = eventTimes[i] as number;
+        params[p++] = hashes[i] as Uint8Array;
         params[p++] = base + i;
-        params[p++] = r.value;
+        params[p++] = values[i] as Uint8Array;
       }
       // Without RETURNING (measured: a third faster): when every row was inserted, `changes`
-      // says so; otherwise each row of the slice is looked up, and the stored row it finds is
-      // either itself (inserted now, under its own sequence) or the one it repeats.
-      if (this.insert(n).run(...params).changes === n) {
-        for (let o = at; o < at + n; o++) inserted[order[o] as number] = 1;
+      // (the statement's own rows, not its trigger's) says so; otherwise each row of the slice
+      // is looked up, and the stored row it finds is either itself (inserted now, under its own
+      // sequence) or the one it repeats. The parameters go as one array (not spread: cheaper).
+      if (this.insert(n).run(params).changes === n) {
+        for (let o = at; o < at + n; o++) stored[order[o] as number] = 1;
         return;
       }
       for (let o = at; o < at + n; o++) {
         const i = order[o] as number;
-        const r = rows[i] as ValueWrite;
-        const found = this.existingSeq.get(r.feature_id, r.entity_id, r.event_time, r.value_hash) as { seq: number } | null;
+        const found = this.existingSeq.get(featureIds[i] as number, entityIds[i] as string, eventTimes[i] as number, hashes[i] as Uint8Array) as { seq: number } | null;
         if (!found) throw new Error("a value conflicted with a stored one that cannot be found (feature_values_identity)");
-        if (found.seq === base + i) inserted[i] = 1;
-        else sameAs[i] = found.seq;
+        if (found.seq === base + i) stored[i] = 1;
+        else seqs[i] = found.seq;
       }
     });
 
-    // 3. outcomes: stored under the new sequence, or identical to the stored row
-    let stored = 0;
-    for (let i = 0; i < rows.length; i++) {
-      if (inserted[i] === 1) {
-        outcomes[i] = { seq: base + i, status: "stored" };
-        stored++;
-        continue;
+    // 3. the sequences of stored rows
+    let storedCount = 0;
+    for (let i = 0; i < count; i++) {
+      if (stored[i] === 1) {
+        seqs[i] = base + i;
+        storedCount++;
       }
-      outcomes[i] = { seq: sameAs[i] as number, status: "identical" };
     }
-    if (stored > 0) this.setNextSeq.run(base + rows.length);
+    if (storedCount > 0) this.setNextSeq.run(base + count);
 
-    // 4. per (feature, entity) (consecutive in `order`), the last newly stored row in `order`:
-    // the greatest event time, then sequence, of the call
-    const best: number[] = [];
-    let cand = -1;
-    for (let o = 0; o < order.length; o++) {
-      const i = order[o] as number;
-      const r = rows[i] as ValueWrite;
-      const prev = o === 0 ? undefined : (rows[order[o - 1] as number] as ValueWrite);
-      if (prev !== undefined && (prev.feature_id !== r.feature_id || prev.entity_id !== r.entity_id)) {
-        if (cand >= 0) best.push(cand);
-        cand = -1;
-      }
-      if (inserted[i] === 1) cand = i;
-    }
-    if (cand >= 0) best.push(cand);
-    SqliteValueWriter.sliced(best.length, (at, n) => {
-      const params: (string | number | Uint8Array)[] = new Array(n * 5);
-      let p = 0;
-      for (let w = at; w < at + n; w++) {
-        const i = best[w] as number;
-        const r = rows[i] as ValueWrite;
-        params[p++] = r.feature_id;
-        params[p++] = r.entity_id;
-        params[p++] = r.event_time;
-        params[p++] = base + i;
-        params[p++] = r.value;
-      }
-      this.upsert(n).run(...params);
-    });
-    return { outcomes, stored };
+    return { seqs, stored, count: storedCount };
   }
 }
