@@ -402,6 +402,8 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   /** The chunks' steps after their history is stored (online offer, position), in chunk order. */
   let tail: Promise<void> = Promise.resolve();
   let tailError: unknown;
+  /** the heap above which a chunk's tail collects garbage (see GC_ABOVE_HEAP) */
+  let gcAboveHeap = GC_ABOVE_HEAP;
 
   /**
    * Stores a prepared chunk's history; its online offer and the position after it follow in
@@ -451,7 +453,12 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
       // (10 million rows peaked at 366 MiB with one after every chunk, which showed as a
       // quarter to a third of a profiled load's samples: now only past GC_ABOVE_HEAP).
       const mem = process.memoryUsage();
-      if (mem.heapUsed > GC_ABOVE_HEAP || mem.rss > GC_ABOVE_RSS) Bun.gc(true);
+      if (mem.heapUsed > gcAboveHeap || mem.rss > GC_ABOVE_RSS) {
+        Bun.gc(true);
+        // a shared store (no store thread) keeps more chunks alive (one stored, one offered
+        // online, one prepared): collect again once the heap doubles what survived
+        if (!thread) gcAboveHeap = Math.max(GC_ABOVE_HEAP, 2 * process.memoryUsage().heapUsed);
+      }
       run.position = chunk.position;
       await dbCall(deps, "save position", () => saveState({ run }));
       opts.onProgress?.({
