@@ -36,6 +36,8 @@ const GC_ABOVE_HEAP = 64 * 2 ** 20;
 const GC_ABOVE_RSS = 448 * 2 ** 20;
 /** Event times the fast path of prepareChunk takes (years 1970 to 9999); others go through prepareRows. */
 const FAST_TIME_MAX = 253_402_300_800_000;
+/** Rows per call offering a chunk to a shared online store (Redis: about 1,000 entities of 4 features). */
+const ONLINE_SLICE_ROWS = 4_096;
 /** First rejected rows kept in a summary. */
 const FIRST_REJECTED = 10;
 /**
@@ -410,6 +412,30 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   /** The chunks' steps after their history is stored (online offer, position), in chunk order. */
   let tail: Promise<void> = Promise.resolve();
   let tailError: unknown;
+  /** the heap above which a chunk's tail collects garbage (see GC_ABOVE_HEAP) */
+  let gcAboveHeap = GC_ABOVE_HEAP;
+
+  /**
+   * Offers a chunk's rows to a shared online store in slices of ONLINE_SLICE_ROWS, one after
+   * another: each call has the store's timeout to itself (a whole chunk in one call queued
+   * ~200 script runs behind each other, and on a busy machine a call now and then timed out,
+   * which makes the Redis cache start a new generation).
+   */
+  const offerSlices = async (parts: { rows: ValueWrite[]; defs: Definition[] }[], written: RowOutcome[][]) => {
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i] as (typeof parts)[number];
+      const outcomes = written[i] as RowOutcome[];
+      for (let at = 0; at < p.rows.length; at += ONLINE_SLICE_ROWS) {
+        const to = at + ONLINE_SLICE_ROWS;
+        const whole = at === 0 && to >= p.rows.length;
+        await offerToOnline(
+          deps,
+          { tenant, entityType: checked.entityType, rows: whole ? p.rows : p.rows.slice(at, to), defs: whole ? p.defs : p.defs.slice(at, to) },
+          whole ? outcomes : outcomes.slice(at, to),
+        );
+      }
+    }
+  };
 
   /**
    * Stores a prepared chunk's history; its online offer and the position after it follow in
@@ -442,7 +468,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     let stored = 0;
     for (const outcomes of written) for (const o of outcomes) if (o.status === "stored") stored++;
     timings.store_ms += performance.now() - t0;
-    const online = sharedOnline ? Promise.all(parts.map((p, i) => offerToOnline(deps, { tenant, entityType: checked.entityType, rows: p.rows, defs: p.defs }, written[i] as RowOutcome[]))) : undefined;
+    const online = sharedOnline ? offerSlices(parts, written) : undefined;
     tail = tail.then(async () => {
       const t1 = performance.now();
       await online;
@@ -459,7 +485,12 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
       // (10 million rows peaked at 366 MiB with one after every chunk, which showed as a
       // quarter to a third of a profiled load's samples: now only past GC_ABOVE_HEAP).
       const mem = process.memoryUsage();
-      if (mem.heapUsed > GC_ABOVE_HEAP || mem.rss > GC_ABOVE_RSS) Bun.gc(true);
+      if (mem.heapUsed > gcAboveHeap || mem.rss > GC_ABOVE_RSS) {
+        Bun.gc(true);
+        // a shared store (no store thread) keeps more chunks alive (one stored, one offered
+        // online, one prepared): collect again once the heap doubles what survived
+        if (!thread) gcAboveHeap = Math.max(GC_ABOVE_HEAP, 2 * process.memoryUsage().heapUsed);
+      }
       run.position = chunk.position;
       await dbCall(deps, "save position", () => saveState({ run }));
       opts.onProgress?.({

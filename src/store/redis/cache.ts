@@ -30,13 +30,12 @@
  *   wall clock (at least the last one this process saw + 1), so a generation number is never
  *   reused and keys of an abandoned generation can never come back.
  */
-import type { RedisArgument } from "redis";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
 import type { CachedValue, OnlineCapabilities, OnlineStore, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
-import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, encodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER } from "./format.ts";
+import { assertNamespace, DEFAULT_NAMESPACE, decodeCached, entityKey, entityKeyPrefix, escapePart, generationKey } from "./format.ts";
 import { CacheGeneration } from "./generation.ts";
 import { NearCache, Tracker } from "./near.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
@@ -48,9 +47,124 @@ const DAY_SECONDS = 86_400;
  * 1 ms (256 took 4.5 ms), and already save most of the client's cost of one run per entity.
  */
 const SCRIPT_KEYS = 64;
-const SCRIPT_ARGS = 2_048;
+const SCRIPT_FIELDS = 512;
 /** Longest key expiry we set (EXPIRE rejects absurd values; ten years is "forever" here). */
 const MAX_EXPIRE_SECONDS = 3650 * DAY_SECONDS;
+
+/**
+ * The one argument of a CAS script run (see CAS_SCRIPT): per key, its expiry and field count,
+ * then per field its name and stored form (format.ts's `encodeCached`, written here in place:
+ * the same bytes). One buffer per run instead of four arguments per field (measured: the
+ * client's encoding of those was a fifth of a bulk load's CPU).
+ */
+export class CasArgs {
+  private buf = Buffer.allocUnsafe(1 << 16);
+  private at = 0;
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.at;
+  }
+
+  private room(n: number): Buffer {
+    if (this.at + n > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+      this.buf.copy(grown, 0, 0, this.at);
+      this.buf = grown;
+    }
+    return this.buf;
+  }
+
+  /** Starts a key: the seconds it must live at least, and how many fields follow. */
+  key(ttlSeconds: number, fields: number): void {
+    const b = this.room(8);
+    b.writeUInt32BE(ttlSeconds, this.at);
+    b.writeUInt32BE(fields, this.at + 4);
+    this.at += 8;
+  }
+
+  /** One field: the feature id, and the value (null: a negative entry). */
+  field(featureId: number, value: CachedValue): void {
+    const name = String(featureId);
+    const len = value === null ? 1 : 1 + 9 + 9 + 5 + value.value.byteLength;
+    let b = this.room(2 + name.length + 4 + len);
+    b.writeUInt16BE(name.length, this.at);
+    b.write(name, this.at + 2, "latin1");
+    this.at += 2 + name.length;
+    const lenAt = this.at;
+    this.at += 4;
+    if (value === null) b[this.at++] = 0xc0;
+    else {
+      // msgpack [event_time, seq, bytes] as msgpackr packs it (format.ts's packr)
+      b[this.at++] = 0x93;
+      this.num(value.event_time);
+      this.num(value.seq);
+      const n = value.value.byteLength;
+      if (n < 0x100) {
+        b[this.at++] = 0xc4;
+        b[this.at++] = n;
+      } else if (n < 0x10000) {
+        b[this.at++] = 0xc5;
+        b.writeUInt16BE(n, this.at);
+        this.at += 2;
+      } else {
+        b[this.at++] = 0xc6;
+        b.writeUInt32BE(n, this.at);
+        this.at += 4;
+      }
+      b.set(value.value, this.at);
+      this.at += n;
+    }
+    b = this.buf;
+    b.writeUInt32BE(this.at - lenAt - 4, lenAt);
+  }
+
+  /** A msgpack number, in msgpackr's encoding (useRecords false, no float32). */
+  private num(v: number): void {
+    const b = this.buf;
+    if (v >>> 0 === v) {
+      if (v < 0x80) b[this.at++] = v;
+      else if (v < 0x100) {
+        b[this.at++] = 0xcc;
+        b[this.at++] = v;
+      } else if (v < 0x10000) {
+        b[this.at++] = 0xcd;
+        b.writeUInt16BE(v, this.at);
+        this.at += 2;
+      } else {
+        b[this.at++] = 0xce;
+        b.writeUInt32BE(v, this.at);
+        this.at += 4;
+      }
+    } else if (v >> 0 === v) {
+      if (v >= -0x20) b[this.at++] = 0x100 + v;
+      else if (v >= -0x80) {
+        b[this.at++] = 0xd0;
+        b[this.at++] = v + 0x100;
+      } else if (v >= -0x8000) {
+        b[this.at++] = 0xd1;
+        b.writeInt16BE(v, this.at);
+        this.at += 2;
+      } else {
+        b[this.at++] = 0xd2;
+        b.writeInt32BE(v, this.at);
+        this.at += 4;
+      }
+    } else {
+      b[this.at++] = 0xcb;
+      b.writeDoubleBE(v, this.at);
+      this.at += 8;
+    }
+  }
+
+  /** The bytes written (a copy), and starts over. */
+  take(): Buffer {
+    const out = Buffer.allocUnsafe(this.at);
+    this.buf.copy(out, 0, 0, this.at);
+    this.at = 0;
+    return out;
+  }
+}
 
 /** Options of {@link RedisCache.connect}. */
 export interface RedisCacheOptions {
@@ -348,20 +462,19 @@ export class RedisCache implements OnlineStore {
     // hash has its own slot, so one run each.
     const perCall = this.conn.isCluster ? 1 : SCRIPT_KEYS;
     let keys: string[] = [];
-    let args: RedisArgument[] = [];
+    let fields = 0;
+    const args = new CasArgs();
     const flush = () => {
-      writes.push(evalScript(this.conn, CAS_SHA, CAS_SCRIPT, keys, args).then((r) => r.fellBack));
+      writes.push(evalScript(this.conn, CAS_SHA, CAS_SCRIPT, keys, [args.take()]).then((r) => r.fellBack));
       keys = [];
-      args = [];
+      fields = 0;
     };
     for (const [entityId, g] of groups) {
       keys.push(`${prefix}${escapePart(entityId)}}`);
-      args.push(String(g.ttl), String(g.fields.size));
-      for (const [featureId, value] of g.fields) {
-        if (value === null) args.push(String(featureId), "", "", NEGATIVE_MARKER);
-        else args.push(String(featureId), String(value.event_time), String(value.seq), encodeCached(value));
-      }
-      if (keys.length >= perCall || args.length >= SCRIPT_ARGS) flush();
+      args.key(g.ttl, g.fields.size);
+      for (const [featureId, value] of g.fields) args.field(featureId, value);
+      fields += g.fields.size;
+      if (keys.length >= perCall || fields >= SCRIPT_FIELDS) flush();
     }
     if (keys.length > 0) flush();
     // On one server a read queued behind the scripts on the same connection runs after them.

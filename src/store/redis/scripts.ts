@@ -7,12 +7,14 @@ import { ErrorReply, type RedisArgument } from "redis";
 import type { RedisConnection } from "./connection.ts";
 
 /**
- * Compare-and-set of entity hashes, one or many per call (a bulk write sends a few hundred at
- * once: one script run instead of one per entity). KEYS: the hashes. ARGV, per key in order:
- * seconds the key must live at least, the number of fields, then per field: name, event_time,
- * seq, packed value (event_time "" marks a negative entry, written only where the field is
- * absent); a field at most once per key (RedisCache.putMany keeps the newest entry of each).
- * Returns the number of fields set.
+ * Compare-and-set of entity hashes, one or many per call (a bulk write sends up to 64 at once:
+ * one script run instead of one per entity). KEYS: the hashes. ARGV[1]: one binary string
+ * (RedisCache's CasArgs), per key in order: seconds the key must live at least and the number
+ * of fields (4-byte big-endian each), then per field: its name (2-byte length, bytes) and the
+ * stored form (4-byte length, bytes) of a value or of a negative entry (msgpack nil, written
+ * only where the field is absent); a field at most once per key (RedisCache.putMany keeps the
+ * newest entry of each). A value replaces the field's when its (event_time, seq), read from
+ * both stored forms, is greater. Returns the number of fields set.
  */
 export const CAS_SCRIPT = `
 local neg = string.char(192)
@@ -38,17 +40,20 @@ local function header(s)
   if seq == nil then return nil end
   return et, seq
 end
+local blob = ARGV[1]
+local pos = 1
 local set = 0
-local a = 1
 for k = 1, #KEYS do
   local key = KEYS[k]
-  local want = tonumber(ARGV[a])
-  local n = tonumber(ARGV[a + 1])
-  a = a + 2
+  local want, n
+  want, n, pos = struct.unpack('>I4I4', blob, pos)
   if n > 0 then
     -- one HMGET and one HSET per key (not per field)
     local names = {}
-    for j = 1, n do names[j] = ARGV[a + 4 * (j - 1)] end
+    local vals = {}
+    for j = 1, n do
+      names[j], vals[j], pos = struct.unpack('>I2c0I4c0', blob, pos)
+    end
     local curs = {}
     for s = 1, n, 1000 do
       local part = redis.call('HMGET', key, unpack(names, s, math.min(s + 999, n)))
@@ -56,18 +61,17 @@ for k = 1, #KEYS do
     end
     local sets = {}
     for j = 1, n do
-      local i = a + 4 * (j - 1)
       local cur = curs[j]
-      local et = tonumber(ARGV[i + 1])
+      local v = vals[j]
       local replace
-      if et == nil then
+      if v == neg then
         replace = not cur
       else
         replace = (not cur) or cur == neg
         if not replace then
           local ok, cet, cseq = pcall(header, cur)
           if ok and cet ~= nil then
-            local seq = tonumber(ARGV[i + 2])
+            local et, seq = header(v)
             replace = et > cet or (et == cet and seq > cseq)
           else
             replace = true
@@ -76,14 +80,13 @@ for k = 1, #KEYS do
       end
       if replace then
         sets[#sets + 1] = names[j]
-        sets[#sets + 1] = ARGV[i + 3]
+        sets[#sets + 1] = v
       end
     end
     for s = 1, #sets, 2000 do
       redis.call('HSET', key, unpack(sets, s, math.min(s + 1999, #sets)))
     end
     set = set + #sets / 2
-    a = a + 4 * n
   end
   local ttl = redis.call('TTL', key)
   if ttl == -1 or (ttl >= 0 and ttl < want) then
