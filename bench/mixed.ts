@@ -28,6 +28,8 @@ export const mixedSettings = {
   batchRows: num("BENCH_MIXED_BATCH_ROWS", 20_000),
   /** Records (x 10 features) of each background write. */
   writeRecords: num("BENCH_MIXED_WRITE_RECORDS", 2_000),
+  /** Which background loops run: `batch`, `write` or both (comma list; default both). */
+  background: (process.env.BENCH_MIXED_BACKGROUND ?? "batch,write").split(",").map((s) => s.trim()).filter(Boolean),
 } as const;
 
 /** What the background got done during the measured phase. */
@@ -101,7 +103,7 @@ const median = (xs: number[]): number => {
 };
 
 /** Training queries and writes back to back until `stop()`; each loop reads every answer to its end. */
-function startBackground(server: Server, entities: number, days: number, now: number): { stop(): Promise<Background> } {
+export function startBackground(server: Pick<Server, "url" | "key">, entities: number, days: number, now: number, kinds: readonly string[] = mixedSettings.background): { stop(): Promise<Background> } {
   const rnd = prng(777);
   const pick = () => Math.floor(rnd() * entities);
   const batchBodies = Array.from({ length: 3 }, () => batchRows(Array.from({ length: mixedSettings.batchRows }, pick), days, now, rnd));
@@ -142,8 +144,8 @@ function startBackground(server: Server, entities: number, days: number, now: nu
   };
   let n = 0;
   const loops = [
-    loop("/api/v1/features/batch", () => batchBodies[n++ % batchBodies.length] as string, () => b.batches++, b.batchS),
-    loop("/api/v1/features/write", writeBody, () => b.writes++, b.writeS),
+    ...(kinds.includes("batch") ? [loop("/api/v1/features/batch", () => batchBodies[n++ % batchBodies.length] as string, () => b.batches++, b.batchS)] : []),
+    ...(kinds.includes("write") ? [loop("/api/v1/features/write", writeBody, () => b.writes++, b.writeS)] : []),
   ];
   t0 = performance.now();
   return {
