@@ -47,6 +47,8 @@ try {
     }
   }
   const args = [
+    "--config-file",
+    join(ROOT, "test/fuzz/schemathesis.toml"),
     "run",
     `${base}/openapi.json`,
     "--header",
