@@ -229,8 +229,23 @@ export class RedisCache implements OnlineStore {
     if (near !== undefined) {
       const t = (this.tracker ??= this.startTracker(near));
       if (t.ready) {
+        // Exact once one reply of the tracking connection to a command sent after the lookup
+        // started came (near.ts): what the near cache lacks is read on that connection, whose
+        // replies are then that wait; a lookup that lacks nothing waits for a `PING`.
+        const prefix = this.prefixOf(tenant, entityType);
+        const out = new Array<CachedValue | undefined>(keys.length);
+        // taken before the wait; still current after it if nothing was invalidated meanwhile
+        const seen = near.changes;
+        const missing = near.hits(prefix, keys, out);
         try {
-          return await this.nearLookup(t, near, this.prefixOf(tenant, entityType), keys);
+          if (missing !== undefined) return await this.readNear(t, near, prefix, keys, out, missing, seen);
+          await t.barrier();
+          if (!this.protocol.available) throw this.unavailable();
+          if (near.changes === seen) return out;
+          const again = near.hits(prefix, keys, out);
+          // every value held: no second promise (the barrier was the one wait)
+          if (again === undefined) return out;
+          return await this.readNear(t, near, prefix, keys, out, again, near.changes);
         } catch (err) {
           // Redis does not answer: the database answers (not a second wait on another read)
           if (err instanceof TimeoutError) {
@@ -252,38 +267,29 @@ export class RedisCache implements OnlineStore {
   }
 
   /**
-   * A lookup through the near cache: exact once one reply of the tracking connection to a
-   * command sent after it started came (near.ts). What the near cache lacks is read on that
-   * connection, whose replies are then that wait; a lookup that lacks nothing waits for a `PING`.
+   * The rest of a near-cache lookup: `keys[i]` for every i of `missing` read on the tracking
+   * connection into `out`; every other value of `out` (from the near cache, taken when its
+   * `changes` were `seen`) is taken again after the reply if something was invalidated since,
+   * and read too when it was.
    */
-  private async nearLookup(t: Tracker, near: NearCache, prefix: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
-    const out = new Array<CachedValue | undefined>(keys.length);
-    // taken before the wait only to know what to read at once (taken again after it)
-    let missing = near.hits(prefix, keys, out);
-    if (missing === undefined) {
-      await t.barrier();
-      if (!this.protocol.available) throw this.unavailable();
-      // every value held: no second promise (the barrier was the one wait)
-      missing = near.hits(prefix, keys, out);
-      if (missing === undefined) return out;
-      if (!t.ready) throw new Error("Redis near cache tracking lost");
-    }
-    // `read[i]`: out[i] was read from Redis after the lookup started (final); every other value
-    // came from the near cache and is taken again after the last reply
+  private async readNear(t: Tracker, near: NearCache, prefix: string, keys: ValueKey[], out: (CachedValue | undefined)[], missing: number[], seen: number): Promise<(CachedValue | undefined)[]> {
+    // `read[i]`: out[i] was read from Redis after the lookup started (final)
     const read = new Uint8Array(keys.length);
-    for (;;) {
-      const got = await t.read(prefix, keys, missing);
+    let taken = seen;
+    for (let idx: number[] | undefined = missing; idx !== undefined; ) {
+      if (!t.ready) throw new Error("Redis near cache tracking lost");
+      const got = await t.read(prefix, keys, idx);
       if (!this.protocol.available) throw this.unavailable();
-      for (let j = 0; j < missing.length; j++) {
-        const i = missing[j] as number;
+      for (let j = 0; j < idx.length; j++) {
+        const i = idx[j] as number;
         out[i] = got[j];
         read[i] = 1;
       }
-      missing = near.hits(prefix, keys, out, read);
-      if (missing === undefined) return out;
-      // a value held before the wait was invalidated meanwhile: read it too
-      if (!t.ready) throw new Error("Redis near cache tracking lost");
+      if (near.changes === taken) break;
+      taken = near.changes;
+      idx = near.hits(prefix, keys, out, read);
     }
+    return out;
   }
 
   private startTracker(near: NearCache): Tracker {

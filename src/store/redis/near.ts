@@ -44,6 +44,8 @@ export class NearCache {
   private values = 0;
   /** Moves on every flush: fills sent before it are not kept. */
   private epoch_ = 0;
+  /** Moves on every invalidation and flush. */
+  private changes_ = 0;
 
   constructor(private readonly maxValues: number) {}
 
@@ -53,6 +55,14 @@ export class NearCache {
 
   get epoch(): number {
     return this.epoch_;
+  }
+
+  /**
+   * Invalidations and flushes so far: values a lookup took while it was `n` are still current
+   * as long as it is `n` (for one taken before a wait: once the wait is over, see {@link Tracker}).
+   */
+  get changes(): number {
+    return this.changes_;
   }
 
   /** The entries under one key prefix (`entityKeyPrefix`), by escaped entity id. */
@@ -87,6 +97,7 @@ export class NearCache {
 
   /** Drops the entry of `key` (a whole entity key, as Redis names it). */
   invalidate(key: string): void {
+    this.changes_++;
     const c = key.lastIndexOf(":");
     if (c >= 0 && key.endsWith("}")) {
       const space = this.spaces.get(key.slice(0, c + 1));
@@ -104,6 +115,7 @@ export class NearCache {
     this.spaces.clear();
     this.values = 0;
     this.epoch_++;
+    this.changes_++;
   }
 
   /** Keeps `value` for field `field` of the key `prefix + id + "}"` (read on the tracking connection, see the module comment). */
