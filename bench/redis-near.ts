@@ -10,6 +10,7 @@
  * cache holds: the `PING` barrier) and `miss` (an entity never looked up before: its read).
  * Prints the median of the rounds per tree and mode (process CPU, user + system, per lookup).
  */
+import { resolve } from "node:path";
 import pino from "pino";
 import { startRedis } from "../test/harness/services.ts";
 
@@ -37,8 +38,8 @@ const keys = (e: number): Key[] => Array.from({ length: 10 }, (_, f) => ({ entit
 const caches: { tree: string; cache: Cache; next: number }[] = [];
 try {
   for (const [i, tree] of trees.entries()) {
-    const { RedisCache } = await import(`${tree}/src/store/redis/cache.ts`);
-    const { Metrics } = await import(`${tree}/src/metrics.ts`);
+    const { RedisCache } = await import(resolve(tree, "src/store/redis/cache.ts"));
+    const { Metrics } = await import(resolve(tree, "src/metrics.ts"));
     const cache = (await RedisCache.connect({ url: redis.url, log, metrics: new Metrics({ defaults: false }), timeoutMs: 2000, namespace: `near${i}` })) as Cache;
     for (let s = 0; s < entities; s += 500) {
       const entries = [];
