@@ -1,12 +1,20 @@
 import type { ServerState } from "../api/routes/ops.ts";
 import { answerHealthz, HEALTHZ, isHealthz } from "../api/healthz.ts";
-import { Lifecycle } from "../lib/lifecycle.ts";
+import { importInTurns, Lifecycle, nextTurn } from "../lib/lifecycle.ts";
 import { fastConfig } from "../settings.ts";
 import { isIP } from "../lib/ip.ts";
 import { writeSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { CliError, parseFlags, type Command } from "./command.ts";
 import type { EarlyAnswer, Fetch, Started } from "./serve-start.ts";
+
+/**
+ * What serve-start.ts imports, in groups of modules that each take at most ~2 ms of CPU to
+ * evaluate (prom-client's metrics the most), evaluated one group per turn of the event loop
+ * once the server listens (see importInTurns): all at once it was ~4 ms that a liveness probe
+ * coming in meanwhile waited for.
+ */
+const START_MODULES = [() => import("../log.ts"), () => import("../metrics.ts"), () => import("../registry/dtype.ts"), () => import("./open-deps.ts"), () => import("./serve-start.ts")];
 
 /** What the user typed for PORT and HOST: the flag when given, else the variable. */
 interface Blame {
@@ -244,10 +252,10 @@ Options:
     }
     // the supervisor keeps the rate-limit counts of all its workers without Redis (asked over IPC);
     // imported after listening: nothing /healthz needs
-    const windows =
-      supervising && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new Promise((r) => setImmediate(r)).then(async () => new (await import("../serving/supervisor-window.ts")).SupervisorWindows()) : undefined;
-    // one turn of the event loop first: a probe already waiting is answered before the start's work
-    const starting: Promise<Started> = new Promise((r) => setImmediate(r))
+    const windows = supervising && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? nextTurn().then(async () => new (await import("../serving/supervisor-window.ts")).SupervisorWindows()) : undefined;
+    // The start runs in steps, each after a turn of the event loop (nextTurn): a probe that
+    // comes in meanwhile is answered between two steps, not after the whole start.
+    const starting: Promise<Started> = importInTurns(START_MODULES)
       .then(() => Promise.all([import("./serve-start.ts"), windows]))
       .then(([m, w]) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early, w?.counts));
     starting.catch(() => {}); // handled below
