@@ -55,6 +55,8 @@ export interface Started {
   deps: Deps;
   /** Answers any request: the app's `fetch` once it is built (right after the start), `GET /healthz` meanwhile. */
   fetch: Fetch;
+  /** Settles once the app is built (or failed to build): the server answers everything from then on. */
+  built: Promise<unknown>;
 }
 
 /**
@@ -124,13 +126,16 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
   // Built right after start, not on the first request: /healthz has answered by now, and the
   // first online lookup must not pay the 30-40 ms of building the app (the serving thread is
   // sacred). A failure surfaces on the requests that wait for it.
-  setImmediate(() => {
-    building ??= build();
-    building.catch(() => {});
-  });
+  const built = new Promise<unknown>((resolve) =>
+    setImmediate(() => {
+      building ??= build();
+      building.then(resolve, resolve);
+    }),
+  );
   return {
     log,
     deps,
+    built,
     fetch: (req, server) => {
       if (app !== undefined) return app(req, server);
       if (isHealthz(req)) {

@@ -95,7 +95,7 @@ const PORT_ENV = "FEATURE_STORE_SERVE_PORT";
 /**
  * The other workers of `serve --workers N` (N > 1; the default is the core count). The
  * supervisor is worker 1 itself: it listens first and answers like one process (the cold start
- * is one process's), and once its own start has succeeded it starts N-1 more `serve` processes
+ * is one process's), and once it is ready (stores open, app built) it starts N-1 more `serve` processes
  * that listen on the same port with it (SO_REUSEPORT; the kernel spreads connections among
  * them). Their stdout is forwarded whole lines at a time (the log stays one JSON line per line).
  * SIGTERM/SIGINT are passed to every worker and the supervisor exits when all have drained; a
@@ -179,7 +179,7 @@ Options:
              a host name resolving to one
   --workers N  processes listening together on the port (env SERVE_WORKERS, default the
              number of cores): the first, which also supervises, starts the N-1 others
-             once it serves; a value written through any of them is served by all at
+             once it is ready; a value written through any of them is served by all at
              once; SIGTERM drains them all; together they admit what one process admits
              (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT, ...), with one
              RATE_LIMIT_PER_KEY; /metrics answers for the worker that took the
@@ -288,15 +288,20 @@ Options:
         })();
       }, worker !== undefined ? 2000 : 0);
     });
+    let up: Started;
     try {
-      answer = (await starting).fetch;
+      up = await starting;
+      answer = up.fetch;
     } catch (e) {
       // a store that cannot be opened or is not migrated: the same error as before listening
       await server.stop(true);
       await lifecycle.stop(2000, () => {});
       throw e;
     }
-    // the other workers start once the first has (a store it cannot open stops nothing else)
+    // The other workers start once the first is ready, its app built too (a store it cannot open
+    // stops nothing else): started earlier, their start took the CPU that the first one's app
+    // build needed, and a connection the kernel gave one of them waited for its whole start.
+    await up.built;
     const counts = await windows;
     const others = supervising && !state.draining ? startWorkers(cfg.SERVE_WORKERS, server.port ?? cfg.PORT, counts && ((m, reply) => counts.onMessage(m, reply))) : undefined;
     await stopped;
