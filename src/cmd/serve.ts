@@ -134,7 +134,9 @@ function startWorkers(workers: number, port: number, onMessage?: (message: unkno
     }
     if (rest.length > 0) forward(rest);
   });
+  const sent = new Set<NodeJS.Signals>();
   const stopAll = (signal: NodeJS.Signals): void => {
+    sent.add(signal);
     for (const p of procs) if (p.exitCode === null) p.kill(signal);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -153,7 +155,9 @@ function startWorkers(workers: number, port: number, onMessage?: (message: unkno
         process.kill(process.pid, "SIGTERM");
         return code === 0 ? 1 : code;
       }
-      return code;
+      // ended by the signal passed on before it had set its handler (still starting, so it held
+      // nothing to drain): a clean stop, not a failure of the set
+      return typeof p.signalCode === "string" && sent.has(p.signalCode) ? 0 : code;
     }),
   ).then(async (codes) => {
     await Promise.all(forwarded);
