@@ -176,7 +176,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
     const arrived = start;
     let waiting: Promise<void> | undefined;
     try {
-      waiting = shed.admit();
+      waiting = shed.admit(arrived);
     } catch (err) {
       return finish(errorResponse(err, id, log), id, "POST", ONLINE, start);
     }

@@ -166,10 +166,10 @@ export class OnlineShed {
   /**
    * Admits a request: `undefined` when it holds a slot now, else a promise resolved once it
    * holds one. Throws (or rejects with) the 503 when it is refused. A slot taken is given back
-   * with {@link release}.
+   * with {@link release}. `now`: the request's arrival (performance.now()), when the caller has read it.
    */
-  admit(): Promise<void> | undefined {
-    if (this.lag?.backlogged()) throw this.refuse("overloaded");
+  admit(now?: number): Promise<void> | undefined {
+    if (this.lag?.backlogged(now)) throw this.refuse("overloaded");
     if (this.admission.tryAcquire()) return undefined;
     if (this.admission.queued >= this.admission.options.maxQueue) throw this.refuse("queue_full");
     return this.admission.wait(this.queueBudget).then((admitted) => {
