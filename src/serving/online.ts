@@ -24,6 +24,8 @@ interface Lookup extends Resolved {
 /** A resolution and the JSON keys of its references, as {@link resolve} remembers them. */
 interface Resolved extends ResolvedFeatures {
   keys: string[];
+  /** The feature version id of each definition. */
+  featureIds: number[];
 }
 
 /**
@@ -67,7 +69,7 @@ function resolveMemo(snapshot: RegistrySnapshot, tenant: string, featureNames: r
   let r = memo.get(id);
   if (r === undefined) {
     const resolved = resolveFeatures(snapshot, tenant, featureNames);
-    r = { ...resolved, keys: resolved.refs.map((ref) => `${JSON.stringify(ref)}:`) };
+    r = { ...resolved, keys: resolved.refs.map((ref) => `${JSON.stringify(ref)}:`), featureIds: resolved.defs.map((d) => d.id) };
     if (memo.size >= RESOLUTIONS_MAX) memo.clear();
     memo.set(id, r);
   }
@@ -81,19 +83,46 @@ function resolveMemo(snapshot: RegistrySnapshot, tenant: string, featureNames: r
  */
 function readNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Lookup | Promise<Lookup> {
   const resolved = resolve(deps.registry.current, tenant, featureNames);
-  const { defs } = resolved;
-  const nf = defs.length;
-  const keys: ValueKey[] = new Array(entityIds.length * nf);
-  for (let e = 0; e < entityIds.length; e++) {
-    for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: (defs[f] as Definition).id, entity_id: entityIds[e] as string };
-  }
-  const rows = readLatestNow(deps, tenant, resolved.entityType, keys);
+  const rows = readResolvedNow(deps, tenant, resolved, entityIds);
   if (Array.isArray(rows)) return lookupOf(deps, resolved, rows);
   return rows.then((r) => lookupOf(deps, resolved, r));
 }
 
+/** The value keys of a lookup, entity-major. */
+function keysOf(resolved: Resolved, entityIds: readonly string[]): ValueKey[] {
+  const ids = resolved.featureIds;
+  const nf = ids.length;
+  const keys: ValueKey[] = new Array(entityIds.length * nf);
+  for (let e = 0; e < entityIds.length; e++) {
+    for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: ids[f] as number, entity_id: entityIds[e] as string };
+  }
+  return keys;
+}
+
+/**
+ * {@link readLatestNow} of a resolved lookup. An online store held in this process that reads
+ * entities whole ({@link OnlineStore.getEntitiesNow}) is asked without a key object per value;
+ * the keys are made only for a miss (the database) or a failure.
+ */
+function readResolvedNow(deps: Deps, tenant: string, resolved: Resolved, entityIds: readonly string[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
+  const online = deps.stores.online;
+  if (online.getEntitiesNow === undefined) return readLatestNow(deps, tenant, resolved.entityType, keysOf(resolved, entityIds));
+  if (!online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
+  let cached: (CachedValue | undefined)[];
+  try {
+    cached = online.getEntitiesNow(tenant, resolved.entityType, entityIds, resolved.featureIds);
+  } catch (err) {
+    return unavailable(deps, keysOf(resolved, entityIds), err);
+  }
+  for (let i = 0; i < cached.length; i++) {
+    if (cached[i] === undefined) return fill(deps, tenant, resolved.entityType, keysOf(resolved, entityIds), cached);
+  }
+  if (cached.length > 0) deps.metrics.countCache("hit", cached.length);
+  return cached as CachedValue[];
+}
+
 function lookupOf(deps: Deps, resolved: Resolved, rows: (StoredRow | null)[]): Lookup {
-  return { refs: resolved.refs, defs: resolved.defs, entityType: resolved.entityType, keys: resolved.keys, resolved, rows, now: deps.clock.now() };
+  return { refs: resolved.refs, defs: resolved.defs, entityType: resolved.entityType, keys: resolved.keys, featureIds: resolved.featureIds, resolved, rows, now: deps.clock.now() };
 }
 
 /**
