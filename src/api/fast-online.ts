@@ -27,7 +27,7 @@ import { decodeJson } from "../schemas.ts";
 import { errorResponse } from "./errors.ts";
 import type { OnlineShed } from "./middleware/shed.ts";
 import { rateLimited } from "./middleware/rate-limit.ts";
-import { onlineAnswerNow } from "./routes/online.ts";
+import { onlineAnswerBody, onlineAnswerNow } from "./routes/online.ts";
 import { healthzResponse, HEALTHZ, pathOf, requestIdOf } from "./healthz.ts";
 
 const ONLINE = "/api/v1/features/online";
@@ -139,7 +139,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
       body.then((buf) => {
         let text: string | Promise<string>;
         try {
-          text = onlineAnswerNow(deps, tenant, decodeJson(buf));
+          text = onlineAnswerBody(deps, tenant, buf);
         } catch (err) {
           return failed(err);
         }

@@ -44,6 +44,7 @@ const RESOLUTIONS_MAX = 1000;
 let last: { snapshot: RegistrySnapshot; tenant: string; names: readonly string[]; resolved: Resolved } | undefined;
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -53,8 +54,8 @@ function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: reado
   const l = last;
   if (l !== undefined && l.snapshot === snapshot && l.tenant === tenant && sameNames(l.names, featureNames)) return l.resolved;
   const r = resolveMemo(snapshot, tenant, featureNames);
-  // (a copy: the caller's array is the request's, and could be changed after)
-  last = { snapshot, tenant, names: featureNames.slice(), resolved: r };
+  // (the request's array, or one shared by the requests that sent the same list: never changed)
+  last = { snapshot, tenant, names: featureNames, resolved: r };
   return r;
 }
 
