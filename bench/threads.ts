@@ -13,19 +13,12 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { log, round, settings } from "./lib/common.ts";
+import { buildsOf, log, round, settings } from "./lib/common.ts";
 import { onlineOne, prng } from "./lib/dataset.ts";
 import { loadData, post, startBaseline, startServer } from "./lib/server.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
 
-const builds = process.argv.slice(2).map((a) => {
-  const i = a.indexOf("=");
-  return i > 0 ? { name: a.slice(0, i), bin: a.slice(i + 1) } : { name: a, bin: a };
-});
-if (builds.length === 0) {
-  console.error("usage: bun bench/threads.ts NAME=BINARY [NAME=BINARY ...] [bare]");
-  process.exit(2);
-}
+const builds = buildsOf(process.argv.slice(2), "bun bench/threads.ts NAME=BINARY [NAME=BINARY ...] [bare]");
 const rounds = Number(process.env.COMPARE_ROUNDS ?? 2);
 const rate = Number(process.env.COMPARE_RATE_1X10 ?? 2000);
 const entities = settings.entities;
