@@ -267,7 +267,9 @@ describe("faults under load (PostgreSQL + Redis + Kafka + worker)", () => {
     });
     const r = failures(readers, p.from, p.to);
     const w = failures(writers, p.from, p.to);
-    const wOutside = w.filter((o) => o.at + o.ms < stoppedAt || o.at > restartedAt + (recovery.postgres_write_ms ?? 0) + 100);
+    // a write sent within a second of the first answered one may still meet a connection of the
+    // pool that has not reconnected yet (once in CI, on a busy machine)
+    const wOutside = w.filter((o) => o.at + o.ms < stoppedAt || o.at > restartedAt + (recovery.postgres_write_ms ?? 0) + 1000);
     figure("PostgreSQL outage (4 s, fast shutdown): failed online reads / writes", { reads: r.length, writes: w.length, reads_total: readers.between(p.from, p.to).length, writes_total: writers.between(p.from, p.to).length, write_statuses: [...new Set(w.map((o) => o.status))] });
     figure("PostgreSQL outage: first successful write after restart (ms)", recovery.postgres_write_ms);
     expect(describeFailures(r)).toEqual([]);
