@@ -390,15 +390,18 @@ sources:
   }, 60_000);
 
   test("the source connection failing mid-run stops with a clear error; the same command resumes and stores every row once", async () => {
-    const n = 20_000;
+    // 400 chunks: the run cannot end between its first stored chunk and the kill below, even when
+    // this test process is starved of CPU for a while (with 100 chunks of 200 rows it sometimes
+    // did, and exited 0)
+    const n = 40_000;
     const { url, sql } = await sourceDb(n);
     const dir = tmp();
     writeFileSync(join(dir, "defs.yaml"), PG_DEFS);
     expect(cli(dir, ["register", "defs.yaml", "--tenant", "acme"], { ANALYTICS_URL: url }).code).toBe(0);
-    const args = ["materialize", "stats", "--tenant", "acme", "--chunk-rows", "200", "--json"];
+    const args = ["materialize", "stats", "--tenant", "acme", "--chunk-rows", "100", "--json"];
     const p = Bun.spawn([process.execPath, CLI, ...args], { cwd: dir, env: env(dir, { ANALYTICS_URL: url }), stdout: "pipe", stderr: "pipe" });
     const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && (!existsSync(join(dir, "data/feature-store.db")) || counts(dir).history === 0)) await Bun.sleep(20);
+    while (Date.now() < deadline && (!existsSync(join(dir, "data/feature-store.db")) || counts(dir).history === 0)) await Bun.sleep(10);
     const killed = await sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'feature-store-materialize'`;
     expect(killed.length).toBeGreaterThan(0);
     const code = await p.exited;

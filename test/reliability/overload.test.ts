@@ -77,7 +77,10 @@ for (const stack of ["embedded", "postgres+redis"] as const) {
             rate = Math.min(8000, cap * 4);
             figure(`${stack}: measured capacity (req/s, ${stack === "embedded" ? 200 : 50} entities x 3 features)`, cap);
           }
-          results[mode] = await runLoadGen({ base: server.base, key, path: O, bodies: b, rate, seconds: 4, timeoutMs: 20_000 });
+          // a late answer is still an answer: on a starved machine (the generator, the server and
+          // other work on 2 cores) the server can take tens of seconds to read what was sent; the
+          // timeout only catches a request left hanging
+          results[mode] = await runLoadGen({ base: server.base, key, path: O, bodies: b, rate, seconds: 4, timeoutMs: 90_000 });
           figure(`${stack}: ${rate} req/s offered for 4 s, ${mode}`, summary(results[mode] as LoadGenResult));
           // the server survived either way
           expect((await fetch(`${server.base}/healthz`)).status).toBe(200);
@@ -98,6 +101,6 @@ for (const stack of ["embedded", "postgres+redis"] as const) {
       expect(on.bad503).toBe(0);
       expect(on.byStatus["503"] ?? 0).toBeGreaterThan(0); // it was overloaded
       expect(on.byStatus["200"] ?? 0).toBeGreaterThan(0); // and kept serving
-    }, 180_000);
+    }, 420_000);
   });
 }
