@@ -95,6 +95,28 @@ export function keyOrder(c: Pick<ValueColumns, "n" | "featureIds" | "entityIds" 
   return Int32Array.from(order);
 }
 
+type Param = string | number | Uint8Array;
+
+/**
+ * The parameters of the rows `rows[at]` .. `rows[at + n - 1]` (input positions of `c`), one
+ * array for one statement: feature, entity, event time, sequence, value, then with `withHash`
+ * the value hash (the history insert's columns; the latest-value upsert's without the hash).
+ */
+function rowParams(c: ValueColumns, seqs: Float64Array, rows: ArrayLike<number>, at: number, n: number, withHash: boolean): Param[] {
+  const params: Param[] = new Array(n * (withHash ? 6 : 5));
+  let p = 0;
+  for (let k = at; k < at + n; k++) {
+    const i = rows[k] as number;
+    params[p++] = c.featureIds[i] as number;
+    params[p++] = c.entityIds[i] as string;
+    params[p++] = c.eventTimes[i] as number;
+    params[p++] = seqs[i] as number;
+    params[p++] = c.values[i] as Uint8Array;
+    if (withHash) params[p++] = c.hashes[i] as Uint8Array;
+  }
+  return params;
+}
+
 export class SqliteValueWriter {
   private readonly inserts = new Map<number, Statement>();
   private readonly upserts = new Map<number, Statement>();
@@ -114,7 +136,7 @@ export class SqliteValueWriter {
     let st = this.inserts.get(n);
     if (!st) {
       const rows = Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ");
-      st = this.db.prepare(`INSERT OR IGNORE INTO feature_values (feature_id, entity_id, event_time, value_hash, seq, value) VALUES ${rows}`);
+      st = this.db.prepare(`INSERT OR IGNORE INTO feature_values (feature_id, entity_id, event_time, seq, value, value_hash) VALUES ${rows}`);
       this.inserts.set(n, st);
     }
     return st;
@@ -152,30 +174,20 @@ export class SqliteValueWriter {
    * answers what each row became, in input order.
    */
   write(c: ValueColumns, order: ArrayLike<number>): WrittenColumns {
-    const { n: count, featureIds, entityIds, eventTimes, values, hashes } = c;
+    const { n: count, featureIds, entityIds, eventTimes, hashes } = c;
     // 2. insert every row, in key order, with sequence base + its input position; an identical
     // row (stored before, or earlier in this call) is not inserted
     const base = (this.nextSeq.get() as { next: number }).next;
     const stored = new Uint8Array(count);
-    // the sequence of each row: its own when stored, else the identical stored row's
+    // the sequence of each row: its own when stored, else (3.) the identical stored row's
     const seqs = new Float64Array(count);
+    for (let i = 0; i < count; i++) seqs[i] = base + i;
     SqliteValueWriter.sliced(count, (at, n) => {
-      const params: (string | number | Uint8Array)[] = new Array(n * 6);
-      let p = 0;
-      for (let o = at; o < at + n; o++) {
-        const i = order[o] as number;
-        params[p++] = featureIds[i] as number;
-        params[p++] = entityIds[i] as string;
-        params[p++] = eventTimes[i] as number;
-        params[p++] = hashes[i] as Uint8Array;
-        params[p++] = base + i;
-        params[p++] = values[i] as Uint8Array;
-      }
       // Without RETURNING (measured: a third faster): when every row was inserted, `changes`
-      // (the statement's own rows, not its trigger's) says so; otherwise each row of the slice
-      // is looked up, and the stored row it finds is either itself (inserted now, under its own
-      // sequence) or the one it repeats. The parameters go as one array (not spread: cheaper).
-      if (this.insert(n).run(params).changes === n) {
+      // says so; otherwise each row of the slice is looked up, and the stored row it finds is
+      // either itself (inserted now, under its own sequence) or the one it repeats. The
+      // parameters go as one array (not spread: cheaper).
+      if (this.insert(n).run(rowParams(c, seqs, order, at, n, true)).changes === n) {
         for (let o = at; o < at + n; o++) stored[order[o] as number] = 1;
         return;
       }
@@ -188,14 +200,8 @@ export class SqliteValueWriter {
       }
     });
 
-    // 3. the sequences of stored rows
     let storedCount = 0;
-    for (let i = 0; i < count; i++) {
-      if (stored[i] === 1) {
-        seqs[i] = base + i;
-        storedCount++;
-      }
-    }
+    for (let i = 0; i < count; i++) storedCount += stored[i] as number;
     if (storedCount > 0) {
       this.setNextSeq.run(base + count);
       // 4. the newest stored row per (feature, entity): the last stored one of its key group
@@ -210,19 +216,7 @@ export class SqliteValueWriter {
           cand = -1;
         }
       }
-      SqliteValueWriter.sliced(newest.length, (at, n) => {
-        const params: (string | number | Uint8Array)[] = new Array(n * 5);
-        let p = 0;
-        for (let k = at; k < at + n; k++) {
-          const i = newest[k] as number;
-          params[p++] = featureIds[i] as number;
-          params[p++] = entityIds[i] as string;
-          params[p++] = eventTimes[i] as number;
-          params[p++] = seqs[i] as number;
-          params[p++] = values[i] as Uint8Array;
-        }
-        this.upsert(n).run(params);
-      });
+      SqliteValueWriter.sliced(newest.length, (at, n) => this.upsert(n).run(rowParams(c, seqs, newest, at, n, false)));
     }
 
     return { seqs, stored, count: storedCount };
