@@ -10,7 +10,11 @@
  * `serve` runs with its defaults: one worker per core (the first answers /healthz and /readyz
  * here; the others start once it has).
  *
- * `bun bench/coldstart.ts` (BENCH_BINARY to skip the build).
+ * The starts of the variants are interleaved (ours, bare, ours, bare, ...), so that their ratio
+ * is a same-run ratio even when the machine's load changes during the run.
+ *
+ * `bun bench/coldstart.ts` (BENCH_BINARY to skip the build; BENCH_COLD_COMPARE=/path/to/binary
+ * to measure another build, e.g. main's, interleaved with ours and the bare server: an A/B).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -53,38 +57,56 @@ function cpuMsOf(pid: number): number {
   }
 }
 
-async function measure(
-  cmd: (port: number) => string[],
-  env: (port: number) => Record<string, string | undefined>,
-  starts: number,
-  ready = false,
-): Promise<{ times: number[]; cpu: number[]; readyTimes: number[]; idleRss: number }> {
-  const times: number[] = [];
-  const readyTimes: number[] = [];
-  const cpu: number[] = [];
-  let idleRss = Number.NaN;
-  for (let i = 0; i < starts; i++) {
-    const port = await freePort();
-    const t0 = performance.now();
-    const proc = Bun.spawn({ cmd: pinned("server", cmd(port)), env: env(port), stdin: "ignore", stdout: "ignore", stderr: "ignore" });
-    try {
-      times.push(await firstHealthy(`http://127.0.0.1:${port}/healthz`, t0, () => proc.exitCode === null));
-      cpu.push(cpuMsOf(proc.pid));
-      if (ready) readyTimes.push(await firstHealthy(`http://127.0.0.1:${port}/readyz`, t0, () => proc.exitCode === null));
-      if (i === starts - 1) {
-        await sleep(1000);
-        idleRss = memoryMiB(proc.pid).rss;
-      }
-    } finally {
-      // SIGTERM: with N workers (the default) the supervisor stops the others before it exits (a
-      // SIGKILL would leave them starting, on the CPU of the next measured start, for up to 1 s)
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-      await proc.exited;
-      clearTimeout(t);
+/** One program whose starts are measured: its command and environment for a port. */
+interface Variant {
+  cmd: (port: number) => string[];
+  env: (port: number) => Record<string, string | undefined>;
+  /** also time the first 200 on /readyz */
+  ready?: boolean;
+}
+
+interface Measured {
+  times: number[];
+  cpu: number[];
+  readyTimes: number[];
+  idleRss: number;
+}
+
+/** One start of `v`: appended to `into`; the idle RSS is read when `idle`. */
+async function startOnce(v: Variant, into: Measured, idle: boolean): Promise<void> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const proc = Bun.spawn({ cmd: pinned("server", v.cmd(port)), env: v.env(port), stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+  try {
+    into.times.push(await firstHealthy(`http://127.0.0.1:${port}/healthz`, t0, () => proc.exitCode === null));
+    into.cpu.push(cpuMsOf(proc.pid));
+    if (v.ready) into.readyTimes.push(await firstHealthy(`http://127.0.0.1:${port}/readyz`, t0, () => proc.exitCode === null));
+    if (idle) {
+      await sleep(1000);
+      into.idleRss = memoryMiB(proc.pid).rss;
     }
+  } finally {
+    // SIGTERM: with N workers (the default) the supervisor stops the others before it exits (a
+    // SIGKILL would leave them starting, on the CPU of the next measured start, for up to 1 s)
+    proc.kill("SIGTERM");
+    const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+    await proc.exited;
+    clearTimeout(t);
   }
-  return { times, cpu, readyTimes, idleRss };
+}
+
+/**
+ * `starts` starts of each variant, interleaved (A B C A B C ...): a change of the machine's
+ * load during the run weighs on every variant alike, so their ratios are same-run ratios.
+ * One unmeasured start of each first (page cache).
+ */
+async function measure(variants: Variant[], starts: number): Promise<Measured[]> {
+  const out = variants.map((): Measured => ({ times: [], cpu: [], readyTimes: [], idleRss: Number.NaN }));
+  for (const v of variants) await startOnce(v, { times: [], cpu: [], readyTimes: [], idleRss: Number.NaN }, false);
+  for (let i = 0; i < starts; i++) {
+    for (const [k, v] of variants.entries()) await startOnce(v, out[k] as Measured, i === starts - 1);
+  }
+  return out;
 }
 
 const median = (xs: number[]): number => {
@@ -96,32 +118,46 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] as number;
 };
 
-/** Runs the cold-start measurement. */
-export async function runColdStart(opts: { bin?: string } = {}): Promise<ColdStartResults> {
+/** The cold start of another feature-store binary, measured in the same run (BENCH_COLD_COMPARE). */
+export interface ColdStartCompare {
+  binary: string;
+  median_ms: number;
+  cpu_median_ms: number;
+  ratio_to_bare: number | null;
+  cpu_ratio_to_bare: number | null;
+  ready_median_ms: number;
+}
+
+/**
+ * Runs the cold-start measurement. `compare` (env BENCH_COLD_COMPARE): another feature-store
+ * binary (e.g. main's), its starts interleaved with ours and the bare server's.
+ */
+export async function runColdStart(opts: { bin?: string; compare?: string } = {}): Promise<ColdStartResults & { compare?: ColdStartCompare }> {
   const bin = opts.bin ?? (await buildBinary());
+  const compare = opts.compare ?? (process.env.BENCH_COLD_COMPARE || undefined);
   const starts = Math.max(1, Math.round(settings.coldStarts));
   const dataDir = mkdtempSync(join(tmpdir(), "fs-bench-cold-"));
   try {
     const stack = { DATA_DIR: dataDir };
     await cli(bin, stack, ["migrate"]);
     const env = () => ({ ...process.env, DATA_DIR: dataDir, LOG_LEVEL: "info", POSTGRES_URL: undefined, REDIS_URL: undefined });
-    // one unmeasured start: page cache
-    await measure((p) => [bin, "serve", "--port", String(p), "--host", "127.0.0.1"], env, 1);
-    log(`cold start: ${starts} starts of ${bin} serve`);
-    const ours = await measure((p) => [bin, "serve", "--port", String(p), "--host", "127.0.0.1"], env, starts, true);
-
-    let bare: ColdStartResults["bare"] = null;
+    const serve = (b: string): Variant => ({ cmd: (p) => [b, "serve", "--port", String(p), "--host", "127.0.0.1"], env, ready: true });
+    const variants: Variant[] = [serve(bin)];
+    let bareAt = -1;
     try {
       const bareBin = join(ensureDir(TMP_DIR), "baseline-server");
       await run([process.execPath, "build", "--compile", "--minify", "--bytecode", join(ROOT, "bench", "baseline-server.ts"), "--outfile", bareBin], { timeoutMs: 120_000 });
-      const bareEnv = (p: number) => ({ ...process.env, PORT: String(p) });
-      await measure(() => [bareBin], bareEnv, 1);
-      const b = await measure(() => [bareBin], bareEnv, starts);
-      bare = { median_ms: round(median(b.times), 2), cpu_median_ms: round(median(b.cpu), 2), idle_rss_mib: round(b.idleRss, 1) };
+      bareAt = variants.push({ cmd: () => [bareBin], env: (p) => ({ ...process.env, PORT: String(p) }) }) - 1;
     } catch (e) {
       log(`bare cold-start baseline skipped: ${(e as Error).message.split("\n")[0]}`);
     }
-    const res: ColdStartResults = {
+    const compareAt = compare ? variants.push(serve(compare)) - 1 : -1;
+    log(`cold start: ${starts} starts each of ${bin} serve${bareAt >= 0 ? ", the bare server" : ""}${compare ? `, ${compare} serve` : ""}, interleaved`);
+    const measured = await measure(variants, starts);
+    const ours = measured[0] as Measured;
+    const b = bareAt >= 0 ? measured[bareAt] : undefined;
+    const bare: ColdStartResults["bare"] = b ? { median_ms: round(median(b.times), 2), cpu_median_ms: round(median(b.cpu), 2), idle_rss_mib: round(b.idleRss, 1) } : null;
+    const res: ColdStartResults & { compare?: ColdStartCompare } = {
       starts,
       median_ms: round(median(ours.times), 2),
       p90_ms: round(quantile(ours.times, 0.9), 2),
@@ -136,6 +172,18 @@ export async function runColdStart(opts: { bin?: string } = {}): Promise<ColdSta
       binary_mib: round(statSync(bin).size / 2 ** 20, 1),
     };
     log(`cold start: median ${res.median_ms} ms (p90 ${res.p90_ms}), ${res.cpu_median_ms} ms of CPU, idle RSS ${res.idle_rss_mib} MiB; bare ${bare?.median_ms ?? "-"} ms, ${bare?.cpu_median_ms ?? "-"} ms of CPU; ratio ${res.ratio_to_bare} (CPU ${res.cpu_ratio_to_bare}); ready (first 200 on /readyz) ${res.ready_median_ms} ms`);
+    const c = compareAt >= 0 ? measured[compareAt] : undefined;
+    if (compare && c) {
+      res.compare = {
+        binary: compare,
+        median_ms: round(median(c.times), 2),
+        cpu_median_ms: round(median(c.cpu), 2),
+        ratio_to_bare: bare ? round(median(c.times) / bare.median_ms, 2) : null,
+        cpu_ratio_to_bare: bare?.cpu_median_ms ? round(median(c.cpu) / bare.cpu_median_ms, 2) : null,
+        ready_median_ms: round(median(c.readyTimes), 2),
+      };
+      log(`cold start of ${compare}: median ${res.compare.median_ms} ms, ${res.compare.cpu_median_ms} ms of CPU; ratio ${res.compare.ratio_to_bare} (CPU ${res.compare.cpu_ratio_to_bare}); ready ${res.compare.ready_median_ms} ms`);
+    }
     return res;
   } finally {
     rmSync(dataDir, { recursive: true, force: true });

@@ -23,20 +23,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { log, round, settings } from "./lib/common.ts";
+import { buildsOf, log, round, settings } from "./lib/common.ts";
 import { onlineMany, onlineOne, prng } from "./lib/dataset.ts";
 import { loadData, post, startBaseline, startServer, type Server, type StackEnv } from "./lib/server.ts";
 import { redisCommand, startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
 
-const builds = process.argv.slice(2).map((a) => {
-  const i = a.indexOf("=");
-  return i > 0 ? { name: a.slice(0, i), bin: a.slice(i + 1) } : { name: a, bin: a };
-});
-if (builds.length === 0) {
-  console.error("usage: bun bench/compare.ts NAME=BINARY [NAME=BINARY ...]");
-  process.exit(2);
-}
+const builds = buildsOf(process.argv.slice(2), "bun bench/compare.ts NAME=BINARY [NAME=BINARY ...]");
 const rounds = Number(process.env.COMPARE_ROUNDS ?? 2);
 const rate1 = Number(process.env.COMPARE_RATE_1X10 ?? 2000);
 const rate100 = Number(process.env.COMPARE_RATE_100X10 ?? 50);

@@ -8,20 +8,13 @@
  * and an emptied Redis (started by the test harness), SAT_ROUNDS times (default 1). Prints the
  * highest passing rate, features/s and answers per server CPU-second of each.
  */
-import { log } from "./lib/common.ts";
+import { buildsOf, log } from "./lib/common.ts";
 import { onlineMany, onlineOne, prng } from "./lib/dataset.ts";
 import { loadData, startServer } from "./lib/server.ts";
 import { attack, ensureVegeta, saturate, writeTargets } from "./lib/vegeta.ts";
 import { redisCommand, startPostgres, startRedis } from "../test/harness/services.ts";
 
-const builds = process.argv.slice(2).map((a) => {
-  const i = a.indexOf("=");
-  return i > 0 ? { name: a.slice(0, i), bin: a.slice(i + 1) } : { name: a, bin: a };
-});
-if (builds.length === 0) {
-  console.error("usage: bun bench/saturation-ab.ts NAME=BINARY [NAME=BINARY ...]");
-  process.exit(2);
-}
+const builds = buildsOf(process.argv.slice(2), "bun bench/saturation-ab.ts NAME=BINARY [NAME=BINARY ...]");
 const rounds = Number(process.env.SAT_ROUNDS ?? 1);
 const entities = Number(process.env.BENCH_ENTITIES ?? 20_000);
 const only = new Set((process.env.SAT_ONLY ?? "100x10").split(","));

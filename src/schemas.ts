@@ -342,12 +342,20 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 /** Decodes a request body as strict UTF-8 JSON (the bulk lane's workers call it off the serving thread too); 400 when it is not. */
 export function decodeJson(buf: ArrayBuffer | Uint8Array): unknown {
-  let text: string;
+  return parseJsonBody(decodeUtf8(buf));
+}
+
+/** A request body's text, decoded as strict UTF-8 (a leading BOM dropped); 400 when it is not UTF-8. */
+export function decodeUtf8(buf: ArrayBuffer | Uint8Array): string {
   try {
-    text = utf8.decode(buf);
+    return utf8.decode(buf);
   } catch {
     throw new AppError("invalid_request", "request body is not valid UTF-8");
   }
+}
+
+/** The JSON value of a request body's text ({@link decodeJson} after decoding); 400 when it is not one. */
+export function parseJsonBody(text: string): unknown {
   if (text.trim() === "") throw new AppError("invalid_request", "request body is empty; a JSON object is required");
   let value: unknown;
   try {

@@ -25,6 +25,22 @@ function initialLoad(): number {
 /** 1-minute load average when the suite started. */
 export const LOAD_AT_START = initialLoad();
 
+/**
+ * The builds of an A/B tool's command line (`NAME=BINARY`, or `bare` and the like as both); prints
+ * `usage` and exits 2 when there is none.
+ */
+export function buildsOf(argv: string[], usage: string): { name: string; bin: string }[] {
+  const builds = argv.map((a) => {
+    const i = a.indexOf("=");
+    return i > 0 ? { name: a.slice(0, i), bin: a.slice(i + 1) } : { name: a, bin: a };
+  });
+  if (builds.length === 0) {
+    console.error(`usage: ${usage}`);
+    process.exit(2);
+  }
+  return builds;
+}
+
 export function num(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;

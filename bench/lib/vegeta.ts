@@ -143,6 +143,16 @@ export interface AttackOptions {
   discard?: boolean;
 }
 
+/**
+ * Most connections vegeta opens to the target (`-max-connections`; a request finding them all
+ * busy waits for one, and that wait is part of its latency). Without a cap an overloaded step
+ * grew to ~2,000 connections (one per worker, `-max-workers=2048`), more than the server's
+ * listen backlog (Bun's is 512), and the steps after it got a fraction of their rate from an
+ * idle server: bench/README.md "Connections". 256 is far above what any step here needs when the
+ * server keeps up (rate x latency: 20,000/s at 5 ms is 100).
+ */
+export const MAX_CONNECTIONS = 256;
+
 /** Runs one constant-rate attack pinned to the generator core and summarises it. */
 export async function attack(vegeta: string, o: AttackOptions): Promise<AttackResult> {
   const out = join(ensureDir(TMP_DIR), `attack-${o.name}.bin`);
@@ -161,6 +171,7 @@ export async function attack(vegeta: string, o: AttackOptions): Promise<AttackRe
     "-workers=16",
     "-max-workers=2048",
     "-connections=2048",
+    `-max-connections=${MAX_CONNECTIONS}`,
     `-output=${o.discard ? "/dev/null" : out}`,
   ]);
   const proc = Bun.spawn({ cmd, stdin: "ignore", stdout: "ignore", stderr: "pipe" });

@@ -27,8 +27,8 @@ import { decodeJson } from "../schemas.ts";
 import { errorResponse } from "./errors.ts";
 import type { OnlineShed } from "./middleware/shed.ts";
 import { rateLimited } from "./middleware/rate-limit.ts";
-import { onlineAnswerNow } from "./routes/online.ts";
-import { healthzResponse, HEALTHZ, pathOf, requestIdOf } from "./healthz.ts";
+import { onlineAnswerBody, onlineAnswerNow } from "./routes/online.ts";
+import { healthzResponse, HEALTHZ, isPath, requestIdOf } from "./healthz.ts";
 
 const ONLINE = "/api/v1/features/online";
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -139,7 +139,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
       body.then((buf) => {
         let text: string | Promise<string>;
         try {
-          text = onlineAnswerNow(deps, tenant, decodeJson(buf));
+          text = onlineAnswerBody(deps, tenant, buf);
         } catch (err) {
           return failed(err);
         }
@@ -176,7 +176,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
     const arrived = start;
     let waiting: Promise<void> | undefined;
     try {
-      waiting = shed.admit();
+      waiting = shed.admit(arrived);
     } catch (err) {
       return finish(errorResponse(err, id, log), id, "POST", ONLINE, start);
     }
@@ -187,7 +187,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
   return (req) => {
     const method = req.method;
     if (method === "POST") {
-      if (pathOf(req.url) !== ONLINE || state.draining) return undefined;
+      if (!isPath(req.url, ONLINE) || state.draining) return undefined;
       const h = req.headers;
       const length = h.get("content-length");
       if (length === null || h.has("transfer-encoding") || !(Number(length) <= maxBody)) return undefined;
@@ -200,7 +200,7 @@ export function fastPath(o: FastPathOptions): (req: Request) => Promise<Response
       return online(req, requestIdOf(h.get("x-request-id")), principal.tenant, principal.keyId, start);
     }
     if (method === "GET") {
-      if (pathOf(req.url) !== HEALTHZ) return undefined;
+      if (!isPath(req.url, HEALTHZ)) return undefined;
       const start = performance.now();
       fastPathTaken.count++;
       const id = requestIdOf(req.headers.get("x-request-id"));

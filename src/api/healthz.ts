@@ -16,15 +16,18 @@ export function requestIdOf(header: string | null): string {
 export const HEALTHZ = "/healthz";
 const HEALTHZ_BODY = '{"status":"ok"}';
 
-/** The path of an absolute request URL (`http://host:port/path?query`): from the first `/` after the authority. */
-export function pathOf(url: string): string {
+/**
+ * Whether the path of an absolute request URL (`http://host:port/path?query`; its path: from the
+ * first `/` after the authority, query included) is `path` exactly, without making its string.
+ */
+export function isPath(url: string, path: string): boolean {
   const at = url.indexOf("/", url.indexOf("//") + 2);
-  return at < 0 ? "/" : url.slice(at);
+  return at >= 0 ? url.length - at === path.length && url.startsWith(path, at) : path === "/";
 }
 
 /** True for `GET /healthz` without a query string (the fast path's; anything else goes to the app). */
 export function isHealthz(req: Request): boolean {
-  return req.method === "GET" && pathOf(req.url) === HEALTHZ;
+  return req.method === "GET" && isPath(req.url, HEALTHZ);
 }
 
 /**

@@ -94,20 +94,26 @@ export async function openConfiguredDatabase(cfg: Config, log: Logger, announce:
  */
 export async function buildDeps(
   cfg: Config,
-  opts: { log?: Logger; fd?: 1 | 2; autoMigrateEmbedded?: boolean; defaultMetrics?: boolean; announce?: Announce } = {},
+  opts: { log?: Logger; fd?: 1 | 2; autoMigrateEmbedded?: boolean; defaultMetrics?: boolean; announce?: Announce; between?: () => Promise<void> } = {},
 ): Promise<Deps> {
+  // `serve` passes nextTurn: a request that came in meanwhile is answered between two steps
+  const between = opts.between ?? (async () => {});
   const log = opts.log ?? createLogger(cfg.LOG_LEVEL, opts.fd ?? 2);
   const metrics = new Metrics({ defaults: opts.defaultMetrics ?? false });
+  await between();
   const db = await openConfiguredDatabase(cfg, log, opts.announce ?? { location: false, warnIfNew: opts.log === undefined });
+  await between();
   try {
     await ensureMigrated(db, opts.autoMigrateEmbedded !== false);
   } catch (e) {
     await db.close().catch(() => {});
     throw new CliError(`${db.capabilities.embedded ? "database" : `database (${db.name})`}: ${(e as Error).message}`, 1);
   }
+  await between();
   const stores = storesOf(db, await openOnlineStore(cfg, log, metrics));
   const registry = new RegistryHolder(db);
   const keys = new KeyRing(db, systemClock);
+  await between();
   await registry.reload();
   await keys.reload();
   return { config: cfg, stores, registry, keys, clock: systemClock, log, metrics };

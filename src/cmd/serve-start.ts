@@ -10,7 +10,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { answerHealthz, HEALTHZ, isHealthz } from "../api/healthz.ts";
 import type { ServerState } from "../api/routes/ops.ts";
 import type { Config } from "../config.ts";
-import type { Lifecycle } from "../lib/lifecycle.ts";
+import { importInTurns, nextTurn, type Lifecycle } from "../lib/lifecycle.ts";
 import { accessLogger, createLogger, type Logger } from "../log.ts";
 import { followChanges } from "../serving/changes.ts";
 import type { Deps } from "../serving/deps.ts";
@@ -19,6 +19,21 @@ import { openRateLimiter, RateLimiter } from "../serving/rate-limit.ts";
 import { WorkerWindowStore } from "../serving/supervisor-window.ts";
 import type { WindowStore } from "../store/types.ts";
 import { buildDeps, databaseLocation } from "./open-deps.ts";
+
+/**
+ * What the HTTP app imports, in groups of modules evaluated one per turn of the event loop before
+ * app.ts (see importInTurns): together ~50 ms of CPU, which a request (a probe, the first
+ * lookup) coming in meanwhile waited for; the largest group now is the schemas (~17 ms, zod's).
+ */
+const APP_MODULES = [
+  () => import("@hono/zod-openapi"), // zod, its OpenAPI registry, hono
+  () => import("../schemas.ts"),
+  () => import("../catalog-schemas.ts"),
+  () => import("../formats/encode.ts"), // Apache Arrow
+  () => import("../formats/decode.ts"), // hyparquet, csv-parse
+  () => import("../sources/read.ts"), // the Parquet codecs (hyparquet-compressors)
+  () => import("../lane/pool.ts"),
+];
 
 /** A request answered before the stores and the logger were there (a `GET /healthz`): counted and logged once they are. */
 export interface EarlyAnswer {
@@ -40,6 +55,8 @@ export interface Started {
   deps: Deps;
   /** Answers any request: the app's `fetch` once it is built (right after the start), `GET /healthz` meanwhile. */
   fetch: Fetch;
+  /** Settles once the app is built (or failed to build): the server answers everything from then on. */
+  built: Promise<unknown>;
 }
 
 /**
@@ -50,9 +67,10 @@ export interface Started {
  * supervisor, worker 1; see supervisor-window.ts).
  */
 export async function startServing(cfg: Config, own: Config, worker: string | undefined, state: ServerState, lifecycle: Lifecycle, url: string, early: EarlyAnswer[], counts?: WindowStore): Promise<Started> {
+  await nextTurn(); // after this module's evaluation
   const log = worker === undefined ? createLogger(cfg.LOG_LEVEL, 1) : createLogger(cfg.LOG_LEVEL, 1).child({ worker: Number(worker) });
   // one of N workers admits (and opens) its share of what one process would (see workerShare)
-  const deps = await buildDeps(own, { log, defaultMetrics: true });
+  const deps = await buildDeps(own, { log, defaultMetrics: true, between: nextTurn });
   // each worker answers /metrics for itself: its series carry worker="N"
   if (worker !== undefined) deps.metrics.registry.setDefaultLabels({ worker });
   lifecycle.add("stores", () => deps.stores.close());
@@ -72,6 +90,7 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
         })
       : await openRateLimiter(cfg, log);
   lifecycle.add("rate limiter", () => rateLimiter.close());
+  await nextTurn();
 
   followChanges(deps);
   // store_up is fresh for scrapes even when nothing polls /readyz
@@ -94,7 +113,9 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
   let app: Fetch | undefined;
   let building: Promise<Fetch> | undefined;
   const build = async (): Promise<Fetch> => {
+    await importInTurns(APP_MODULES);
     const [{ createApp }, { BulkLane, laneOptions }, { laneForms }] = await Promise.all([import("../app.ts"), import("../lane/pool.ts"), import("../api/routes/lane-forms.ts")]);
+    await nextTurn();
     // Training queries and writes run on the bulk lane's threads; stopped after the HTTP drain.
     const lane = new BulkLane(deps, { ...laneOptions(own), ...laneForms });
     lifecycle.add("bulk lane", () => lane.close());
@@ -105,13 +126,16 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
   // Built right after start, not on the first request: /healthz has answered by now, and the
   // first online lookup must not pay the 30-40 ms of building the app (the serving thread is
   // sacred). A failure surfaces on the requests that wait for it.
-  setImmediate(() => {
-    building ??= build();
-    building.catch(() => {});
-  });
+  const built = new Promise<unknown>((resolve) =>
+    setImmediate(() => {
+      building ??= build();
+      building.then(resolve, resolve);
+    }),
+  );
   return {
     log,
     deps,
+    built,
     fetch: (req, server) => {
       if (app !== undefined) return app(req, server);
       if (isHealthz(req)) {

@@ -1,12 +1,20 @@
 import type { ServerState } from "../api/routes/ops.ts";
 import { answerHealthz, HEALTHZ, isHealthz } from "../api/healthz.ts";
-import { Lifecycle } from "../lib/lifecycle.ts";
+import { importInTurns, Lifecycle, nextTurn } from "../lib/lifecycle.ts";
 import { fastConfig } from "../settings.ts";
 import { isIP } from "../lib/ip.ts";
 import { writeSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { CliError, parseFlags, type Command } from "./command.ts";
 import type { EarlyAnswer, Fetch, Started } from "./serve-start.ts";
+
+/**
+ * What serve-start.ts imports, in groups of modules that each take at most ~2 ms of CPU to
+ * evaluate (prom-client's metrics the most), evaluated one group per turn of the event loop
+ * once the server listens (see importInTurns): all at once it was ~4 ms that a liveness probe
+ * coming in meanwhile waited for.
+ */
+const START_MODULES = [() => import("../log.ts"), () => import("../metrics.ts"), () => import("../registry/dtype.ts"), () => import("./open-deps.ts"), () => import("./serve-start.ts")];
 
 /** What the user typed for PORT and HOST: the flag when given, else the variable. */
 interface Blame {
@@ -87,7 +95,7 @@ const PORT_ENV = "FEATURE_STORE_SERVE_PORT";
 /**
  * The other workers of `serve --workers N` (N > 1; the default is the core count). The
  * supervisor is worker 1 itself: it listens first and answers like one process (the cold start
- * is one process's), and once its own start has succeeded it starts N-1 more `serve` processes
+ * is one process's), and once it is ready (stores open, app built) it starts N-1 more `serve` processes
  * that listen on the same port with it (SO_REUSEPORT; the kernel spreads connections among
  * them). Their stdout is forwarded whole lines at a time (the log stays one JSON line per line).
  * SIGTERM/SIGINT are passed to every worker and the supervisor exits when all have drained; a
@@ -126,7 +134,9 @@ function startWorkers(workers: number, port: number, onMessage?: (message: unkno
     }
     if (rest.length > 0) forward(rest);
   });
+  const sent = new Set<NodeJS.Signals>();
   const stopAll = (signal: NodeJS.Signals): void => {
+    sent.add(signal);
     for (const p of procs) if (p.exitCode === null) p.kill(signal);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -145,7 +155,9 @@ function startWorkers(workers: number, port: number, onMessage?: (message: unkno
         process.kill(process.pid, "SIGTERM");
         return code === 0 ? 1 : code;
       }
-      return code;
+      // ended by the signal passed on before it had set its handler (still starting, so it held
+      // nothing to drain): a clean stop, not a failure of the set
+      return typeof p.signalCode === "string" && sent.has(p.signalCode) ? 0 : code;
     }),
   ).then(async (codes) => {
     await Promise.all(forwarded);
@@ -171,7 +183,7 @@ Options:
              a host name resolving to one
   --workers N  processes listening together on the port (env SERVE_WORKERS, default the
              number of cores): the first, which also supervises, starts the N-1 others
-             once it serves; a value written through any of them is served by all at
+             once it is ready; a value written through any of them is served by all at
              once; SIGTERM drains them all; together they admit what one process admits
              (each its share of MAX_IN_FLIGHT, BULK_MAX_IN_FLIGHT, ...), with one
              RATE_LIMIT_PER_KEY; /metrics answers for the worker that took the
@@ -244,10 +256,10 @@ Options:
     }
     // the supervisor keeps the rate-limit counts of all its workers without Redis (asked over IPC);
     // imported after listening: nothing /healthz needs
-    const windows =
-      supervising && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? new Promise((r) => setImmediate(r)).then(async () => new (await import("../serving/supervisor-window.ts")).SupervisorWindows()) : undefined;
-    // one turn of the event loop first: a probe already waiting is answered before the start's work
-    const starting: Promise<Started> = new Promise((r) => setImmediate(r))
+    const windows = supervising && cfg.RATE_LIMIT_PER_KEY > 0 && !cfg.REDIS_URL ? nextTurn().then(async () => new (await import("../serving/supervisor-window.ts")).SupervisorWindows()) : undefined;
+    // The start runs in steps, each after a turn of the event loop (nextTurn): a probe that
+    // comes in meanwhile is answered between two steps, not after the whole start.
+    const starting: Promise<Started> = importInTurns(START_MODULES)
       .then(() => Promise.all([import("./serve-start.ts"), windows]))
       .then(([m, w]) => m.startServing(cfg, worker === undefined ? cfg : workerShare(cfg, cfg.SERVE_WORKERS), worker, state, lifecycle, server.url.href, early, w?.counts));
     starting.catch(() => {}); // handled below
@@ -280,15 +292,20 @@ Options:
         })();
       }, worker !== undefined ? 2000 : 0);
     });
+    let up: Started;
     try {
-      answer = (await starting).fetch;
+      up = await starting;
+      answer = up.fetch;
     } catch (e) {
       // a store that cannot be opened or is not migrated: the same error as before listening
       await server.stop(true);
       await lifecycle.stop(2000, () => {});
       throw e;
     }
-    // the other workers start once the first has (a store it cannot open stops nothing else)
+    // The other workers start once the first is ready, its app built too (a store it cannot open
+    // stops nothing else): started earlier, their start took the CPU that the first one's app
+    // build needed, and a connection the kernel gave one of them waited for its whole start.
+    await up.built;
     const counts = await windows;
     const others = supervising && !state.draining ? startWorkers(cfg.SERVE_WORKERS, server.port ?? cfg.PORT, counts && ((m, reply) => counts.onMessage(m, reply))) : undefined;
     await stopped;

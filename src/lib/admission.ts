@@ -87,7 +87,8 @@ export class Admission {
     if (this.head > 1024 && this.head * 2 > this.waiters.length) {
       this.waiters.splice(0, this.head);
       this.head = 0;
-    } else if (this.head === this.waiters.length) {
+    } else if (this.head === this.waiters.length && this.head !== 0) {
+      // (an empty queue is left alone: writing an array's length is a call into the runtime)
       this.waiters.length = 0;
       this.head = 0;
     }

@@ -95,11 +95,10 @@ export class EventLoopLag {
    * clients sending slow requests make the loop late too, but queue little), *and* this thread
    * was on the CPU for at least half of the last second ({@link busyShare}): a backlog
    * built up while the thread was busy with its own work. Starts the sampler, which runs only
-   * while requests arrive.
+   * while requests arrive. `now`: the request's arrival (performance.now()), when the caller has read it.
    */
-  backlogged(): boolean {
+  backlogged(now = performance.now()): boolean {
     if (this.maxLagMs <= 0) return false;
-    const now = performance.now();
     this.lastRequest = now;
     this.arrivals++;
     if (this.sampler === undefined) this.start(now);

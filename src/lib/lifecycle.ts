@@ -4,6 +4,26 @@
  */
 import { withTimeout } from "./timeout.ts";
 
+/**
+ * Resolves once the event loop has polled for I/O (setImmediate runs after the poll). `serve`
+ * starts in steps separated by this, so a request that arrived meanwhile (the liveness probe)
+ * is answered between two steps instead of after the whole start.
+ */
+export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Imports the modules of `loads` one per turn of the event loop (see {@link nextTurn}): a
+ * module's evaluation (with whatever it imports that is not evaluated yet) cannot be
+ * interrupted, so a start that evaluates a large graph at once keeps a request that came in
+ * meanwhile waiting for all of it; in steps, for one step at most.
+ */
+export async function importInTurns(loads: readonly (() => Promise<unknown>)[]): Promise<void> {
+  for (const load of loads) {
+    await nextTurn();
+    await load();
+  }
+}
+
 type Cleanup = { name: string; fn: () => Promise<unknown> | unknown };
 
 export class Lifecycle {

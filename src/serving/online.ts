@@ -24,6 +24,8 @@ interface Lookup extends Resolved {
 /** A resolution and the JSON keys of its references, as {@link resolve} remembers them. */
 interface Resolved extends ResolvedFeatures {
   keys: string[];
+  /** The feature version id of each definition. */
+  featureIds: number[];
 }
 
 /**
@@ -35,7 +37,29 @@ const resolutions = new WeakMap<RegistrySnapshot, Map<string, Resolved>>();
 /** Feature lists remembered per snapshot, at most (then it starts over). */
 const RESOLUTIONS_MAX = 1000;
 
+/**
+ * The last resolution made or found, checked first: a model server sends one feature list over
+ * and over, and comparing its names one by one is cheaper than joining them into a key to hash.
+ */
+let last: { snapshot: RegistrySnapshot; tenant: string; names: readonly string[]; resolved: Resolved } | undefined;
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: readonly string[]): Resolved {
+  const l = last;
+  if (l !== undefined && l.snapshot === snapshot && l.tenant === tenant && sameNames(l.names, featureNames)) return l.resolved;
+  const r = resolveMemo(snapshot, tenant, featureNames);
+  // (the request's array, or one shared by the requests that sent the same list: never changed)
+  last = { snapshot, tenant, names: featureNames, resolved: r };
+  return r;
+}
+
+function resolveMemo(snapshot: RegistrySnapshot, tenant: string, featureNames: readonly string[]): Resolved {
   let memo = resolutions.get(snapshot);
   if (memo === undefined) {
     memo = new Map();
@@ -46,7 +70,7 @@ function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: reado
   let r = memo.get(id);
   if (r === undefined) {
     const resolved = resolveFeatures(snapshot, tenant, featureNames);
-    r = { ...resolved, keys: resolved.refs.map((ref) => `${JSON.stringify(ref)}:`) };
+    r = { ...resolved, keys: resolved.refs.map((ref) => `${JSON.stringify(ref)}:`), featureIds: resolved.defs.map((d) => d.id) };
     if (memo.size >= RESOLUTIONS_MAX) memo.clear();
     memo.set(id, r);
   }
@@ -60,19 +84,46 @@ function resolve(snapshot: RegistrySnapshot, tenant: string, featureNames: reado
  */
 function readNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[]): Lookup | Promise<Lookup> {
   const resolved = resolve(deps.registry.current, tenant, featureNames);
-  const { defs } = resolved;
-  const nf = defs.length;
-  const keys: ValueKey[] = new Array(entityIds.length * nf);
-  for (let e = 0; e < entityIds.length; e++) {
-    for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: (defs[f] as Definition).id, entity_id: entityIds[e] as string };
-  }
-  const rows = readLatestNow(deps, tenant, resolved.entityType, keys);
+  const rows = readResolvedNow(deps, tenant, resolved, entityIds);
   if (Array.isArray(rows)) return lookupOf(deps, resolved, rows);
   return rows.then((r) => lookupOf(deps, resolved, r));
 }
 
+/** The value keys of a lookup, entity-major. */
+function keysOf(resolved: Resolved, entityIds: readonly string[]): ValueKey[] {
+  const ids = resolved.featureIds;
+  const nf = ids.length;
+  const keys: ValueKey[] = new Array(entityIds.length * nf);
+  for (let e = 0; e < entityIds.length; e++) {
+    for (let f = 0; f < nf; f++) keys[e * nf + f] = { feature_id: ids[f] as number, entity_id: entityIds[e] as string };
+  }
+  return keys;
+}
+
+/**
+ * {@link readLatestNow} of a resolved lookup. An online store held in this process that reads
+ * entities whole ({@link OnlineStore.getEntitiesNow}) is asked without a key object per value;
+ * the keys are made only for a miss (the database) or a failure.
+ */
+function readResolvedNow(deps: Deps, tenant: string, resolved: Resolved, entityIds: readonly string[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
+  const online = deps.stores.online;
+  if (online.getEntitiesNow === undefined) return readLatestNow(deps, tenant, resolved.entityType, keysOf(resolved, entityIds));
+  if (!online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
+  let cached: (CachedValue | undefined)[];
+  try {
+    cached = online.getEntitiesNow(tenant, resolved.entityType, entityIds, resolved.featureIds);
+  } catch (err) {
+    return unavailable(deps, keysOf(resolved, entityIds), err);
+  }
+  for (let i = 0; i < cached.length; i++) {
+    if (cached[i] === undefined) return fill(deps, tenant, resolved.entityType, keysOf(resolved, entityIds), cached);
+  }
+  if (cached.length > 0) deps.metrics.countCache("hit", cached.length);
+  return cached as CachedValue[];
+}
+
 function lookupOf(deps: Deps, resolved: Resolved, rows: (StoredRow | null)[]): Lookup {
-  return { refs: resolved.refs, defs: resolved.defs, entityType: resolved.entityType, keys: resolved.keys, resolved, rows, now: deps.clock.now() };
+  return { refs: resolved.refs, defs: resolved.defs, entityType: resolved.entityType, keys: resolved.keys, featureIds: resolved.featureIds, resolved, rows, now: deps.clock.now() };
 }
 
 /**
@@ -81,32 +132,40 @@ function lookupOf(deps: Deps, resolved: Resolved, rows: (StoredRow | null)[]): L
  * share it), not once per value (a histogram observe per value was ~10% of a 100 x 10 lookup).
  */
 function account(deps: Deps, l: Lookup, entities: number): void {
-  const nf = l.defs.length;
-  let present = 0;
-  let notFound = 0;
-  let expired = 0;
+  const tally: Outcomes = { present: 0, notFound: 0, expired: 0 };
   const age = deps.metrics.servedValueAgeOf(l.entityType);
-  for (let e = 0; e < entities; e++) {
-    let lastObserved = Number.NaN;
-    for (let f = 0; f < nf; f++) {
-      const row = l.rows[e * nf + f];
-      if (!row) {
-        notFound++;
-        continue;
-      }
-      const ttl = (l.defs[f] as Definition).ttlMs;
-      if (ttl !== null && row.event_time <= l.now - ttl) {
-        expired++;
-        continue;
-      }
-      present++;
-      if (row.event_time !== lastObserved) {
-        lastObserved = row.event_time;
-        age.observe(Math.max(0, (l.now - row.event_time) / 1000));
-      }
+  for (let e = 0; e < entities; e++) accountEntity(l, e * l.defs.length, tally, age);
+  deps.metrics.countLookups(tally.present, tally.notFound, tally.expired);
+}
+
+/** Outcomes of the values of a lookup, counted. */
+interface Outcomes {
+  present: number;
+  notFound: number;
+  expired: number;
+}
+
+/** {@link account} of the entity whose rows start at `base`. */
+function accountEntity(l: Lookup, base: number, tally: Outcomes, age: { observe(seconds: number): void }): void {
+  const nf = l.defs.length;
+  let lastObserved = Number.NaN;
+  for (let f = 0; f < nf; f++) {
+    const row = l.rows[base + f];
+    if (!row) {
+      tally.notFound++;
+      continue;
+    }
+    const ttl = (l.defs[f] as Definition).ttlMs;
+    if (ttl !== null && row.event_time <= l.now - ttl) {
+      tally.expired++;
+      continue;
+    }
+    tally.present++;
+    if (row.event_time !== lastObserved) {
+      lastObserved = row.event_time;
+      age.observe(Math.max(0, (l.now - row.event_time) / 1000));
     }
   }
-  deps.metrics.countLookups(present, notFound, expired);
 }
 
 /**
@@ -148,44 +207,92 @@ export function lookupOnlineJsonNow(deps: Deps, tenant: string, entityIds: reado
 
 /** The response text of a lookup (see {@link lookupOnlineJsonNow}); counts its outcomes. */
 function renderJson(deps: Deps, l: Lookup, entityIds: readonly string[], many: boolean): string {
-  account(deps, l, entityIds.length);
   const nf = l.defs.length;
   const memo = deps.stores.online.capabilities.stableRows;
-  const keys = l.keys;
+  const tally: Outcomes = { present: 0, notFound: 0, expired: 0 };
+  const age = deps.metrics.servedValueAgeOf(l.entityType);
   let out = many ? '{"results":[' : "";
   for (let e = 0; e < entityIds.length; e++) {
     const entityId = entityIds[e] as string;
     const first = memo ? l.rows[e * nf] : null;
+    let text: string | undefined;
     if (first) {
       const m = entityTexts.get(first);
       if (m !== undefined && m.resolved === l.resolved && m.entityId === entityId && sameEntity(m, l, e * nf)) {
-        out += e === 0 ? m.text : `,${m.text}`;
-        continue;
+        // counted from what the memo holds (the same rows, each expired or not as then): the
+        // rows themselves, scattered over the heap, are not read again
+        accountMemo(m, l.now, tally, age);
+        text = m.text;
       }
     }
-    let features = "";
-    let metadata = "";
-    for (let f = 0; f < nf; f++) {
-      const def = l.defs[f] as Definition;
-      const row = l.rows[e * nf + f];
-      const sep = f === 0 ? "" : ",";
-      const key = keys[f] as string;
-      if (!row) {
-        features += `${sep}${key}null`;
-        metadata += `${sep}${key}{"status":"not_found","event_time":null}`;
-      } else if (def.ttlMs !== null && row.event_time <= l.now - def.ttlMs) {
-        features += `${sep}${key}null`;
-        metadata += `${sep}${key}{"status":"expired","event_time":${eventTimeJson(row.event_time)}}`;
-      } else {
-        features += `${sep}${key}${valueJson(def, row.value, memo)}`;
-        metadata += `${sep}${key}{"status":"present","event_time":${eventTimeJson(row.event_time)}}`;
+    if (text === undefined) {
+      accountEntity(l, e * nf, tally, age);
+      try {
+        text = entityText(l, e, entityId, memo, first);
+      } catch (err) {
+        // (a value that cannot be decoded: every outcome is still counted, as before the answer fails)
+        for (let rest = e + 1; rest < entityIds.length; rest++) accountEntity(l, rest * nf, tally, age);
+        deps.metrics.countLookups(tally.present, tally.notFound, tally.expired);
+        throw err;
       }
     }
-    const text = `{"entity_id":${JSON.stringify(entityId)},"features":{${features}},"metadata":{${metadata}}}`;
-    if (first) entityTexts.set(first, { resolved: l.resolved, entityId, rows: l.rows.slice(e * nf, e * nf + nf), expired: expiredOf(l, e * nf), text: flat(text) });
     out += e === 0 ? text : `,${text}`;
   }
+  deps.metrics.countLookups(tally.present, tally.notFound, tally.expired);
   return many ? `${out}]}` : out;
+}
+
+/** {@link accountEntity} of an entity answered from its remembered text (see {@link sameEntity}). */
+function accountMemo(m: EntityText, now: number, tally: Outcomes, age: { observe(seconds: number): void }): void {
+  const times = m.times;
+  let lastObserved = Number.NaN;
+  for (let f = 0; f < times.length; f++) {
+    const t = times[f] as number;
+    if (Number.isNaN(t)) {
+      tally.notFound++;
+      continue;
+    }
+    if (m.expired[f]) {
+      tally.expired++;
+      continue;
+    }
+    tally.present++;
+    if (t !== lastObserved) {
+      lastObserved = t;
+      age.observe(Math.max(0, (now - t) / 1000));
+    }
+  }
+}
+
+/** The JSON text of entity `e`'s result in `l`, remembered by its first row (when the rows are stable). */
+function entityText(l: Lookup, e: number, entityId: string, memo: boolean, first: StoredRow | null | undefined): string {
+  const nf = l.defs.length;
+  const keys = l.keys;
+  let features = "";
+  let metadata = "";
+  for (let f = 0; f < nf; f++) {
+    const def = l.defs[f] as Definition;
+    const row = l.rows[e * nf + f];
+    const sep = f === 0 ? "" : ",";
+    const key = keys[f] as string;
+    if (!row) {
+      features += `${sep}${key}null`;
+      metadata += `${sep}${key}{"status":"not_found","event_time":null}`;
+    } else if (def.ttlMs !== null && row.event_time <= l.now - def.ttlMs) {
+      features += `${sep}${key}null`;
+      metadata += `${sep}${key}{"status":"expired","event_time":${eventTimeJson(row.event_time)}}`;
+    } else {
+      features += `${sep}${key}${valueJson(def, row.value, memo)}`;
+      metadata += `${sep}${key}{"status":"present","event_time":${eventTimeJson(row.event_time)}}`;
+    }
+  }
+  const text = `{"entity_id":${JSON.stringify(entityId)},"features":{${features}},"metadata":{${metadata}}}`;
+  if (!first) return text;
+  const flatText = flat(text);
+  const times = new Float64Array(nf);
+  for (let f = 0; f < nf; f++) times[f] = l.rows[e * nf + f]?.event_time ?? Number.NaN;
+  entityTexts.set(first, { resolved: l.resolved, entityId, rows: l.rows.slice(e * nf, e * nf + nf), times, expired: expiredOf(l, e * nf), text: flatText });
+  return flatText;
 }
 
 /**
@@ -200,6 +307,8 @@ interface EntityText {
   resolved: Resolved;
   entityId: string;
   rows: (StoredRow | null)[];
+  /** Per feature: its row's event time (NaN: no row), read from here rather than from the rows. */
+  times: Float64Array;
   /** Per feature: whether its row was expired (the one part of the text that depends on `now`). */
   expired: boolean[];
   text: string;
@@ -237,7 +346,8 @@ function sameEntity(m: EntityText, l: Lookup, base: number): boolean {
     const row = l.rows[base + f];
     if (row !== m.rows[f]) return false;
     const ttl = (l.defs[f] as Definition).ttlMs;
-    if (row != null && ttl !== null && row.event_time <= l.now - ttl !== m.expired[f]) return false;
+    // (the same row: its event time is the one remembered)
+    if (row != null && ttl !== null && (m.times[f] as number) <= l.now - ttl !== m.expired[f]) return false;
   }
   return true;
 }
@@ -302,11 +412,11 @@ function unavailable(deps: Deps, keys: ValueKey[], err: unknown): Promise<(Store
 
 /** The rows of `cached` (the online store's answer), the misses read from the database (a promise then) and written back. */
 function fill(deps: Deps, tenant: string, entityType: string, keys: ValueKey[], cached: (CachedValue | undefined)[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
-  const missIdx: number[] = [];
-  for (let i = 0; i < cached.length; i++) if (cached[i] === undefined) missIdx.push(i);
-  const hits = keys.length - missIdx.length;
+  let missIdx: number[] | undefined;
+  for (let i = 0; i < cached.length; i++) if (cached[i] === undefined) (missIdx ??= []).push(i);
+  const hits = keys.length - (missIdx?.length ?? 0);
   if (hits > 0) deps.metrics.countCache("hit", hits);
-  if (missIdx.length === 0) return cached as CachedValue[];
+  if (missIdx === undefined) return cached as CachedValue[];
   return fillMisses(deps, tenant, entityType, keys, cached, missIdx);
 }
 

@@ -266,6 +266,11 @@ export interface OnlineStore {
    */
   getManyNow?(tenant: string, entityType: string, keys: ValueKey[]): (CachedValue | undefined)[];
   /**
+   * {@link getManyNow} of every feature version of `featureIds` for each of `entityIds`
+   * (entity-major: entity e, feature f at e * featureIds.length + f), without a key per value.
+   */
+  getEntitiesNow?(tenant: string, entityType: string, entityIds: readonly string[], featureIds: readonly number[]): (CachedValue | undefined)[];
+  /**
    * Offers values; each replaces the stored one only when its (event_time, seq) is greater (a
    * negative entry is replaced by any value). `ttlSeconds` (per entry, optional) bounds how long
    * the store may keep it.

@@ -65,6 +65,19 @@ for (const backend of contractBackends()) {
       }
     });
 
+    /** The lookup outcomes and served-value ages counted so far (each series' value). */
+    const outcomes = async (): Promise<Map<string, number>> => {
+      const text = await s.deps.metrics.registry.metrics();
+      const out = new Map<string, number>();
+      for (const l of text.split("\n")) {
+        const m = /^(feature_store_(?:lookups_total|served_value_age_seconds_(?:bucket|sum|count))\S*) (\S+)$/.exec(l);
+        if (m) out.set(m[1] as string, Number(m[2]));
+      }
+      return out;
+    };
+    const delta = (a: Map<string, number>, b: Map<string, number>): Record<string, number> =>
+      Object.fromEntries([...b].map(([k, v]) => [k, Math.round((v - (a.get(k) ?? 0)) * 1e6) / 1e6]).filter(([, d]) => d !== 0));
+
     test("a remembered entity's text follows expiry (either way), new writes, other spellings and tenants", async () => {
       const tenants = [TestServer.tenant(), TestServer.tenant()];
       const at = Date.now() - 30 * 60_000;
@@ -79,9 +92,25 @@ for (const backend of contractBackends()) {
       }
       const clock = s.deps.clock;
       const same = async (tenant: string, names: string[], status: "present" | "expired"): Promise<void> => {
+        // the clock stands still meanwhile: the ages each call observes are the same
+        const now = s.deps.clock.now();
+        const moving = s.deps.clock;
+        s.deps.clock = { now: () => now };
+        try {
+          await sameAt(tenant, names, status);
+        } finally {
+          s.deps.clock = moving;
+        }
+      };
+      const sameAt = async (tenant: string, names: string[], status: "present" | "expired"): Promise<void> => {
         for (let pass = 0; pass < 2; pass++) {
+          const before = await outcomes();
           const objects = await lookupOnline(s.deps, tenant, ["e1", "e1"], names);
+          const byObjects = delta(before, await outcomes());
+          // the text (built, or remembered on the second pass) counts what the objects count
+          const mid = await outcomes();
           expect(await lookupOnlineJsonNow(s.deps, tenant, ["e1", "e1"], names, true)).toBe(JSON.stringify({ results: objects }));
+          expect(delta(mid, await outcomes())).toEqual(byObjects);
           expect(await lookupOnlineJsonNow(s.deps, tenant, ["e1"], names, false)).toBe(JSON.stringify(objects[0]));
           expect(objects[0]?.metadata[names[0] as string]?.status).toBe(status);
         }

@@ -351,6 +351,13 @@ describe.skipIf(singleUrl === undefined)("near cache (single server, client trac
       expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]);
       expect(await b.getMany("t", "user", [k])).toEqual([row(i, i)]); // (the second from the near cache)
     }
+    // a lookup that also misses waits for its read's reply instead of a PING: the value held
+    // before that wait is taken again after it
+    for (let i = 11; i <= 20; i++) {
+      await a.putMany("t", "user", [{ key: k, value: row(i, i) }]);
+      expect(await b.getMany("t", "user", [k, key(1, `fresh_${i}`)])).toEqual([row(i, i), undefined]);
+      expect(await b.getMany("t", "user", [key(2, `fresh_${i}`), k])).toEqual([undefined, row(i, i)]);
+    }
     expect(b.nearCacheActive).toBe(true);
   });
 

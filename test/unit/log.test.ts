@@ -48,3 +48,31 @@ test("lines written by hand before pino are pino's lines", () => {
   expect(byHand.some((l) => l.includes('"worker":2'))).toBe(true);
   expect(byHand.some((l) => l.includes('"time":"2026-01-01T00:00:00.000Z"'))).toBe(true);
 });
+
+test("a server's access lines, recorded and formatted in batches, are each request's line in order", () => {
+  // times across second boundaries, fractional milliseconds, before 1970; ids needing escapes;
+  // other lines in between (each must come after every access line recorded before it)
+  const times = Array.from({ length: 1500 }, (_, i) => (i % 7 === 0 ? 1_767_225_599_990 + i * 3 : i % 11 === 0 ? -1_500 + i + 0.25 : 1_767_225_600_000 + i * 1.5));
+  const code = `
+import { accessLogger, createLogger } from ${JSON.stringify(LOG)};
+const log = createLogger("info", 1).child({ worker: 3 });
+const access = accessLogger(log);
+const times = ${JSON.stringify(times)};
+times.forEach((at, i) => {
+  access(i % 5 === 0 ? undefined : i % 13 === 0 ? 'id "' + i + '"' : "r" + i, i % 2 ? "GET" : "POST", i % 3 ? "/healthz" : "/api/v1/features/online", 200 + (i % 4), i / 7, at);
+  if (i % 97 === 96) log.warn({ i }, "between");
+});
+`;
+  const p = Bun.spawnSync([process.execPath, "-e", code], { stdout: "pipe", stderr: "pipe" });
+  expect(p.stderr.toString()).toBe("");
+  const lines = p.stdout.toString().split("\n").filter((l) => l !== "");
+  const expected: string[] = [];
+  times.forEach((at, i) => {
+    const id = i % 5 === 0 ? undefined : i % 13 === 0 ? `id "${i}"` : `r${i}`;
+    expected.push(
+      JSON.stringify({ level: "info", time: new Date(at).toISOString(), service: "feature-store", worker: 3, request_id: id, method: i % 2 ? "GET" : "POST", route: i % 3 ? "/healthz" : "/api/v1/features/online", status: 200 + (i % 4), duration_ms: i / 7, msg: "request" }),
+    );
+    if (i % 97 === 96) expected.push(`{"level":"warn","time":"T","service":"feature-store","worker":3,"i":${i},"msg":"between"}`);
+  });
+  expect(lines.map((l) => (l.includes('"msg":"between"') ? l.replace(/"time":"[^"]+"/, '"time":"T"') : l))).toEqual(expected);
+});

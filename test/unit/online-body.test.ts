@@ -4,7 +4,7 @@
  * fast path (value, or the exact 400 and its `errors`) is the answer of zod alone.
  */
 import { describe, expect, test } from "bun:test";
-import { fastOnlineBody, parseOnlineBody, zodOnlineBody, type OnlineRequest } from "../../src/api/routes/online.ts";
+import { fastOnlineBody, parseOnlineBody, scanOnlineBody, zodOnlineBody, type OnlineRequest } from "../../src/api/routes/online.ts";
 import { AppError } from "../../src/errors.ts";
 
 type Outcome = { ok: OnlineRequest } | { error: { code: string; message: string; errors: unknown } };
@@ -86,5 +86,76 @@ describe("online body: fast path and zod", () => {
 
   test("the fast path never accepts a body zod refuses", () => {
     for (const raw of INVALID) expect(fastOnlineBody(raw)).toBeUndefined();
+  });
+});
+
+describe("online body read from its text (scanOnlineBody)", () => {
+  // texts of every body of the corpus in several spellings, and texts JSON.parse refuses or reads
+  // differently (escapes, duplicate keys, other whitespace, trailing text)
+  const spellings = (raw: unknown): string[] => [JSON.stringify(raw), JSON.stringify(raw, null, 2), JSON.stringify(raw, null, "\t").replace(/\n/g, "\r\n"), ` ${JSON.stringify(raw)}\n`];
+  const TEXTS: string[] = [
+    ...[...VALID, ...INVALID].flatMap(spellings),
+    '{"entity_id":"x","feature_names":["age"]}',
+    '{ "entity_id" : "x" , "feature_names" : [ "age" , "lifetime_value" ] }',
+    '{"entity_id":"x","feature_names":["age"],"entity_id":"y"}',
+    '{"entity_id":"x","entity_id":"y","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":["age"],"feature_names":["lifetime_value"]}',
+    '{"entity_id":"x","feature_names":["age"]}}',
+    '{"entity_id":"x","feature_names":["age"]]}',
+    '{"entity_id":"x","feature_names":["age"]} x',
+    '{"entity_id":"x","feature_names":["age"]},',
+    '{"entity_id":"x","feature_names":["age",]}',
+    '{"entity_id":"x","feature_names":[,"age"]}',
+    '{"entity_id":"x","feature_names":["age""age"]}',
+    '{"entity_id":"x","feature_names":["age"] ,"x":[1]}',
+    '{"entity_id":"x]","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":["a]ge"]}',
+    '{"entity_id":"x\\u0041","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":["\\u0061ge"]}',
+    '{"entity_id":"x\\"","feature_names":["age"]}',
+    '{"entity_id":"x\\\\","feature_names":["age"]}',
+    '{"entity_id":"x\u0001","feature_names":["age"]}',
+    '{"entity_id":"x\ty","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":["age"]\u00a0}',
+    '\u00a0{"entity_id":"x","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":["age"]}\u2028',
+    '{"entity_id":"x","feature_names":[]}',
+    '{"entity_id":"","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":"age"}',
+    '{"entity_id":"x","feature_names":["age"',
+    '{"entity_id":"x","feature_names":',
+    '{"entity_id":"x"',
+    '{"entity_id":5,"feature_names":["age"]}',
+    '{"__proto__":"x","feature_names":["age"]}',
+    '{"entity_id":"x","feature_names":["__proto__"]}',
+    '{"entity_ids":["x"],"feature_names":["age"]}',
+    '[{"entity_id":"x","feature_names":["age"]}]',
+    "",
+    " ",
+    "{}",
+  ];
+
+  test("is fastOnlineBody(JSON.parse(text)) or nothing, on every text; takes the common spellings", () => {
+    let taken = 0;
+    for (let pass = 0; pass < 2; pass++) {
+      // (the second pass finds the lists of names remembered)
+      for (const text of TEXTS) {
+        const scanned = scanOnlineBody(text);
+        let parsed: unknown;
+        let ok = true;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          ok = false;
+        }
+        if (scanned === undefined) continue;
+        taken++;
+        expect(ok).toBe(true);
+        expect(scanned).toEqual(fastOnlineBody(parsed) as OnlineRequest);
+      }
+    }
+    // per pass: the 4 spellings of each of the 4 valid one-entity bodies with entity_id first and an
+    // id of at most 170 units (VALID 0, 3, 4, 7), and 3 spelt by hand (the two plain ones, the id "x]")
+    expect(taken).toBe(2 * (4 * 4 + 3));
   });
 });

@@ -82,3 +82,23 @@ describe("InProcessCache.invalidateEntities", () => {
     expect(await c.getMany("u", "user", [key(4, "a")])).toEqual([row(100, 4, 4)]);
   });
 });
+
+describe("InProcessCache.getEntitiesNow", () => {
+  test("answers what getManyNow answers for the entity-major keys of the same entities and features", async () => {
+    const c = new InProcessCache(1000);
+    for (const [e, f, v] of [["a", 1, row(10, 1, 1)], ["a", 2, null], ["b", 2, row(20, 2, 2)], ["b", 3, row(30, 3, 3)], ["c", 1, null]] as const) {
+      await c.putMany("t", "user", [{ key: key(f, e), value: v }]);
+    }
+    await c.putMany("t", "item", [{ key: key(1, "a"), value: row(99, 9, 9) }]);
+    for (const entities of [["a"], ["b", "a", "b"], ["a", "a"], ["nobody", "c", "b"], ["a", "b", "c", "d"]]) {
+      for (const features of [[1], [1, 2, 3], [3, 2, 2, 1], [4]]) {
+        const keys = entities.flatMap((e) => features.map((f) => key(f, e)));
+        const many = c.getManyNow("t", "user", keys);
+        expect(c.getEntitiesNow("t", "user", entities, features)).toEqual(many);
+        expect(many.length).toBe(entities.length * features.length);
+      }
+    }
+    expect(c.getEntitiesNow("t", "user", ["a"], [1, 2, 5])).toEqual([row(10, 1, 1), null, undefined]);
+    expect(c.getEntitiesNow("t", "item", ["a"], [1])).toEqual([row(99, 9, 9)]);
+  });
+});

@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { Hono } from "hono";
 import { Registry } from "prom-client";
-import { Admission, EventLoopLag, shed } from "../../src/api/middleware/shed.ts";
+import { Admission, EventLoopLag, OnlineShed, shed } from "../../src/api/middleware/shed.ts";
 import { errorHandler } from "../../src/api/errors.ts";
 import type { AppEnv } from "../../src/api/env.ts";
 import { createLogger } from "../../src/log.ts";
@@ -204,5 +204,27 @@ describe("admission control", () => {
     for (let i = 0; i < 50; i++) await g.open();
     expect(new Set(await Promise.all(pending.map(async (p) => (await p).status)))).toEqual(new Set([200]));
     expect(g.stats().maxRunning).toBe(50);
+  });
+});
+
+describe("request deadlines (one timer for all)", () => {
+  test("each request not met in time is called late once, in order; met ones never; through bursts and an emptied queue", async () => {
+    const online = new OnlineShed(new Admission({ maxInFlight: 0, maxQueue: 0, queueTimeoutMs: 0 }), new Registry(), { requestTimeoutMs: 30 });
+    for (const burst of [3, 1500, 1]) {
+      const late: number[] = [];
+      const start = performance.now();
+      const pending = Array.from({ length: burst }, (_, i) => online.deadline(start, () => late.push(i)));
+      // met: every third, and the first (the oldest), out of order
+      const met = new Set<number>([0]);
+      for (let i = burst - 1; i >= 0; i -= 3) met.add(i);
+      for (const i of met) online.met(pending[i] as NonNullable<(typeof pending)[number]>);
+      await Bun.sleep(80);
+      expect(late).toEqual(Array.from({ length: burst }, (_, i) => i).filter((i) => !met.has(i)));
+      // all answered: a later request has its own deadline again
+      const again: number[] = [];
+      online.deadline(performance.now(), () => again.push(1));
+      await Bun.sleep(80);
+      expect(again).toEqual([1]);
+    }
   });
 });

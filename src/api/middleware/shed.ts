@@ -67,14 +67,16 @@ export interface Pending {
  * at most the queue's wait (QUEUE_TIMEOUT_MS) late.
  */
 class Deadlines {
+  /** The entries from `head` to `tail` (the array is reused: emptying it costs no write of its length). */
   private readonly queue: Pending[] = [];
   private head = 0;
+  private tail = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
 
   /** Calls `late` at `at` (performance.now()) unless {@link done} was called first. */
   add(at: number, late: () => void): Pending {
     const p: Pending = { at, late };
-    this.queue.push(p);
+    this.queue[this.tail++] = p;
     if (this.timer === undefined) this.arm(at);
     return p;
   }
@@ -93,7 +95,7 @@ class Deadlines {
   private fire(): void {
     this.timer = undefined;
     const now = performance.now();
-    while (this.head < this.queue.length) {
+    while (this.head < this.tail) {
       const p = this.queue[this.head] as Pending;
       if (p.late !== undefined && p.at > now) break;
       this.head++;
@@ -102,21 +104,24 @@ class Deadlines {
       late?.();
     }
     this.compact();
-    const next = this.queue[this.head];
-    if (next !== undefined && this.timer === undefined) this.arm(next.at);
+    if (this.head < this.tail && this.timer === undefined) this.arm((this.queue[this.head] as Pending).at);
   }
 
   /** Drops finished entries from the front (the timer re-arms for the oldest unfinished one when it fires). */
   private compact(): void {
-    while (this.head < this.queue.length && (this.queue[this.head] as Pending).late === undefined) this.head++;
+    while (this.head < this.tail && (this.queue[this.head] as Pending).late === undefined) this.head++;
     // An armed timer is left to fire even when nothing waits any more: clearing and re-arming it
     // for every request would cost what the per-request timer did.
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
+    if (this.head === this.tail) {
       this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
+      this.tail = 0;
+      // (finished entries left in the array are overwritten by the next ones; after a burst, let go)
+      if (this.queue.length > 1024) this.queue.length = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.tail) {
+      this.queue.copyWithin(0, this.head, this.tail);
+      this.tail -= this.head;
       this.head = 0;
+      this.queue.length = this.tail;
     }
   }
 }
@@ -166,10 +171,10 @@ export class OnlineShed {
   /**
    * Admits a request: `undefined` when it holds a slot now, else a promise resolved once it
    * holds one. Throws (or rejects with) the 503 when it is refused. A slot taken is given back
-   * with {@link release}.
+   * with {@link release}. `now`: the request's arrival (performance.now()), when the caller has read it.
    */
-  admit(): Promise<void> | undefined {
-    if (this.lag?.backlogged()) throw this.refuse("overloaded");
+  admit(now?: number): Promise<void> | undefined {
+    if (this.lag?.backlogged(now)) throw this.refuse("overloaded");
     if (this.admission.tryAcquire()) return undefined;
     if (this.admission.queued >= this.admission.options.maxQueue) throw this.refuse("queue_full");
     return this.admission.wait(this.queueBudget).then((admitted) => {

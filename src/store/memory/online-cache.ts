@@ -52,6 +52,20 @@ export class InProcessCache implements OnlineStore {
     return out;
   }
 
+  getEntitiesNow(tenant: string, entityType: string, entityIds: readonly string[], featureIds: readonly number[]): (CachedValue | undefined)[] {
+    const prefix = `${tenant}\u0000${entityType}\u0000`;
+    const nf = featureIds.length;
+    const out = new Array<CachedValue | undefined>(entityIds.length * nf);
+    for (let e = 0; e < entityIds.length; e++) {
+      const fields = this.lru.get(prefix + (entityIds[e] as string));
+      for (let f = 0; f < nf; f++) {
+        const v = fields?.get(featureIds[f] as number);
+        out[e * nf + f] = v === ABSENT ? null : v;
+      }
+    }
+    return out;
+  }
+
   async putMany(tenant: string, entityType: string, entries: { key: ValueKey; value: CachedValue }[]): Promise<void> {
     const prefix = `${tenant}\u0000${entityType}\u0000`;
     let i = 0;

@@ -9,9 +9,10 @@
  * round trip whatever the number of entities.
  *
  * Near cache (single server; see near.ts): the entries read are also kept in process, exact
- * through Redis client tracking; a lookup then costs one shared `PING` round trip on the
- * tracking connection instead of an `HMGET` per entity, and hands out the same row objects
- * for as long as they are current (`stableRows`: the online path memoises their JSON).
+ * through Redis client tracking; a lookup then costs one round trip on the tracking connection
+ * (a shared `PING` when everything is held, else the `HMGET`s of what is not, read on that
+ * connection) and hands out the same row objects for as long as they are current
+ * (`stableRows`: the online path memoises their JSON).
  *
  * Outage safety: a value the database accepted must never be hidden behind an older cached
  * one. Every key carries the cache *generation* (`<ns>:gen`):
@@ -223,33 +224,72 @@ export class RedisCache implements OnlineStore {
 
   async getMany(tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
     if (keys.length === 0) return [];
-    if (!this.protocol.available) throw new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
+    if (!this.protocol.available) throw this.unavailable();
     const near = this.near;
     if (near !== undefined) {
       const t = (this.tracker ??= this.startTracker(near));
       if (t.ready) {
-        let tracked = true;
+        // Exact once one reply of the tracking connection to a command sent after the lookup
+        // started came (near.ts): what the near cache lacks is read on that connection, whose
+        // replies are then that wait; a lookup that lacks nothing waits for a `PING`.
+        const prefix = this.prefixOf(tenant, entityType);
+        const out = new Array<CachedValue | undefined>(keys.length);
+        // taken before the wait; still current after it if nothing was invalidated meanwhile
+        const seen = near.changes;
+        const missing = near.hits(prefix, keys, out);
         try {
+          if (missing !== undefined) return await this.readNear(t, near, prefix, keys, out, missing, seen);
           await t.barrier();
+          if (!this.protocol.available) throw this.unavailable();
+          if (near.changes === seen) return out;
+          const again = near.hits(prefix, keys, out);
+          // every value held: no second promise (the barrier was the one wait)
+          if (again === undefined) return out;
+          return await this.readNear(t, near, prefix, keys, out, again, near.changes);
         } catch (err) {
           // Redis does not answer: the database answers (not a second wait on another read)
           if (err instanceof TimeoutError) {
             this.protocol.commandFailed(err);
             throw err;
           }
-          tracked = false; // the connection dropped: the tracker forgot the near cache and reconnects; read Redis directly
+          if (err instanceof RedisUnavailableError) throw err;
+          // the connection dropped (the tracker forgot the near cache and reconnects) or Redis
+          // refused the read: read Redis directly
         }
-        if (!this.protocol.available) throw new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
-        if (tracked && t.ready) {
-          const prefix = this.prefixOf(tenant, entityType);
-          const out = new Array<CachedValue | undefined>(keys.length);
-          const missing = near.hits(prefix, keys, out);
-          // every value held: no second promise (the barrier was the one wait)
-          return missing === undefined ? out : this.fillNear(near, prefix, keys, out, missing);
-        }
+        if (!this.protocol.available) throw this.unavailable();
       }
     }
-    return this.read(this.prefixOf(tenant, entityType), keys, undefined);
+    return this.read(this.prefixOf(tenant, entityType), keys);
+  }
+
+  private unavailable(): RedisUnavailableError {
+    return new RedisUnavailableError(this.protocol.isClosed ? "Redis cache is closed" : "Redis cache is unavailable");
+  }
+
+  /**
+   * The rest of a near-cache lookup: `keys[i]` for every i of `missing` read on the tracking
+   * connection into `out`; every other value of `out` (from the near cache, taken when its
+   * `changes` were `seen`) is taken again after the reply if something was invalidated since,
+   * and read too when it was.
+   */
+  private async readNear(t: Tracker, near: NearCache, prefix: string, keys: ValueKey[], out: (CachedValue | undefined)[], missing: number[], seen: number): Promise<(CachedValue | undefined)[]> {
+    // `read[i]`: out[i] was read from Redis after the lookup started (final)
+    const read = new Uint8Array(keys.length);
+    let taken = seen;
+    for (let idx: number[] | undefined = missing; idx !== undefined; ) {
+      if (!t.ready) throw new Error("Redis near cache tracking lost");
+      const got = await t.read(prefix, keys, idx);
+      if (!this.protocol.available) throw this.unavailable();
+      for (let j = 0; j < idx.length; j++) {
+        const i = idx[j] as number;
+        out[i] = got[j];
+        read[i] = 1;
+      }
+      if (near.changes === taken) break;
+      taken = near.changes;
+      idx = near.hits(prefix, keys, out, read);
+    }
+    return out;
   }
 
   private startTracker(near: NearCache): Tracker {
@@ -265,44 +305,22 @@ export class RedisCache implements OnlineStore {
     return this.lastPrefix.prefix;
   }
 
-  /** The misses of a near-cache lookup ({@link NearCache.hits}) read from Redis, into `out`, and kept in the near cache. */
-  private async fillNear(near: NearCache, prefix: string, keys: ValueKey[], out: (CachedValue | undefined)[], missing: number[]): Promise<(CachedValue | undefined)[]> {
-    const token = near.beginFill();
-    try {
-      const missKeys = missing.length === keys.length ? keys : missing.map((i) => keys[i] as ValueKey);
-      const got = await this.read(prefix, missKeys, (key, id, featureId, value) => {
-        // (a key with a lone surrogate goes to Redis as U+FFFD: its invalidations would name another key)
-        if (near.keeps(token, key) && key.isWellFormed()) near.put(prefix, id, featureId, value);
-      });
-      for (let j = 0; j < missing.length; j++) out[missing[j] as number] = got[j];
-    } finally {
-      near.endFill();
-    }
-    return out;
-  }
-
-  /** One HMGET per entity; `keep` is told every entry Redis holds. */
-  private async read(prefix: string, keys: ValueKey[], keep: ((key: string, escapedId: string, featureId: number, value: CachedValue) => void) | undefined): Promise<(CachedValue | undefined)[]> {
-    const groups = new Map<string, { fields: string[]; ids: number[]; idx: number[] }>();
+  /** One HMGET per entity (the lookups without a near cache, or while it is not tracking). */
+  private async read(prefix: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
+    const groups = new Map<string, { fields: string[]; idx: number[] }>();
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i] as ValueKey;
       let g = groups.get(k.entity_id);
       if (g === undefined) {
-        g = { fields: [], ids: [], idx: [] };
+        g = { fields: [], idx: [] };
         groups.set(k.entity_id, g);
       }
       g.fields.push(String(k.feature_id));
-      g.ids.push(k.feature_id);
       g.idx.push(i);
     }
     const sent: Promise<unknown>[] = [];
-    const names: string[] = [];
-    const ids: string[] = [];
     for (const [entityId, g] of groups) {
-      const id = escapePart(entityId);
-      const key = `${prefix}${id}}`;
-      names.push(key);
-      ids.push(id);
+      const key = `${prefix}${escapePart(entityId)}}`;
       sent.push(this.conn.send(key, ["HMGET", key, ...g.fields], { readonly: true, buffers: true }));
     }
     let replies: unknown[];
@@ -315,19 +333,11 @@ export class RedisCache implements OnlineStore {
     const out: (CachedValue | undefined)[] = new Array<CachedValue | undefined>(keys.length).fill(undefined);
     let r = 0;
     for (const g of groups.values()) {
-      const key = names[r] as string;
-      const id = ids[r] as string;
       const reply = replies[r++];
       if (!Array.isArray(reply) || reply.length !== g.idx.length) throw new Error("unexpected HMGET reply from Redis");
       for (let j = 0; j < g.idx.length; j++) {
         const v: unknown = reply[j];
-        let value = v instanceof Uint8Array ? decodeCached(v) : undefined;
-        if (value && keep !== undefined) {
-          // kept for long: its own bytes, not a view of the reply (which would keep all of it alive)
-          value = { event_time: value.event_time, seq: value.seq, value: value.value.slice() };
-          keep(key, id, g.ids[j] as number, value);
-        } else if (value === null && keep !== undefined) keep(key, id, g.ids[j] as number, value);
-        out[g.idx[j] as number] = value;
+        out[g.idx[j] as number] = v instanceof Uint8Array ? decodeCached(v) : undefined;
       }
     }
     return out;

@@ -63,9 +63,76 @@ export function encodeCached(value: CachedValue): Buffer {
 /**
  * Unpacks a stored field: `null` for a negative entry, a row, or `undefined` when the bytes
  * are not something this cache wrote (treated as a miss; the next fill overwrites them).
+ * The value is a view of `buf` (no copy).
  */
 export function decodeCached(buf: Uint8Array): CachedValue | undefined {
   if (buf.length === 1 && buf[0] === 0xc0) return null;
+  return decodeFast(buf) ?? decodeSlow(buf);
+}
+
+/** Reads one msgpack number at `at` of the encodings `encodeCached` writes; NaN for any other. */
+function numberAt(b: Uint8Array, at: number, view: DataView): number {
+  const t = b[at] as number;
+  if (t <= 0x7f) return t;
+  if (t >= 0xe0) return t - 0x100;
+  switch (t) {
+    case 0xcc:
+      return b[at + 1] as number;
+    case 0xcd:
+      return view.getUint16(at + 1);
+    case 0xce:
+      return view.getUint32(at + 1);
+    case 0xd0:
+      return view.getInt8(at + 1);
+    case 0xd1:
+      return view.getInt16(at + 1);
+    case 0xd2:
+      return view.getInt32(at + 1);
+    case 0xcb:
+      return view.getFloat64(at + 1);
+    default:
+      return Number.NaN;
+  }
+}
+/** Bytes of the msgpack number at `at` (its type byte included), for the types {@link numberAt} reads. */
+const numberSize = (t: number): number => (t <= 0x7f || t >= 0xe0 ? 1 : t === 0xcc || t === 0xd0 ? 2 : t === 0xcd || t === 0xd1 ? 3 : t === 0xce || t === 0xd2 ? 5 : 9);
+
+/**
+ * The row of `encodeCached`'s own layout (`[number, number, bin]`, the number encodings
+ * msgpackr writes for safe integers and doubles), read without msgpackr; `undefined` for
+ * anything else (then msgpackr decides). Same result as msgpackr on what it accepts
+ * (test/unit/redis-decode.test.ts).
+ */
+function decodeFast(b: Uint8Array): StoredRow | undefined {
+  if (b.length < 5 || b[0] !== 0x93) return undefined;
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let at = 1;
+  const n1 = numberSize(b[at] as number);
+  if (at + n1 >= b.length) return undefined;
+  const eventTime = numberAt(b, at, view);
+  at += n1;
+  const n2 = numberSize(b[at] as number);
+  if (at + n2 + 2 > b.length) return undefined;
+  const seq = numberAt(b, at, view);
+  at += n2;
+  if (Number.isNaN(eventTime) || Number.isNaN(seq)) return undefined;
+  const bt = b[at] as number;
+  let len: number;
+  if (bt === 0xc4) {
+    len = b[at + 1] as number;
+    at += 2;
+  } else if (bt === 0xc5 && at + 3 <= b.length) {
+    len = view.getUint16(at + 1);
+    at += 3;
+  } else if (bt === 0xc6 && at + 5 <= b.length) {
+    len = view.getUint32(at + 1);
+    at += 5;
+  } else return undefined;
+  if (at + len !== b.length) return undefined;
+  return { event_time: eventTime, seq, value: new Uint8Array(b.buffer, b.byteOffset + at, len) };
+}
+
+function decodeSlow(buf: Uint8Array): CachedValue | undefined {
   let decoded: unknown;
   try {
     decoded = packr.unpack(buf);

@@ -6,14 +6,16 @@
  *   round trip) subscribes with `CLIENT TRACKING ON BCAST PREFIX <ns>:{`: Redis then pushes the
  *   name of every entity key that changes (a write by any process, an expiry, an eviction, a
  *   FLUSHALL as "everything") on it, and the entry is dropped.
- * - Exact, not eventually consistent: before every lookup the connection makes one round trip
- *   (a `PING`, shared by the lookups that arrive meanwhile). Redis queues a key's invalidation
- *   to this connection before it answers the write that caused it, so the `PONG` of a `PING`
- *   sent after a write completed (anywhere) comes after that write's invalidation: a value
- *   written through any server is served by all at once.
- * - An entry is filled from a read on the ordinary connection (another socket, so no order
- *   with the invalidations): a fill is kept only when the tracking connection was subscribed
- *   before the read was sent and no invalidation of its key (nor a flush) came since.
+ * - Exact, not eventually consistent: a lookup waits for one reply on that connection to a
+ *   command sent after the lookup started. Redis queues a key's invalidation to this connection
+ *   before it answers the write that caused it, so a reply to a command sent after a write
+ *   completed (anywhere) comes after that write's invalidation: a value written through any
+ *   server is served by all at once. A lookup that misses sends its `HMGET`s on this connection
+ *   (their replies are its one wait); a lookup that holds everything sends a `PING` (shared by
+ *   the lookups that arrive meanwhile).
+ * - An entry is filled from such an `HMGET` reply, when it is read: an invalidation of the key
+ *   written after it comes after it on the same connection, so no fill can outlive a change
+ *   (a flush, a new generation, since the read was sent refuses it).
  * - When the tracking connection drops, stops answering (a `PING` unanswered for the store's
  *   timeout) or has to reconnect, the whole near cache is forgotten, and lookups read Redis
  *   directly until it is subscribed again.
@@ -25,18 +27,12 @@ import type { Socket } from "bun";
 import type { Logger } from "../../log.ts";
 import { TimeoutError } from "../../lib/timeout.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../types.ts";
-import { escapePart } from "./format.ts";
+import { decodeCached, escapePart } from "./format.ts";
 
 /** A negative entry ("never written") in the near cache. */
 export const ABSENT = 0;
 export type NearEntry = StoredRow | typeof ABSENT;
 export type NearFields = Map<number, NearEntry>;
-
-/** What a fill remembers of the moment its read was sent. */
-export interface FillToken {
-  epoch: number;
-  seq: number;
-}
 
 /**
  * Entries per key, bounded by the number of values; see the module comment. Held per key
@@ -47,17 +43,26 @@ export class NearCache {
   private readonly spaces = new Map<string, Map<string, NearFields>>();
   private values = 0;
   /** Moves on every flush: fills sent before it are not kept. */
-  private epoch = 0;
-  /** Invalidations so far. */
-  private seq = 0;
-  /** The last invalidation of each key, kept only while fills are in flight. */
-  private readonly recent = new Map<string, number>();
-  private fills = 0;
+  private epoch_ = 0;
+  /** Moves on every invalidation and flush. */
+  private changes_ = 0;
 
   constructor(private readonly maxValues: number) {}
 
   get size(): number {
     return this.values;
+  }
+
+  get epoch(): number {
+    return this.epoch_;
+  }
+
+  /**
+   * Invalidations and flushes so far: values a lookup took while it was `n` are still current
+   * as long as it is `n` (for one taken before a wait: once the wait is over, see {@link Tracker}).
+   */
+  get changes(): number {
+    return this.changes_;
   }
 
   /** The entries under one key prefix (`entityKeyPrefix`), by escaped entity id. */
@@ -66,16 +71,18 @@ export class NearCache {
   }
 
   /**
-   * A lookup (every invalidation queued before it applied, see {@link Tracker.barrier}) of `keys`
-   * under `prefix`: the values held are put into `out`; returns the indexes of the others, or
-   * `undefined` when every one is held.
+   * The values held for `keys` under `prefix` are put into `out` (except at the indexes `skip`
+   * marks); returns the indexes of the others, or `undefined` when every one is held. Current
+   * only once a reply of the tracking connection sent after the lookup started came (see
+   * {@link Tracker}).
    */
-  hits(prefix: string, keys: readonly ValueKey[], out: (CachedValue | undefined)[]): number[] | undefined {
+  hits(prefix: string, keys: readonly ValueKey[], out: (CachedValue | undefined)[], skip?: Uint8Array): number[] | undefined {
     let missing: number[] | undefined;
     const space = this.spaces.get(prefix);
     let lastId: string | undefined;
     let fields: NearFields | undefined;
     for (let i = 0; i < keys.length; i++) {
+      if (skip !== undefined && skip[i] === 1) continue;
       const k = keys[i] as ValueKey;
       if (k.entity_id !== lastId) {
         lastId = k.entity_id;
@@ -90,47 +97,28 @@ export class NearCache {
 
   /** Drops the entry of `key` (a whole entity key, as Redis names it). */
   invalidate(key: string): void {
+    this.changes_++;
     const c = key.lastIndexOf(":");
     if (c >= 0 && key.endsWith("}")) {
       const space = this.spaces.get(key.slice(0, c + 1));
+      if (space === undefined) return;
       const id = key.slice(c + 1, -1);
-      const f = space?.get(id);
+      const f = space.get(id);
       if (f !== undefined) {
         this.values -= f.size;
-        space?.delete(id);
+        space.delete(id);
       }
-    }
-    this.seq++;
-    if (this.fills > 0) {
-      // bounded: past this many, forget them all and refuse the fills in flight instead
-      if (this.recent.size >= 100_000) this.flush();
-      else this.recent.set(key, this.seq);
     }
   }
 
   flush(): void {
     this.spaces.clear();
     this.values = 0;
-    this.epoch++;
-    this.recent.clear();
+    this.epoch_++;
+    this.changes_++;
   }
 
-  /** Call before sending a fill's read; pair with {@link endFill}. */
-  beginFill(): FillToken {
-    this.fills++;
-    return { epoch: this.epoch, seq: this.seq };
-  }
-
-  endFill(): void {
-    if (--this.fills === 0) this.recent.clear();
-  }
-
-  /** Whether a value of `key` read with `token` may be kept (see the module comment). */
-  keeps(token: FillToken, key: string): boolean {
-    return token.epoch === this.epoch && !((this.recent.get(key) ?? -1) > token.seq);
-  }
-
-  /** Keeps `value` for field `field` of the key `prefix + id + "}"` (only when {@link keeps} allowed it). */
+  /** Keeps `value` for field `field` of the key `prefix + id + "}"` (read on the tracking connection, see the module comment). */
   put(prefix: string, id: string, field: number, value: CachedValue): void {
     let space = this.spaces.get(prefix);
     if (space === undefined) {
@@ -237,6 +225,7 @@ function encode(args: string[]): string {
   return s;
 }
 const PING = encode(["PING"]);
+const noop = (): void => undefined;
 
 interface Waiter {
   resolve(): void;
@@ -268,7 +257,27 @@ export interface TrackerOptions {
   near: NearCache;
 }
 
-type Pending = { kind: "ping"; w: Waiter; sentAt: number } | { kind: "setup"; done: (reply: Resp) => void };
+/** One lookup's `HMGET`s on the tracking connection (one per entity), answered together. */
+interface ReadJob {
+  prefix: string;
+  /** Per entity: its escaped id, and whether its key may be kept (see {@link Tracker.read}). */
+  ids: string[];
+  keepable: boolean[];
+  /** Per entity, its feature ids (the fields asked), and where each answer goes in `values`. */
+  fields: number[][];
+  slots: number[][];
+  values: (CachedValue | undefined)[];
+  /** The near cache's epoch when sent: a flush since refuses the fills. */
+  epoch: number;
+  left: number;
+  resolve(values: (CachedValue | undefined)[]): void;
+  reject(err: Error): void;
+}
+
+type Pending =
+  | { kind: "ping"; w: Waiter; sentAt: number }
+  | { kind: "read"; job: ReadJob; entity: number; sentAt: number }
+  | { kind: "setup"; done: (reply: Resp) => void };
 
 /** The tracking connection (see the module comment). */
 export class Tracker {
@@ -320,6 +329,54 @@ export class Tracker {
     return w.promise;
   }
 
+  /**
+   * Reads `keys[idx[j]]` for every j from Redis on the tracking connection (one `HMGET` per
+   * entity, one write for all); resolves with the values in the order of `idx` once the last
+   * reply came: by then every invalidation queued before the lookup started has been applied
+   * too (the reply is a barrier, as a `PING`'s). Every value read is kept in the near cache as
+   * its reply is parsed (a field Redis does not hold is not). Rejects as {@link barrier}.
+   */
+  read(prefix: string, keys: readonly ValueKey[], idx: readonly number[]): Promise<(CachedValue | undefined)[]> {
+    if (!this.subscribed) return Promise.reject(new Error("Redis near cache is not tracking"));
+    const byEntity = new Map<string, number>();
+    const job: ReadJob = { prefix, ids: [], keepable: [], fields: [], slots: [], values: new Array<CachedValue | undefined>(idx.length), epoch: this.o.near.epoch, left: 0, resolve: noop, reject: noop };
+    for (let j = 0; j < idx.length; j++) {
+      const k = keys[idx[j] as number] as ValueKey;
+      let e = byEntity.get(k.entity_id);
+      if (e === undefined) {
+        e = job.ids.length;
+        byEntity.set(k.entity_id, e);
+        job.ids.push(escapePart(k.entity_id));
+        job.fields.push([]);
+        job.slots.push([]);
+      }
+      (job.fields[e] as number[]).push(k.feature_id);
+      (job.slots[e] as number[]).push(j);
+    }
+    const promise = new Promise<(CachedValue | undefined)[]>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+    });
+    const sentAt = performance.now();
+    let cmd = "";
+    for (let e = 0; e < job.ids.length; e++) {
+      const key = `${prefix}${job.ids[e] as string}}`;
+      // (a key with a lone surrogate goes to Redis as U+FFFD: its invalidations would name another key)
+      job.keepable.push(key.isWellFormed());
+      const fields = job.fields[e] as number[];
+      cmd += `*${fields.length + 2}\r\n$5\r\nHMGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`;
+      for (const f of fields) {
+        const name = String(f);
+        cmd += `$${name.length}\r\n${name}\r\n`;
+      }
+      this.pending.push({ kind: "read", job, entity: e, sentAt });
+    }
+    job.left = job.ids.length;
+    this.write(cmd);
+    if (this.timer === undefined) this.armTimer(this.o.timeoutMs);
+    return promise;
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
@@ -341,14 +398,20 @@ export class Tracker {
     this.timer.unref();
   }
 
-  /** One timer for every `PING`: the oldest one unanswered decides. */
+  /** One timer for every `PING` and read: the oldest one unanswered decides. */
   private checkTimeout(): void {
     this.timer = undefined;
-    const oldest = this.pending.find((p) => p.kind === "ping");
-    if (oldest === undefined || oldest.kind !== "ping") return;
+    let oldest: { sentAt: number } | undefined;
+    for (const p of this.pending) {
+      if (p.kind !== "setup") {
+        oldest = p;
+        break;
+      }
+    }
+    if (oldest === undefined) return;
     const left = oldest.sentAt + this.o.timeoutMs - performance.now();
     if (left > 0) this.armTimer(left);
-    else this.fail(new TimeoutError(`Redis did not answer a PING within ${this.o.timeoutMs} ms (near cache)`), true);
+    else this.fail(new TimeoutError(`Redis did not answer within ${this.o.timeoutMs} ms (near cache)`), true);
   }
 
   private write(data: string): void {
@@ -468,6 +531,13 @@ export class Tracker {
           this.reply("PONG");
           continue;
         }
+        // the reply of a read: its values decoded (and copied) as they are parsed
+        if (buf[pos] === 42 && this.pending[0]?.kind === "read") {
+          const next = this.readReply(buf, pos);
+          if (next < 0) break;
+          pos = next;
+          continue;
+        }
         const r = parse(buf, pos);
         if (r === INCOMPLETE) break;
         pos = r[1];
@@ -484,11 +554,79 @@ export class Tracker {
     this.inbuf = buf;
   }
 
+  /**
+   * The `HMGET` reply at `pos` (an array of bulk strings or nulls) for the read at the head of
+   * `pending`: its values into the read's job and the near cache; the position after it, or -1
+   * when the buffer ends first (nothing taken then).
+   */
+  private readReply(buf: Buffer, pos: number): number {
+    let eol = buf.indexOf(13, pos);
+    if (eol < 0 || eol + 1 >= buf.length) return -1;
+    const n = Number(buf.toString("latin1", pos + 1, eol));
+    const p = this.pending[0] as Extract<Pending, { kind: "read" }>;
+    const job = p.job;
+    const fields = job.fields[p.entity] as number[];
+    if (n !== fields.length) throw new Error("unexpected HMGET reply from Redis (near cache)");
+    // first find the end (a reply split over chunks is parsed again whole)
+    const starts: number[] = [];
+    const ends: number[] = [];
+    let at = eol + 2;
+    for (let i = 0; i < n; i++) {
+      eol = buf.indexOf(13, at);
+      if (eol < 0 || eol + 1 >= buf.length) return -1;
+      const t = buf[at] as number;
+      if (t === 95) {
+        // _ null
+        starts.push(-1);
+        ends.push(-1);
+        at = eol + 2;
+      } else if (t === 36) {
+        const len = Number(buf.toString("latin1", at + 1, eol));
+        if (len < 0) {
+          starts.push(-1);
+          ends.push(-1);
+          at = eol + 2;
+          continue;
+        }
+        if (eol + 2 + len + 2 > buf.length) return -1;
+        starts.push(eol + 2);
+        ends.push(eol + 2 + len);
+        at = eol + 2 + len + 2;
+      } else throw new Error(`unexpected RESP type byte ${t} in an HMGET reply (near cache)`);
+    }
+    this.pending.shift();
+    const near = this.o.near;
+    const keep = job.keepable[p.entity] === true && job.epoch === near.epoch;
+    const id = job.ids[p.entity] as string;
+    const slots = job.slots[p.entity] as number[];
+    for (let i = 0; i < n; i++) {
+      const s = starts[i] as number;
+      let value: CachedValue | undefined;
+      if (s >= 0) {
+        value = decodeCached(buf.subarray(s, ends[i] as number));
+        // its own bytes: the chunk is reused
+        if (value) value = { event_time: value.event_time, seq: value.seq, value: value.value.slice() };
+        if (value !== undefined && keep) near.put(job.prefix, id, fields[i] as number, value);
+      }
+      job.values[slots[i] as number] = value;
+    }
+    if (--job.left === 0) job.resolve(job.values);
+    return at;
+  }
+
   private reply(v: Resp): void {
     const p = this.pending.shift();
     if (p === undefined) throw new Error("unexpected reply on the Redis near cache connection");
     if (p.kind === "setup") {
       p.done(v);
+      return;
+    }
+    if (p.kind === "read") {
+      // an error reply (WRONGTYPE...): the whole read fails, the lookup reads Redis directly
+      if (p.job.left > 0) {
+        p.job.left = 0;
+        p.job.reject(v instanceof Error ? v : new Error("unexpected HMGET reply from Redis (near cache)"));
+      }
       return;
     }
     this.pingsInFlight--;
@@ -520,7 +658,13 @@ export class Tracker {
     this.pingsInFlight = 0;
     const next = this.next;
     this.next = undefined;
-    for (const p of pending) if (p.kind === "ping") p.w.reject(err);
+    for (const p of pending) {
+      if (p.kind === "ping") p.w.reject(err);
+      else if (p.kind === "read" && p.job.left > 0) {
+        p.job.left = 0;
+        p.job.reject(err);
+      }
+    }
     next?.reject(err);
     if (s !== undefined) {
       try {
