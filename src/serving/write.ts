@@ -19,9 +19,17 @@ export type WriteRecord = z.output<typeof WriteRecordSchema>;
 /** At most this many field errors are reported in one 400. */
 const MAX_ERRORS = 100;
 
-/** 16-byte digest identifying a packed value (re-send detection). */
+/** valueHash's SHA-256 output, reused (the hash is computed synchronously, then copied out). */
+const sha256Out = new Uint8Array(32);
+
+/**
+ * 16-byte digest identifying a packed value (re-send detection): the first 16 bytes of its
+ * SHA-256. One static call into a reused buffer, not a hasher object and a digest Buffer per
+ * value (measured on 200,000 9-byte values: 1.15 -> 0.18 us each; `materialize` hashes every value).
+ */
 export function valueHash(packed: Uint8Array): Uint8Array {
-  return new Uint8Array(new Bun.CryptoHasher("sha256").update(packed).digest().subarray(0, 16));
+  Bun.SHA256.hash(packed, sha256Out);
+  return sha256Out.slice(0, 16);
 }
 
 /** Why a value of a write is refused. */

@@ -10,17 +10,21 @@
  *    ({@link keyOrder}: neighbouring B-tree entries are written together);
  * 2. row i is inserted with sequence `next + i` (`next`: value_sequence, after the greatest ever
  *    assigned; moved past the call's when it stored a row), many rows per statement,
- *    `ON CONFLICT DO NOTHING`. An identical row (stored before, or earlier
- *    in the call: the sort keeps identical rows in input order, so the earlier one is inserted
- *    first) is not inserted; when a statement inserted fewer rows than it had, its rows are
- *    looked up to tell which;
+ *    `INSERT OR IGNORE`. An identical row (stored before, or earlier in the call: the sort keeps
+ *    identical rows in input order, so the earlier one is inserted first) is not inserted; when
+ *    a statement inserted fewer rows than it had, its rows are looked up to tell which;
  * 3. a row not inserted is answered with the sequence of the identical stored row;
- * 4. each inserted row is offered to `online_values` by the compare-and-set upsert (greatest
- *    (event_time, seq) wins), from a TEMP trigger of this connection on the history insert
- *    (`feature_values_online`): the row's columns are not bound a second time, and no statement
- *    is run for it (issue 14: 7% of the store thread's CPU). Offering every stored row, not only
- *    the newest of the call per (feature, entity), ends in the same row: the compare-and-set
- *    keeps the greatest whatever the order.
+ * 4. the newest stored row of the call per (feature, entity) (the last stored one of its key
+ *    group in key order: greatest event time, then greatest sequence) is offered to
+ *    `online_values` by the compare-and-set upsert (greatest (event_time, seq) wins), many rows
+ *    per statement. The same row ends there as when every stored row is offered: the
+ *    compare-and-set keeps the greatest whatever the order.
+ * Both statements are `OR IGNORE` (issue 14, materialize speed): a multi-row statement that may
+ * abort halfway (a NOT NULL constraint's default, ABORT) makes SQLite copy every page it changes
+ * to a statement journal first, a temp file (`materialize` of 500,000 rows x 4 features, with
+ * the former TEMP trigger and ON CONFLICT DO NOTHING: 424,350 writes, 830 MiB, to it; the
+ * process's writes 914,953 -> 517,625 with these). No row here has a NULL; one would be left
+ * out, found missing in step 2's look-up, and fail the call.
  * The sequences of identical rows are skipped (as a PostgreSQL sequence skips them); those of
  * stored rows grow in input order.
  *
@@ -91,8 +95,31 @@ export function keyOrder(c: Pick<ValueColumns, "n" | "featureIds" | "entityIds" 
   return Int32Array.from(order);
 }
 
+type Param = string | number | Uint8Array;
+
+/**
+ * The parameters of the rows `rows[at]` .. `rows[at + n - 1]` (input positions of `c`), one
+ * array for one statement: feature, entity, event time, sequence, value, then with `withHash`
+ * the value hash (the history insert's columns; the latest-value upsert's without the hash).
+ */
+function rowParams(c: ValueColumns, seqs: Float64Array, rows: ArrayLike<number>, at: number, n: number, withHash: boolean): Param[] {
+  const params: Param[] = new Array(n * (withHash ? 6 : 5));
+  let p = 0;
+  for (let k = at; k < at + n; k++) {
+    const i = rows[k] as number;
+    params[p++] = c.featureIds[i] as number;
+    params[p++] = c.entityIds[i] as string;
+    params[p++] = c.eventTimes[i] as number;
+    params[p++] = seqs[i] as number;
+    params[p++] = c.values[i] as Uint8Array;
+    if (withHash) params[p++] = c.hashes[i] as Uint8Array;
+  }
+  return params;
+}
+
 export class SqliteValueWriter {
   private readonly inserts = new Map<number, Statement>();
+  private readonly upserts = new Map<number, Statement>();
   private readonly nextSeq: Statement;
   private readonly setNextSeq: Statement;
   private readonly existingSeq: Statement;
@@ -102,13 +129,6 @@ export class SqliteValueWriter {
     this.nextSeq = db.prepare("SELECT next FROM value_sequence WHERE id = 1");
     this.setNextSeq = db.prepare("UPDATE value_sequence SET next = ? WHERE id = 1");
     this.existingSeq = db.prepare("SELECT seq FROM feature_values WHERE feature_id = ? AND entity_id = ? AND event_time = ? AND value_hash = ?");
-    // step 4 (see above); TEMP: this connection's own, gone with it (schema of every version unchanged)
-    db.exec(`CREATE TEMP TRIGGER IF NOT EXISTS feature_values_online AFTER INSERT ON main.feature_values BEGIN
-      INSERT INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES (new.feature_id, new.entity_id, new.event_time, new.seq, new.value)
-      ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-       WHERE excluded.event_time > online_values.event_time
-          OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq);
-    END`);
   }
 
   /** The history insert of `n` rows (`n` a power of two up to BATCH), prepared once. */
@@ -116,8 +136,24 @@ export class SqliteValueWriter {
     let st = this.inserts.get(n);
     if (!st) {
       const rows = Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ");
-      st = this.db.prepare(`INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, seq, value) VALUES ${rows} ON CONFLICT DO NOTHING`);
+      st = this.db.prepare(`INSERT OR IGNORE INTO feature_values (feature_id, entity_id, event_time, seq, value, value_hash) VALUES ${rows}`);
       this.inserts.set(n, st);
+    }
+    return st;
+  }
+
+  /** The latest-value compare-and-set of `n` rows (`n` a power of two up to BATCH), prepared once. */
+  private upsert(n: number): Statement {
+    let st = this.upserts.get(n);
+    if (!st) {
+      const rows = Array(n).fill("(?, ?, ?, ?, ?)").join(", ");
+      st = this.db.prepare(
+        `INSERT OR IGNORE INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES ${rows}
+         ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+          WHERE excluded.event_time > online_values.event_time
+             OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq)`,
+      );
+      this.upserts.set(n, st);
     }
     return st;
   }
@@ -138,30 +174,20 @@ export class SqliteValueWriter {
    * answers what each row became, in input order.
    */
   write(c: ValueColumns, order: ArrayLike<number>): WrittenColumns {
-    const { n: count, featureIds, entityIds, eventTimes, values, hashes } = c;
+    const { n: count, featureIds, entityIds, eventTimes, hashes } = c;
     // 2. insert every row, in key order, with sequence base + its input position; an identical
     // row (stored before, or earlier in this call) is not inserted
     const base = (this.nextSeq.get() as { next: number }).next;
     const stored = new Uint8Array(count);
-    // the sequence of each row: its own when stored, else the identical stored row's
+    // the sequence of each row: its own when stored, else (3.) the identical stored row's
     const seqs = new Float64Array(count);
+    for (let i = 0; i < count; i++) seqs[i] = base + i;
     SqliteValueWriter.sliced(count, (at, n) => {
-      const params: (string | number | Uint8Array)[] = new Array(n * 6);
-      let p = 0;
-      for (let o = at; o < at + n; o++) {
-        const i = order[o] as number;
-        params[p++] = featureIds[i] as number;
-        params[p++] = entityIds[i] as string;
-        params[p++] = eventTimes[i] as number;
-        params[p++] = hashes[i] as Uint8Array;
-        params[p++] = base + i;
-        params[p++] = values[i] as Uint8Array;
-      }
       // Without RETURNING (measured: a third faster): when every row was inserted, `changes`
-      // (the statement's own rows, not its trigger's) says so; otherwise each row of the slice
-      // is looked up, and the stored row it finds is either itself (inserted now, under its own
-      // sequence) or the one it repeats. The parameters go as one array (not spread: cheaper).
-      if (this.insert(n).run(params).changes === n) {
+      // says so; otherwise each row of the slice is looked up, and the stored row it finds is
+      // either itself (inserted now, under its own sequence) or the one it repeats. The
+      // parameters go as one array (not spread: cheaper).
+      if (this.insert(n).run(rowParams(c, seqs, order, at, n, true)).changes === n) {
         for (let o = at; o < at + n; o++) stored[order[o] as number] = 1;
         return;
       }
@@ -174,15 +200,24 @@ export class SqliteValueWriter {
       }
     });
 
-    // 3. the sequences of stored rows
     let storedCount = 0;
-    for (let i = 0; i < count; i++) {
-      if (stored[i] === 1) {
-        seqs[i] = base + i;
-        storedCount++;
+    for (let i = 0; i < count; i++) storedCount += stored[i] as number;
+    if (storedCount > 0) {
+      this.setNextSeq.run(base + count);
+      // 4. the newest stored row per (feature, entity): the last stored one of its key group
+      const newest: number[] = [];
+      let cand = -1;
+      for (let o = 0; o < count; o++) {
+        const i = order[o] as number;
+        if (stored[i] === 1) cand = i;
+        const j = o + 1 < count ? (order[o + 1] as number) : -1;
+        if (j < 0 || featureIds[j] !== featureIds[i] || entityIds[j] !== entityIds[i]) {
+          if (cand >= 0) newest.push(cand);
+          cand = -1;
+        }
       }
+      SqliteValueWriter.sliced(newest.length, (at, n) => this.upsert(n).run(rowParams(c, seqs, newest, at, n, false)));
     }
-    if (storedCount > 0) this.setNextSeq.run(base + count);
 
     return { seqs, stored, count: storedCount };
   }
