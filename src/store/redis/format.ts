@@ -61,22 +61,32 @@ function packedNumberSize(n: number): number {
   return 9;
 }
 
+/**
+ * Writes an unsigned 32-bit `n` as the shortest of three MessagePack forms whose type bytes
+ * follow each other (`tag8`: 1 byte after it, `tag8 + 1`: 2, `tag8 + 2`: 4; uint 0xcc, bin
+ * lengths 0xc4); returns the position after it.
+ */
+function writeSized(b: Buffer, at: number, n: number, tag8: number): number {
+  if (n < 0x100) {
+    b[at] = tag8;
+    b[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    b[at] = tag8 + 1;
+    b.writeUInt16BE(n, at + 1);
+    return at + 3;
+  }
+  b[at] = tag8 + 2;
+  b.writeUInt32BE(n, at + 1);
+  return at + 5;
+}
+
 /** Writes a number as msgpackr (useRecords: false) does; returns the position after it. */
 function writePackedNumber(b: Buffer, at: number, n: number): number {
   if (n >>> 0 === n) {
     if (n < 0x80) b[at++] = n;
-    else if (n < 0x100) {
-      b[at++] = 0xcc;
-      b[at++] = n;
-    } else if (n < 0x10000) {
-      b[at++] = 0xcd;
-      b.writeUInt16BE(n, at);
-      at += 2;
-    } else {
-      b[at++] = 0xce;
-      b.writeUInt32BE(n, at);
-      at += 4;
-    }
+    else at = writeSized(b, at, n, 0xcc);
   } else if (n >> 0 === n) {
     if (n >= -0x20) b[at++] = 0x100 + n;
     else if (n >= -0x80) {
@@ -117,18 +127,7 @@ export function writeCached(b: Buffer, at: number, value: StoredRow): number {
   at = writePackedNumber(b, at, value.event_time);
   at = writePackedNumber(b, at, value.seq);
   const len = value.value.byteLength;
-  if (len < 0x100) {
-    b[at++] = 0xc4;
-    b[at++] = len;
-  } else if (len < 0x10000) {
-    b[at++] = 0xc5;
-    b.writeUInt16BE(len, at);
-    at += 2;
-  } else {
-    b[at++] = 0xc6;
-    b.writeUInt32BE(len, at);
-    at += 4;
-  }
+  at = writeSized(b, at, len, 0xc4);
   b.set(value.value, at);
   return at + len;
 }
