@@ -73,7 +73,7 @@ export type MaterializeResults =
   | { ran: false; reason: string };
 
 /** Writes rows [from, from + count) of the source to one file. */
-function writeFile(path: string, from = 0, count = ROWS): void {
+export function writeFile(path: string, from = 0, count = ROWS): void {
   const ids = new Array<string>(count);
   const ts = new Array<Date>(count);
   const a = new Array<number>(count);
@@ -104,7 +104,7 @@ function writeFile(path: string, from = 0, count = ROWS): void {
   });
 }
 
-const DEFS = (path: string) => `features:
+export const DEFS = (path: string) => `features:
   - {name: spend_30d, version: 1, dtype: float64, entity_type: user}
   - {name: score, version: 1, dtype: float32, entity_type: user}
   - {name: orders_total, version: 1, dtype: int64, entity_type: user}

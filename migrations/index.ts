@@ -11,6 +11,7 @@ import sqlite0003 from "./sqlite/0003_sources.sql" with { type: "text" };
 import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text" };
 import sqlite0005 from "./sqlite/0005_value_changes.sql" with { type: "text" };
 import sqlite0006 from "./sqlite/0006_values_clustered.sql" with { type: "text" };
+import postgres0004 from "./postgres/0004_online_fillfactor.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -34,4 +35,5 @@ export const postgresMigrations: Migration[] = [
   { name: "0001_init", sql: postgres0001 },
   { name: "0002_feature_groups", sql: postgres0002 },
   { name: "0003_sources", sql: postgres0003 },
+  { name: "0004_online_fillfactor", sql: postgres0004 },
 ];

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { Packr } from "msgpackr";
 import { CasArgs } from "../../src/store/redis/cache.ts";
 import { decodeCached, encodeCached } from "../../src/store/redis/format.ts";
 import type { CachedValue } from "../../src/store/types.ts";
@@ -47,6 +48,23 @@ describe("CasArgs (the CAS script's argument)", () => {
       expect(decodeCached(bytes)).toEqual(v === null ? null : { event_time: v.event_time, seq: v.seq, value: v.value });
     });
     expect(second).toEqual({ ttl: 315_360_000, fields: [] });
+  });
+
+  test("encodeCached writes byte for byte what msgpackr packs", () => {
+    const packr = new Packr({ useRecords: false, moreTypes: false });
+    const more = [...numbers, 0.5, -0.5, 1e300, -(2 ** 53), 2 ** 31, -(2 ** 31), 2 ** 32 - 1, 2 ** 32 + 0.25];
+    for (const et of more) {
+      for (const seq of more) {
+        const v = { event_time: et, seq, value: new Uint8Array([7, 8]) };
+        expect(Buffer.compare(encodeCached(v), packr.pack([et, seq, v.value]))).toBe(0);
+      }
+    }
+    for (const size of sizes) {
+      const value = new Uint8Array(size).map((_, i) => (i * 7) % 256);
+      expect(Buffer.compare(encodeCached({ event_time: 3, seq: 4, value }), packr.pack([3, 4, value]))).toBe(0);
+      const buf = Buffer.from(value);
+      expect(Buffer.compare(encodeCached({ event_time: 3, seq: 4, value: buf }), packr.pack([3, 4, buf]))).toBe(0);
+    }
   });
 
   test("take() hands out a copy and starts over", () => {
