@@ -117,7 +117,7 @@ const FIELDS: Record<keyof Config, Field> = {
   BULK_WORKERS: int(0, 256, Math.max(1, Math.floor(availableParallelism() / 2))),
   THREAD_SCHEDULING: bool(true),
   SERVING_SLICE_US: int(0, 100_000, 100),
-  BULK_SLICE_US: int(0, 100_000, 100_000),
+  BULK_SLICE_US: int(0, 100_000, 0),
   BULK_MAX_IN_FLIGHT: int(0, INF, 4),
   BULK_MAX_QUEUE: int(0, INF, 64),
   BULK_QUEUE_TIMEOUT_MS: int(1, INF, 10_000),

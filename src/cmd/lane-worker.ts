@@ -42,8 +42,8 @@ port.onmessage = (e) => {
           // not permitted or not supported: run at the process's priority
         }
         const log = createLogger(m.config.LOG_LEVEL, 1);
-        // SCHED_BATCH and a long time slice, keeping the nice value above: the thread inherited
-        // the serving thread's short slice when it was started (see cmd/scheduling.ts)
+        // SCHED_BATCH and BULK_SLICE_US, keeping the nice value above: the thread inherited the
+        // serving thread's short slice when it was started (see cmd/scheduling.ts)
         scheduleThread("bulk", m.config, log);
         // Its own connection (README, Architecture: how a thread opens its own stores); the main
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.

@@ -1,7 +1,8 @@
 /**
  * The scheduling a thread of `serve` asks the kernel for, by its role (src/lib/sched.ts says
  * why): the thread answering online lookups a short time slice (SERVING_SLICE_US), each
- * bulk-lane thread SCHED_BATCH and a long slice (BULK_SLICE_US), keeping its nice value.
+ * bulk-lane thread SCHED_BATCH and BULK_SLICE_US (default: the kernel's slice, not the serving
+ * thread's it inherited), keeping its nice value.
  * THREAD_SCHEDULING=false asks for nothing. What was applied, or why nothing was, is logged at
  * debug; a refusal never stops anything.
  */

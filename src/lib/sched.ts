@@ -9,8 +9,12 @@
  * processes too (a group's slice is the shortest of its runnable threads', so it also counts
  * across session groups and cgroups, where a nice value does not). The thread answering online
  * lookups asks for a short slice; the bulk lane's threads for SCHED_BATCH (a thread the scheduler
- * takes for CPU-bound: its wake-ups never preempt another) and a long slice, keeping their nice.
- * No privilege is needed for either. Nothing here throws: a kernel, an architecture or a
+ * takes for CPU-bound: its wake-ups never preempt another), keeping their nice value and, by
+ * default, the kernel's slice. Not a long one: a group's deadline is set from the shortest slice
+ * of its threads queued *when the group is queued*, and a thread joining a queued group (the
+ * serving thread waking while a lane thread is runnable) changes the group's slice but not that
+ * deadline (kernel/sched/fair.c, enqueue_task_fair): a 100 ms lane slice would put the whole
+ * process's deadline up to 100 ms away while the lane works. No privilege is needed for either. Nothing here throws: a kernel, an architecture or a
  * sandbox (seccomp) that refuses the calls leaves the thread as it was, and says so.
  *
  * `sched_setattr`/`sched_getattr` have no wrapper in older glibc: they are called through
