@@ -118,6 +118,12 @@ export const ConfigSchema = z.object({
   REQUEST_TIMEOUT_MS: nonNegativeInt.default(30_000),
   /** Worker threads of the bulk lane (training queries and writes run there, off the thread answering online lookups); 0: run them on that thread. Default: half the cores, at least 1. */
   BULK_WORKERS: intIn(0, 256).default(Math.max(1, Math.floor(availableParallelism() / 2))),
+  /** Ask the kernel for a short time slice for the thread answering online lookups and SCHED_BATCH for the bulk lane's threads (Linux; refused or unsupported: nothing changes); false: the kernel's defaults. */
+  THREAD_SCHEDULING: bool.default(true),
+  /** Time slice asked for the thread answering online lookups, microseconds (the kernel keeps it within 100-100,000); 0: the kernel's default. */
+  SERVING_SLICE_US: intIn(0, 100_000).default(100),
+  /** Time slice asked for each bulk-lane thread, microseconds (the kernel keeps it within 100-100,000); 0: the kernel's default. */
+  BULK_SLICE_US: intIn(0, 100_000).default(0),
   /** Training queries and writes one server runs at once (a streamed answer counts until its last chunk); more wait in the bulk queue (0: no limit). */
   BULK_MAX_IN_FLIGHT: nonNegativeInt.default(4),
   /** Training queries and writes that may wait for a bulk-lane slot; more get 503 at once. */

@@ -11,6 +11,7 @@ import { JobRunner } from "../lane/jobs.ts";
 import type { FromWorker, ToWorker } from "../lane/protocol.ts";
 import { createLogger } from "../log.ts";
 import { RegistryHolder } from "../serving/deps.ts";
+import { scheduleThread } from "./scheduling.ts";
 import { Metrics } from "../metrics.ts";
 import { openDatabase, openOnlineStore } from "../stores.ts";
 import type { Database, OnlineStore } from "../store/types.ts";
@@ -41,6 +42,9 @@ port.onmessage = (e) => {
           // not permitted or not supported: run at the process's priority
         }
         const log = createLogger(m.config.LOG_LEVEL, 1);
+        // SCHED_BATCH and BULK_SLICE_US, keeping the nice value above: the thread inherited the
+        // serving thread's short slice when it was started (see cmd/scheduling.ts)
+        scheduleThread("bulk", m.config, log);
         // Its own connection (README, Architecture: how a thread opens its own stores); the main
         // thread applied the migrations, assertMigrated() checks them and prepares the connection.
         db = await openDatabase(m.config, log, undefined, { changeOrigin: m.changeOrigin, ownChangeLedger: m.ownChangeLedger });

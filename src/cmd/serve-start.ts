@@ -92,6 +92,12 @@ export async function startServing(cfg: Config, own: Config, worker: string | un
   lifecycle.add("rate limiter", () => rateLimiter.close());
   await nextTurn();
 
+  // this thread answers online lookups: a short time slice (threads started later inherit it;
+  // the bulk lane's ask for their own); its own turn, bun:ffi and libc loaded only here
+  const { scheduleThread } = await import("./scheduling.ts");
+  scheduleThread("serving", own, log);
+  await nextTurn();
+
   followChanges(deps);
   // store_up is fresh for scrapes even when nothing polls /readyz
   const health = setInterval(() => void checkReadiness(deps, false), 5000);

@@ -174,7 +174,10 @@ Runs the HTTP API (default 0.0.0.0:8000; env PORT, HOST). With no POSTGRES_URL i
 embedded SQLite database under DATA_DIR (migrated automatically); with no REDIS_URL an
 in-process online cache. The start line names the database (database_location). On
 SIGTERM/SIGINT /readyz turns 503, new connections stop, in-flight requests finish (at most
-SHUTDOWN_TIMEOUT seconds), then the process exits 0.
+SHUTDOWN_TIMEOUT seconds), then the process exits 0. On Linux the thread answering online
+lookups asks the kernel for a short time slice (SERVING_SLICE_US, default 100 us) and the
+bulk lane's threads for SCHED_BATCH (BULK_SLICE_US); THREAD_SCHEDULING=false leaves the
+kernel's defaults (LOG_LEVEL=debug shows what was applied).
 
 Options:
   --port N   port to listen on (env PORT, default 8000); one another process listens on
