@@ -246,6 +246,8 @@ function encode(args: string[]): string {
   return s;
 }
 const PING = encode(["PING"]);
+/** No bytes left over (never written to: one for every reply read whole). */
+const NOTHING = Buffer.alloc(0);
 const noop = (): void => undefined;
 
 /**
@@ -297,7 +299,7 @@ type Pending =
 export class Tracker {
   private socket: Socket<undefined> | undefined;
   private readonly pending: Pending[] = [];
-  private inbuf: Buffer = Buffer.alloc(0);
+  private inbuf: Buffer = NOTHING;
   /** Bytes the socket did not take yet. */
   private out: Buffer | undefined;
   /** Connection attempts so far (a late answer of an abandoned one is ignored). */
@@ -593,7 +595,7 @@ export class Tracker {
       this.fail(err instanceof Error ? err : new Error(String(err)), true);
       return;
     }
-    if (pos >= buf.length) buf = Buffer.alloc(0);
+    if (pos >= buf.length) buf = NOTHING;
     else buf = Buffer.from(buf.subarray(pos)); // a copy: the chunk may be reused
     this.inbuf = buf;
   }
@@ -694,7 +696,7 @@ export class Tracker {
     this.o.near.flush();
     const s = this.socket;
     this.socket = undefined;
-    this.inbuf = Buffer.alloc(0);
+    this.inbuf = NOTHING;
     this.out = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
