@@ -107,20 +107,7 @@ function keysOf(resolved: Resolved, entityIds: readonly string[]): ValueKey[] {
  */
 function readResolvedNow(deps: Deps, tenant: string, resolved: Resolved, entityIds: readonly string[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
   const online = deps.stores.online;
-  if (online.getEntitiesNow === undefined) {
-    if (online.getEntities === undefined) return readLatestNow(deps, tenant, resolved.entityType, keysOf(resolved, entityIds));
-    if (!online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
-    let read: Promise<(CachedValue | undefined)[]>;
-    try {
-      read = online.getEntities(tenant, resolved.entityType, entityIds, resolved.featureIds);
-    } catch (err) {
-      return unavailable(deps, keysOf(resolved, entityIds), err);
-    }
-    return read.then(
-      (c) => entitiesRead(deps, tenant, resolved, entityIds, c),
-      (err: unknown) => unavailable(deps, keysOf(resolved, entityIds), err),
-    );
-  }
+  if (online.getEntitiesNow === undefined) return readLatestNow(deps, tenant, resolved.entityType, keysOf(resolved, entityIds));
   if (!online.capabilities.sharedAcrossProcesses) deps.stores.registry.pollNow?.();
   let cached: (CachedValue | undefined)[];
   try {
@@ -128,11 +115,6 @@ function readResolvedNow(deps: Deps, tenant: string, resolved: Resolved, entityI
   } catch (err) {
     return unavailable(deps, keysOf(resolved, entityIds), err);
   }
-  return entitiesRead(deps, tenant, resolved, entityIds, cached);
-}
-
-/** The rows of a whole-entity read (`getEntities*`): its misses read from the database (a promise then) and written back. */
-function entitiesRead(deps: Deps, tenant: string, resolved: Resolved, entityIds: readonly string[], cached: (CachedValue | undefined)[]): (StoredRow | null)[] | Promise<(StoredRow | null)[]> {
   for (let i = 0; i < cached.length; i++) {
     if (cached[i] === undefined) return fill(deps, tenant, resolved.entityType, keysOf(resolved, entityIds), cached);
   }
@@ -218,11 +200,9 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
  * (AppError) synchronously.
  */
 export function lookupOnlineJsonNow(deps: Deps, tenant: string, entityIds: readonly string[], featureNames: readonly string[], many: boolean): string | Promise<string> {
-  const resolved = resolve(deps.registry.current, tenant, featureNames);
-  const rows = readResolvedNow(deps, tenant, resolved, entityIds);
-  if (Array.isArray(rows)) return renderJson(deps, lookupOf(deps, resolved, rows), entityIds, many);
-  // (one callback: the lookup is made once the rows are there, as readNow's)
-  return rows.then((r) => renderJson(deps, lookupOf(deps, resolved, r), entityIds, many));
+  const l = readNow(deps, tenant, entityIds, featureNames);
+  if (l instanceof Promise) return l.then((looked) => renderJson(deps, looked, entityIds, many));
+  return renderJson(deps, l, entityIds, many);
 }
 
 /** The response text of a lookup (see {@link lookupOnlineJsonNow}); counts its outcomes. */

@@ -271,12 +271,6 @@ export interface OnlineStore {
    */
   getEntitiesNow?(tenant: string, entityType: string, entityIds: readonly string[], featureIds: readonly number[]): (CachedValue | undefined)[];
   /**
-   * {@link getMany} of every feature version of `featureIds` for each of `entityIds` (entity-major,
-   * as {@link getEntitiesNow}), by a store that answers with a promise: the online lookup then
-   * makes a key object per value only when the store needs them.
-   */
-  getEntities?(tenant: string, entityType: string, entityIds: readonly string[], featureIds: readonly number[]): Promise<(CachedValue | undefined)[]>;
-  /**
    * Offers values; each replaces the stored one only when its (event_time, seq) is greater (a
    * negative entry is replaced by any value). `ttlSeconds` (per entry, optional) bounds how long
    * the store may keep it.

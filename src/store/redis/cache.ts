@@ -106,13 +106,6 @@ export class CasArgs {
   }
 }
 
-/** The value keys of every feature version of `featureIds` for each of `entityIds`, entity-major. */
-function keysOf(entityIds: readonly string[], featureIds: readonly number[]): ValueKey[] {
-  const keys: ValueKey[] = [];
-  for (const entity_id of entityIds) for (const feature_id of featureIds) keys.push({ feature_id, entity_id });
-  return keys;
-}
-
 /** Options of {@link RedisCache.connect}. */
 export interface RedisCacheOptions {
   /** `redis://` / `rediss://` URL, or several comma-separated (a cluster). */
@@ -254,57 +247,18 @@ export class RedisCache implements OnlineStore {
           if (again === undefined) return out;
           return await this.readNear(t, near, prefix, keys, out, again, near.changes);
         } catch (err) {
-          return this.nearFailed(err, tenant, entityType, keys);
+          // Redis does not answer: the database answers (not a second wait on another read)
+          if (err instanceof TimeoutError) {
+            this.protocol.commandFailed(err);
+            throw err;
+          }
+          if (err instanceof RedisUnavailableError) throw err;
+          // the connection dropped (the tracker forgot the near cache and reconnects) or Redis
+          // refused the read: read Redis directly
         }
+        if (!this.protocol.available) throw this.unavailable();
       }
     }
-    return this.read(this.prefixOf(tenant, entityType), keys);
-  }
-
-  /**
-   * {@link getMany} of every feature version of `featureIds` for each of `entityIds`
-   * (entity-major: entity e, feature f at e * featureIds.length + f). When the near cache holds
-   * every value, the lookup's one wait is a barrier ({@link Tracker.wait}) that settles its one
-   * promise as the `PING`'s reply is parsed, with no key object per value; anything else is
-   * {@link getMany}.
-   */
-  getEntities(tenant: string, entityType: string, entityIds: readonly string[], featureIds: readonly number[]): Promise<(CachedValue | undefined)[]> {
-    const near = this.near;
-    const t = near !== undefined && entityIds.length > 0 && featureIds.length > 0 && this.protocol.available ? (this.tracker ??= this.startTracker(near)) : undefined;
-    if (near === undefined || t === undefined || !t.ready) return this.getMany(tenant, entityType, keysOf(entityIds, featureIds));
-    const prefix = this.prefixOf(tenant, entityType);
-    const out = new Array<CachedValue | undefined>(entityIds.length * featureIds.length);
-    // taken before the wait; still current after it if nothing was invalidated meanwhile
-    const seen = near.changes;
-    if (!near.holdsAll(prefix, entityIds, featureIds, out)) return this.getMany(tenant, entityType, keysOf(entityIds, featureIds));
-    return new Promise((resolve, reject) => {
-      t.wait({
-        done: () => {
-          if (!this.protocol.available) reject(this.unavailable());
-          else if (near.changes === seen) resolve(out);
-          // something was invalidated meanwhile: a new lookup (it waits for a barrier of its own)
-          else resolve(Promise.resolve().then(() => this.getMany(tenant, entityType, keysOf(entityIds, featureIds))));
-        },
-        // (later: the tracker is still failing when this is called)
-        failed: (err) => resolve(Promise.resolve().then(() => this.nearFailed(err, tenant, entityType, keysOf(entityIds, featureIds)))),
-      });
-    });
-  }
-
-  /**
-   * A near-cache lookup's wait failed: a timeout is the store's failure (the database answers),
-   * anything else (the connection dropped, Redis refused a read) reads Redis directly.
-   */
-  private nearFailed(err: unknown, tenant: string, entityType: string, keys: ValueKey[]): Promise<(CachedValue | undefined)[]> {
-    // Redis does not answer: the database answers (not a second wait on another read)
-    if (err instanceof TimeoutError) {
-      this.protocol.commandFailed(err);
-      throw err;
-    }
-    if (err instanceof RedisUnavailableError) throw err;
-    // the connection dropped (the tracker forgot the near cache and reconnects) or Redis
-    // refused the read: read Redis directly
-    if (!this.protocol.available) throw this.unavailable();
     return this.read(this.prefixOf(tenant, entityType), keys);
   }
 

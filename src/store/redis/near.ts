@@ -95,27 +95,6 @@ export class NearCache {
     return missing;
   }
 
-  /**
-   * {@link hits} of every feature version of `featureIds` for each of `entityIds` (entity-major:
-   * entity e, feature f at e * featureIds.length + f) into `out`, without a key per value; false
-   * as soon as one is not held (`out` is then partly written).
-   */
-  holdsAll(prefix: string, entityIds: readonly string[], featureIds: readonly number[], out: (CachedValue | undefined)[]): boolean {
-    const space = this.spaces.get(prefix);
-    if (space === undefined) return false;
-    const nf = featureIds.length;
-    for (let e = 0; e < entityIds.length; e++) {
-      const fields = space.get(escapePart(entityIds[e] as string));
-      if (fields === undefined) return false;
-      for (let f = 0; f < nf; f++) {
-        const v = fields.get(featureIds[f] as number);
-        if (v === undefined) return false;
-        out[e * nf + f] = v === ABSENT ? null : v;
-      }
-    }
-    return true;
-  }
-
   /** Drops the entry of `key` (a whole entity key, as Redis names it). */
   invalidate(key: string): void {
     this.changes_++;
@@ -246,17 +225,22 @@ function encode(args: string[]): string {
   return s;
 }
 const PING = encode(["PING"]);
-/** No bytes left over (never written to: one for every reply read whole). */
-const NOTHING = Buffer.alloc(0);
 const noop = (): void => undefined;
 
-/**
- * A lookup waiting for a barrier (see {@link Tracker.wait}): told as the reply is parsed, in
- * the order the lookups came; neither may throw.
- */
-export interface BarrierWaiter {
-  done(): void;
-  failed(err: Error): void;
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
+  promise: Promise<void>;
+}
+function waiter(): Waiter {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // a barrier nobody awaits any more must not be "unhandled"
+  return { resolve, reject, promise };
 }
 
 /** Options of {@link Tracker}. */
@@ -291,7 +275,7 @@ interface ReadJob {
 }
 
 type Pending =
-  | { kind: "ping"; waiters: BarrierWaiter[]; sentAt: number }
+  | { kind: "ping"; w: Waiter; sentAt: number }
   | { kind: "read"; job: ReadJob; entity: number; sentAt: number }
   | { kind: "setup"; done: (reply: Resp) => void };
 
@@ -299,7 +283,7 @@ type Pending =
 export class Tracker {
   private socket: Socket<undefined> | undefined;
   private readonly pending: Pending[] = [];
-  private inbuf: Buffer = NOTHING;
+  private inbuf: Buffer = Buffer.alloc(0);
   /** Bytes the socket did not take yet. */
   private out: Buffer | undefined;
   /** Connection attempts so far (a late answer of an abandoned one is ignored). */
@@ -307,10 +291,8 @@ export class Tracker {
   /** Subscribed: lookups may use the near cache. */
   private subscribed = false;
   /** The lookups waiting for the next `PING` (sent once the one in flight is answered). */
-  private next: BarrierWaiter[] | undefined;
+  private next: Waiter | undefined;
   private pingsInFlight = 0;
-  /** A `PING` is to be sent at the end of this turn of the event loop ({@link pingSoon}). */
-  private pingScheduled = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
   private attempt = 0;
@@ -337,26 +319,14 @@ export class Tracker {
    * forgotten either way). Only while {@link ready}.
    */
   barrier(): Promise<void> {
-    return new Promise<void>((done, failed) => this.wait({ done, failed }));
-  }
-
-  /**
-   * {@link barrier} without a promise of its own: `w.done()` is called as the reply is parsed
-   * (every invalidation queued before it applied, none after it yet), `w.failed(err)` as the
-   * barrier's promise would reject (synchronously when not {@link ready}).
-   */
-  wait(w: BarrierWaiter): void {
-    if (!this.subscribed) {
-      w.failed(new Error("Redis near cache is not tracking"));
-      return;
+    if (!this.subscribed) return Promise.reject(new Error("Redis near cache is not tracking"));
+    let w = this.next;
+    if (w === undefined) {
+      w = waiter();
+      this.next = w;
+      if (this.pingsInFlight === 0) this.sendPing();
     }
-    const next = this.next;
-    if (next !== undefined) {
-      next.push(w);
-      return;
-    }
-    this.next = [w];
-    if (this.pingsInFlight === 0) this.pingSoon();
+    return w.promise;
   }
 
   /**
@@ -413,27 +383,11 @@ export class Tracker {
     this.fail(new Error("Redis near cache closed"));
   }
 
-  /**
-   * Sends the next `PING` once the requests and replies the event loop is handing out now have
-   * been seen: the lookups among them share it (a lookup that came in the same turn as the
-   * reply of the `PING` before would otherwise wait for one more).
-   */
-  private pingSoon(): void {
-    if (this.pingScheduled) return;
-    this.pingScheduled = true;
-    setImmediate(this.sendScheduled);
-  }
-
-  private readonly sendScheduled = (): void => {
-    this.pingScheduled = false;
-    if (this.next !== undefined && this.pingsInFlight === 0 && this.subscribed) this.sendPing();
-  };
-
   private sendPing(): void {
-    const waiters = this.next as BarrierWaiter[];
+    const w = this.next as Waiter;
     this.next = undefined;
     const now = performance.now();
-    this.pending.push({ kind: "ping", waiters, sentAt: now });
+    this.pending.push({ kind: "ping", w, sentAt: now });
     this.pingsInFlight++;
     this.write(PING);
     if (this.timer === undefined) this.armTimer(this.o.timeoutMs);
@@ -595,7 +549,7 @@ export class Tracker {
       this.fail(err instanceof Error ? err : new Error(String(err)), true);
       return;
     }
-    if (pos >= buf.length) buf = NOTHING;
+    if (pos >= buf.length) buf = Buffer.alloc(0);
     else buf = Buffer.from(buf.subarray(pos)); // a copy: the chunk may be reused
     this.inbuf = buf;
   }
@@ -676,9 +630,9 @@ export class Tracker {
       return;
     }
     this.pingsInFlight--;
-    if (v instanceof Error) for (const w of p.waiters) w.failed(v);
-    else for (const w of p.waiters) w.done();
-    if (this.next !== undefined && this.pingsInFlight === 0) this.pingSoon();
+    if (v instanceof Error) p.w.reject(v);
+    else p.w.resolve();
+    if (this.next !== undefined && this.pingsInFlight === 0) this.sendPing();
   }
 
   private push(items: Resp[]): void {
@@ -696,7 +650,7 @@ export class Tracker {
     this.o.near.flush();
     const s = this.socket;
     this.socket = undefined;
-    this.inbuf = NOTHING;
+    this.inbuf = Buffer.alloc(0);
     this.out = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -705,13 +659,13 @@ export class Tracker {
     const next = this.next;
     this.next = undefined;
     for (const p of pending) {
-      if (p.kind === "ping") for (const w of p.waiters) w.failed(err);
+      if (p.kind === "ping") p.w.reject(err);
       else if (p.kind === "read" && p.job.left > 0) {
         p.job.left = 0;
         p.job.reject(err);
       }
     }
-    if (next !== undefined) for (const w of next) w.failed(err);
+    next?.reject(err);
     if (s !== undefined) {
       try {
         s.terminate();
