@@ -7,14 +7,17 @@
  * 2,000/s, for STEADY_SECONDS, default 6, STEADY_ROUNDS times, default 5): server CPU microseconds per request
  * (all threads), median of the rounds, and the ratio to `bare` (bench/baseline-server.ts answering
  * a body of the same size). A wrapper script as a binary (`#!/bin/sh` + `export LOG_LEVEL=warn` +
- * `exec BINARY "$@"`) measures a setting.
+ * `exec BINARY "$@"`) measures a setting. STEADY_STACK=redis runs the builds on PostgreSQL + Redis
+ * instead (started by the test harness: a database and a Redis server of its own per build; the
+ * warm-up asks every body, so the near cache holds them all); the CPU counted is the server's.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadData, post, startServer, startBaseline } from "./lib/server.ts";
+import { loadData, post, startServer, startBaseline, type StackEnv } from "./lib/server.ts";
 import { onlineOne, prng } from "./lib/dataset.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
+import { startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
 const builds = process.argv.slice(2).map((a) => {
   const i = a.indexOf("=");
   return i > 0 ? { name: a.slice(0, i), bin: a.slice(i + 1) } : { name: a, bin: a };
@@ -27,13 +30,23 @@ const rnd = prng(5);
 const bodies = Array.from({ length: 5000 }, () => onlineOne(Math.floor(rnd() * 20000)));
 const servers: { url: string; pid: number; key?: string; stop(): Promise<void> }[] = [];
 let size = 1100;
+const stackName = process.env.STEADY_STACK ?? "embedded";
+if (stackName !== "embedded" && stackName !== "redis") throw new Error("STEADY_STACK: embedded or redis");
+const pg: PgService | undefined = stackName === "redis" ? await startPostgres({ settings: { shared_buffers: "256MB" } }) : undefined;
+const redises: RedisService[] = [];
 try {
   for (const b of builds) {
     if (b.bin === "bare") {
       servers.push(await startBaseline());
       continue;
     }
-    const s = await startServer(b.bin, { DATA_DIR: mkdtempSync(join(tmpdir(), "fs-steady-ab-")) }, `steady-ab-${b.name}`);
+    let stack: StackEnv = { DATA_DIR: mkdtempSync(join(tmpdir(), "fs-steady-ab-")) };
+    if (pg !== undefined) {
+      const redis = await startRedis();
+      redises.push(redis);
+      stack = { POSTGRES_URL: await pg.createDatabase(), REDIS_URL: redis.url };
+    }
+    const s = await startServer(b.bin, stack, `steady-ab-${b.name}`);
     servers.push(s);
     await loadData(s, 20000, 1, Date.now());
     for (const x of bodies.slice(0, 200)) await post(s, "/api/v1/features/online", x);
@@ -68,4 +81,5 @@ try {
     console.log(b.name.padEnd(12), med(res[b.name]!).toFixed(1), bare ? `${((med(res[bare.name]!) / med(res[b.name]!)) * 100).toFixed(1)}%` : "", res[b.name]!.map((x) => x.toFixed(1)).join(" "));
 } finally {
   for (const s of servers) await s.stop();
+  await Promise.all([pg?.stop(), ...redises.map((r) => r.stop())]);
 }
