@@ -36,7 +36,7 @@ import type { Metrics } from "../../metrics.ts";
 import { TimeoutError, withTimeout } from "../../lib/timeout.ts";
 import type { CachedValue, OnlineCapabilities, OnlineStore, ValueKey } from "../types.ts";
 import { RedisConnection, RedisUnavailableError } from "./connection.ts";
-import { assertNamespace, cachedSize, DEFAULT_NAMESPACE, decodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, NEGATIVE_MARKER, writeCached } from "./format.ts";
+import { assertNamespace, cachedSize, DEFAULT_NAMESPACE, decodeCached, entityKey, entityKeyPrefix, escapePart, generationKey, writeCached } from "./format.ts";
 import { CacheGeneration } from "./generation.ts";
 import { NearCache, Tracker } from "./near.ts";
 import { CAS_SCRIPT, CAS_SHA, evalScript } from "./scripts.ts";
@@ -87,14 +87,13 @@ export class CasArgs {
   /** One field: the feature id, and the value (null: a negative entry) in its stored form. */
   field(featureId: number, value: CachedValue): void {
     const name = String(featureId);
-    const size = value === null ? NEGATIVE_MARKER.byteLength : cachedSize(value);
+    const size = cachedSize(value);
     const b = this.room(2 + name.length + 4 + size);
     b.writeUInt16BE(name.length, this.at);
     b.write(name, this.at + 2, "latin1");
     this.at += 2 + name.length;
     b.writeUInt32BE(size, this.at);
-    if (value === null) NEGATIVE_MARKER.copy(b, this.at + 4);
-    else writeCached(b, this.at + 4, value);
+    writeCached(b, this.at + 4, value);
     this.at += 4 + size;
   }
 

@@ -109,20 +109,23 @@ function writePackedNumber(b: Buffer, at: number, n: number): number {
   return at;
 }
 
-/** Bytes of a value's stored form (see {@link writeCached}). */
-export function cachedSize(value: StoredRow): number {
+/** Bytes of a value's stored form, or a negative entry's (see {@link writeCached}). */
+export function cachedSize(value: CachedValue): number {
+  if (value === null) return NEGATIVE_MARKER.byteLength;
   const len = value.value.byteLength;
   return 1 + packedNumberSize(value.event_time) + packedNumberSize(value.seq) + (len < 0x100 ? 2 : len < 0x10000 ? 3 : 5) + len;
 }
 
 /**
- * Writes a value's stored form, `[event_time, seq, value bytes]` in MessagePack, into `b` at
+ * Writes a value's stored form, `[event_time, seq, value bytes]` in MessagePack (a negative
+ * entry: {@link NEGATIVE_MARKER}), into `b` at
  * `at` (room for {@link cachedSize} bytes); returns the position after it. Byte for byte what
  * msgpackr packs (test/unit/redis-cas-args.test.ts), without its per-call setup and the
  * intermediate buffer: a bulk write encodes every value it offers (msgpackr's pack was a sixth
  * of a materialize process's CPU profile).
  */
-export function writeCached(b: Buffer, at: number, value: StoredRow): number {
+export function writeCached(b: Buffer, at: number, value: CachedValue): number {
+  if (value === null) return at + NEGATIVE_MARKER.copy(b, at);
   b[at++] = 0x93;
   at = writePackedNumber(b, at, value.event_time);
   at = writePackedNumber(b, at, value.seq);
@@ -134,7 +137,7 @@ export function writeCached(b: Buffer, at: number, value: StoredRow): number {
 
 /** Packs a cached value (or a negative entry) into its stored form. */
 export function encodeCached(value: CachedValue): Buffer {
-  if (value === null) return NEGATIVE_MARKER;
+  if (value === null) return NEGATIVE_MARKER; // shared, no copy
   const out = Buffer.allocUnsafe(cachedSize(value));
   writeCached(out, 0, value);
   return out;
