@@ -407,7 +407,7 @@ export class PostgresValues {
 
   /**
    * See {@link OfflineStore.getHistory}. One statement, both lists as `= ANY` on the leading
-   * columns of feature_values_as_of, newest first per pair (reversed here). The planner's choice:
+   * columns of feature_values_identity, newest first per pair (reversed here). The planner's choice:
    * index scans (one descent per pair and partition) for a small read; a parallel sequential scan
    * and a sort when a read covers a large share of a partition (measured: 98,250 rows of 750,000
    * in 150 ms; a join with the unnested lists was a hash join, 236 ms).
