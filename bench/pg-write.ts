@@ -47,8 +47,12 @@ const TICKS = 100; // USER_HZ
 
 const { PostgresDatabase } = (await import(join(SRC, "src/store/postgres/database.ts"))) as { PostgresDatabase: typeof Db };
 
-/** history ends a day ago: the point-in-time reads take the path of recent partitions (asOfChunk) */
-const T0 = Date.now() - ROWS * 1000 - 86_400_000;
+/**
+ * History ends a day ago: the point-in-time reads take the path of recent partitions
+ * (asOfChunk). BENCH_PG_OLD=1 starts it on 2024-01-01 instead (materialize's file), so they
+ * take the path of training data reaching back past them (asOfHistory).
+ */
+const T0 = process.env.BENCH_PG_OLD ? Date.UTC(2024, 0, 1) : Date.now() - ROWS * 1000 - 86_400_000;
 
 function makeRows(): ValueWrite[] {
   const rows: ValueWrite[] = [];
