@@ -20,6 +20,7 @@ import { createClient } from "../../src/store/postgres/client.ts";
 import { PostgresDatabase } from "../../src/store/postgres/database.ts";
 import { monthStart, partitionName } from "../../src/store/postgres/partitions.ts";
 import { StoreUnavailable } from "../../src/store/errors.ts";
+import { migrationChecksum } from "../../src/store/migrations.ts";
 import type { ChangeSet, ValueWrite } from "../../src/store/types.ts";
 import { acrossMonths } from "../contract/stores/support.ts";
 import { createDatabaseAt, startPostgres, type PgService } from "../harness/services.ts";
@@ -148,6 +149,60 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
       const { url } = await fresh();
       await raw(url)`INSERT INTO schema_migrations (name, checksum, applied_at) VALUES ('9999_future', 'x', 0)`;
       await expect(open(url).assertMigrated()).rejects.toThrow(/9999_future/);
+    });
+
+    test("0005 on a database with history (written before it): the as-of index is gone everywhere, every row kept, as-of and history reads answer the same, ties by seq", async () => {
+      const url = await freshUrl(serverUrl as string);
+      const sql = raw(url);
+      // the schema as a binary before 0005 left it
+      const before = postgresMigrations.filter((m) => m.name < "0005");
+      await sql`CREATE TABLE schema_migrations (name text PRIMARY KEY, checksum text NOT NULL, applied_at bigint NOT NULL)`;
+      for (const m of before) {
+        await sql.begin(async (tx) => {
+          await tx.unsafe(m.sql);
+          await tx`INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (${m.name}, ${migrationChecksum(m)}, 0)`;
+        });
+      }
+      const old = open(url);
+      // history across partitions and DEFAULT, and ties: values at one event time written one
+      // after another (each later write must win), so the value hash orders them unlike seq
+      const { rows, keys, expected } = acrossMonths(Date.now());
+      await old.writeValues(rows);
+      const T = Date.now() - 3 * 86_400_000;
+      const tied: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        tied.push(`tie${i}`);
+        await old.writeValues([val(2, "t", T, `tie${i}`), val(2, "t", T + 1000, `next${i}`)]);
+      }
+      // and a bulk (staged) write of long histories
+      const bulk: ValueWrite[] = [];
+      for (let n = 0; n < 200; n++) for (let e = 0; e < 20; e++) bulk.push(val(3, `b${e}`, T - 86_400_000 + n * 60_000, `b${e}.${n}`));
+      await old.writeValues(bulk);
+      const asOfKeys = [...keys, { feature_id: 2, entity_id: "t", at: T }, { feature_id: 2, entity_id: "t", at: T + 999 }, { feature_id: 3, entity_id: "b7", at: T - 86_400_000 + 99 * 60_000 + 1 }];
+      const answers = async (db: PostgresDatabase) => ({
+        asOf: (await db.getAsOf(asOfKeys)).map((r) => (r ? [text(r.value), r.seq, r.event_time] : null)),
+        history: await db.getHistory([1, 2, 3], ["e", "t", "b3"], Date.now() + 400 * 86_400_000, 10_000),
+      });
+      const was = await answers(old);
+      expect(was.asOf.map((a) => (a ? a[0] : null))).toEqual([...expected, "tie7", "tie7", "b7.99"]);
+      const indexes = async () => (await sql`SELECT indexname FROM pg_indexes WHERE tablename LIKE 'feature_values%'`).map((r) => r.indexname as string);
+      const asOfIndex = (x: string) => x === "feature_values_as_of" || x.endsWith("_event_time_seq_idx");
+      expect((await indexes()).filter(asOfIndex).length).toBeGreaterThan(2);
+      const count = async () => Number((await sql`SELECT count(*)::int AS n FROM feature_values`)[0]?.n);
+      const n = await count();
+
+      expect(await old.migrate()).toEqual(["0005_one_history_index"]);
+      await old.assertMigrated();
+      // one index per partition (the identity), none ordered by seq
+      const after = await indexes();
+      expect(after.filter(asOfIndex)).toEqual([]);
+      expect(after).toContain("feature_values_identity");
+      expect(await count()).toBe(n);
+      expect(await answers(old)).toEqual(was);
+      expect(await answers(open(url))).toEqual(was);
+      // a tie written after the migration still wins on seq
+      await old.writeValues([val(2, "t", T, "tie-after")]);
+      expect(text((await old.getAsOf([{ feature_id: 2, entity_id: "t", at: T }]))[0]?.value)).toBe("tie-after");
     });
 
     test("migrate creates the partitions of this month and the next three", async () => {
