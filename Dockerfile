@@ -8,7 +8,8 @@
 # Stages:
 #   deps   npm ci against package-lock.json (the lockfile of record; bun does not read it
 #          frozen), production dependencies only, no install scripts
-#   build  the pinned Bun compiles src/cli.ts into /app/dist/feature-store (`bun run build`)
+#   build  the pinned Bun compiles src/cli.ts into /app/dist/feature-store (`bun run build`,
+#          which first applies scripts/patch-deps.ts's fixes to node_modules)
 #   final  gcr.io/distroless/base-nossl-debian12: glibc, CA certificates, tzdata, /etc/passwd
 #          with nonroot (65532); no shell, no package manager. The binary links only glibc
 #          (libc, libm, libpthread, libdl and the loader; test/deploy/image.test.ts checks this
@@ -27,7 +28,7 @@ FROM oven/bun:1.4.5-debian AS build
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json bunfig.toml ./
-COPY scripts/build.ts ./scripts/build.ts
+COPY scripts/build.ts scripts/patch-deps.ts ./scripts/
 COPY migrations ./migrations
 COPY src ./src
 # `version` proves the executable starts; dist/data becomes the (empty, nonroot-owned) volume.

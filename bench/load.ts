@@ -22,6 +22,7 @@ import {
   pinToServerCore,
   post,
   postmasterPid,
+  redisPid,
   startBaseline,
   startServer,
   type Baseline,
@@ -29,7 +30,7 @@ import {
   type StackEnv,
 } from "./lib/server.ts";
 import { attack, ensureVegeta, saturate, writeTargets, type AttackResult, type SaturationResult, type Target } from "./lib/vegeta.ts";
-import { runMixed, type MixedResult } from "./mixed.ts";
+import { runMixedLayouts, type MixedResult } from "./mixed.ts";
 
 /** One steady (constant-rate) scenario, ours and the bare baseline's, with ratios. */
 export interface SteadyResult {
@@ -81,6 +82,28 @@ export interface LoadResults {
   mixed?: MixedResult[];
   skipped: string[];
   load_average: { start: number; end: number };
+}
+
+/**
+ * The previous run's load results with the parts this run measured replaced (a BENCH_ONLY run of
+ * some stack parts, e.g. `mixed`): entries of the stacks that ran, for each part that ran.
+ */
+export function mergeLoad(prev: LoadResults, now: LoadResults): LoadResults {
+  const ran = new Set([...(enabled("embedded") ? ["embedded"] : []), ...(enabled("redis") ? ["postgres+redis"] : [])]);
+  const part = <T extends { stack: string }>(name: string, old: T[] | undefined, fresh: T[] | undefined): T[] =>
+    enabled(name) ? [...(old ?? []).filter((x) => !ran.has(x.stack)), ...(fresh ?? [])] : (old ?? []);
+  const steadyRan = enabled("steady") && ran.has("postgres+redis");
+  const kept = ["saturation", "steady", "mixed"].filter((p) => !enabled(p));
+  return {
+    ...now,
+    loaded: { ...prev.loaded, ...now.loaded },
+    saturation: part("saturation", prev.saturation, now.saturation),
+    steady: part("steady", prev.steady, now.steady),
+    mixed: part("mixed", prev.mixed, now.mixed),
+    redis_benchmark: steadyRan ? now.redis_benchmark : prev.redis_benchmark,
+    ratio_to_redis_benchmark: steadyRan ? now.ratio_to_redis_benchmark : prev.ratio_to_redis_benchmark,
+    skipped: [...now.skipped.filter((x) => !x.includes("BENCH_SKIP/BENCH_ONLY")), ...(kept.length > 0 ? [`load parts ${kept.join(", ")}: kept from the previous run (${String(prev.machine.commit ?? "?").slice(0, 7)})`] : [])],
+  };
 }
 
 const rnd = prng(12345);
@@ -230,11 +253,6 @@ async function redisUsedMemory(redis: RedisService): Promise<number> {
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? Number.NaN);
 }
 
-async function redisPid(redis: RedisService): Promise<number> {
-  const info = await redisCommand(redis.port, ["INFO", "server"]);
-  return Number(/process_id:(\d+)/.exec(info)?.[1] ?? Number.NaN);
-}
-
 // ───────────────────────────── stacks ─────────────────────────────
 
 interface StackRun {
@@ -267,12 +285,17 @@ async function runStack(vegeta: string, bin: string, name: string, env: StackEnv
       out.saturation.push(await saturation(vegeta, name, server, batch, 5));
     }
     const satOf = (sc: string): number | undefined => out.saturation.find((s) => s.scenario === sc)?.ours.max_rps;
-    out.steady.push(await steady(vegeta, name, server, bare, one, settings.rate1x10, storesPid));
-    out.steady.push(await steady(vegeta, name, server, bare, many, Math.max(10, (satOf(many.name) ?? 400) / 2), storesPid));
-    out.steady.push(await steady(vegeta, name, server, bare, batch, Math.max(1, (satOf(batch.name) ?? 10) / 2), storesPid));
+    if (enabled("steady")) {
+      out.steady.push(await steady(vegeta, name, server, bare, one, settings.rate1x10, storesPid));
+      out.steady.push(await steady(vegeta, name, server, bare, many, Math.max(10, (satOf(many.name) ?? 400) / 2), storesPid));
+      out.steady.push(await steady(vegeta, name, server, bare, batch, Math.max(1, (satOf(batch.name) ?? 10) / 2), storesPid));
+    }
 
-    if (enabled("mixed")) out.mixed.push(await runMixed(vegeta, name, server, settings.entities, settings.historyDays, now));
-    if (extra.redis) await redisExtras(vegeta, name, server, extra.redis, one, out, storesPid, satOf);
+    if (enabled("mixed")) {
+      const storePids = [...(storesPid === undefined ? [] : [storesPid]), ...(extra.redis ? [await redisPid(extra.redis)] : [])];
+      out.mixed.push(...(await runMixedLayouts(vegeta, name, server, storePids, settings.entities, settings.historyDays, now)));
+    }
+    if (extra.redis && enabled("steady")) await redisExtras(vegeta, name, server, extra.redis, one, out, storesPid, satOf);
   } finally {
     await server.stop();
   }

@@ -14,10 +14,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
-import { cpuSeconds, enabled, ensureDir, gitCommit, loadAverage, log, machineInfo, num, RESULTS_DIR, round, settings } from "./lib/common.ts";
+import { cpuSeconds, enabled, ensureDir, gitCommit, loadAverage, log, machineInfo, num, pinningActive, RESULTS_DIR, round, settings } from "./lib/common.ts";
 import { batchRows, ENTITY_TYPE, onlineOne, prng, record } from "./lib/dataset.ts";
 import { mixedMarkdown } from "./lib/report.ts";
-import { buildBinary, loadData, startServer, type Server, type StackEnv } from "./lib/server.ts";
+import { buildBinary, freeCores, loadData, pinToServerCore, postmasterPid, redisPid, startServer, type Server, type StackEnv } from "./lib/server.ts";
 import { attack, ensureVegeta, writeTargets, type AttackResult } from "./lib/vegeta.ts";
 
 /** Knobs of the mixed workload. */
@@ -49,6 +49,12 @@ export interface Background {
 /** One stack's mixed-workload result. */
 export interface MixedResult {
   stack: string;
+  /**
+   * Where the processes ran: "free" (every process on every core, as in a user's deployment),
+   * "one core" (BENCH_PIN: the server and its stores pinned to one core, the load generator to
+   * another: a stress layout where PostgreSQL, Redis and the server share one core).
+   */
+  layout?: "free" | "one core";
   rate: number;
   /** rows of one background training query, records of one background write (x 10 features each) */
   batch_rows: number;
@@ -169,12 +175,12 @@ export function startBackground(server: Pick<Server, "url" | "key">, entities: n
 }
 
 /** The mixed workload on a running, loaded server. */
-export async function runMixed(vegeta: string, stack: string, server: Server, entities: number, days: number, now: number): Promise<MixedResult> {
+export async function runMixed(vegeta: string, stack: string, server: Server, entities: number, days: number, now: number, layout: MixedResult["layout"] = "free"): Promise<MixedResult> {
   const rnd = prng(4711);
   const bodies = Array.from({ length: Math.min(20_000, entities) }, () => onlineOne(Math.floor(rnd() * entities)));
   const file = writeTargets(`${stack}-mixed-online`, bodies.map((body) => ({ method: "POST" as const, url: `${server.url}/api/v1/features/online`, body, headers: { "x-api-key": server.key, "content-type": "application/json" } })));
   const rate = mixedSettings.rate;
-  log(`${stack} mixed: online 1x10 at ${rate}/s for ${settings.seconds} s alone`);
+  log(`${stack} mixed (${layout}): online 1x10 at ${rate}/s for ${settings.seconds} s alone`);
   if (settings.warmupSeconds > 0) await attack(vegeta, { name: "warmup", targetsFile: file, rate, seconds: settings.warmupSeconds, discard: true, timeoutS: 5 });
   const cache0 = await cacheCounts(server);
   const cpu0 = cpuNow(server.pid);
@@ -206,6 +212,7 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
   const r = (x: number, y: number) => round(y > 0 ? x / y : Number.NaN, 2);
   return {
     stack,
+    layout,
     rate,
     batch_rows: mixedSettings.batchRows,
     write_records: mixedSettings.writeRecords,
@@ -220,14 +227,42 @@ export async function runMixed(vegeta: string, stack: string, server: Server, en
   };
 }
 
-/** Starts a stack, loads it, runs the mixed workload, stops it. */
-async function runStandalone(vegeta: string, bin: string, name: string, env: StackEnv): Promise<MixedResult> {
+/** Seconds between the layouts: the first one's background leaves work behind (autovacuum, WAL checkpoints). */
+const SETTLE_SECONDS = num("BENCH_MIXED_SETTLE_SECONDS", 10);
+
+/**
+ * The mixed workload in each layout on a running, loaded server: first "free" (every process,
+ * the load generator too, on every core: the judged layout), then with pinning on (BENCH_PIN)
+ * "one core" (the server and the store processes `storePids` on the server core, the generator
+ * on its own), after a pause so the first background's aftermath does not land in the second's
+ * "alone" phase. The server and stores end pinned as they started.
+ */
+export async function runMixedLayouts(vegeta: string, stack: string, server: Server, storePids: number[], entities: number, days: number, now: number): Promise<MixedResult[]> {
+  const out: MixedResult[] = [];
+  const pin = pinningActive();
+  const freed = await freeCores([server.pid, ...storePids]);
+  try {
+    out.push(await runMixed(vegeta, stack, server, entities, days, now, "free"));
+  } finally {
+    await freed.repin();
+  }
+  if (pin) {
+    log(`${stack} mixed: ${SETTLE_SECONDS} s pause before the one-core layout`);
+    await Bun.sleep(SETTLE_SECONDS * 1000);
+    for (const pid of storePids) await pinToServerCore(pid);
+    out.push(await runMixed(vegeta, stack, server, entities, days, now, "one core"));
+  }
+  return out;
+}
+
+/** Starts a stack, loads it, runs the mixed workload in each layout, stops it. */
+async function runStandalone(vegeta: string, bin: string, name: string, env: StackEnv, storePids: number[] = []): Promise<MixedResult[]> {
   const now = Date.now();
   const server = await startServer(bin, env, `${name}-mixed`);
   try {
     log(`${name}: loading ${settings.entities} entities x 10 features x ${settings.historyDays} days`);
     await loadData(server, settings.entities, settings.historyDays, now);
-    return await runMixed(vegeta, name, server, settings.entities, settings.historyDays, now);
+    return await runMixedLayouts(vegeta, name, server, storePids, settings.entities, settings.historyDays, now);
   } finally {
     await server.stop();
   }
@@ -241,7 +276,7 @@ if (import.meta.main) {
   if (enabled("embedded")) {
     const dataDir = mkdtempSync(join(tmpdir(), "fs-bench-mixed-"));
     try {
-      results.push(await runStandalone(vegeta, bin, "embedded", { DATA_DIR: dataDir }));
+      results.push(...(await runStandalone(vegeta, bin, "embedded", { DATA_DIR: dataDir })));
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
@@ -251,7 +286,9 @@ if (import.meta.main) {
     let redis: RedisService | undefined;
     try {
       [pg, redis] = await Promise.all([startPostgres({ settings: { shared_buffers: "256MB" } }), startRedis()]);
-      results.push(await runStandalone(vegeta, bin, "postgres+redis", { POSTGRES_URL: pg.url, REDIS_URL: redis.url }));
+      const pm = postmasterPid(pg.dir);
+      const storePids = [...(pm === undefined ? [] : [pm]), await redisPid(redis)];
+      results.push(...(await runStandalone(vegeta, bin, "postgres+redis", { POSTGRES_URL: pg.url, REDIS_URL: redis.url }, storePids)));
     } finally {
       await Promise.all([pg?.stop(), redis?.stop()]);
     }

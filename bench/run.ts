@@ -30,7 +30,7 @@ import { enabled, ensureDir, log, machineInfo, RESULTS_DIR, ROOT, settings, TMP_
 import { type AllResults, markdown, writeResults, type MicroResults } from "./lib/report.ts";
 import { buildBinary } from "./lib/server.ts";
 import { ensureVegeta } from "./lib/vegeta.ts";
-import { runLoad } from "./load.ts";
+import { mergeLoad, runLoad } from "./load.ts";
 import { runScaling } from "./scaling.ts";
 import { materializeMarkdown, runMaterialize, type MaterializeResults } from "./materialize.ts";
 import type { TrainingResults } from "./training.ts";
@@ -42,7 +42,8 @@ if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
   const prev = JSON.parse(readFileSync(join(RESULTS_DIR, "latest.json"), "utf8")) as AllResults;
   results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling, materialize: prev.materialize, training: prev.training };
   if (settings.only.has("micro")) delete results.micro;
-  if (settings.only.has("embedded") || settings.only.has("redis")) delete results.load;
+  // a run of some stack parts only (BENCH_ONLY=mixed) replaces those and keeps the rest
+  if ((enabled("embedded") || enabled("redis")) && (!results.load || (enabled("saturation") && enabled("steady") && enabled("mixed")))) delete results.load;
   if (settings.only.has("coldstart")) delete results.coldstart;
   if (settings.only.has("ingest")) delete results.ingest;
   if (settings.only.has("scaling")) delete results.scaling;
@@ -73,7 +74,12 @@ if (enabled("micro")) {
 }
 
 if (needsLoad) {
-  results.load = await runLoad({ bin, vegeta });
+  const load = await runLoad({ bin, vegeta });
+  if (results.load) {
+    // merged: the parts kept are listed in its `skipped`
+    results.load = mergeLoad(results.load, load);
+    results.kept_from_previous = results.kept_from_previous?.filter((k) => k !== "load");
+  } else results.load = load;
   save();
 }
 

@@ -12,6 +12,7 @@ import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text
 import sqlite0005 from "./sqlite/0005_value_changes.sql" with { type: "text" };
 import sqlite0006 from "./sqlite/0006_values_clustered.sql" with { type: "text" };
 import postgres0004 from "./postgres/0004_online_fillfactor.sql" with { type: "text" };
+import postgres0005 from "./postgres/0005_one_history_index.sql" with { type: "text" };
 
 /** One schema migration. */
 export interface Migration {
@@ -36,4 +37,5 @@ export const postgresMigrations: Migration[] = [
   { name: "0002_feature_groups", sql: postgres0002 },
   { name: "0003_sources", sql: postgres0003 },
   { name: "0004_online_fillfactor", sql: postgres0004 },
+  { name: "0005_one_history_index", sql: postgres0005 },
 ];

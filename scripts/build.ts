@@ -9,8 +9,13 @@
  * module imported with `import()`, are their own chunks under /$bunfs/root/, loaded when first
  * imported, so a command loads and parses only what it runs (`serve` starts without the
  * PostgreSQL, Kafka or Parquet code, nor its HTTP app until the first request needs it).
+ * The fixes of scripts/patch-deps.ts are applied to node_modules first.
  */
 import { rmSync } from "node:fs";
+import { patchDependencies } from "./patch-deps.ts";
+
+// the Dockerfile installs with --ignore-scripts: the dependency fixes are applied here too
+patchDependencies();
 
 const outfile = process.env.OUTFILE ?? "dist/feature-store";
 const stale = `${outfile}.tmp`;

@@ -20,12 +20,15 @@
  *    test/feast/requirements.txt, into .cache/feast-venv) against the binary;
  * then stops every service (also on failure or Ctrl-C) and prints `N passed, N failed`.
  *
+ * Before any step, scripts/patch-deps.ts's fixes are applied to node_modules.
+ *
  * `bun scripts/test.ts STEP...` runs only the named steps (typecheck, unit, contract,
  * integration, e2e, python, fuzz, reliability, deploy, feast).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startPostgres, startRedis, startRedisCluster, stopAll } from "../test/harness/services.ts";
+import { patchDependencies } from "./patch-deps.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -34,6 +37,8 @@ type Step = (typeof ALL)[number];
 
 const wanted = new Set<Step>(process.argv.slice(2).length > 0 ? (process.argv.slice(2) as Step[]) : [...ALL]);
 for (const s of wanted) if (!ALL.includes(s)) throw new Error(`unknown step ${s}; steps: ${ALL.join(", ")}`);
+// the tests load the same dependency sources the binary is compiled from (node_modules installed without scripts too)
+patchDependencies();
 
 const totals = { passed: 0, failed: 0 };
 /** Output of the last run() (the Python step reads pytest's counts from it). */

@@ -92,10 +92,22 @@ export const settings = {
   ingestEvents: num("BENCH_INGEST_EVENTS", 50_000),
 } as const;
 
-/** Whether a part of the suite should run (BENCH_ONLY wins over BENCH_SKIP). */
+/** The stacks of the load part, and the parts each stack runs on its loaded server. */
+const STACKS = ["embedded", "redis"];
+const STACK_PARTS = ["saturation", "steady", "mixed"];
+
+/**
+ * Whether a part of the suite should run (BENCH_ONLY wins over BENCH_SKIP). A stack named alone
+ * in BENCH_ONLY runs all its parts (`redis`); a stack part named alone runs on every stack
+ * (`mixed`); both narrow each other (`redis,mixed`).
+ */
 export function enabled(part: string): boolean {
-  if (settings.only.size > 0) return settings.only.has(part);
-  return !settings.skip.has(part);
+  const only = settings.only;
+  if (only.size === 0) return !settings.skip.has(part);
+  if (only.has(part)) return true;
+  if (STACKS.includes(part)) return !STACKS.some((s) => only.has(s)) && STACK_PARTS.some((p) => only.has(p));
+  if (STACK_PARTS.includes(part)) return !STACK_PARTS.some((p) => only.has(p)) && STACKS.some((s) => only.has(s));
+  return false;
 }
 
 /** Child processes to kill if the suite exits early (Ctrl-C, an exception). */
@@ -140,9 +152,28 @@ export const CORES = {
   generator: NCPU >= 2 ? String(NCPU - 1) : "0",
 };
 
+/** Every core, as a taskset list. */
+export const ALL_CORES = `0-${NCPU - 1}`;
+
+let pinningSuspended = false;
+
+/** Whether processes started now are pinned (BENCH_PIN on, taskset present, >= 2 cores, not suspended). */
+export function pinningActive(): boolean {
+  return settings.pin && HAS_TASKSET && NCPU >= 2 && !pinningSuspended;
+}
+
+/**
+ * Suspends pinning for processes started from now on (the load generator of the mixed workload's
+ * free layout) until `resume` is called; processes already running keep their affinity.
+ */
+export function suspendPinning(): { resume(): void } {
+  pinningSuspended = true;
+  return { resume: () => void (pinningSuspended = false) };
+}
+
 /** Prefixes `cmd` with `taskset -c CORES` when pinning is on and possible. */
 export function pinned(role: keyof typeof CORES, cmd: string[]): string[] {
-  if (!settings.pin || !HAS_TASKSET || NCPU < 2) return cmd;
+  if (!pinningActive()) return cmd;
   return ["taskset", "-c", CORES[role], ...cmd];
 }
 

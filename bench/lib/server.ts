@@ -6,8 +6,8 @@
 import { existsSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { freePort } from "../../test/harness/services.ts";
-import { CORES, cpuSeconds, ensureDir, log, pinned, ROOT, round, run, settings, sleep, TMP_DIR, track } from "./common.ts";
+import { freePort, redisCommand, type RedisService } from "../../test/harness/services.ts";
+import { ALL_CORES, CORES, cpuSeconds, ensureDir, log, pinned, pinningActive, ROOT, round, run, settings, sleep, suspendPinning, TMP_DIR, track } from "./common.ts";
 import { ENTITY_TYPE, FEATURES, record, registerYaml, TENANT } from "./dataset.ts";
 
 /** Builds dist/feature-store with `bun run build` (or uses BENCH_BINARY). */
@@ -239,16 +239,43 @@ export function processFamily(pid: number): number[] {
   return out;
 }
 
-/** Pins a process, its threads and its children to the server core (no-op without pinning). */
-export async function pinToServerCore(pid: number): Promise<void> {
-  if (pinned("server", []).length === 0) return;
+/** Sets the CPU affinity of a process, its threads and its children. */
+async function setAffinity(pid: number, cores: string): Promise<void> {
   for (const p of processFamily(pid)) {
     try {
-      await run(["taskset", "-a", "-p", "-c", CORES.server, String(p)], { timeoutMs: 5000 });
+      await run(["taskset", "-a", "-p", "-c", cores, String(p)], { timeoutMs: 5000 });
     } catch {
       /* a child that just exited */
     }
   }
+}
+
+/** Pins a process, its threads and its children to the server core (no-op without pinning). */
+export async function pinToServerCore(pid: number): Promise<void> {
+  if (pinningActive()) await setAffinity(pid, CORES.server);
+}
+
+/**
+ * Lets the given processes (and their threads and children) run on every core until `repin`,
+ * and starts no pinned process meanwhile: the layout a user's deployment has. A no-op without
+ * pinning.
+ */
+export async function freeCores(pids: number[]): Promise<{ repin(): Promise<void> }> {
+  if (!pinningActive()) return { repin: async () => undefined };
+  for (const pid of pids) await setAffinity(pid, ALL_CORES);
+  const suspended = suspendPinning();
+  return {
+    repin: async () => {
+      suspended.resume();
+      for (const pid of pids) await setAffinity(pid, CORES.server);
+    },
+  };
+}
+
+/** The pid of a harness Redis server (INFO server). */
+export async function redisPid(redis: RedisService): Promise<number> {
+  const info = await redisCommand(redis.port, ["INFO", "server"]);
+  return Number(/process_id:(\d+)/.exec(info)?.[1] ?? Number.NaN);
 }
 
 /** CPU seconds of a process family (postgres: the postmaster and its backends). */

@@ -16,9 +16,11 @@ import { join } from "node:path";
 import postgres from "postgres";
 import pino from "pino";
 import { postgresMigrations } from "../../migrations/index.ts";
+import { createClient } from "../../src/store/postgres/client.ts";
 import { PostgresDatabase } from "../../src/store/postgres/database.ts";
 import { monthStart, partitionName } from "../../src/store/postgres/partitions.ts";
 import { StoreUnavailable } from "../../src/store/errors.ts";
+import { migrationChecksum } from "../../src/store/migrations.ts";
 import type { ChangeSet, ValueWrite } from "../../src/store/types.ts";
 import { acrossMonths } from "../contract/stores/support.ts";
 import { createDatabaseAt, startPostgres, type PgService } from "../harness/services.ts";
@@ -75,8 +77,8 @@ async function freshUrl(base: string): Promise<string> {
   return createDatabaseAt(base);
 }
 
-function open(url: string, extra: { retentionDays?: number; timeoutMs?: number; bulkTimeoutMs?: number } = {}): PostgresDatabase {
-  const db = new PostgresDatabase({ url, log, retentionDays: extra.retentionDays ?? 0, timeoutMs: extra.timeoutMs ?? 5_000, bulkTimeoutMs: extra.bulkTimeoutMs });
+function open(url: string, extra: { retentionDays?: number; timeoutMs?: number; bulkTimeoutMs?: number; poolSize?: number } = {}): PostgresDatabase {
+  const db = new PostgresDatabase({ url, log, retentionDays: extra.retentionDays ?? 0, timeoutMs: extra.timeoutMs ?? 5_000, bulkTimeoutMs: extra.bulkTimeoutMs, poolSize: extra.poolSize });
   cleanups.push(() => db.close());
   return db;
 }
@@ -147,6 +149,60 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
       const { url } = await fresh();
       await raw(url)`INSERT INTO schema_migrations (name, checksum, applied_at) VALUES ('9999_future', 'x', 0)`;
       await expect(open(url).assertMigrated()).rejects.toThrow(/9999_future/);
+    });
+
+    test("0005 on a database with history (written before it): the as-of index is gone everywhere, every row kept, as-of and history reads answer the same, ties by seq", async () => {
+      const url = await freshUrl(serverUrl as string);
+      const sql = raw(url);
+      // the schema as a binary before 0005 left it
+      const before = postgresMigrations.filter((m) => m.name < "0005");
+      await sql`CREATE TABLE schema_migrations (name text PRIMARY KEY, checksum text NOT NULL, applied_at bigint NOT NULL)`;
+      for (const m of before) {
+        await sql.begin(async (tx) => {
+          await tx.unsafe(m.sql);
+          await tx`INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (${m.name}, ${migrationChecksum(m)}, 0)`;
+        });
+      }
+      const old = open(url);
+      // history across partitions and DEFAULT, and ties: values at one event time written one
+      // after another (each later write must win), so the value hash orders them unlike seq
+      const { rows, keys, expected } = acrossMonths(Date.now());
+      await old.writeValues(rows);
+      const T = Date.now() - 3 * 86_400_000;
+      const tied: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        tied.push(`tie${i}`);
+        await old.writeValues([val(2, "t", T, `tie${i}`), val(2, "t", T + 1000, `next${i}`)]);
+      }
+      // and a bulk (staged) write of long histories
+      const bulk: ValueWrite[] = [];
+      for (let n = 0; n < 200; n++) for (let e = 0; e < 20; e++) bulk.push(val(3, `b${e}`, T - 86_400_000 + n * 60_000, `b${e}.${n}`));
+      await old.writeValues(bulk);
+      const asOfKeys = [...keys, { feature_id: 2, entity_id: "t", at: T }, { feature_id: 2, entity_id: "t", at: T + 999 }, { feature_id: 3, entity_id: "b7", at: T - 86_400_000 + 99 * 60_000 + 1 }];
+      const answers = async (db: PostgresDatabase) => ({
+        asOf: (await db.getAsOf(asOfKeys)).map((r) => (r ? [text(r.value), r.seq, r.event_time] : null)),
+        history: await db.getHistory([1, 2, 3], ["e", "t", "b3"], Date.now() + 400 * 86_400_000, 10_000),
+      });
+      const was = await answers(old);
+      expect(was.asOf.map((a) => (a ? a[0] : null))).toEqual([...expected, "tie7", "tie7", "b7.99"]);
+      const indexes = async () => (await sql`SELECT indexname FROM pg_indexes WHERE tablename LIKE 'feature_values%'`).map((r) => r.indexname as string);
+      const asOfIndex = (x: string) => x === "feature_values_as_of" || x.endsWith("_event_time_seq_idx");
+      expect((await indexes()).filter(asOfIndex).length).toBeGreaterThan(2);
+      const count = async () => Number((await sql`SELECT count(*)::int AS n FROM feature_values`)[0]?.n);
+      const n = await count();
+
+      expect(await old.migrate()).toEqual(["0005_one_history_index"]);
+      await old.assertMigrated();
+      // one index per partition (the identity), none ordered by seq
+      const after = await indexes();
+      expect(after.filter(asOfIndex)).toEqual([]);
+      expect(after).toContain("feature_values_identity");
+      expect(await count()).toBe(n);
+      expect(await answers(old)).toEqual(was);
+      expect(await answers(open(url))).toEqual(was);
+      // a tie written after the migration still wins on seq
+      await old.writeValues([val(2, "t", T, "tie-after")]);
+      expect(text((await old.getAsOf([{ feature_id: 2, entity_id: "t", at: T }]))[0]?.value)).toBe("tie-after");
     });
 
     test("migrate creates the partitions of this month and the next three", async () => {
@@ -287,6 +343,84 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
       // the connection's own timeout is unchanged after the bulk read's transaction
       expect(text((await db.getLatest([{ feature_id: 1, entity_id: "e" }]))[0]?.value)).toBe("recent");
     }, 60_000);
+
+    // The 500 of session 7 ("undefined is not an object (evaluating 'n.ord')" in getLatest, on a
+    // busy machine with Redis timing out): an online read timed out while its rows were still
+    // arriving, and the next read on that connection got an answer with holes in it.
+    test("an online read cut off by its timeout while its rows stream in (a busy process) leaves its connection sound: the next read answers right", async () => {
+      const url = await freshUrl(serverUrl as string);
+      const writer = open(url);
+      await writer.migrate();
+      // ~40 MB of hex on the wire: far more than the socket buffers hold, so the server is
+      // still sending when the timeout hits
+      const n = 1_000;
+      const pad = "x".repeat(20_000);
+      for (let i = 0; i < n; i += 100) {
+        await writer.writeValues(Array.from({ length: 100 }, (_, j) => val(1, `e${i + j}`, Date.UTC(2024, 0, 1), `v${i + j}:${pad}`)));
+      }
+      const keys = Array.from({ length: n }, (_, i) => ({ feature_id: 1, entity_id: `e${i}` }));
+      // one connection, as under load every connection of the pool is one
+      const reader = open(url, { timeoutMs: 300, poolSize: 1 });
+      expect(text((await reader.getLatest([{ feature_id: 1, entity_id: "e7" }]))[0]?.value)).toBe(`v7:${pad}`);
+
+      const big = reader.getLatest(keys).then(
+        () => "answered",
+        (err: unknown) => err,
+      );
+      await sleep(20);
+      // the process gets no CPU for a while (the server blocks on the full socket, and its
+      // statement_timeout and our timeout pass); then it reads the rows that were sent and
+      // the statement's error after them
+      Bun.sleepSync(1_500);
+      expect(await big).toBeInstanceOf(StoreUnavailable);
+      const watcher = raw(url);
+      await waitFor(
+        "the cut-off read over on the server",
+        async () => (await watcher`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%JOIN online_values o%'`).length === 0,
+        10_000,
+      );
+      // (our cancel request for it, which landed while it ran, is done with too)
+      await sleep(300);
+
+      const again = await reader.getLatest([
+        { feature_id: 1, entity_id: "e3" },
+        { feature_id: 1, entity_id: "missing" },
+        { feature_id: 1, entity_id: "e999" },
+      ]);
+      expect(again.map((r) => text(r?.value)?.split(":")[0] ?? null)).toEqual(["v3", null, "v999"]);
+      expect(text((await reader.getLatest(keys.slice(0, 50))).at(-1)?.value)?.split(":")[0]).toBe("v49");
+    }, 120_000);
+  });
+
+  describe("the client (postgres.js, as createClient configures it)", () => {
+    // porsager/postgres#1119, fixed by scripts/patch-deps.ts until upstream releases a fix
+    test("a query that fails after some of its rows arrived leaves the connection's next results whole", async () => {
+      const sql = createClient({ url: serverUrl as string, log, timeoutMs: 5_000, max: 1 });
+      cleanups.push(() => sql.end({ timeout: 1 }));
+      // ~300 KB of rows are sent (the server flushes every 8 KB) before row 300 fails
+      const failing = () => sql`SELECT i, repeat('x', 1000) AS pad, 1 / (300 - i) AS boom FROM generate_series(1, 400) i`;
+      const err = await failing().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(postgres.PostgresError);
+      expect((err as postgres.PostgresError).code).toBe("22012");
+      const rows = await sql<{ x: number }[]>`SELECT x FROM generate_series(1, 5) x`;
+      expect(rows.length).toBe(5);
+      expect(Array.from(rows, (r) => r?.x)).toEqual([1, 2, 3, 4, 5]);
+
+      // the same for a result of arrays (.values(), as getHistory reads)
+      await failing()
+        .values()
+        .catch(() => undefined);
+      const values = await sql`SELECT x, x * 2 FROM generate_series(1, 3) x`.values();
+      expect(Array.from(values)).toEqual([
+        [1, 2],
+        [2, 4],
+        [3, 6],
+      ]);
+      // and for a single row read by destructuring (a registry or key lookup): never a silent miss
+      await failing().catch(() => undefined);
+      const [one] = await sql<{ v: string }[]>`SELECT 'found' AS v`;
+      expect(one?.v).toBe("found");
+    });
   });
 
   describe("outages", () => {

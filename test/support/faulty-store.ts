@@ -1,9 +1,9 @@
 /**
  * A fault-injecting offline store: delegates to a real one (the embedded database in tests) and
- * fails `writeValues` (or the point-in-time reads `getAsOf` and `getHistory`) calls as a test decides: a store outage
+ * fails `writeValues` (or the reads `getLatest`, `getAsOf` and `getHistory`) calls as a test decides: a store outage
  * ({@link StoreUnavailable}) or a deterministic failure of any other kind. Counts the calls it saw.
  */
-import type { AsOfKey, OfflineStore, ValueWrite } from "../../src/store/types.ts";
+import type { AsOfKey, OfflineStore, ValueKey, ValueWrite } from "../../src/store/types.ts";
 
 /** Decides, per call, whether `writeValues(rows)` fails and how; undefined lets it through. */
 export type WriteFault = (rows: readonly ValueWrite[], call: number) => Error | undefined;
@@ -21,7 +21,14 @@ export class FaultyOfflineStore implements OfflineStore {
     return this.inner.writeValues(rows);
   }
 
-  getLatest: OfflineStore["getLatest"] = (keys) => this.inner.getLatest(keys);
+  /** Decides whether a latest read (`getLatest(keys)`: the online lookups' database reads) fails; undefined lets it through. */
+  latestFault: ((keys: readonly ValueKey[]) => Error | undefined) | undefined;
+
+  getLatest: OfflineStore["getLatest"] = async (keys) => {
+    const err = this.latestFault?.(keys);
+    if (err) throw err;
+    return this.inner.getLatest(keys);
+  };
   /** Decides whether a point-in-time read fails (`getAsOf(keys)`; `getHistory` passes no keys); undefined lets it through. */
   asOfFault: ((keys: readonly AsOfKey[]) => Error | undefined) | undefined;
 
