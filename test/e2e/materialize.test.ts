@@ -4,7 +4,7 @@
  * materialization job, which runs the binary itself as a child process.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parquetWriteFile } from "hyparquet-writer";
@@ -68,6 +68,21 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The server's stdout and stderr so far (for a failure's message). */
+function serverLog(): string {
+  const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8").slice(-4000) : "");
+  return `serve stdout:\n${read("serve.out")}\nserve stderr:\n${read("serve.err")}`;
+}
+
+/** `fetch`, with the server's log in the error when the request itself fails (no HTTP answer). */
+async function call(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    throw new Error(`${(e as Error).message} (${init?.method ?? "GET"} ${url})\n${serverLog()}`);
+  }
+}
+
 test("a Parquet file to online features: register, materialize, then read over HTTP; a job does the same in the binary's own child process", async () => {
   const reg = run(["register", "features.yaml", "--tenant", "acme"]);
   expect(reg.code, reg.stderr).toBe(0);
@@ -79,7 +94,8 @@ test("a Parquet file to online features: register, materialize, then read over H
 
   const key = run(["keys", "create", "--tenant", "acme", "--scopes", "admin"]).stdout.trim().split("\n").at(-1) as string;
   const port = await freePort();
-  server = Bun.spawn([BIN, "serve", "--port", String(port), "--host", "127.0.0.1"], { cwd: dir, env, stdout: "ignore", stderr: "ignore" });
+  // the server's log (LOG_LEVEL=warn) is kept and shown if the test fails (a connection reset once in CI, session 8)
+  server = Bun.spawn([BIN, "serve", "--port", String(port), "--host", "127.0.0.1"], { cwd: dir, env, stdout: Bun.file(join(dir, "serve.out")), stderr: Bun.file(join(dir, "serve.err")) });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     try {
@@ -90,20 +106,20 @@ test("a Parquet file to online features: register, materialize, then read over H
     await Bun.sleep(50);
   }
   const headers = { "x-api-key": key, "content-type": "application/json" };
-  const online = await fetch(`${base}/api/v1/features/online`, { method: "POST", headers, body: JSON.stringify({ entity_id: "user_42", feature_names: ["clicks_7d", "ctr_7d"] }) });
+  const online = await call(`${base}/api/v1/features/online`, { method: "POST", headers, body: JSON.stringify({ entity_id: "user_42", feature_names: ["clicks_7d", "ctr_7d"] }) });
   const body = (await online.json()) as { features: Record<string, unknown>; metadata: Record<string, { event_time: string }> };
   // user_42's newest row is i = 1942
   expect(body.features).toEqual({ clicks_7d: 1942, ctr_7d: 1.942 });
   expect(body.metadata["clicks_7d"]?.event_time).toBe(new Date(Date.UTC(2024, 0, 1) + 1942 * 3_600_000).toISOString());
 
-  const job = await fetch(`${base}/api/v1/materialize/jobs`, { method: "POST", headers, body: JSON.stringify({ source: "user_stats" }) });
+  const job = await call(`${base}/api/v1/materialize/jobs`, { method: "POST", headers, body: JSON.stringify({ source: "user_stats" }) });
   expect(job.status).toBe(202);
   const { job: j } = (await job.json()) as { job: { id: string } };
   let status = "";
   let result: Record<string, unknown> | null = null;
   for (let i = 0; i < 300 && !["succeeded", "failed", "cancelled", "interrupted"].includes(status); i++) {
     await Bun.sleep(100);
-    const r = (await (await fetch(`${base}/api/v1/materialize/jobs/${j.id}`, { headers })).json()) as { job: { status: string; result: Record<string, unknown> | null; error: string | null } };
+    const r = (await (await call(`${base}/api/v1/materialize/jobs/${j.id}`, { headers })).json()) as { job: { status: string; result: Record<string, unknown> | null; error: string | null } };
     status = r.job.status;
     result = r.job.result;
     if (status === "failed") throw new Error(r.job.error ?? "failed");
