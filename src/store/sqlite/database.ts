@@ -7,7 +7,7 @@
  * caches forget only those entities.
  */
 import { Database as Sqlite, type Statement } from "bun:sqlite";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { sqliteMigrations } from "../../../migrations/index.ts";
 import type { DefinitionRecord } from "../../registry/definition.ts";
@@ -106,57 +106,6 @@ class OwnChangeLedger {
   }
 }
 
-/**
- * SQLite's WAL-index header, read where every connection to the file shares it: the first page
- * of `<database>-shm`, mapped MAP_SHARED (format: https://sqlite.org/walformat.html, which every
- * SQLite version sharing a file must keep). A commit by any connection of any process (another
- * `serve` worker, the CLI, the sqlite3 shell) rewrites it before the commit returns, and always
- * changes mxFrame (frames appended) or the salts (the log restarted), so an unchanged header
- * means no commit since: five memory loads instead of `PRAGMA data_version` (a read transaction
- * with its locks: 2-10 µs) before each online lookup. The file is not truncated or removed while
- * this process's connection is open (SQLite does that only with no connection on it), and is
- * read only then.
- */
-class WalHeader {
-  /** mxFrame, aFrameCksum[2], aSalt[2] of the first copy of the header (32-bit words). */
-  private static readonly WORDS = [4, 6, 7, 8, 9] as const;
-  private readonly seen = new Int32Array(5);
-  private stale = true;
-
-  private constructor(private readonly words: Int32Array) {}
-
-  /** The header of the database at `dbPath`, when its `-shm` is there and initialised (WAL mode); undefined otherwise. */
-  static open(dbPath: string): WalHeader | undefined {
-    const shm = `${dbPath}-shm`;
-    try {
-      if (statSync(shm).size < 32_768) return undefined;
-      const bytes = Bun.mmap(shm, { shared: true, size: 4096 });
-      return new WalHeader(new Int32Array(bytes.buffer, bytes.byteOffset, 12));
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Whether the header changed since the last call (always after {@link forget}); remembers it. */
-  moved(): boolean {
-    let moved = this.stale;
-    this.stale = false;
-    for (let i = 0; i < 5; i++) {
-      const v = Atomics.load(this.words, WalHeader.WORDS[i] as number);
-      if (v !== this.seen[i]) {
-        this.seen[i] = v;
-        moved = true;
-      }
-    }
-    return moved;
-  }
-
-  /** Makes the next {@link moved} true (the change it reported was not taken in). */
-  forget(): void {
-    this.stale = true;
-  }
-}
-
 /** Versions of the definitions counter whose tenant is kept (a process further behind reloads every tenant). */
 const TENANT_CHANGES_KEPT = 1024;
 /** Versions of the values counter whose entities are kept (a process further behind forgets its whole cache). */
@@ -185,8 +134,6 @@ export class SqliteDatabase implements Database {
   private readonly receipts: Partial<Record<OwnChangeKind, number[]>> = {};
   /** Versions bumped by this process's connections, shared with its siblings. */
   private readonly ledger: OwnChangeLedger;
-  /** SQLite's shared WAL-index header, mapped at the first {@link pollNow} (null: not in WAL mode, or closed). */
-  private walHeader: WalHeader | null | undefined;
   /** The bulk write's statements (value-writer.ts), once the schema is migrated. */
   private valueWriter: SqliteValueWriter | undefined;
 
@@ -693,21 +640,22 @@ export class SqliteDatabase implements Database {
   }
 
   /**
-   * {@link poll} now, unless no connection committed since the last look (the WAL-index header
-   * is unchanged: no statement at all); a busy file is left to the next poll. Runs before each
-   * online lookup.
+   * {@link poll} now (one `PRAGMA data_version`, then the counters only when it moved); a busy
+   * file is left to the next poll. Runs before each online lookup.
+   *
+   * Not from SQLite's shared WAL-index header (the `-shm`, mapped with `Bun.mmap`), as it was for
+   * a while: mapping it opens and closes the file, and closing any descriptor of a file drops
+   * every POSIX lock the process holds on it, SQLite's own (https://sqlite.org/howtocorrupt.html,
+   * 2.2). After a server's first online lookup, the next process to open the database (a CLI
+   * command, a materialize job) found the `-shm` unowned, reset it under the server (truncated
+   * and rebuilt) and, closing, checkpointed and truncated the WAL as if it were its last user.
    */
   pollNow(): void {
     if (!this.prepared) return;
-    // mapped once this connection has read in WAL mode (the migration check did): it holds the
-    // shared memory open from then on
-    const header = (this.walHeader ??= WalHeader.open(this.path) ?? null);
-    if (header !== null && !header.moved()) return;
     try {
       this.poll();
     } catch {
       // a busy or briefly unavailable file: the next call looks again, as does the timer
-      header?.forget();
     }
   }
 
@@ -728,7 +676,6 @@ export class SqliteDatabase implements Database {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.walHeader = null; // never read once the connection no longer holds the file open
     this.db.close();
   }
 }
