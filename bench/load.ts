@@ -93,11 +93,16 @@ export function mergeLoad(prev: LoadResults, now: LoadResults): LoadResults {
   const part = <T extends { stack: string }>(name: string, old: T[] | undefined, fresh: T[] | undefined): T[] =>
     enabled(name) ? [...(old ?? []).filter((x) => !ran.has(x.stack)), ...(fresh ?? [])] : (old ?? []);
   const steadyRan = enabled("steady") && ran.has("postgres+redis");
+  // the Redis online 1x10 figure is judged against the bare server of its own run: kept while
+  // the embedded one (which carries the bare baseline) is replaced, it keeps that run's bare
+  const prevBare = prev.saturation.find((x) => x.stack === "embedded" && x.scenario === "online_1x10")?.bare;
+  const withOwnBare = (xs: SaturationEntry[]): SaturationEntry[] =>
+    xs.map((x) => (x.stack === "postgres+redis" && x.scenario === "online_1x10" && !x.bare && prevBare && !ran.has(x.stack) ? { ...x, bare: prevBare } : x));
   const kept = ["saturation", "steady", "mixed"].filter((p) => !enabled(p));
   return {
     ...now,
     loaded: { ...prev.loaded, ...now.loaded },
-    saturation: part("saturation", prev.saturation, now.saturation),
+    saturation: withOwnBare(part("saturation", prev.saturation, now.saturation)),
     steady: part("steady", prev.steady, now.steady),
     mixed: part("mixed", prev.mixed, now.mixed),
     redis_benchmark: steadyRan ? now.redis_benchmark : prev.redis_benchmark,
