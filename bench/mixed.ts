@@ -17,7 +17,7 @@ import { startPostgres, startRedis, type PgService, type RedisService } from "..
 import { cpuSeconds, enabled, ensureDir, gitCommit, loadAverage, log, machineInfo, num, pinningActive, RESULTS_DIR, round, settings } from "./lib/common.ts";
 import { batchRows, ENTITY_TYPE, onlineOne, prng, record } from "./lib/dataset.ts";
 import { mixedMarkdown } from "./lib/report.ts";
-import { buildBinary, freeCores, loadData, pinToServerCore, postmasterPid, redisPid, startServer, type Server, type StackEnv } from "./lib/server.ts";
+import { buildBinary, freeCores, loadData, postmasterPid, redisPid, startServer, type Server, type StackEnv } from "./lib/server.ts";
 import { attack, ensureVegeta, writeTargets, type AttackResult } from "./lib/vegeta.ts";
 
 /** Knobs of the mixed workload. */
@@ -235,7 +235,8 @@ const SETTLE_SECONDS = num("BENCH_MIXED_SETTLE_SECONDS", 10);
  * the load generator too, on every core: the judged layout), then with pinning on (BENCH_PIN)
  * "one core" (the server and the store processes `storePids` on the server core, the generator
  * on its own), after a pause so the first background's aftermath does not land in the second's
- * "alone" phase. The server and stores end pinned as they started.
+ * "alone" phase. The server and stores end pinned to the server core (freeCores' repin), which is
+ * the one-core layout.
  */
 export async function runMixedLayouts(vegeta: string, stack: string, server: Server, storePids: number[], entities: number, days: number, now: number): Promise<MixedResult[]> {
   const out: MixedResult[] = [];
@@ -249,7 +250,6 @@ export async function runMixedLayouts(vegeta: string, stack: string, server: Ser
   if (pin) {
     log(`${stack} mixed: ${SETTLE_SECONDS} s pause before the one-core layout`);
     await Bun.sleep(SETTLE_SECONDS * 1000);
-    for (const pid of storePids) await pinToServerCore(pid);
     out.push(await runMixed(vegeta, stack, server, entities, days, now, "one core"));
   }
   return out;

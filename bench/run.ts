@@ -43,7 +43,7 @@ if (settings.only.size > 0 && existsSync(join(RESULTS_DIR, "latest.json"))) {
   results = { micro: prev.micro, load: prev.load, coldstart: prev.coldstart, ingest: prev.ingest, scaling: prev.scaling, materialize: prev.materialize, training: prev.training };
   if (settings.only.has("micro")) delete results.micro;
   // a run of some stack parts only (BENCH_ONLY=mixed) replaces those and keeps the rest
-  if ((enabled("embedded") || enabled("redis")) && (!results.load || (enabled("saturation") && enabled("steady") && enabled("mixed")))) delete results.load;
+  if ((enabled("embedded") || enabled("redis")) && enabled("saturation") && enabled("steady") && enabled("mixed")) delete results.load;
   if (settings.only.has("coldstart")) delete results.coldstart;
   if (settings.only.has("ingest")) delete results.ingest;
   if (settings.only.has("scaling")) delete results.scaling;
