@@ -223,15 +223,22 @@ async function main(): Promise<number> {
       const feastVenv = built && wanted.has("feast") ? ensureFeast() : undefined;
       if (feastVenv) await run("Feast compatibility: Feast's own SDK against the binary", [BUN, "test", "--timeout", "300000", "test/feast"], { FEAST_VENV: feastVenv }, { counts: true });
     }
+    // The verdict is printed and set as the exit code before the services stop: one fresh-clone
+    // run (session 8) ended during "stopping services" without its summary, with status 0 (the
+    // event loop had nothing left to wait on), which would have hidden a failure.
+    const secs = Math.round((Date.now() - started) / 1000);
+    banner(`done in ${secs} s${failures.length ? `; failed: ${failures.join(", ")}` : ""}`);
+    console.log(`${totals.passed} passed, ${totals.failed} failed`);
+    process.exitCode = failures.length === 0 && totals.failed === 0 ? 0 : 1;
   } finally {
     banner("stopping services");
     await stopAll();
   }
-  const secs = Math.round((Date.now() - started) / 1000);
-  banner(`done in ${secs} s${failures.length ? `; failed: ${failures.join(", ")}` : ""}`);
-  console.log(`${totals.passed} passed, ${totals.failed} failed`);
-  return failures.length === 0 && totals.failed === 0 ? 0 : 1;
+  return Number(process.exitCode);
 }
+
+// until main() has a verdict: an exit before it (an empty event loop, a crash) is a failure
+process.exitCode = 1;
 
 process.on("SIGINT", () => void stopAll().finally(() => process.exit(130)));
 process.on("SIGTERM", () => void stopAll().finally(() => process.exit(143)));
