@@ -183,6 +183,8 @@ export interface MergeLimits {
 export interface FeatureAnswers {
   values: Cell[];
   statuses: Status[];
+  /** the event time of the row each answer came from (`expired` ones too); NaN when not_found */
+  times: Float64Array;
 }
 
 /**
@@ -283,6 +285,7 @@ export class AsOfMerge {
       const ttl = def.ttlMs;
       const values: Cell[] = new Array(n);
       const statuses: Status[] = new Array(n);
+      const foundAt = new Float64Array(n);
       for (let r = 0; r < n; r++) {
         const e = eidx[r] as number;
         const at = this.ats[start + r] as number;
@@ -314,6 +317,7 @@ export class AsOfMerge {
             cell = decodePacked(def, row.value);
           }
         }
+        foundAt[r] = found ? time : Number.NaN;
         if (!found) {
           values[r] = null;
           statuses[r] = "not_found";
@@ -325,7 +329,7 @@ export class AsOfMerge {
           statuses[r] = "present";
         }
       }
-      out[f] = { values, statuses };
+      out[f] = { values, statuses, times: foundAt };
     }
     return out;
   }

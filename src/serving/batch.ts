@@ -2,7 +2,7 @@
  * Point-in-time retrieval for training data: for every (entity, timestamp) row and feature,
  * the value current at that timestamp. Nothing written with a later event time can leak in.
  */
-import type { AsOfKey, Stores } from "../store/types.ts";
+import type { Stores } from "../store/types.ts";
 import type { z } from "@hono/zod-openapi";
 import { AppError } from "../errors.ts";
 import { LIMITS, type BatchResult as BatchResultSchema } from "../schemas.ts";
@@ -11,9 +11,9 @@ import { STRING, TIMESTAMP, type Cell, type FrameChunk, type FrameColumn } from 
 import { formatTime, parseTime } from "../lib/time.ts";
 import { entityIdProblem } from "../registry/names.ts";
 import type { Definition } from "../registry/snapshot.ts";
-import { AsOfMerge, storeIo } from "./asof-merge.ts";
+import { AsOfMerge, storeIo, type FeatureAnswers } from "./asof-merge.ts";
 import { dbCall, type Deps } from "./deps.ts";
-import { renderResult, resolveFeatures, resolveFeatureSet, serveValue, type ServedValue, type ValueStatus } from "./features.ts";
+import { renderResult, resolveFeatures, resolveFeatureSet, serveAnswer, type ServedValue, type ValueStatus } from "./features.ts";
 
 /** One requested row: an entity and the time to read it at (epoch ms). */
 export interface BatchRow {
@@ -33,13 +33,20 @@ export interface BatchChunk {
   counts: StatusCounts;
 }
 
-/** Keys (rows x features) per database call: bounds memory and each call's time, and lets a stream start early. */
+/** Keys (rows x features) per chunk of the answer: bounds memory and each chunk's time, and lets a stream start early. */
 export const CHUNK_KEYS = 20_000;
 
 /**
  * Resolves the references up front (so a 400/404 comes before any output), then yields result
  * chunks in input order. Runs in the bulk lane (src/lane): the caller renders each chunk into
  * the answer's format and counts its lookups.
+ *
+ * The values come from the same sorted merge as an entity dataframe's (./asof-merge.ts): each
+ * requested entity's history is read once per request (one range read per batch of entities),
+ * and a per-key probe of the store (`getAsOf`) is left for histories too long to be worth reading
+ * whole. Measured on PostgreSQL (20,000 rows x 10 features, 20,000 entities with 3 days of
+ * history, session 9): probing every key cost the database 4.7-11.4 CPU-s per request, the merge
+ * 0.8-1.6; on a machine the database shares, that CPU is what online lookups waited behind.
  */
 export function lookupBatch(
   deps: Pick<Deps, "registry" | "log"> & { stores: Pick<Stores, "offline"> },
@@ -48,25 +55,28 @@ export function lookupBatch(
   featureNames: readonly string[],
   chunkKeys = CHUNK_KEYS,
 ): AsyncGenerator<BatchChunk> {
-  const { refs, defs } = resolveFeatures(deps.registry.current, tenant, featureNames);
+  const { refs, defs, entityType } = resolveFeatures(deps.registry.current, tenant, featureNames);
   return (async function* () {
     const nf = defs.length;
-    const CHUNK_ROWS = Math.max(1, Math.floor(chunkKeys / nf));
-    for (let start = 0; start < rows.length; start += CHUNK_ROWS) {
-      const chunk = rows.slice(start, start + CHUNK_ROWS);
-      const keys: AsOfKey[] = new Array(chunk.length * nf);
-      for (let r = 0; r < chunk.length; r++) {
-        const row = chunk[r] as BatchRow;
-        for (let f = 0; f < nf; f++) keys[r * nf + f] = { feature_id: (defs[f] as (typeof defs)[number]).id, entity_id: row.entity_id, at: row.at };
-      }
-      const found = await dbCall(deps, "point-in-time lookup", () => deps.stores.offline.getAsOf(keys));
+    const chunkRows = Math.max(1, Math.floor(chunkKeys / Math.max(1, nf)));
+    const ats = Float64Array.from(rows, (r) => r.at);
+    const merge = new AsOfMerge(
+      storeIo(() => deps.stores.offline, (what, fn) => dbCall(deps, what, fn)),
+      defs,
+      new Map([[entityType, rows.map((r) => r.entity_id)]]),
+      ats,
+    );
+    const served: ServedValue[] = new Array(nf);
+    for (let start = 0; start < rows.length; start += chunkRows) {
+      const n = Math.min(chunkRows, rows.length - start);
+      const answers = await merge.answer(start, n);
       const counts: StatusCounts = { present: 0, not_found: 0, expired: 0 };
-      const out: BatchResult[] = new Array(chunk.length);
-      const served: ServedValue[] = new Array(nf);
-      for (let r = 0; r < chunk.length; r++) {
-        const row = chunk[r] as BatchRow;
+      const out: BatchResult[] = new Array(n);
+      for (let r = 0; r < n; r++) {
+        const row = rows[start + r] as BatchRow;
         for (let f = 0; f < nf; f++) {
-          const s = serveValue(defs[f] as (typeof defs)[number], found[r * nf + f], row.at);
+          const a = answers[f] as FeatureAnswers;
+          const s = serveAnswer(defs[f] as Definition, a.statuses[r] as ValueStatus, a.values[r], a.times[r] as number);
           counts[s.status]++;
           served[f] = s;
         }

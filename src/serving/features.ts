@@ -3,7 +3,7 @@
  * snapshot, and turning a stored row into a served value with its status.
  */
 import { AppError, type FieldError } from "../errors.ts";
-import { decodeValue, toJsonValue } from "../registry/dtype.ts";
+import { decodeValue, toJsonValue, type StoredValue } from "../registry/dtype.ts";
 import type { Definition, RegistrySnapshot } from "../registry/snapshot.ts";
 import { formatTime } from "../lib/time.ts";
 import type { StoredRow } from "../store/types.ts";
@@ -110,6 +110,17 @@ export function serveValue(def: Definition, row: StoredRow | null | undefined, a
   }
   const value = memo ? jsonForm(def, row.value) : toJsonValue(def.type, decodeValue(def.type, row.value));
   return { value, status: "present", event_time: formatEventTime(row.event_time) };
+}
+
+/**
+ * The served form of a point-in-time answer already decided (./asof-merge.ts: its status, the
+ * decoded value, the event time of the row it came from): the same as {@link serveValue} gives
+ * for that row.
+ */
+export function serveAnswer(def: Definition, status: ValueStatus, cell: unknown, eventTime: number): ServedValue {
+  if (status === "not_found") return NOT_FOUND;
+  if (status === "expired") return { value: null, status, event_time: formatEventTime(eventTime) };
+  return { value: toJsonValue(def.type, cell as StoredValue), status, event_time: formatEventTime(eventTime) };
 }
 
 /** The `features` and `metadata` objects of one result, keyed by the request's references. */

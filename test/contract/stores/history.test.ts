@@ -180,6 +180,10 @@ for (const factory of databaseFactories()) {
               const want = status === "present" ? (best?.v ?? null) : null;
               const got = { value: answers[f]?.values[r], status: answers[f]?.statuses[r] };
               expect({ row: start + r, feature: d.name, ...got }).toEqual({ row: start + r, feature: d.name, value: want as never, status });
+              // the event time of the row answered (expired ones too), NaN when none: the batch
+              // endpoint's metadata.event_time
+              const time = answers[f]?.times[r] as number;
+              expect({ row: start + r, feature: d.name, time: Number.isNaN(time) ? null : time }).toEqual({ row: start + r, feature: d.name, time: best ? best.et : null });
               if (e !== null) {
                 const p = probed[k++];
                 expect(p ? p.event_time : null).toBe(best ? best.et : null);
