@@ -287,11 +287,11 @@ export class PostgresValues {
    * key of online_values that MERGE's snapshot does not show.
    *
    * - History: a plain insert (no `ON CONFLICT`, which probes the identity index a second time
-   *   per row in its speculative insertion: a fifth of the statement's CPU), in key order. The
-   *   sort costs ~1.5-2.8 us of the backend's ~20 per value, but it lays a write's rows out in
-   *   key order on the heap, which point-in-time reads of many keys rely on (inserted in input
-   *   order, 20,000-key reads of old history took 7-15% more CPU per key), and it takes the
-   *   identity index's entries (so any waits on a writer storing the same values) in one order.
+   *   per row in its speculative insertion: a fifth of the statement's CPU), in key order: it
+   *   lays a write's rows out together on the heap for point-in-time reads of many keys, and
+   *   takes the identity index's entries (so any waits on a writer storing the same values) in
+   *   one order. Inserting in input order instead saved 1-3 us of the backend's ~19 per value
+   *   in an isolated test, nothing visible in a whole load (README, session 9).
    * - online_values: the newest staged row per key (DISTINCT ON, in key order, so writers take
    *   the rows' locks in one order), by MERGE through a nested loop over the primary key: one
    *   index probe per key, then a HOT update when newer or an insert when new. `INSERT ... ON
