@@ -101,6 +101,12 @@ function copyBinary(rows: readonly ValueWrite[], from: number, to: number, head:
   return buf.subarray(0, at);
 }
 
+/** True when the server runs PostgreSQL 15 or later (MERGE). */
+async function serverHasMerge(sql: Querier): Promise<boolean> {
+  const [row] = await sql<{ v: number }[]>`SELECT current_setting('server_version_num')::int AS v`;
+  return (row?.v ?? 0) >= 150_000;
+}
+
 /** Splits `items` into consecutive chunks of at most `size`. */
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -223,12 +229,17 @@ export class PostgresValues {
   /**
    * A large write (materialize's chunks, big API writes) in one transaction of a few round
    * trips: the rows are streamed with COPY (binary) into the session's staging table, whose `seq`
-   * default numbers them in input order as they arrive, then one statement inserts history in
-   * key order (an identical row, stored before or earlier in the batch, is skipped by the
-   * identity index: the one with the lowest seq, the earliest, is kept), upserts the greatest
-   * new value per key into online_values when it beats the stored one, and notifies once.
-   * Same outcome as writeChunk, without building array literals or one statement per 5,000
-   * rows (measured on 200,000 rows: see bench/materialize.ts).
+   * default numbers them in input order as they arrive; then history is inserted from it in key order, the
+   * greatest new value per key goes into online_values when it beats the stored one, the seqs
+   * come back as one array, and one notification goes out. Same outcome as writeChunk, without
+   * building array literals or one statement per 5,000 rows (measured on 200,000 rows: see
+   * bench/materialize.ts).
+   *
+   * Usually no row is in history yet (a bulk load), and the fast path below stores every staged
+   * row. A row identical to a stored one (a re-run, a replayed chunk, a duplicate in the batch)
+   * fails its plain insert (unique violation), and so does a key another writer inserted into
+   * online_values since MERGE's snapshot: back to the savepoint, and the statement that skips
+   * identical rows and upserts stores the rest (writeStagedSlow).
    */
   private writeStaged(rows: ValueWrite[]): Promise<{ index: number; seq: number }[]> {
     // the same budget as writeChunk's statements together (one call timeout per 5,000 rows)
@@ -256,57 +267,108 @@ export class PostgresValues {
       }
       copy.end(COPY_BINARY_TRAILER);
       await done;
-      // Usually no row is in history yet (a bulk load): a plain insert skips ON CONFLICT's
-      // speculative insertion (a second probe of the identity index per row; measured: a
-      // fifth of the statement's CPU) and every staged row is stored. A row identical to a
-      // stored one (a re-run, a replayed chunk, a duplicate in the batch) fails it at that
-      // row: back to the savepoint, and the statement that skips identical rows stores the rest.
+      this.merge ??= await serverHasMerge(tx);
       try {
-        return await tx.savepoint(
-          (sp) => sp<{ ord: number; seq: number }[]>`
-            WITH ins AS (
-              INSERT INTO feature_values (feature_id, entity_id, event_time, seq, value_hash, value)
-              SELECT feature_id, entity_id, event_time, seq, value_hash, value FROM ${sp(STAGE)}
-              ORDER BY feature_id, entity_id, event_time, value_hash, seq
-            ),
-            up AS (
-              INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
-              SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
-              FROM ${sp(STAGE)} ORDER BY feature_id, entity_id, event_time DESC, seq DESC
-              ON CONFLICT (feature_id, entity_id) DO UPDATE
-                SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-                WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)
-            ),
-            notified AS MATERIALIZED (
-              SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload})
-            )
-            SELECT s.ord, s.seq FROM ${sp(STAGE)} s LEFT JOIN notified ON true`,
-        );
+        return await tx.savepoint((sp) => this.writeStagedFast(sp, rows.length));
       } catch (err) {
         if (!(err instanceof postgres.PostgresError && err.code === UNIQUE_VIOLATION)) throw err;
       }
-      return tx<{ ord: number; seq: number }[]>`
-        WITH ins AS (
-          INSERT INTO feature_values (feature_id, entity_id, event_time, seq, value_hash, value)
-          SELECT feature_id, entity_id, event_time, seq, value_hash, value FROM ${tx(STAGE)}
-          ORDER BY feature_id, entity_id, event_time, value_hash, seq
-          ON CONFLICT (feature_id, entity_id, event_time, value_hash) DO NOTHING
-          RETURNING feature_id, entity_id, event_time, seq, value
-        ),
-        up AS (
-          INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
-          SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
-          FROM ins ORDER BY feature_id, entity_id, event_time DESC, seq DESC
-          ON CONFLICT (feature_id, entity_id) DO UPDATE
-            SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-            WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)
-        ),
-        notified AS MATERIALIZED (
-          SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}) FROM (SELECT 1 FROM ins LIMIT 1) x
-        )
-        SELECT s.ord, i.seq FROM ins i JOIN ${tx(STAGE)} s ON s.seq = i.seq LEFT JOIN notified ON true`;
+      return this.writeStagedSlow(tx);
     });
-    return this.timed("write values", run.then((found) => found.map((r) => ({ index: r.ord, seq: r.seq }))), timeoutMs);
+    return this.timed("write values", run, timeoutMs);
+  }
+
+  /** PostgreSQL 15 or later (MERGE); found out on the first staged write. */
+  private merge: boolean | undefined;
+
+  /**
+   * The staged rows, none identical to a stored one, into history and online_values (see
+   * writeStaged). Fails with a unique violation when one is, or when another writer inserted a
+   * key of online_values that MERGE's snapshot does not show.
+   *
+   * - History: a plain insert (no `ON CONFLICT`, which probes the identity index a second time
+   *   per row in its speculative insertion: a fifth of the statement's CPU), in key order: it
+   *   lays a write's rows out together on the heap for point-in-time reads of many keys, and
+   *   takes the identity index's entries (so any waits on a writer storing the same values) in
+   *   one order. Inserting in input order instead saved 1-3 us of the backend's ~19 per value
+   *   in an isolated test, nothing visible in a whole load (README, session 9).
+   * - online_values: the newest staged row per key (DISTINCT ON, in key order, so writers take
+   *   the rows' locks in one order), by MERGE through a nested loop over the primary key: one
+   *   index probe per key, then a HOT update when newer or an insert when new. `INSERT ... ON
+   *   CONFLICT DO UPDATE` does the same probe through its arbiter check, and also locks each
+   *   conflicting row (a WAL record per key) before updating it. MERGE reads online_values
+   *   through its snapshot; a key another writer inserted meanwhile makes its insert fail with
+   *   a unique violation (PostgreSQL does not retry MERGE), which takes the slow path; a row
+   *   another writer updated meanwhile is re-checked by MERGE itself (its WHEN condition is
+   *   evaluated again on the new version). Before PostgreSQL 15, the upsert.
+   * - The answer: the seqs as one array in input order (a row per staged value cost the
+   *   client ~1 us per value to parse).
+   */
+  private async writeStagedFast(sql: Querier, count: number): Promise<{ index: number; seq: number }[]> {
+    await sql`INSERT INTO feature_values (feature_id, entity_id, event_time, seq, value_hash, value)
+      SELECT feature_id, entity_id, event_time, seq, value_hash, value FROM ${sql(STAGE)}
+      ORDER BY feature_id, entity_id, event_time, value_hash, seq`;
+    if (this.merge) {
+      // the planner has no statistics of the staging table: a hash join would read the whole
+      // of online_values for every write
+      await sql.unsafe("SET LOCAL enable_nestloop = on; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
+      await sql`
+        MERGE INTO online_values AS o
+        USING (SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
+               FROM ${sql(STAGE)} ORDER BY feature_id, entity_id, event_time DESC, seq DESC) s
+        ON o.feature_id = s.feature_id AND o.entity_id = s.entity_id
+        WHEN MATCHED AND (s.event_time, s.seq) > (o.event_time, o.seq) THEN
+          UPDATE SET event_time = s.event_time, seq = s.seq, value = s.value
+        WHEN NOT MATCHED THEN
+          INSERT (feature_id, entity_id, event_time, seq, value) VALUES (s.feature_id, s.entity_id, s.event_time, s.seq, s.value)`;
+      await sql.unsafe("SET LOCAL enable_nestloop = off; SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on");
+    } else {
+      await sql`
+        INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
+        SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
+        FROM ${sql(STAGE)} ORDER BY feature_id, entity_id, event_time DESC, seq DESC
+        ON CONFLICT (feature_id, entity_id) DO UPDATE
+          SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+          WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)`;
+    }
+    const [answer] = await sql<{ seqs: string }[]>`
+      WITH notified AS MATERIALIZED (SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}))
+      SELECT array_agg(seq ORDER BY ord)::text AS seqs FROM ${sql(STAGE)} LEFT JOIN notified ON true`;
+    const text = answer?.seqs ?? "{}";
+    const seqs = text.length > 2 ? text.slice(1, -1).split(",") : [];
+    if (seqs.length !== count) throw new Error(`staged write: ${seqs.length} seqs for ${count} rows`);
+    return seqs.map((seq, index) => ({ index, seq: Number(seq) }));
+  }
+
+  /**
+   * The staged rows when some are identical to stored ones (or MERGE met a concurrent insert):
+   * one statement inserts history in key order, skipping identical rows (an identical row,
+   * stored before or earlier in the batch, is skipped by the identity index: the one with the
+   * lowest seq, the earliest, is kept), upserts the greatest new value per key into
+   * online_values when it beats the stored one, and notifies once.
+   */
+  private async writeStagedSlow(tx: Querier): Promise<{ index: number; seq: number }[]> {
+    const found = await tx<{ ord: number; seq: number }[]>`
+      WITH ins AS (
+        INSERT INTO feature_values (feature_id, entity_id, event_time, seq, value_hash, value)
+        SELECT feature_id, entity_id, event_time, seq, value_hash, value FROM ${tx(STAGE)}
+        ORDER BY feature_id, entity_id, event_time, value_hash, seq
+        ON CONFLICT (feature_id, entity_id, event_time, value_hash) DO NOTHING
+        RETURNING feature_id, entity_id, event_time, seq, value
+      ),
+      up AS (
+        INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
+        SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
+        FROM ins ORDER BY feature_id, entity_id, event_time DESC, seq DESC
+        ON CONFLICT (feature_id, entity_id) DO UPDATE
+          SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+          WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)
+      ),
+      notified AS MATERIALIZED (
+        SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}) FROM (SELECT 1 FROM ins LIMIT 1) x
+      )
+      SELECT s.ord, i.seq FROM ins i JOIN ${tx(STAGE)} s ON s.seq = i.seq LEFT JOIN notified ON true`;
+    return found.map((r) => ({ index: r.ord, seq: r.seq }));
   }
 
   /**

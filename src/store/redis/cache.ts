@@ -79,7 +79,7 @@ export class CasArgs {
     return this.buf;
   }
 
-  /** Starts a key: the seconds it must live at least, and how many fields follow. */
+  /** Starts a key: the seconds it must live at least (less a 64th: see CAS_SCRIPT), and how many fields follow. */
   key(ttlSeconds: number, fields: number): void {
     const b = this.room(8);
     b.writeUInt32BE(ttlSeconds, this.at);

@@ -177,6 +177,46 @@ for (const factory of databaseFactories()) {
       expect(again[2_999]?.status).toBe("stored");
     }, 60_000);
 
+    test("a large batch (staged) against stored latest values: newer ones stay, older ones and ties are replaced, new keys added, several rows per key", async () => {
+      const { db } = await factory.open();
+      // 3,000 keys: k%3 == 0 stored newer than the batch, 1 stored older, 2 stored at the same event time (an earlier seq)
+      const before: ValueWrite[] = [];
+      for (let k = 0; k < 3_000; k++) before.push(val(1, `e${k}`, k % 3 === 0 ? T + 5 : k % 3 === 1 ? T - 5 : T, `before${k}`));
+      await db.writeValues(before);
+      const batch: ValueWrite[] = [];
+      for (let k = 0; k < 3_000; k++) batch.push(val(1, `e${k}`, T, `batch${k}`));
+      // new keys, two rows each (the later one in input order wins a tie; the newer event time wins over order)
+      for (let k = 0; k < 500; k++) batch.push(val(2, `n${k}`, T, `n${k}-a`), val(2, `n${k}`, k % 2 === 0 ? T : T - 1, `n${k}-b`));
+      const written = await db.writeValues(batch);
+      expect(written.every((w) => w.status === "stored")).toBe(true);
+      expect(written.every((w, i) => i === 0 || w.seq > (written[i - 1]?.seq ?? 0))).toBe(true);
+      const keys = [...Array.from({ length: 3_000 }, (_, k) => ({ feature_id: 1, entity_id: `e${k}` })), ...Array.from({ length: 500 }, (_, k) => ({ feature_id: 2, entity_id: `n${k}` }))];
+      const latest = await db.getLatest(keys);
+      const expected = [...Array.from({ length: 3_000 }, (_, k) => (k % 3 === 0 ? `before${k}` : `batch${k}`)), ...Array.from({ length: 500 }, (_, k) => (k % 2 === 0 ? `n${k}-b` : `n${k}-a`))];
+      expect(latest.map((r) => text(r?.value))).toEqual(expected);
+      // the latest row's seq is the one its value was stored under
+      expect(latest[1]?.seq).toBe(written[1]?.seq as number);
+      expect(latest[3_000]?.seq).toBe(written[3_001]?.seq as number);
+      // history keeps both values of a tie, the later one current as of T
+      const asOf = await db.getAsOf([{ feature_id: 1, entity_id: "e2", at: T }, { feature_id: 1, entity_id: "e1", at: T - 1 }, { feature_id: 1, entity_id: "e0", at: T }]);
+      expect(asOf.map((r) => text(r?.value))).toEqual(["batch2", "before1", "batch0"]);
+    }, 60_000);
+
+    test("large batches written at once, sharing new keys: each stores all its rows, the latest is the greatest (event_time, seq)", async () => {
+      const { db } = await factory.open();
+      const batch = (tag: string, dt: number): ValueWrite[] => Array.from({ length: 4_000 }, (_, k) => val(3, `c${k}`, T + dt + (k % 7), `${tag}${k}`));
+      const batches = [batch("a", 0), batch("b", 3), batch("c", 0), batch("d", 3)];
+      const written = await Promise.all(batches.map((b) => db.writeValues(b)));
+      for (const w of written) expect(w.every((o) => o.status === "stored")).toBe(true);
+      const latest = await db.getLatest(Array.from({ length: 4_000 }, (_, k) => ({ feature_id: 3, entity_id: `c${k}` })));
+      for (let k = 0; k < 4_000; k++) {
+        // b and d are 3 ms newer than a and c; between b and d the greater seq wins
+        const [b, d] = [written[1]?.[k]?.seq as number, written[3]?.[k]?.seq as number];
+        expect(text(latest[k]?.value)).toBe(b > d ? `b${k}` : `d${k}`);
+        expect(latest[k]?.seq).toBe(Math.max(b, d));
+      }
+    }, 60_000);
+
     test("a 1 MiB value round-trips byte for byte", async () => {
       const { db } = await factory.open();
       const value = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);
