@@ -11,7 +11,9 @@
  * run goes through it, so the main thread never waits for the file's write lock.
  *
  * Rows travel packed (columns in transferred buffers, not one cloned object per value); the
- * outcomes come back as two typed arrays.
+ * outcomes come back as two typed arrays. `materialize` keeps up to two chunks queued here, so
+ * the thread starts the next the moment one commits; the main connection meanwhile copies its
+ * commits into the database file ({@link WalCopier}).
  */
 import { join } from "node:path";
 import { StoreUnavailable } from "../store/errors.ts";
@@ -124,8 +126,9 @@ export interface WalCheckpointer {
  * Checkpoints beside the store thread (issue 14): the main connection copies the thread's
  * committed WAL frames into the database file while the thread writes the next chunk, so the
  * copying and its two `fsync`s are off the thread that limits a load (measured, 500,000 rows x
- * 4 features: the store thread's `fsync`s 14 taking 3.75 s -> 13 taking 1.49 s; main's 78, 6.4 s,
- * while it would otherwise wait).
+ * 4 features, strace at load 5-9: the store thread's `fsync`s 14-15 taking 3.75-5.6 s -> 12-14
+ * taking 1.2-1.5 s; the main thread's 78-82 taking 6.3-7.9 s, while it would otherwise wait; its
+ * CPU +1.4-1.6 s, as it copies every chunk's pages where the thread copied them once per 128 MiB).
  *
  * A WAL starts over only when a write transaction begins with every frame copied; a passive
  * checkpoint beside a writer that never pauses never gets there. So the store thread keeps
