@@ -196,7 +196,8 @@ function printSummary(s: Summary, rejectedPath: string | undefined): void {
     ...(s.timings
       ? [
           `  time               reading ${(s.timings.read_ms / 1000).toFixed(1)} s, preparing ${(s.timings.prepare_ms / 1000).toFixed(1)} s, storing ${(s.timings.store_ms / 1000).toFixed(1)} s` +
-            (s.timings.online_ms ? `, online store ${(s.timings.online_ms / 1000).toFixed(1)} s (beside the next chunk's storing)` : ""),
+            (s.timings.online_ms ? `, online store ${(s.timings.online_ms / 1000).toFixed(1)} s (beside the next chunk's storing)` : "") +
+            (s.timings.checkpoint_ms ? `, copying the WAL ${(s.timings.checkpoint_ms / 1000).toFixed(1)} s (beside the store thread's writes)` : ""),
         ]
       : []),
   ];

@@ -20,7 +20,7 @@ import { offerToOnline, prepareRows, prepareValue, type WriteRecord } from "../s
 import type { RowOutcome, ValueWrite } from "../store/types.ts";
 import { FieldCountError, openReader, SourceError, type Chunk, type Position, type SourceReader } from "./read.ts";
 import { checkColumns, checkMapping, type CheckedSource, type SourceSpec } from "./spec.ts";
-import { StoreThread } from "./store-thread-client.ts";
+import { StoreThread, WalCopier, type WalCheckpointer } from "./store-thread-client.ts";
 
 /** Rows per chunk are chosen so a chunk holds about this many values. */
 const CHUNK_VALUES = 50_000;
@@ -49,8 +49,11 @@ const STORE_THREAD_CACHE_MIB = 64;
  * WAL pages past which the store thread's commits checkpoint (128 MiB; SQLite's default, 1,000
  * pages, checkpointed after every chunk, so a chunk's pages were written twice). Measured on
  * 500,000 rows x 4 features: 1,392 -> 1,154 MiB written, the store thread's CPU about 10% less.
- * The WAL is then up to this size on disk during a load; crash safety is unchanged (synchronous
- * as configured: each commit's frames are in the WAL before the position that follows it).
+ * The WAL is then up to this size (and a chunk or two) on disk during a load; crash safety is
+ * unchanged (synchronous as configured: each commit's frames are in the WAL before the
+ * position that follows it). Most frames are copied into the database by the main connection
+ * meanwhile (WalCopier, store-thread-client.ts); the thread's checkpoint copies what is left
+ * and lets the WAL start over.
  */
 const STORE_THREAD_WAL_PAGES = 32_768;
 
@@ -74,9 +77,11 @@ export interface RunStats {
   max_event_time: number | null;
   /**
    * where the time went, ms: reading the source, turning rows into values, storing their
-   * history, and offering them to a shared online store (which overlaps the next chunk's store)
+   * history, and offering them to a shared online store (which overlaps the next chunk's store);
+   * embedded store: copying the WAL into the database file on the main thread (which overlaps
+   * the store thread's writes)
    */
-  timings?: { read_ms: number; prepare_ms: number; store_ms: number; online_ms?: number };
+  timings?: { read_ms: number; prepare_ms: number; store_ms: number; online_ms?: number; checkpoint_ms?: number };
 }
 
 /** The saved state of an unfinished run (source_state.run). */
@@ -405,6 +410,9 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     opts.storeThread !== false && deps.stores.registry.capabilities.embedded && typeof embedded.path === "string" && embedded.ownChangeLedger instanceof SharedArrayBuffer
       ? await StoreThread.open({ dataDir: dirname(embedded.path), ownChangeLedger: embedded.ownChangeLedger, cacheMib: STORE_THREAD_CACHE_MIB, walPages: STORE_THREAD_WAL_PAGES })
       : undefined;
+  // The main connection copies the store thread's commits into the database file (WalCopier):
+  // a synchronous call, made while this thread would only wait.
+  const copier = thread && typeof (embedded as { checkpointWal?: unknown }).checkpointWal === "function" ? new WalCopier(embedded as WalCheckpointer, STORE_THREAD_WAL_PAGES) : undefined;
   const writeValues = thread ? (rows: ValueWrite[]) => thread.writeValues(rows) : (rows: ValueWrite[]) => deps.stores.offline.writeValues(rows);
   const saveState = thread
     ? (state: { run: SavedRun | null }) => thread.putSourceState(tenant, spec.name, state, deps.clock.now())
@@ -412,6 +420,8 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
   /** The chunks' steps after their history is stored (online offer, position), in chunk order. */
   let tail: Promise<void> = Promise.resolve();
   let tailError: unknown;
+  /** the first failed history write: no position is saved after it */
+  let writeFailed: unknown;
   /** the heap above which a chunk's tail collects garbage (see GC_ABOVE_HEAP) */
   let gcAboveHeap = GC_ABOVE_HEAP;
 
@@ -437,6 +447,14 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     }
   };
 
+  /** Throws the chunk's first invalid row unless invalid rows are skipped (before anything of it is sent). */
+  const checkRejected = ({ rejected }: ReturnType<typeof prepareChunk>) => {
+    if (rejected.length > 0) {
+      rejected.sort((a, b) => a.row - b.row);
+      const first = rejected[0] as Rejected;
+      if (!opts.rejects) throw new InvalidRowError(spec.name, first.part, first.row, first.reason);
+    }
+  };
   /**
    * Stores a prepared chunk's history; its online offer and the position after it follow in
    * the background (see `tail`), while the next chunk is prepared and stored. A kill before
@@ -444,11 +462,6 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
    * the online store again.
    */
   const storeChunk = async ({ chunk, rows, defs, rejected, outside, nulls, chunkMax }: ReturnType<typeof prepareChunk>) => {
-    if (rejected.length > 0) {
-      rejected.sort((a, b) => a.row - b.row);
-      const first = rejected[0] as Rejected;
-      if (!opts.rejects) throw new InvalidRowError(spec.name, first.part, first.row, first.reason);
-    }
     const t0 = performance.now();
     const parts: { rows: ValueWrite[]; defs: Definition[] }[] = Array.from({ length: lanes }, () => ({ rows: [], defs: [] }));
     if (lanes === 1) parts[0] = { rows, defs };
@@ -463,16 +476,31 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     // in one offline-store transaction per part, then every row offered to a shared online
     // store (Redis) by compare-and-set; a private in-process one is skipped (no one reads it
     // here; servers drop theirs when the change feed reports values).
-    const written = await Promise.all(parts.map((p) => (p.rows.length === 0 ? Promise.resolve([] as RowOutcome[]) : dbCall(deps, "write", () => writeValues(p.rows)))));
+    let written: RowOutcome[][];
+    try {
+      written = await Promise.all(parts.map((p) => (p.rows.length === 0 ? Promise.resolve([] as RowOutcome[]) : dbCall(deps, "write", () => writeValues(p.rows)))));
+    } catch (err) {
+      writeFailed ??= err;
+      throw err;
+    }
+    // A chunk queued on the store thread behind one whose write failed may have been stored,
+    // but its position must not be saved: it would skip the failed chunk. (The failure is
+    // answered first: the thread answers in order.)
+    if (writeFailed !== undefined) throw writeFailed;
     deps.metrics.valuesWritten.inc(rows.length);
     let stored = 0;
     for (const outcomes of written) for (const o of outcomes) if (o.status === "stored") stored++;
-    timings.store_ms += performance.now() - t0;
+    // a chunk queued behind another on the store thread counts from when that one was done
+    const t1 = performance.now();
+    timings.store_ms += t1 - Math.max(t0, storedAt);
+    storedAt = t1;
     const online = sharedOnline ? offerSlices(parts, written) : undefined;
     tail = tail.then(async () => {
-      const t1 = performance.now();
-      await online;
-      timings.online_ms += performance.now() - t1;
+      if (online) {
+        const t1 = performance.now();
+        await online;
+        timings.online_ms += performance.now() - t1;
+      }
       for (const r of rejected) record(r);
       s.rows_read += chunk.rows.length;
       s.rows_outside_window += outside;
@@ -501,8 +529,12 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     tail.catch((e: unknown) => void (tailError ??= e));
   };
 
-  const timings = { read_ms: 0, prepare_ms: 0, store_ms: 0, online_ms: 0 };
+  const timings = { read_ms: 0, prepare_ms: 0, store_ms: 0, online_ms: 0, checkpoint_ms: 0 };
+  /** when the last chunk's history was stored */
+  let storedAt = 0;
+  /** the chunk being stored, and (store thread only) the one queued behind it */
   let inflight: Promise<void> | undefined;
+  let queued: Promise<void> | undefined;
   let offered: Promise<void> | undefined;
   let mark = performance.now();
   try {
@@ -516,21 +548,48 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
       const prepared = prepareChunk(chunk);
       mark = performance.now();
       timings.prepare_ms += mark - t;
-      await inflight;
+      // The store thread takes this chunk while it still stores the previous one (it runs
+      // them in order): it starts on it the moment that one is committed, whatever this thread
+      // is doing then (copying WAL frames, reading). Other stores: one chunk at a time.
+      if (!thread) await inflight;
+      else if (queued) {
+        await inflight;
+        inflight = queued;
+        queued = undefined;
+      }
       // at most one chunk offered online beside the one being stored: memory stays bounded
       // when the online store is slower than history
       await offered;
       if (tailError !== undefined) throw tailError;
+      if (writeFailed !== undefined) throw writeFailed;
+      checkRejected(prepared);
       offered = tail.catch(() => {});
-      inflight = storeChunk(prepared);
-      inflight.catch(() => {}); // handled: awaited before the next chunk or below
+      const stored = storeChunk(prepared);
+      stored.catch(() => {}); // handled: awaited before the next chunks or below
+      if (thread && inflight) queued = stored;
+      else inflight = stored;
       mark = performance.now();
+      // while the store thread writes: copy into the database what it committed before
+      if (copier) {
+        await dbCall(deps, "checkpoint", () => copier.copy());
+        const t2 = performance.now();
+        timings.checkpoint_ms += t2 - mark;
+        mark = t2;
+      }
     }
     await inflight;
+    await queued;
     await tail;
+    // leave the WAL copied: the next writer starts it over, readers search none of it
+    if (copier) {
+      const t2 = performance.now();
+      await dbCall(deps, "checkpoint", () => copier.finish());
+      timings.checkpoint_ms += performance.now() - t2;
+    }
   } finally {
     // what was stored keeps its position
     await inflight?.catch(() => {});
+    await queued?.catch(() => {});
     await tail.catch(() => {});
     await thread?.close();
   }
@@ -542,7 +601,10 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
     window: { start: start === null ? null : formatTime(start), end: end === null ? null : formatTime(end) },
     resumed,
     ...s,
-    timings: { read_ms: Math.round(timings.read_ms), prepare_ms: Math.round(timings.prepare_ms), store_ms: Math.round(timings.store_ms), online_ms: Math.round(timings.online_ms) },
+    timings: {
+      read_ms: Math.round(timings.read_ms), prepare_ms: Math.round(timings.prepare_ms), store_ms: Math.round(timings.store_ms), online_ms: Math.round(timings.online_ms),
+      ...(copier ? { checkpoint_ms: Math.round(timings.checkpoint_ms) } : {}),
+    },
     watermark: watermark === null ? null : formatTime(watermark),
     elapsed_ms: Date.now() - began,
   };

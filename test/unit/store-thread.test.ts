@@ -6,10 +6,10 @@
  */
 import { expect, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { packRows, StoreThread, unpackColumns } from "../../src/sources/store-thread-client.ts";
+import { packRows, StoreThread, unpackColumns, WalCopier } from "../../src/sources/store-thread-client.ts";
 import { columnsOf, keyOrder } from "../../src/store/sqlite/value-writer.ts";
 import { StoreUnavailable } from "../../src/store/errors.ts";
 import { SqliteDatabase } from "../../src/store/sqlite/database.ts";
@@ -63,6 +63,58 @@ test("writes and positions through the thread: same outcomes as the main connect
       expect(err).toBeInstanceOf(StoreUnavailable);
       // and the thread works on afterwards
       expect((await thread.writeValues([row(3, "u3", 1, [1], 4)]))[0]?.status).toBe("stored");
+    } finally {
+      await thread.close();
+    }
+  } finally {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("the main connection copies the thread's commits while it writes (WalCopier); the thread's own checkpoint keeps the WAL bounded and starts it over", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "fs-store-thread-ckpt-"));
+  const db = new SqliteDatabase({ dataDir: dir });
+  const wal = join(dir, "feature-store.db-wal");
+  try {
+    await db.migrate();
+    const walPages = 200;
+    const thread = await StoreThread.open({ dataDir: dir, ownChangeLedger: db.ownChangeLedger, cacheMib: 2, walPages });
+    const copier = new WalCopier(db, walPages);
+    try {
+      const batch = (b: number) => Array.from({ length: 1500 }, (_, i) => row(1 + (i % 3), `e${(i * 7919) % 1500}`, b * 10, [b & 255, i & 255, 7], (b * 1500 + i) % 251));
+      let maxLog = 0;
+      let maxGrowth = 0;
+      let prevLog = 0;
+      let restarts = 0;
+      let copied = 0;
+      let pending = thread.writeValues(batch(0));
+      for (let b = 1; b <= 40; b++) {
+        const next = thread.writeValues(batch(b)); // queued behind the one being written, as materialize does
+        const r = await copier.copy();
+        if (r) {
+          copied++;
+          expect(r.checkpointed).toBeLessThanOrEqual(r.log);
+          if (r.log < prevLog) restarts++;
+          else maxGrowth = Math.max(maxGrowth, r.log - prevLog);
+          prevLog = r.log;
+          maxLog = Math.max(maxLog, r.log);
+        }
+        expect((await pending).every((o) => o.status === "stored")).toBe(true);
+        pending = next;
+      }
+      await pending;
+      // the copies ran, the WAL started over again and again, and stayed within the bound
+      // plus the frames of a few writes (the thread's checkpoint runs after a commit past it)
+      expect(copied).toBeGreaterThan(10);
+      expect(restarts).toBeGreaterThan(2);
+      expect(maxLog).toBeLessThanOrEqual(walPages + 3 * maxGrowth);
+      expect(statSync(wal).size).toBeLessThanOrEqual((walPages + 3 * maxGrowth) * (4096 + 24) + 32);
+      // a last copy leaves every frame in the database file; the main connection reads the thread's last write
+      const end = await copier.finish();
+      expect(end.busy).toBe(0);
+      expect(end.checkpointed).toBe(end.log);
+      expect((await db.getLatest([{ feature_id: 1, entity_id: "e0" }]))[0]?.event_time).toBe(400);
     } finally {
       await thread.close();
     }
