@@ -137,8 +137,8 @@ export interface WalCheckpointer {
  * and its next write starts the WAL over. A checkpoint running here at that moment makes the
  * thread's give up (SQLite lets one run at a time), and the WAL would grow on; so once
  * SQLite's counts say the WAL is past the bound, this one stays out of the way for the next
- * two chunks. The counts come from the pragma, never from the `-shm` file (opening that file
- * here would drop SQLite's POSIX locks on it: test/unit/sqlite-shm-lock.test.ts). If no copy
+ * two chunks. The counts come from the pragma, never from the `-shm` file (a descriptor of that
+ * file, once closed, drops SQLite's POSIX locks on it: test/unit/sqlite-shm-lock.test.ts). If no copy
  * runs here at all, the thread checkpoints as it did alone: the bound holds either way.
  */
 export class WalCopier {

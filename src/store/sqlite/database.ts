@@ -267,9 +267,10 @@ export class SqliteDatabase implements Database {
    * TRUNCATE: waits for writers and readers within the busy timeout, then empties the WAL file).
    * Answers SQLite's own counts: `busy` 1 when it could not finish (another checkpoint ran, or a
    * lock was held), `log` the frames in the WAL, `checkpointed` those copied (-1 both when the
-   * database is not in WAL mode). The counts come from SQLite, never from the `-shm` file:
-   * opening that file ourselves would drop SQLite's POSIX locks on it (see
-   * test/unit/sqlite-shm-lock.test.ts). A busy database is {@link StoreUnavailable}.
+   * database is not in WAL mode). The counts come from SQLite, never from the `-shm` file: a
+   * descriptor of that file, once closed, drops SQLite's POSIX locks on it (see
+   * test/unit/sqlite-shm-lock.test.ts and {@link shmMoved}, which keeps its one open for good).
+   * A busy database is {@link StoreUnavailable}.
    */
   checkpointWal(mode: "PASSIVE" | "TRUNCATE"): Promise<{ busy: number; log: number; checkpointed: number }> {
     return this.guard(() => this.db.query(`PRAGMA wal_checkpoint(${mode})`).get() as { busy: number; log: number; checkpointed: number });
