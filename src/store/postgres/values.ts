@@ -321,7 +321,8 @@ export class PostgresValues {
           UPDATE SET event_time = s.event_time, seq = s.seq, value = s.value
         WHEN NOT MATCHED THEN
           INSERT (feature_id, entity_id, event_time, seq, value) VALUES (s.feature_id, s.entity_id, s.event_time, s.seq, s.value)`;
-      await sql.unsafe("SET LOCAL enable_nestloop = off; SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on");
+      // back to the session's settings for the rest of the transaction (the answer below)
+      await sql.unsafe("SET LOCAL enable_nestloop TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT");
     } else {
       await sql`
         INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
