@@ -266,7 +266,7 @@ group("serving a value: decode + JSON form", () => {
 group("online lookup in process (lookupOnline, warm cache)", () => {
   summary(() => {
     bench("1x10 embedded (in-process cache hit)", async () => do_not_optimize(await online.lookupOnline(embedded, TENANT, [nextId()], FEATURE_NAMES)));
-    bench("1x10 database only (SQLite online_values)", async () => do_not_optimize(await online.lookupOnline(dbOnly, TENANT, [nextId()], FEATURE_NAMES)));
+    bench("1x10 database only (SQLite, newest history rows)", async () => do_not_optimize(await online.lookupOnline(dbOnly, TENANT, [nextId()], FEATURE_NAMES)));
     if (redisDeps) {
       const r = redisDeps;
       bench("1x10 Redis (RedisCache hit, one HMGET)", async () => do_not_optimize(await online.lookupOnline(r, TENANT, [nextId()], FEATURE_NAMES)));

@@ -11,6 +11,7 @@ import sqlite0003 from "./sqlite/0003_sources.sql" with { type: "text" };
 import sqlite0004 from "./sqlite/0004_definition_changes.sql" with { type: "text" };
 import sqlite0005 from "./sqlite/0005_value_changes.sql" with { type: "text" };
 import sqlite0006 from "./sqlite/0006_values_clustered.sql" with { type: "text" };
+import sqlite0007 from "./sqlite/0007_online_from_history.sql" with { type: "text" };
 import postgres0004 from "./postgres/0004_online_fillfactor.sql" with { type: "text" };
 import postgres0005 from "./postgres/0005_one_history_index.sql" with { type: "text" };
 
@@ -29,6 +30,7 @@ export const sqliteMigrations: Migration[] = [
   { name: "0004_definition_changes", sql: sqlite0004 },
   { name: "0005_value_changes", sql: sqlite0005 },
   { name: "0006_values_clustered", sql: sqlite0006 },
+  { name: "0007_online_from_history", sql: sqlite0007 },
 ];
 
 /** Embedded PostgreSQL migrations, in order. */

@@ -1,8 +1,9 @@
 /**
  * Materializing a source: stream its rows in chunks, turn each row into a write record
  * (entity id, event time, feature values by reference) and store the chunk through the same
- * path as `POST /features/write` (prepareRows + storeValues: history, the latest-value table's
- * compare-and-set and the online cache). After each chunk the run's position is saved.
+ * path as `POST /features/write` (prepareRows + storeValues: history, the latest values (on
+ * PostgreSQL a table kept by compare-and-set; on SQLite the newest history row) and the online
+ * cache). After each chunk the run's position is saved.
  *
  * Exactly once without a shared transaction: the position is saved after the chunk's values
  * are committed, so a kill between the two replays at most that one chunk, and a replayed value
@@ -472,7 +473,7 @@ export async function materializeSource(deps: Deps, tenant: string, spec: Source
         p.defs.push(defs[i] as Definition);
       }
     }
-    // The write path of POST /features/write (storeValues): history and the latest-value table
+    // The write path of POST /features/write (storeValues): history and the latest values
     // in one offline-store transaction per part, then every row offered to a shared online
     // store (Redis) by compare-and-set; a private in-process one is skipped (no one reads it
     // here; servers drop theirs when the change feed reports values).

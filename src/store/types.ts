@@ -197,8 +197,9 @@ export interface RegistryStore extends GroupStore {
 export interface OfflineStore {
   /**
    * Stores values in one transaction: history rows (identical re-sends skipped, each new row
-   * given the next write sequence, in input order) and the latest-value table (replaced only by
-   * a value with a greater (event_time, seq)). Answers what each input row became, in input
+   * given the next write sequence, in input order) and the latest values (replaced only by a
+   * value with a greater (event_time, seq): a table kept by compare-and-set on PostgreSQL, the
+   * newest history row of each key on SQLite). Answers what each input row became, in input
    * order: its sequence, and whether it was newly stored or identical to a stored row (an
    * identical row repeated within `rows` is stored once; the repeats are `identical`).
    * The call's timeout grows with the size of the write.

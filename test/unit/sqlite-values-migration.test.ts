@@ -2,7 +2,8 @@
  * Migration 0006 (value history clustered on its identity) keeps every stored value of a
  * database written under 0001-0005: same rows, same sequences, reads answer as before, an
  * identical re-send is still recognised, and a new value gets a sequence after every one ever
- * assigned (also one whose row is gone: AUTOINCREMENT's record is carried over).
+ * assigned (also one whose row is gone: AUTOINCREMENT's record is carried over). Migration
+ * 0007 (latest values read from the history) answers every latest value the dropped table held.
  */
 import { expect, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
@@ -44,7 +45,7 @@ test("0006 moves the history into the clustered table with its sequences; reads,
 
     const db = new SqliteDatabase({ dataDir: dir });
     try {
-      expect(await db.migrate()).toEqual(["0006_values_clustered"]);
+      expect(await db.migrate()).toEqual(["0006_values_clustered", "0007_online_from_history"]);
       const check = new Sqlite(join(dir, "feature-store.db"), { readonly: true, strict: true });
       expect(check.query("SELECT feature_id, entity_id, event_time, value_hash, seq, value FROM feature_values ORDER BY seq").all()).toEqual(rowsBefore);
       // no index beside the table's own key
@@ -86,6 +87,68 @@ test("0006 moves the history into the clustered table with its sequences; reads,
       const next = await db.writeValues([{ feature_id: 1, entity_id: "u3", event_time: 1, value_hash: bytes(7), value: bytes(70) }]);
       expect(next[0]?.seq).toBeGreaterThan(out[1]?.seq as number);
       expect(await db.getLatest([{ feature_id: 1, entity_id: "u1" }])).toEqual([{ event_time: 3000, seq: out[1]?.seq as number, value: bytes(60) }]);
+    } finally {
+      await db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);
+
+test("0007 drops the latest-value table: every latest value it held is answered from the history, and the view of its name lists the same rows", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "fs-values-0007-"));
+  try {
+    // a database as a binary before 0007 left it: history, and the latest values its writer kept
+    const raw = new Sqlite(join(dir, "feature-store.db"), { create: true, strict: true });
+    raw.exec("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+    const before = sqliteMigrations.filter((m) => m.name < "0007");
+    expect(before.map((m) => m.name).at(-1)).toBe("0006_values_clustered");
+    for (const m of before) {
+      raw.exec(m.sql);
+      raw.query("INSERT INTO schema_migrations (name, checksum, applied_at) VALUES (?, ?, ?)").run(m.name, migrationChecksum(m), 0);
+    }
+    const history: [number, string, number, Uint8Array, number, Uint8Array][] = [
+      [1, "u1", 1000, bytes(1), 1, bytes(10)],
+      [1, "u1", 2000, bytes(9), 2, bytes(20)], // a tie on the event time: the greater seq (3) wins, though its hash sorts first
+      [1, "u1", 2000, bytes(3), 3, bytes(21)],
+      [1, "u1", 1500, bytes(4), 4, bytes(15)], // written later, older event time: history only
+      [2, "u1", 1500, bytes(5), 5, bytes(40)],
+      [1, "u2", 500, bytes(6), 6, bytes(50)],
+    ];
+    const ins = raw.prepare("INSERT INTO feature_values (feature_id, entity_id, event_time, value_hash, seq, value) VALUES (?, ?, ?, ?, ?, ?)");
+    for (const h of history) ins.run(...h);
+    raw.exec("UPDATE value_sequence SET next = 7");
+    const latestRows = [
+      { feature_id: 1, entity_id: "u1", event_time: 2000, seq: 3, value: bytes(21) },
+      { feature_id: 1, entity_id: "u2", event_time: 500, seq: 6, value: bytes(50) },
+      { feature_id: 2, entity_id: "u1", event_time: 1500, seq: 5, value: bytes(40) },
+    ];
+    const up = raw.prepare("INSERT INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES (?, ?, ?, ?, ?)");
+    for (const r of latestRows) up.run(r.feature_id, r.entity_id, r.event_time, r.seq, r.value);
+    raw.close();
+
+    const db = new SqliteDatabase({ dataDir: dir });
+    try {
+      expect(await db.migrate()).toEqual(["0007_online_from_history"]);
+      const keys = latestRows.map((r) => ({ feature_id: r.feature_id, entity_id: r.entity_id }));
+      expect(await db.getLatest([...keys, { feature_id: 3, entity_id: "u1" }])).toEqual([
+        ...latestRows.map((r) => ({ event_time: r.event_time, seq: r.seq, value: r.value })),
+        null,
+      ]);
+      const check = new Sqlite(join(dir, "feature-store.db"), { readonly: true, strict: true });
+      expect(check.query("SELECT type FROM sqlite_schema WHERE name = 'online_values'").all()).toEqual([{ type: "view" }]);
+      expect(check.query("SELECT feature_id, entity_id, event_time, seq, value FROM online_values ORDER BY feature_id, entity_id").all()).toEqual(latestRows);
+      check.close();
+      // a new value at the same event time as the latest wins on its seq; an older one does not
+      const out = await db.writeValues([
+        { feature_id: 1, entity_id: "u1", event_time: 2000, value_hash: bytes(0), value: bytes(22) },
+        { feature_id: 1, entity_id: "u2", event_time: 400, value_hash: bytes(7), value: bytes(49) },
+      ]);
+      expect(out.map((o) => o.status)).toEqual(["stored", "stored"]);
+      expect(await db.getLatest(keys.slice(0, 2))).toEqual([
+        { event_time: 2000, seq: out[0]?.seq as number, value: bytes(22) },
+        { event_time: 500, seq: 6, value: bytes(50) },
+      ]);
     } finally {
       await db.close();
     }

@@ -13,13 +13,14 @@
  *    `INSERT OR IGNORE`. An identical row (stored before, or earlier in the call: the sort keeps
  *    identical rows in input order, so the earlier one is inserted first) is not inserted; when
  *    a statement inserted fewer rows than it had, its rows are looked up to tell which;
- * 3. a row not inserted is answered with the sequence of the identical stored row;
- * 4. the newest stored row of the call per (feature, entity) (the last stored one of its key
- *    group in key order: greatest event time, then greatest sequence) is offered to
- *    `online_values` by the compare-and-set upsert (greatest (event_time, seq) wins), many rows
- *    per statement. The same row ends there as when every stored row is offered: the
- *    compare-and-set keeps the greatest whatever the order.
- * Both statements are `OR IGNORE` (issue 14, materialize speed): a multi-row statement that may
+ * 3. a row not inserted is answered with the sequence of the identical stored row.
+ * There is no second table to keep in step: the latest value of a key is the newest row of its
+ * history (migration 0007; the offline store's `getLatest` reads it). The compare-and-set
+ * upsert into a latest-value table this writer ran before (the newest stored row of the call
+ * per key, many rows per statement) was a third of `materialize`'s store time: 500,000 rows x 4
+ * features, 2,000,000 values, storing 11.8-12.0 s -> 7.8-8.3 s, 157,778-161,668 -> 223,989-240,327
+ * values/s (session 10, two same-run pairs, load average 1.5-1.7).
+ * The insert is `OR IGNORE` (issue 14, materialize speed): a multi-row statement that may
  * abort halfway (a NOT NULL constraint's default, ABORT) makes SQLite copy every page it changes
  * to a statement journal first, a temp file (`materialize` of 500,000 rows x 4 features, with
  * the former TEMP trigger and ON CONFLICT DO NOTHING: 424,350 writes, 830 MiB, to it; the
@@ -99,11 +100,11 @@ type Param = string | number | Uint8Array;
 
 /**
  * The parameters of the rows `rows[at]` .. `rows[at + n - 1]` (input positions of `c`), one
- * array for one statement: feature, entity, event time, sequence, value, then with `withHash`
- * the value hash (the history insert's columns; the latest-value upsert's without the hash).
+ * array for one statement: feature, entity, event time, sequence, value, value hash (the
+ * history insert's columns).
  */
-function rowParams(c: ValueColumns, seqs: Float64Array, rows: ArrayLike<number>, at: number, n: number, withHash: boolean): Param[] {
-  const params: Param[] = new Array(n * (withHash ? 6 : 5));
+function rowParams(c: ValueColumns, seqs: Float64Array, rows: ArrayLike<number>, at: number, n: number): Param[] {
+  const params: Param[] = new Array(n * 6);
   let p = 0;
   for (let k = at; k < at + n; k++) {
     const i = rows[k] as number;
@@ -112,14 +113,13 @@ function rowParams(c: ValueColumns, seqs: Float64Array, rows: ArrayLike<number>,
     params[p++] = c.eventTimes[i] as number;
     params[p++] = seqs[i] as number;
     params[p++] = c.values[i] as Uint8Array;
-    if (withHash) params[p++] = c.hashes[i] as Uint8Array;
+    params[p++] = c.hashes[i] as Uint8Array;
   }
   return params;
 }
 
 export class SqliteValueWriter {
   private readonly inserts = new Map<number, Statement>();
-  private readonly upserts = new Map<number, Statement>();
   private readonly nextSeq: Statement;
   private readonly setNextSeq: Statement;
   private readonly existingSeq: Statement;
@@ -138,22 +138,6 @@ export class SqliteValueWriter {
       const rows = Array(n).fill("(?, ?, ?, ?, ?, ?)").join(", ");
       st = this.db.prepare(`INSERT OR IGNORE INTO feature_values (feature_id, entity_id, event_time, seq, value, value_hash) VALUES ${rows}`);
       this.inserts.set(n, st);
-    }
-    return st;
-  }
-
-  /** The latest-value compare-and-set of `n` rows (`n` a power of two up to BATCH), prepared once. */
-  private upsert(n: number): Statement {
-    let st = this.upserts.get(n);
-    if (!st) {
-      const rows = Array(n).fill("(?, ?, ?, ?, ?)").join(", ");
-      st = this.db.prepare(
-        `INSERT OR IGNORE INTO online_values (feature_id, entity_id, event_time, seq, value) VALUES ${rows}
-         ON CONFLICT (feature_id, entity_id) DO UPDATE SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-          WHERE excluded.event_time > online_values.event_time
-             OR (excluded.event_time = online_values.event_time AND excluded.seq > online_values.seq)`,
-      );
-      this.upserts.set(n, st);
     }
     return st;
   }
@@ -187,7 +171,7 @@ export class SqliteValueWriter {
       // says so; otherwise each row of the slice is looked up, and the stored row it finds is
       // either itself (inserted now, under its own sequence) or the one it repeats. The
       // parameters go as one array (not spread: cheaper).
-      if (this.insert(n).run(rowParams(c, seqs, order, at, n, true)).changes === n) {
+      if (this.insert(n).run(rowParams(c, seqs, order, at, n)).changes === n) {
         for (let o = at; o < at + n; o++) stored[order[o] as number] = 1;
         return;
       }
@@ -202,22 +186,7 @@ export class SqliteValueWriter {
 
     let storedCount = 0;
     for (let i = 0; i < count; i++) storedCount += stored[i] as number;
-    if (storedCount > 0) {
-      this.setNextSeq.run(base + count);
-      // 4. the newest stored row per (feature, entity): the last stored one of its key group
-      const newest: number[] = [];
-      let cand = -1;
-      for (let o = 0; o < count; o++) {
-        const i = order[o] as number;
-        if (stored[i] === 1) cand = i;
-        const j = o + 1 < count ? (order[o + 1] as number) : -1;
-        if (j < 0 || featureIds[j] !== featureIds[i] || entityIds[j] !== entityIds[i]) {
-          if (cand >= 0) newest.push(cand);
-          cand = -1;
-        }
-      }
-      SqliteValueWriter.sliced(newest.length, (at, n) => this.upsert(n).run(rowParams(c, seqs, newest, at, n, false)));
-    }
+    if (storedCount > 0) this.setNextSeq.run(base + count);
 
     return { seqs, stored, count: storedCount };
   }
