@@ -16,7 +16,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import pino from "pino";
 import { postgresMigrations } from "../../migrations/index.ts";
-import { createClient } from "../../src/store/postgres/client.ts";
+import { createClient, timed } from "../../src/store/postgres/client.ts";
 import { PostgresDatabase } from "../../src/store/postgres/database.ts";
 import { monthStart, partitionName } from "../../src/store/postgres/partitions.ts";
 import { StoreUnavailable } from "../../src/store/errors.ts";
@@ -379,7 +379,7 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
         async () => (await watcher`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%JOIN online_values o%'`).length === 0,
         10_000,
       );
-      // (our cancel request for it, which landed while it ran, is done with too)
+      // (no cancel request of ours is in flight: a sent query is left to the statement_timeout)
       await sleep(300);
 
       const again = await reader.getLatest([
@@ -393,6 +393,36 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
   });
 
   describe("the client (postgres.js, as createClient configures it)", () => {
+    // A cancel request names the backend, not the query: sent for a query that finishes before
+    // it arrives, it cancels the next one the connection runs (session 8's spurious 503s).
+    test("a query timed out after it was sent is not cancelled from the client (the server's statement_timeout bounds it); the next query on its connection answers", async () => {
+      const sql = createClient({ url: serverUrl as string, log, timeoutMs: 5_000, max: 1 });
+      cleanups.push(() => sql.end({ timeout: 1 }));
+      await sql`SELECT 1`; // the one connection is open
+      const slow = sql<{ one: number }[]>`SELECT 1 AS one FROM pg_sleep(0.4)`;
+      const outcome = slow.then(
+        (rows) => `answered ${rows[0]?.one}`,
+        (e: unknown) => `failed ${(e as { code?: string }).code ?? String(e)}`,
+      );
+      const err = await timed("slow read", slow, 100).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailable);
+      expect((err as Error).message).toBe("postgres slow read timed out after 100 ms");
+      const next = await timed("next read", sql<{ two: number }[]>`SELECT 2 AS two`, 5_000);
+      expect(next[0]?.two).toBe(2);
+      // before: cancelled from here, "failed 57014" (canceling statement due to user request)
+      expect(await outcome).toBe("answered 1");
+      // the server's own timeout still ends a statement that runs too long
+      const short = createClient({ url: serverUrl as string, log, timeoutMs: 200, max: 1 });
+      cleanups.push(() => short.end({ timeout: 1 }));
+      const stuck = short`SELECT pg_sleep(2)`;
+      const stuckOutcome = stuck.then(
+        () => "answered",
+        (e: unknown) => (e as { code?: string }).code ?? String(e),
+      );
+      expect(await timed("stuck read", stuck, 50).catch((e: unknown) => e)).toBeInstanceOf(StoreUnavailable);
+      expect(await stuckOutcome).toBe("57014");
+    }, 30_000);
+
     // porsager/postgres#1119, fixed by scripts/patch-deps.ts until upstream releases a fix
     test("a query that fails after some of its rows arrived leaves the connection's next results whole", async () => {
       const sql = createClient({ url: serverUrl as string, log, timeoutMs: 5_000, max: 1 });

@@ -150,15 +150,22 @@ export const STORE_NAME = "postgres";
 
 /**
  * Races `p` against the call timeout (the only timeout a call gets: callers add none). A
- * query still queued or running when the timer fires is cancelled, so a dead server cannot
- * pile up work. A timeout, a lost connection or a server that cannot answer now becomes a
+ * query still waiting for a connection when the timer fires is taken out of the queue, so a
+ * slow server cannot pile up work nobody waits for. A query already handed to a connection is
+ * left to the server's `statement_timeout` (every connection has the call timeout as its own;
+ * the longer calls set theirs for their statements), never cancelled from here: PostgreSQL's
+ * cancel request names a backend, not a query, so one that arrives after the query finished
+ * cancels whatever the connection runs next, and postgres.js pipelines the next caller's query
+ * right behind it (a spurious 503 for another request: seen in the stalled-read test, session
+ * 8). A timeout, a lost connection or a server that cannot answer now becomes a
  * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
  */
-export async function timed<T>(what: string, p: Promise<T> & { cancel?: () => unknown }, ms: number): Promise<T> {
+export async function timed<T>(what: string, p: Promise<T> & { cancel?: () => unknown; state?: unknown }, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      if (p.cancel) Promise.resolve(p.cancel()).catch(() => {});
+      // (postgres.js sets `state`, the backend's key, when it hands a query to a connection)
+      if (p.cancel && !p.state) Promise.resolve(p.cancel()).catch(() => {});
       reject(new StoreUnavailable(STORE_NAME, `postgres ${what} timed out after ${ms} ms`));
     }, ms);
     timer.unref?.();
