@@ -305,6 +305,23 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
       await waitFor("keys change from the poll", () => seen.some((c) => c.keys), 2_500);
     });
 
+    test("a poll that fails for another reason than an outage is logged as an error each time, not as the database unreachable", async () => {
+      const url = await freshUrl(serverUrl as string);
+      const lines: { level: number; msg: string }[] = [];
+      const captured = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+      const db = new PostgresDatabase({ url, log: captured, retentionDays: 0, timeoutMs: 5_000 });
+      cleanups.push(() => db.close());
+      await db.migrate();
+      db.watch(() => {});
+      await sleep(300);
+      // a broken schema: a bug to fix, not an outage to wait out
+      await raw(url)`ALTER TABLE change_counters RENAME TO change_counters_moved`;
+      await waitFor("two failed polls logged", () => lines.filter((l) => l.msg === "change feed: poll failed; retrying every second").length >= 2, 5_000);
+      expect(lines.filter((l) => l.msg === "change feed: poll failed; retrying every second").every((l) => l.level === 50)).toBe(true);
+      expect(lines.some((l) => l.msg.includes("unreachable"))).toBe(false);
+      await raw(url)`ALTER TABLE change_counters_moved RENAME TO change_counters`;
+    });
+
   });
 
   describe("timeouts", () => {

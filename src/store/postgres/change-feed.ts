@@ -5,6 +5,7 @@
  * re-establishes LISTEN after an outage.
  */
 import type { Logger } from "../../log.ts";
+import { isStoreUnavailable } from "../errors.ts";
 import type { ChangeSet } from "../types.ts";
 import { createClient, timed, type Querier, type Sql } from "./client.ts";
 
@@ -132,8 +133,14 @@ export class PostgresChangeFeed {
       if (this.pollFailing) this.log.info("change feed: database reachable again");
       this.pollFailing = false;
     } catch (err) {
-      if (!this.pollFailing) this.log.warn({ err }, "change feed: database unreachable; retrying every second");
-      this.pollFailing = true;
+      // an outage is expected and logged once until it ends; anything else is a bug, logged
+      // every time with its stack (it was reported as "database unreachable" too)
+      if (!isStoreUnavailable(err)) {
+        this.log.error({ err }, "change feed: poll failed; retrying every second");
+      } else {
+        if (!this.pollFailing) this.log.warn({ err }, "change feed: database unreachable; retrying every second");
+        this.pollFailing = true;
+      }
     } finally {
       this.polling = false;
     }
