@@ -15,6 +15,11 @@ import { AsOfMerge, storeIo, type FeatureAnswers } from "./asof-merge.ts";
 import { dbCall, type Deps } from "./deps.ts";
 import { renderResult, resolveFeatures, resolveFeatureSet, serveAnswer, type ServedValue, type ValueStatus } from "./features.ts";
 
+/** The sorted merge's reads from the offline store, each a database call (timeout, 503 on an outage). */
+function mergeIo(deps: Pick<Deps, "log"> & { stores: Pick<Deps["stores"], "offline"> }): ReturnType<typeof storeIo> {
+  return storeIo(() => deps.stores.offline, (what, fn) => dbCall(deps, what, fn));
+}
+
 /** One requested row: an entity and the time to read it at (epoch ms). */
 export interface BatchRow {
   entity_id: string;
@@ -61,7 +66,7 @@ export function lookupBatch(
     const chunkRows = Math.max(1, Math.floor(chunkKeys / Math.max(1, nf)));
     const ats = Float64Array.from(rows, (r) => r.at);
     const merge = new AsOfMerge(
-      storeIo(() => deps.stores.offline, (what, fn) => dbCall(deps, what, fn)),
+      mergeIo(deps),
       defs,
       new Map([[entityType, rows.map((r) => r.entity_id)]]),
       ats,
@@ -198,7 +203,7 @@ export function lookupFrame(deps: Pick<Deps, "registry" | "log"> & { stores: Pic
   }
 
   const merge = new AsOfMerge(
-    storeIo(() => deps.stores.offline, (what, fn) => dbCall(deps, what, fn)),
+    mergeIo(deps),
     defs,
     ids,
     ats,
