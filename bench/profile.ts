@@ -7,6 +7,10 @@
  * the server and leaves the profile (.cpuprofile and the markdown summary) in
  * bench/results/tmp/profile-<scenario>/. Prints the hottest functions by self time.
  * PROFILE_STACK=redis profiles the PostgreSQL + Redis stack instead (started by the test harness).
+ * The profile holds the cache fill too (`bun bench/lib/cpuprofile.ts` with CPUPROFILE_SKIP leaves
+ * it out). JavaScriptCore's sampler counts wall time inside a native call: on the Redis stack the
+ * near cache's `PING` `write` shows at ~20-24% because the server sits preempted in it by the
+ * Redis it just woke; `bench/stack-probe.ts` gives the CPU and system calls per request by stack.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

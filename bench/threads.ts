@@ -8,17 +8,30 @@
  * thread (`/proc/PID/task/TID/stat`, grouped by name: the main thread, JavaScriptCore's JIT
  * (`JITWorker`) and garbage-collector helpers (`HeapHelper`), mimalloc's `mi-scavenger`, Bun's
  * pools), and the median of each over the rounds. `bare` measures the bare Bun.serve
- * (bench/baseline-server.ts) answering a body of the same size (1,100 bytes).
+ * (bench/baseline-server.ts) answering a body of the same size (1,100 bytes). `NAME=BINARY@redis`
+ * runs that build on PostgreSQL + Redis (started by the test harness; a new database and an
+ * emptied Redis every round, as `COMPARE_STACK=redis bun bench/compare.ts` has them), so one run
+ * can put the embedded and the Redis stack side by side; the CPU counted is the server's alone.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildsOf, log, round, settings } from "./lib/common.ts";
 import { onlineOne, prng } from "./lib/dataset.ts";
-import { loadData, post, startBaseline, startServer } from "./lib/server.ts";
+import { loadData, post, startBaseline, startServer, type StackEnv } from "./lib/server.ts";
 import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
+import { redisCommand, startPostgres, startRedis } from "../test/harness/services.ts";
 
-const builds = buildsOf(process.argv.slice(2), "bun bench/threads.ts NAME=BINARY [NAME=BINARY ...] [bare]");
+const builds = buildsOf(process.argv.slice(2), "bun bench/threads.ts NAME=BINARY[@redis] [NAME=BINARY ...] [bare]").map((b) =>
+  b.bin.endsWith("@redis") ? { name: b.name, bin: b.bin.slice(0, -"@redis".length), redis: true } : { ...b, redis: false },
+);
+const [pg, redis] = builds.some((b) => b.redis) ? await Promise.all([startPostgres({ settings: { shared_buffers: "256MB" } }), startRedis()]) : [];
+/** A fresh stack for one build's round: a data dir, or a new database and an emptied Redis. */
+async function stackFor(onRedis: boolean, dir: string): Promise<StackEnv> {
+  if (!onRedis || pg === undefined || redis === undefined) return { DATA_DIR: dir };
+  await redisCommand(redis.port, ["FLUSHALL"]);
+  return { POSTGRES_URL: await pg.createDatabase(), REDIS_URL: redis.url };
+}
 const rounds = Number(process.env.COMPARE_ROUNDS ?? 2);
 const rate = Number(process.env.COMPARE_RATE_1X10 ?? 2000);
 const entities = settings.entities;
@@ -49,7 +62,7 @@ for (let r = 0; r < rounds; r++) {
   for (const b of builds) {
     const bare = b.bin === "bare";
     const dir = mkdtempSync(join(tmpdir(), "fs-threads-"));
-    const fs = bare ? undefined : await startServer(b.bin, { DATA_DIR: dir }, `threads-${b.name}`);
+    const fs = bare ? undefined : await startServer(b.bin, await stackFor(b.redis, dir), `threads-${b.name}`);
     const server = fs ?? (await startBaseline());
     try {
       if (fs !== undefined) {
@@ -94,4 +107,5 @@ for (const [name, row] of results) {
     if (med(xs) >= 0.5) console.log(`| ${name} | ${thread} | ${med(xs)} | ${xs.join(", ")} |`);
   }
 }
+await Promise.all([pg?.stop(), redis?.stop()]);
 process.exit(0);
