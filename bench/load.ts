@@ -29,7 +29,7 @@ import {
   type Server,
   type StackEnv,
 } from "./lib/server.ts";
-import { attack, ensureVegeta, saturate, writeTargets, type AttackResult, type SaturationResult, type Target } from "./lib/vegeta.ts";
+import { attack, ensureVegeta, matchedCpuRatio, saturate, writeTargets, type AttackResult, type SaturationResult, type Target } from "./lib/vegeta.ts";
 import { runMixedLayouts, type MixedResult } from "./mixed.ts";
 
 /** One steady (constant-rate) scenario, ours and the bare baseline's, with ratios. */
@@ -55,8 +55,13 @@ export interface SaturationEntry {
   bare?: SaturationResult;
   /** ours / bare max throughput */
   ratio_to_bare?: number;
-  /** ours / bare answers per server CPU-second (the contention-robust form of the same ratio) */
+  /**
+   * ours / bare answers per server CPU-second (the contention-robust form of the same ratio): at
+   * the rates both searches ran (matchedCpuRatio), else of the two searches' medians
+   */
   cpu_ratio_to_bare?: number;
+  /** the rates cpu_ratio_to_bare was taken at (absent: the medians of the two searches) */
+  cpu_ratio_rates?: number[];
 }
 
 export interface RedisBenchResult {
@@ -208,6 +213,13 @@ async function steady(
   return result;
 }
 
+/** {@link SaturationEntry.cpu_ratio_to_bare} and its rates, for our search against a bare one. */
+export function cpuRatios(ours: SaturationResult, bare: SaturationResult): { cpu_ratio_to_bare?: number; cpu_ratio_rates?: number[] } {
+  const m = matchedCpuRatio(ours.steps, bare.steps);
+  if (m) return { cpu_ratio_to_bare: round(m.ratio, 3), cpu_ratio_rates: m.rates };
+  return ours.per_cpu_second && bare.per_cpu_second ? { cpu_ratio_to_bare: round(ours.per_cpu_second / bare.per_cpu_second, 3) } : {};
+}
+
 async function saturation(vegeta: string, stack: string, server: Server, sc: ScenarioDef, start: number, bare?: Baseline): Promise<SaturationEntry> {
   const file = writeTargets(`${stack}-${sc.name}`, targetsFor(server, sc.bodies, sc.path));
   log(`${stack} ${sc.name}: saturation search from ${start}/s`);
@@ -219,11 +231,13 @@ async function saturation(vegeta: string, stack: string, server: Server, sc: Sce
     const bytes = Buffer.byteLength(await post(server, sc.path, sc.bodies[0] as string));
     const bfile = writeTargets(`bare-${sc.name}`, bareTargets(bare, sc.bodies, bytes));
     await attack(vegeta, { name: "warmup", targetsFile: bfile, rate: start, seconds: settings.warmupSeconds || 1, discard: true, timeoutS: 5 });
-    const b = await saturate(vegeta, { name: `bare-${sc.name}`, targetsFile: bfile, start: Math.max(start, ours.max_rps), stepSeconds: settings.stepSeconds, p99Ms: sc.p99Ms, serverPid: bare.pid });
+    // from the same start, so both searches step through the same rates (the CPU ratio is taken
+    // at rates both ran: matchedCpuRatio)
+    const b = await saturate(vegeta, { name: `bare-${sc.name}`, targetsFile: bfile, start, stepSeconds: settings.stepSeconds, p99Ms: sc.p99Ms, serverPid: bare.pid });
     entry.bare = b;
     entry.ratio_to_bare = b.max_rps > 0 ? round(ours.max_rps / b.max_rps, 3) : undefined;
-    entry.cpu_ratio_to_bare = ours.per_cpu_second && b.per_cpu_second ? round(ours.per_cpu_second / b.per_cpu_second, 3) : undefined;
-    log(`  bare ${sc.name}: saturated at ${b.max_rps}/s${b.generator_bound ? " (load generator bound: a lower bound)" : ""}; ratio ${entry.ratio_to_bare}; per CPU-second ${ours.per_cpu_second} vs ${b.per_cpu_second} (${entry.cpu_ratio_to_bare})`);
+    Object.assign(entry, cpuRatios(ours, b));
+    log(`  bare ${sc.name}: saturated at ${b.max_rps}/s${b.generator_bound ? " (load generator bound: a lower bound)" : ""}; ratio ${entry.ratio_to_bare}; per CPU-second at the same rates (${entry.cpu_ratio_rates?.join(", ") ?? "none"}/s) ${entry.cpu_ratio_to_bare}; medians of each search ${ours.per_cpu_second} vs ${b.per_cpu_second}`);
   }
   return entry;
 }

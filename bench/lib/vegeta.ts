@@ -265,6 +265,33 @@ export function perCpuSecond(steps: readonly SaturationStep[]): number[] {
     .sort((a, b) => a - b);
 }
 
+/**
+ * Ours / bare answers per server CPU-second at the same offered rates: for every rate both
+ * searches ran without errors with the server above 5% of a core, ours' answers per CPU-second
+ * over bare's at that rate; the median of those ratios, and the rates. Undefined when no rate
+ * is in both. Per-request CPU falls as the rate grows (more requests per wake-up, per system
+ * call), so the medians of two searches over different rates compare unlike things: a stack
+ * that saturates early was judged against a bare server measured only at rates two or three
+ * times higher (session 10: the Redis stack at 2,000-3,200/s against bare at 5,120-8,192/s).
+ */
+export function matchedCpuRatio(ours: readonly SaturationStep[], bare: readonly SaturationStep[]): { ratio: number; rates: number[] } | undefined {
+  const valid = (st: SaturationStep) => (st.server_cpu_percent ?? 0) >= 5 && st.per_cpu_second !== undefined && st.error_rate < 0.01;
+  const ratios: number[] = [];
+  const rates: number[] = [];
+  for (const o of ours.filter(valid)) {
+    const b = bare.filter((x) => valid(x) && x.rate === o.rate);
+    if (b.length === 0) continue;
+    const bareCap = b.reduce((a, x) => a + (x.per_cpu_second as number), 0) / b.length;
+    ratios.push((o.per_cpu_second as number) / bareCap);
+    rates.push(o.rate);
+  }
+  if (ratios.length === 0) return undefined;
+  ratios.sort((a, b) => a - b);
+  const mid = ratios.length / 2;
+  const ratio = ratios.length % 2 === 1 ? (ratios[Math.floor(mid)] as number) : ((ratios[mid - 1] as number) + (ratios[mid] as number)) / 2;
+  return { ratio, rates: [...new Set(rates)].sort((a, b) => a - b) };
+}
+
 /** Result of {@link saturate}: the highest rate that passed. */
 export interface SaturationResult {
   max_rps: number;
