@@ -194,7 +194,8 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
  * and serialise. Each stored value's JSON text is remembered in its row when a store in this
  * process holds it ({@link HeldRow}: the in-process cache and the Redis near cache hand out the
  * same row on every hit; rows read fresh from Redis or the database are rendered each time), and
- * the key and event-time fragments are memoised too. The text is exactly `JSON.stringify` of what {@link lookupOnline} returns.
+ * the key and event-time fragments are memoised too. The text is exactly `JSON.stringify` of what
+ * {@link lookupOnline} returns.
  *
  * Answered synchronously when every value is held in this process (the in-process cache: no
  * promise, no await on the hot path); a promise otherwise. Throws the resolution's 400/404
@@ -304,8 +305,8 @@ function entityText(l: Lookup, e: number, entityId: string, held: HeldRow | unde
  * with the row when the store drops it; a field, not a WeakMap: see HeldRow). It is reused only
  * for the same resolution (tenant, feature references, snapshot), the same entity id, the very
  * same row (or absence) for every feature and the same expiry of each: everything the text is
- * made of. A model server asks for the same entities over and over;
- * building this text was about 40% of the CPU of an online 100 x 10 lookup.
+ * made of. A model server asks for the same entities over and over; building this text was about
+ * 40% of the CPU of an online 100 x 10 lookup.
  */
 interface EntityText {
   resolved: Resolved;

@@ -8,8 +8,8 @@
  *
  * Why fields and not WeakMaps keyed by the row (as until session 10): a WeakMap is an ephemeron
  * table, and JavaScriptCore walks every entry of a live one on every collection, the small (eden)
- * ones included. With 20,000 entities x 10 values memoised, each eden collection of the serving
- * thread took 20-33 ms instead of 0.5-1.5 ms (bench/gc-pause.ts), and Bun's GC timer runs one
+ * ones included. With 20,000 entities x 10 values memoised, an eden collection of the serving
+ * thread took 25-26 ms instead of 0.6-1.0 ms (bench/gc-pause.ts), and Bun's GC timer runs one
  * about once a second while the heap changes: that was the embedded server's stall once a
  * second (README, "Hot path, cold start and every core"). Plain fields cost the collector
  * nothing beyond the objects they point to.
@@ -22,7 +22,7 @@ import type { StoredRow } from "./types.ts";
 export class HeldRow implements StoredRow {
   /** The value's JSON text (serving/online.ts), once rendered. */
   json: string | undefined = undefined;
-  /** The value's JSON form, once decoded (serving/features.ts; never `undefined` once set). */
+  /** The value's JSON form, once decoded (serving/features.ts; `undefined`: not yet). */
   form: unknown = undefined;
   /**
    * What the online path remembers of the rendered result of the entity whose first requested
