@@ -1,13 +1,34 @@
 /**
- * What a full garbage collection of the serving thread costs with the in-process cache full
- * (`bun bench/gc-pause.ts`): BENCH_ENTITIES entities x 10 features held by InProcessCache, the
- * values' JSON memoised as the online path does (a WeakMap keyed by the value bytes), then the
- * median time of a synchronous full collection (Bun.gc(true)), with and without the memo. Bun
- * runs a collection about once a second while the heap changes (its GC timer), on this thread.
- * Last, what the same values add when packed per entity in typed arrays (no object per value).
+ * What a garbage collection of the serving thread costs with the in-process cache full
+ * (`bun bench/gc-pause.ts`). Bun runs a collection about once a second while the heap changes
+ * (its GC timer), on the thread that answers online lookups: an eden (young objects) collection
+ * almost every time, a full one when the heap has grown enough.
+ *
+ * The real structures, in process: the embedded stores (SQLite in a scratch directory + the
+ * in-process cache, src/stores.ts as `serve` builds them), BENCH_ENTITIES entities x the 10
+ * benchmark features written through the write path (which fills the cache), then every entity
+ * looked up once through the online hot path (`lookupOnlineJsonNow`), which remembers each
+ * value's JSON text and each entity's rendered result in the cache's rows (store/held-row.ts).
+ * At each stage, the median of BENCH_GC_ROUNDS synchronous collections (bun:jsc `edenGC()`
+ * after ~4 MB of short-lived garbage, as the timer finds it, and `fullGC()`), and the heap size.
+ *
+ * Last, for comparison, the memo as it was until session 10: WeakMaps keyed by each held
+ * value's bytes and by each entity's first row (ephemerons, which JavaScriptCore walks whole
+ * on every collection, eden included), added on top of the same heap.
  */
-import { InProcessCache } from "../src/store/memory/online-cache.ts";
+import { edenGC, fullGC, heapSize } from "bun:jsc";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildDeps, closeDeps } from "../src/cmd/common.ts";
+import { loadConfig } from "../src/config.ts";
+import type { DtypeName } from "../src/registry/dtype.ts";
+import { lookupOnlineJsonNow } from "../src/serving/online.ts";
+import { registerFeatures } from "../src/serving/register.ts";
+import { writeFeatures } from "../src/serving/write.ts";
+import type { StoredRow } from "../src/store/types.ts";
 import { num } from "./lib/common.ts";
+import { ENTITY_TYPE, FEATURES, FEATURE_NAMES, TENANT, record } from "./lib/dataset.ts";
 
 const entities = num("BENCH_ENTITIES", 20_000);
 const rounds = num("BENCH_GC_ROUNDS", 7);
@@ -17,36 +38,81 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-function pause(): number {
+let sink: unknown;
+function timed(gc: () => unknown, garbage: boolean): number {
+  if (garbage) {
+    // ~4 MB of short-lived objects and strings, as a second of serving leaves behind
+    const junk: unknown[] = [];
+    for (let i = 0; i < 40_000; i++) junk.push({ i, s: `request ${i}` });
+    sink = junk;
+    sink = undefined;
+  }
   const t = performance.now();
-  Bun.gc(true);
+  gc();
   return performance.now() - t;
 }
 
-const baseline = median(Array.from({ length: rounds }, pause));
-const cache = new InProcessCache(10_000_000);
-const memo = new WeakMap<Uint8Array, string>();
-const values: Uint8Array[] = [];
-for (let e = 0; e < entities; e++) {
-  const entries = Array.from({ length: 10 }, (_, f) => {
-    const value = new Uint8Array([1, f, e & 255, 0, 0, 0, 0, 0, 0]);
-    values.push(value);
-    return { key: { feature_id: f + 1, entity_id: `user_${e}` }, value: { event_time: Date.now(), seq: e * 10 + f, value } };
-  });
-  await cache.putMany("bench", "user", entries);
+interface Stage {
+  stage: string;
+  heap_mib: number;
+  eden_ms: number;
+  full_ms: number;
 }
-const withCache = median(Array.from({ length: rounds }, pause));
-for (const v of values) memo.set(v, String(v[2]));
-values.length = 0;
-const withMemo = median(Array.from({ length: rounds }, pause));
-// the same values packed per entity (typed arrays, no object per value): the layout a GC-light cache would use
-const packed = new Map<string, { ids: Int32Array; times: Float64Array; seqs: Float64Array; offs: Uint32Array; bytes: Uint8Array }>();
-for (let e = 0; e < entities; e++) {
-  const bytes = new Uint8Array(90);
-  for (let f = 0; f < 10; f++) bytes.set([1, f, e & 255], f * 9);
-  packed.set(`bench\u0000user\u0000user_${e}`, { ids: Int32Array.from({ length: 10 }, (_, f) => f + 1), times: new Float64Array(10).fill(Date.now()), seqs: Float64Array.from({ length: 10 }, (_, f) => e * 10 + f), offs: Uint32Array.from({ length: 11 }, (_, f) => f * 9), bytes });
+const stages: Stage[] = [];
+function measure(stage: string): void {
+  const full = median(Array.from({ length: rounds }, () => timed(fullGC, false)));
+  const eden = median(Array.from({ length: rounds }, () => timed(edenGC, true)));
+  fullGC();
+  stages.push({ stage, heap_mib: Math.round((heapSize() / 2 ** 20) * 10) / 10, eden_ms: Math.round(eden * 100) / 100, full_ms: Math.round(full * 100) / 100 });
 }
-const withPacked = median(Array.from({ length: rounds }, pause)) - withMemo;
-console.log(`${entities} entities x 10 features; full GC median of ${rounds}: empty heap ${baseline.toFixed(1)} ms, cache ${withCache.toFixed(1)} ms, cache + JSON memo ${withMemo.toFixed(1)} ms; the same values packed per entity (typed arrays) add ${withPacked.toFixed(1)} ms; load average ${(await Bun.file("/proc/loadavg").text()).split(" ")[0]}`);
-// keep both alive to the end
-if ((await cache.getMany("bench", "user", [{ feature_id: 1, entity_id: "user_0" }]))[0] === undefined || memo === undefined || packed.size === 0) console.log("?");
+
+const dataDir = mkdtempSync(join(tmpdir(), "fs-gc-pause-"));
+const deps = await buildDeps(loadConfig({ LOG_LEVEL: "silent", DATA_DIR: dataDir, BULK_WORKERS: "0" }));
+try {
+  const { ok } = await registerFeatures(
+    deps,
+    TENANT,
+    FEATURES.map((f) => ({ input: { name: f.name, version: 1, dtype: f.dtype as DtypeName, entity_type: ENTITY_TYPE, ttl_hours: f.ttl_hours } })),
+  );
+  if (!ok) throw new Error("registering the benchmark features failed");
+  measure("stores open, cache empty");
+
+  const now = Date.now();
+  for (let start = 0; start < entities; start += 1000) {
+    const recs = [];
+    for (let i = start; i < Math.min(entities, start + 1000); i++) recs.push(record(i, 0, 1, now));
+    await writeFeatures(deps, TENANT, ENTITY_TYPE, recs);
+  }
+  measure(`cache full (${entities} entities x ${FEATURES.length} values)`);
+
+  const ids = Array.from({ length: entities }, (_, i) => `user_${i}`);
+  let bytes = 0;
+  for (const id of ids) {
+    const text = await lookupOnlineJsonNow(deps, TENANT, [id], FEATURE_NAMES, false);
+    bytes += text.length;
+  }
+  measure("+ every entity served once (JSON memo in the held rows)");
+
+  // the memo of the layout before session 10, on top: WeakMaps keyed by the held rows
+  const online = deps.stores.online;
+  const featureIds = FEATURES.map((f) => (deps.registry.current.resolve(TENANT, f.name) as { kind: "ok"; def: { id: number } }).def.id);
+  const byBytes = new WeakMap<Uint8Array, string>();
+  const byFirstRow = new WeakMap<StoredRow, { text: string }>();
+  for (const id of ids) {
+    const rows = online.getEntitiesNow?.(TENANT, ENTITY_TYPE, [id], featureIds) ?? [];
+    for (const r of rows) if (r) byBytes.set(r.value, (r as { json?: string }).json ?? "");
+    const first = rows[0];
+    if (first) byFirstRow.set(first, { text: id });
+  }
+  measure("+ the same memo in WeakMaps (the layout until session 10)");
+  if (byBytes.has(new Uint8Array(1)) || byFirstRow.has({} as StoredRow)) console.log("?");
+
+  const la = (await Bun.file("/proc/loadavg").text()).split(" ")[0];
+  console.log(`${entities} entities x ${FEATURES.length} features (${(bytes / entities).toFixed(0)} bytes of JSON per entity); median of ${rounds} synchronous collections; load average ${la}`);
+  console.log("| stage | heap MiB | eden GC ms | full GC ms |");
+  console.log("| --- | ---: | ---: | ---: |");
+  for (const s of stages) console.log(`| ${s.stage} | ${s.heap_mib} | ${s.eden_ms} | ${s.full_ms} |`);
+} finally {
+  await closeDeps(deps);
+  rmSync(dataDir, { recursive: true, force: true });
+}

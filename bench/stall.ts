@@ -4,7 +4,9 @@
  * builds dist/feature-store), embedded unless BENCH_ONLY=redis. Every request's start time and
  * latency come from `vegeta encode --to csv`; requests are bucketed by their start time modulo
  * one second (20 buckets of 50 ms): a timer with a 1 s period shows as one bucket whose p99 and
- * slow-request count stand out from the others.
+ * slow-request count stand out from the others. With `BUN_JSC_logGC=1` in the environment the
+ * server logs every garbage collection (bench/results/tmp/server-embedded-stall.log): `bun
+ * bench/gc-log.ts` on that file lists them (session 10: the stall was the eden collections).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

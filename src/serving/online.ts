@@ -6,9 +6,10 @@ import type { z } from "@hono/zod-openapi";
 import { decodeValue, toJsonValue } from "../registry/dtype.ts";
 import type { Definition, RegistrySnapshot } from "../registry/snapshot.ts";
 import type { OnlineResult as OnlineResultSchema } from "../schemas.ts";
+import { HeldRow } from "../store/held-row.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../store/types.ts";
 import { dbCall, type Deps } from "./deps.ts";
-import { renderResult, resolveFeatures, serveValue, type ResolvedFeatures, type ServedValue } from "./features.ts";
+import { decodeHeld, renderResult, resolveFeatures, serveValue, type ResolvedFeatures, type ServedValue } from "./features.ts";
 
 /** The result for one entity, as the API returns it (the response schema's type). */
 export type OnlineResult = z.output<typeof OnlineResultSchema>;
@@ -190,10 +191,11 @@ export async function lookupOnline(deps: Deps, tenant: string, entityIds: readon
 /**
  * The same lookup as {@link lookupOnline}, answered as the JSON text of the response body (one
  * result object, or `{"results":[...]}` when `many`), built directly: no result objects to build
- * and serialise. Each stored value's JSON text is memoised by the identity of its bytes (the
- * in-process cache hands out the same bytes on every hit; bytes read fresh from Redis or the
- * database simply miss and are collected with their row), and the key and event-time fragments
- * are memoised too. The text is exactly `JSON.stringify` of what {@link lookupOnline} returns.
+ * and serialise. Each stored value's JSON text is remembered in its row when a store in this
+ * process holds it ({@link HeldRow}: the in-process cache and the Redis near cache hand out the
+ * same row on every hit; rows read fresh from Redis or the database are rendered each time), and
+ * the key and event-time fragments are memoised too. The text is exactly `JSON.stringify` of what
+ * {@link lookupOnline} returns.
  *
  * Answered synchronously when every value is held in this process (the in-process cache: no
  * promise, no await on the hot path); a promise otherwise. Throws the resolution's 400/404
@@ -215,9 +217,10 @@ function renderJson(deps: Deps, l: Lookup, entityIds: readonly string[], many: b
   for (let e = 0; e < entityIds.length; e++) {
     const entityId = entityIds[e] as string;
     const first = memo ? l.rows[e * nf] : null;
+    const held = first instanceof HeldRow ? first : undefined;
     let text: string | undefined;
-    if (first) {
-      const m = entityTexts.get(first);
+    if (held !== undefined) {
+      const m = held.entity as EntityText | undefined;
       if (m !== undefined && m.resolved === l.resolved && m.entityId === entityId && sameEntity(m, l, e * nf)) {
         // counted from what the memo holds (the same rows, each expired or not as then): the
         // rows themselves, scattered over the heap, are not read again
@@ -228,7 +231,7 @@ function renderJson(deps: Deps, l: Lookup, entityIds: readonly string[], many: b
     if (text === undefined) {
       accountEntity(l, e * nf, tally, age);
       try {
-        text = entityText(l, e, entityId, memo, first);
+        text = entityText(l, e, entityId, held);
       } catch (err) {
         // (a value that cannot be decoded: every outcome is still counted, as before the answer fails)
         for (let rest = e + 1; rest < entityIds.length; rest++) accountEntity(l, rest * nf, tally, age);
@@ -264,8 +267,8 @@ function accountMemo(m: EntityText, now: number, tally: Outcomes, age: { observe
   }
 }
 
-/** The JSON text of entity `e`'s result in `l`, remembered by its first row (when the rows are stable). */
-function entityText(l: Lookup, e: number, entityId: string, memo: boolean, first: StoredRow | null | undefined): string {
+/** The JSON text of entity `e`'s result in `l`, remembered in its first row when a store holds that row (`held`). */
+function entityText(l: Lookup, e: number, entityId: string, held: HeldRow | undefined): string {
   const nf = l.defs.length;
   const keys = l.keys;
   let features = "";
@@ -282,26 +285,28 @@ function entityText(l: Lookup, e: number, entityId: string, memo: boolean, first
       features += `${sep}${key}null`;
       metadata += `${sep}${key}{"status":"expired","event_time":${eventTimeJson(row.event_time)}}`;
     } else {
-      features += `${sep}${key}${valueJson(def, row.value, memo)}`;
+      features += `${sep}${key}${valueJson(def, row)}`;
       metadata += `${sep}${key}{"status":"present","event_time":${eventTimeJson(row.event_time)}}`;
     }
   }
   const text = `{"entity_id":${JSON.stringify(entityId)},"features":{${features}},"metadata":{${metadata}}}`;
-  if (!first) return text;
+  if (held === undefined) return text;
   const flatText = flat(text);
   const times = new Float64Array(nf);
   for (let f = 0; f < nf; f++) times[f] = l.rows[e * nf + f]?.event_time ?? Number.NaN;
-  entityTexts.set(first, { resolved: l.resolved, entityId, rows: l.rows.slice(e * nf, e * nf + nf), times, expired: expiredOf(l, e * nf), text: flatText });
+  const m: EntityText = { resolved: l.resolved, entityId, rows: l.rows.slice(e * nf, e * nf + nf), times, expired: expiredOf(l, e * nf), text: flatText };
+  held.entity = m;
   return flatText;
 }
 
 /**
- * The JSON text of one entity's result, remembered by the identity of its first row (rows handed
- * out by the in-process cache keep their identity, and the memo goes with the row when the cache
- * drops it). It is reused only for the same resolution (tenant, feature references, snapshot),
- * the same entity id, the very same row (or absence) for every feature and the same expiry of
- * each: everything the text is made of. A model server asks for the same entities over and over;
- * building this text was about 40% of the CPU of an online 100 x 10 lookup.
+ * The JSON text of one entity's result, remembered in its first row ({@link HeldRow}: rows handed
+ * out by the in-process cache and the Redis near cache keep their identity, and the memo goes
+ * with the row when the store drops it; a field, not a WeakMap: see HeldRow). It is reused only
+ * for the same resolution (tenant, feature references, snapshot), the same entity id, the very
+ * same row (or absence) for every feature and the same expiry of each: everything the text is
+ * made of. A model server asks for the same entities over and over; building this text was about
+ * 40% of the CPU of an online 100 x 10 lookup.
  */
 interface EntityText {
   resolved: Resolved;
@@ -313,7 +318,6 @@ interface EntityText {
   expired: boolean[];
   text: string;
 }
-const entityTexts = new WeakMap<StoredRow, EntityText>();
 
 /**
  * `text` as one contiguous string. A string built by concatenation is a tree of its pieces until
@@ -352,14 +356,13 @@ function sameEntity(m: EntityText, l: Lookup, base: number): boolean {
   return true;
 }
 
-/** JSON text of a stored value, by the identity of its packed bytes (see {@link lookupOnlineJsonNow}). */
-const valueJsonForms = new WeakMap<Uint8Array, string>();
-function valueJson(def: Definition, bytes: Uint8Array, memo: boolean): string {
-  if (!memo) return JSON.stringify(toJsonValue(def.type, decodeValue(def.type, bytes))) ?? "null";
-  let v = valueJsonForms.get(bytes);
+/** JSON text of a stored value, remembered in the row when a store holds it (see {@link lookupOnlineJsonNow}). */
+function valueJson(def: Definition, row: StoredRow): string {
+  if (!(row instanceof HeldRow)) return JSON.stringify(toJsonValue(def.type, decodeValue(def.type, row.value))) ?? "null";
+  let v = row.json;
   if (v === undefined) {
-    v = JSON.stringify(toJsonValue(def.type, decodeValue(def.type, bytes))) ?? "null";
-    valueJsonForms.set(bytes, v);
+    v = JSON.stringify(toJsonValue(def.type, decodeHeld(def, row))) ?? "null";
+    row.json = v;
   }
   return v;
 }

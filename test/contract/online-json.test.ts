@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { lookupOnline, lookupOnlineJsonNow } from "../../src/serving/online.ts";
 import { SCALAR_TYPES } from "../../src/registry/dtype.ts";
+import { HeldRow } from "../../src/store/held-row.ts";
 import { contractBackends, TestServer } from "../support/backends.ts";
 
 const SAMPLE: Record<string, unknown> = {
@@ -63,6 +64,13 @@ for (const backend of contractBackends()) {
         expect(objects[1]?.metadata.short?.status).toBe("expired");
         expect(objects[2]?.metadata.f_bool?.status).toBe("not_found");
       }
+      // The rows a store in this process holds carry the memo, and their bytes were decoded from a
+      // copy: msgpackr leaves a DataView on the array it reads, which a held value would keep.
+      const featureIds = names.map((n) => (s.deps.registry.current.resolve(tenant, n) as { kind: "ok"; def: { id: number } }).def.id);
+      const keys = ["u1", "u2"].flatMap((entity_id) => featureIds.map((feature_id) => ({ feature_id, entity_id })));
+      const held = (await s.deps.stores.online.getMany(tenant, "user", keys)).filter((r): r is HeldRow => r instanceof HeldRow);
+      if (!s.deps.stores.online.capabilities.sharedAcrossProcesses) expect(held.length).toBeGreaterThan(0);
+      for (const r of held) expect(Object.hasOwn(r.value, "dataView")).toBe(false);
     });
 
     /** The lookup outcomes and served-value ages counted so far (each series' value). */

@@ -3,6 +3,7 @@
  * one only when it is newer; a negative entry (`null`) only fills a gap and yields to any value.
  */
 import { describe, expect, test } from "bun:test";
+import { HeldRow } from "../../src/store/held-row.ts";
 import { InProcessCache } from "../../src/store/memory/online-cache.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../../src/store/types.ts";
 
@@ -100,5 +101,24 @@ describe("InProcessCache.getEntitiesNow", () => {
     }
     expect(c.getEntitiesNow("t", "user", ["a"], [1, 2, 5])).toEqual([row(10, 1, 1), null, undefined]);
     expect(c.getEntitiesNow("t", "item", ["a"], [1])).toEqual([row(99, 9, 9)]);
+  });
+});
+
+describe("InProcessCache rows (stableRows)", () => {
+  test("each held value is one HeldRow, the same object on every read, a new one when the value changes", async () => {
+    const c = new InProcessCache(100);
+    expect(c.capabilities.stableRows).toBe(true);
+    await put(c, row(100, 1, 1));
+    const a = await get(c);
+    expect(a).toBeInstanceOf(HeldRow);
+    expect(a).toEqual(row(100, 1, 1));
+    expect(await get(c)).toBe(a);
+    expect(c.getEntitiesNow("t", "user", ["e1"], [1])[0]).toBe(a);
+    await put(c, row(100, 1, 9)); // not newer: the held row stays
+    expect(await get(c)).toBe(a);
+    await put(c, row(200, 2, 2));
+    const b = await get(c);
+    expect(b).not.toBe(a);
+    expect(b).toEqual(row(200, 2, 2));
   });
 });

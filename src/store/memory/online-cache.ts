@@ -9,11 +9,13 @@
  * one string key and one LRU touch instead of ten.
  */
 import { LRUCache } from "lru-cache";
+import { heldRow, type HeldRow } from "../held-row.ts";
 import type { CachedValue, EntityRef, OnlineCapabilities, OnlineStore, StoredRow, ValueKey } from "../types.ts";
 
 /** Sentinel for a negative entry (LRUCache cannot hold `null`). */
 const ABSENT = Symbol("absent");
-type Entry = StoredRow | typeof ABSENT;
+/** A held value is a {@link HeldRow} (the online path memoises its JSON in it), whatever the caller offered. */
+type Entry = HeldRow | typeof ABSENT;
 type Fields = Map<number, Entry>;
 
 function newer(a: StoredRow, b: StoredRow): boolean {
@@ -79,7 +81,7 @@ export class InProcessCache implements OnlineStore {
         if (value === null) {
           if (cur === undefined) fields.set(key.feature_id, ABSENT);
         } else if (cur === undefined || cur === ABSENT || newer(value, cur)) {
-          fields.set(key.feature_id, value);
+          fields.set(key.feature_id, heldRow(value));
         }
       }
       this.lru.set(lkey, fields); // (re)computes its size

@@ -26,12 +26,14 @@
 import type { Socket } from "bun";
 import type { Logger } from "../../log.ts";
 import { TimeoutError } from "../../lib/timeout.ts";
-import type { CachedValue, StoredRow, ValueKey } from "../types.ts";
+import type { CachedValue, ValueKey } from "../types.ts";
+import { heldRow, HeldRow } from "../held-row.ts";
 import { decodeCached, escapePart } from "./format.ts";
 
 /** A negative entry ("never written") in the near cache. */
 export const ABSENT = 0;
-export type NearEntry = StoredRow | typeof ABSENT;
+/** A held value is a {@link HeldRow} (the online path memoises its JSON in it). */
+export type NearEntry = HeldRow | typeof ABSENT;
 export type NearFields = Map<number, NearEntry>;
 
 /**
@@ -131,7 +133,7 @@ export class NearCache {
       space.set(id, f);
     }
     const had = f.size;
-    f.set(field, value === null ? ABSENT : value);
+    f.set(field, value === null ? ABSENT : heldRow(value));
     this.values += f.size - had;
     if (this.values > this.maxValues) this.evict();
   }
@@ -605,7 +607,7 @@ export class Tracker {
       if (s >= 0) {
         value = decodeCached(buf.subarray(s, ends[i] as number));
         // its own bytes: the chunk is reused
-        if (value) value = { event_time: value.event_time, seq: value.seq, value: value.value.slice() };
+        if (value) value = new HeldRow(value.event_time, value.seq, value.value.slice());
         if (value !== undefined && keep) near.put(job.prefix, id, fields[i] as number, value);
       }
       job.values[slots[i] as number] = value;
