@@ -6,7 +6,8 @@
 -- the greatest (event_time, seq) among the history rows of its key (the compare-and-set offered
 -- it only stored history rows, and history rows are never deleted), so dropping the table loses
 -- nothing. The view of the same name answers what the table did, for anyone who queries the
--- file by hand; the server does not read it.
+-- file by hand; the server does not read it. (Its `event_time >= v.event_time` bounds each row's
+-- probe to the newer rows of its key; without it each row scanned all of its key's rows.)
 DROP TABLE online_values;
 
 CREATE VIEW online_values AS
@@ -14,4 +15,5 @@ CREATE VIEW online_values AS
   WHERE NOT EXISTS (
     SELECT 1 FROM feature_values w
     WHERE w.feature_id = v.feature_id AND w.entity_id = v.entity_id
+      AND w.event_time >= v.event_time
       AND (w.event_time > v.event_time OR (w.event_time = v.event_time AND w.seq > v.seq)));
