@@ -40,6 +40,21 @@ export const FIXES: readonly Fix[] = [
       "resolves with that many holes before its rows (porsager/postgres#1119, #1181; PRs #1120, #1190 unreleased). " +
       "A result now always starts at row 0 once the previous query is over (ReadyForQuery).",
   },
+  {
+    pkg: "postgres",
+    version: "3.4.9",
+    files: ["src/connection.js", "cjs/src/connection.js", "cf/src/connection.js"],
+    find: "      initial && !initial.reserve && execute(initial)\n",
+    replace:
+      "      initial && initial.cancelled && !initial.reserve && (initial = null, onopen(connection)) // feature-store: scripts/patch-deps.ts (a cancelled first query)\n" +
+      "      initial && !initial.reserve && execute(initial)\n",
+    why:
+      "a query cancelled (our call timeout) while the new connection it opened is still starting is skipped when the " +
+      "connection is ready, and the connection is never handed back to the pool: it stays `connecting`, serving nothing, " +
+      "until its max_lifetime (30-60 min; for a dedicated client, such as the change feed's LISTEN connection, until the " +
+      "server drops it). Now a connection whose first query was cancelled goes to the pool as an open one. Found in " +
+      "review (session 10), reproduced with a proxy that delays the connection's start.",
+  },
 ];
 
 /** Applies every fix under `root`'s node_modules; returns what changed. Throws when a fix does not apply. */

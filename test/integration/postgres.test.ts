@@ -117,6 +117,60 @@ async function settle(p: Promise<unknown>): Promise<{ ms: number; rejected: bool
   }
 }
 
+/**
+ * A TCP proxy to the server of `url` that opens each upstream connection `delayMs` after its
+ * client connected (what the client sends meanwhile is held): a connection whose start-up takes
+ * that long. Answers the same URL with the proxy's port.
+ */
+async function startDelayingProxy(url: string, delayMs: number): Promise<{ url: string; stop: () => void }> {
+  const target = new URL(url);
+  type Side = { upstream?: import("bun").Socket<undefined>; pending: Uint8Array[]; closed: boolean };
+  const listener = Bun.listen<Side>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(client) {
+        client.data = { pending: [], closed: false };
+        setTimeout(() => {
+          if (client.data.closed) return;
+          void Bun.connect({
+            hostname: target.hostname,
+            port: Number(target.port),
+            socket: {
+              open(up) {
+                client.data.upstream = up;
+                for (const chunk of client.data.pending) up.write(chunk);
+                client.data.pending = [];
+              },
+              data(_up, chunk) {
+                client.write(chunk);
+              },
+              close() {
+                client.end();
+              },
+              error() {
+                client.end();
+              },
+            },
+          });
+        }, delayMs);
+      },
+      data(client, chunk) {
+        if (client.data.upstream) client.data.upstream.write(chunk);
+        else client.data.pending.push(new Uint8Array(chunk));
+      },
+      close(client) {
+        client.data.closed = true;
+        client.data.upstream?.end();
+      },
+    },
+  });
+  const proxied = new URL(url);
+  proxied.hostname = "127.0.0.1";
+  proxied.port = String(listener.port);
+  return { url: proxied.href, stop: () => listener.stop(true) };
+}
+
 describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
   describe("migrations", () => {
     test("migrate applies everything once; the second run is a no-op; assertMigrated then passes", async () => {
@@ -410,6 +464,27 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
   });
 
   describe("the client (postgres.js, as createClient configures it)", () => {
+    // scripts/patch-deps.ts (a cancelled first query): a query given up while the connection it
+    // opened was starting was skipped once the connection was ready, and the connection never
+    // went back to the pool (stuck "connecting" until its max_lifetime; for the change feed's
+    // dedicated LISTEN client, until the server dropped it)
+    test("a query given up while its new connection is still starting leaves the connection to the next queries", async () => {
+      const proxy = await startDelayingProxy(serverUrl as string, 600);
+      cleanups.push(async () => proxy.stop());
+      for (const dedicated of [false, true]) {
+        const sql = createClient({ url: proxy.url, log, timeoutMs: 5_000, max: 1, dedicated });
+        cleanups.push(() => sql.end({ timeout: 1 }));
+        // the pool's one connection starts for this query, and takes 600 ms to
+        const first = await timed("first read", sql`SELECT 1 AS one`, 100).catch((e: unknown) => e);
+        expect(first).toBeInstanceOf(StoreUnavailable);
+        // before: every later query waited on the stuck connection and timed out
+        const next = await timed("next read", sql<{ two: number }[]>`SELECT 2 AS two`, 3_000);
+        expect(next[0]?.two).toBe(2);
+        const [again] = await timed("third read", sql<{ three: number }[]>`SELECT 3 AS three`, 3_000);
+        expect(again?.three).toBe(3);
+      }
+    }, 30_000);
+
     // A cancel request names the backend, not the query: sent for a query that finishes before
     // it arrives, it cancels the next one the connection runs (session 8's spurious 503s).
     test("a query timed out after it was sent is not cancelled from the client (the server's statement_timeout bounds it); the next query on its connection answers", async () => {

@@ -150,14 +150,17 @@ export const STORE_NAME = "postgres";
 
 /**
  * Races `p` against the call timeout (the only timeout a call gets: callers add none). A
- * query still waiting for a connection when the timer fires is taken out of the queue, so a
- * slow server cannot pile up work nobody waits for. A query already handed to a connection is
- * left to the server's `statement_timeout` (every connection has the call timeout as its own;
- * the longer calls set theirs for their statements), never cancelled from here: PostgreSQL's
- * cancel request names a backend, not a query, so one that arrives after the query finished
- * cancels whatever the connection runs next, and postgres.js pipelines the next caller's query
- * right behind it (a spurious 503 for another request: seen in the stalled-read test, session
- * 8). A timeout, a lost connection or a server that cannot answer now becomes a
+ * query still waiting in the pool's queue when the timer fires is taken out of it, so a slow
+ * server does not get work nobody waits for (also one that was opening a new connection for
+ * itself: scripts/patch-deps.ts hands that connection to the pool when it is ready). A query
+ * already handed to a connection is left to the server's `statement_timeout` (every connection
+ * has the call timeout as its own; the longer calls set theirs for their statements), never
+ * cancelled from here: PostgreSQL's cancel request names a backend, not a query, so one that
+ * arrives after the query finished cancels whatever the connection runs next, and postgres.js
+ * pipelines the next caller's query right behind it (a spurious 503 for another request: seen
+ * in the stalled-read test, session 8). The bound is per statement: queries given up while
+ * pipelined behind a slow one on a busy connection still run in turn, each within its timeout.
+ * A timeout, a lost connection or a server that cannot answer now becomes a
  * {@link StoreUnavailable}; any other error (a bug, a broken invariant) passes unchanged.
  */
 export async function timed<T>(what: string, p: Promise<T> & { cancel?: () => unknown; state?: unknown }, ms: number): Promise<T> {
