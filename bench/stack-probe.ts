@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadData, pinToServerCore, post, postmasterPid, redisPid, startServer, startBaseline, type StackEnv } from "./lib/server.ts";
 import { onlineOne, prng } from "./lib/dataset.ts";
-import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
+import { attack, ensureVegeta, onlineTargetsFile } from "./lib/vegeta.ts";
 import { loadAverage } from "./lib/common.ts";
 import { startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
 
@@ -85,18 +85,7 @@ try {
     for (const x of bodies) await post(s, "/api/v1/features/online", x);
     size = Buffer.byteLength(await post(s, "/api/v1/features/online", bodies[0]!));
   }
-  const files = builds.map((b, i) => {
-    const s = servers[i]!;
-    return writeTargets(
-      `stack-probe-${b.name}`,
-      bodies.map((body) => ({
-        method: "POST" as const,
-        url: b.bin === "bare" ? `${s.url}/bytes/${size}` : `${s.url}/api/v1/features/online`,
-        body,
-        headers: { "x-api-key": s.key ?? "none", "content-type": "application/json" },
-      })),
-    );
-  });
+  const files = builds.map((b, i) => onlineTargetsFile(`stack-probe-${b.name}`, servers[i]!, b.bin === "bare", bodies, size));
   for (let i = 0; i < builds.length; i++) await attack(vegeta, { name: "warm", targetsFile: files[i]!, rate, seconds: 6, discard: true });
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < builds.length; i++) {

@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadData, post, startServer, startBaseline, type StackEnv } from "./lib/server.ts";
 import { onlineOne, prng } from "./lib/dataset.ts";
-import { attack, ensureVegeta, writeTargets } from "./lib/vegeta.ts";
+import { attack, ensureVegeta, onlineTargetsFile } from "./lib/vegeta.ts";
 import { startPostgres, startRedis, type PgService, type RedisService } from "../test/harness/services.ts";
 const builds = process.argv.slice(2).map((a) => {
   const i = a.indexOf("=");
@@ -52,18 +52,7 @@ try {
     for (const x of bodies.slice(0, 200)) await post(s, "/api/v1/features/online", x);
     size = Buffer.byteLength(await post(s, "/api/v1/features/online", bodies[0]!));
   }
-  const files = builds.map((b, i) => {
-    const s = servers[i]!;
-    return writeTargets(
-      `steady-ab-${b.name}`,
-      bodies.map((body) => ({
-        method: "POST" as const,
-        url: b.bin === "bare" ? `${s.url}/bytes/${size}` : `${s.url}/api/v1/features/online`,
-        body,
-        headers: { "x-api-key": s.key ?? "none", "content-type": "application/json" },
-      })),
-    );
-  });
+  const files = builds.map((b, i) => onlineTargetsFile(`steady-ab-${b.name}`, servers[i]!, b.bin === "bare", bodies, size));
   for (let i = 0; i < builds.length; i++) await attack(vegeta, { name: "warm", targetsFile: files[i]!, rate, seconds: 6, discard: true });
   const res: Record<string, number[]> = {};
   for (let r = 0; r < rounds; r++) {

@@ -37,6 +37,22 @@ export interface Target {
 }
 
 /** Writes targets in vegeta's JSON format; returns the file path. */
+/**
+ * The targets file of online lookups `bodies` against `server` (its key sent), or against the
+ * bare baseline's `/bytes/{size}` when `bare` (a body of the same size, the same requests).
+ */
+export function onlineTargetsFile(name: string, server: { url: string; key?: string }, bare: boolean, bodies: readonly string[], size: number): string {
+  return writeTargets(
+    name,
+    bodies.map((body) => ({
+      method: "POST" as const,
+      url: bare ? `${server.url}/bytes/${size}` : `${server.url}/api/v1/features/online`,
+      body,
+      headers: { "x-api-key": server.key ?? "none", "content-type": "application/json" },
+    })),
+  );
+}
+
 export function writeTargets(name: string, targets: Iterable<Target>): string {
   const file = join(ensureDir(TMP_DIR), `targets-${name}.jsonl`);
   const lines: string[] = [];
