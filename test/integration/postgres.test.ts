@@ -24,6 +24,7 @@ import { migrationChecksum } from "../../src/store/migrations.ts";
 import type { ChangeSet, ValueWrite } from "../../src/store/types.ts";
 import { acrossMonths } from "../contract/stores/support.ts";
 import { createDatabaseAt, startPostgres, type PgService } from "../harness/services.ts";
+import { startTcpProxy } from "../support/tcp-proxy.ts";
 
 const CI = Boolean(process.env.CI);
 const log = pino({ level: "silent" });
@@ -117,58 +118,14 @@ async function settle(p: Promise<unknown>): Promise<{ ms: number; rejected: bool
   }
 }
 
-/**
- * A TCP proxy to the server of `url` that opens each upstream connection `delayMs` after its
- * client connected (what the client sends meanwhile is held): a connection whose start-up takes
- * that long. Answers the same URL with the proxy's port.
- */
-async function startDelayingProxy(url: string, delayMs: number): Promise<{ url: string; stop: () => void }> {
+/** A proxy to the server of `url` whose connections take `delayMs` to start (test/support/tcp-proxy.ts); the same URL with its port. */
+function startDelayingProxy(url: string, delayMs: number): { url: string; stop: () => void } {
   const target = new URL(url);
-  type Side = { upstream?: import("bun").Socket<undefined>; pending: Uint8Array[]; closed: boolean };
-  const listener = Bun.listen<Side>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      open(client) {
-        client.data = { pending: [], closed: false };
-        setTimeout(() => {
-          if (client.data.closed) return;
-          void Bun.connect({
-            hostname: target.hostname,
-            port: Number(target.port),
-            socket: {
-              open(up) {
-                client.data.upstream = up;
-                for (const chunk of client.data.pending) up.write(chunk);
-                client.data.pending = [];
-              },
-              data(_up, chunk) {
-                client.write(chunk);
-              },
-              close() {
-                client.end();
-              },
-              error() {
-                client.end();
-              },
-            },
-          });
-        }, delayMs);
-      },
-      data(client, chunk) {
-        if (client.data.upstream) client.data.upstream.write(chunk);
-        else client.data.pending.push(new Uint8Array(chunk));
-      },
-      close(client) {
-        client.data.closed = true;
-        client.data.upstream?.end();
-      },
-    },
-  });
+  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) }, { connectDelayMs: delayMs });
   const proxied = new URL(url);
   proxied.hostname = "127.0.0.1";
-  proxied.port = String(listener.port);
-  return { url: proxied.href, stop: () => listener.stop(true) };
+  proxied.port = String(proxy.port);
+  return { url: proxied.href, stop: proxy.stop };
 }
 
 describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
@@ -469,7 +426,7 @@ describe.skipIf(serverUrl === undefined)("PostgresDatabase", () => {
     // went back to the pool (stuck "connecting" until its max_lifetime; for the change feed's
     // dedicated LISTEN client, until the server dropped it)
     test("a query given up while its new connection is still starting leaves the connection to the next queries", async () => {
-      const proxy = await startDelayingProxy(serverUrl as string, 600);
+      const proxy = startDelayingProxy(serverUrl as string, 600);
       cleanups.push(async () => proxy.stop());
       for (const dedicated of [false, true]) {
         const sql = createClient({ url: proxy.url, log, timeoutMs: 5_000, max: 1, dedicated });

@@ -18,6 +18,7 @@ import { onlineBackends } from "../../src/stores.ts";
 import { RedisCache, type RedisCacheOptions } from "../../src/store/redis/cache.ts";
 import type { CachedValue, StoredRow, ValueKey } from "../../src/store/types.ts";
 import { freePort, startRedis, startRedisCluster, type RedisService } from "../harness/services.ts";
+import { startTcpProxy } from "../support/tcp-proxy.ts";
 
 const CI = Boolean(process.env.CI);
 const log = pino({ level: "silent" });
@@ -305,41 +306,8 @@ describe.skipIf(singleUrl === undefined)("near cache (single server, client trac
     // b talks to Redis through a proxy that delays everything Redis sends by 40 ms (order kept):
     // its invalidations arrive well after a's writes have completed.
     const target = new URL(u());
-    const proxy = Bun.listen<{ up?: import("bun").Socket<unknown>; queue: Buffer[] }>({
-      hostname: "127.0.0.1",
-      port: 0,
-      socket: {
-        open(client) {
-          client.data = { queue: [] };
-          void Bun.connect({
-            hostname: target.hostname,
-            port: Number(target.port),
-            socket: {
-              open(up) {
-                client.data.up = up;
-                for (const q of client.data.queue) up.write(q);
-                client.data.queue = [];
-              },
-              data(_up, chunk) {
-                const copy = Buffer.from(chunk);
-                setTimeout(() => client.write(copy), 40);
-              },
-              close() {
-                setTimeout(() => client.end(), 40);
-              },
-            },
-          });
-        },
-        data(client, chunk) {
-          if (client.data.up) client.data.up.write(chunk);
-          else client.data.queue.push(Buffer.from(chunk));
-        },
-        close(client) {
-          client.data.up?.end();
-        },
-      },
-    });
-    cleanups.push(async () => proxy.stop(true));
+    const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) }, { replyDelayMs: 40 });
+    cleanups.push(async () => proxy.stop());
     const namespace = ns();
     const a = await open(u(), { namespace });
     const b = await open(`redis://127.0.0.1:${proxy.port}`, { namespace });
