@@ -114,6 +114,23 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
+/**
+ * The latest-value compare-and-set of every write path: the newest row per key of `source` (a
+ * table or a CTE of rows just stored, with feature_id, entity_id, event_time, seq, value) into
+ * online_values, replacing a stored row only when its (event_time, seq) is greater; the rows
+ * taken in key order, so concurrent writers lock them in one order. A statement of its own, or
+ * a data-modifying CTE of one (postgres.js nests it as a fragment).
+ */
+function upsertLatest(sql: Querier, source: string) {
+  return sql`
+    INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
+    SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
+    FROM ${sql(source)} ORDER BY feature_id, entity_id, event_time DESC, seq DESC
+    ON CONFLICT (feature_id, entity_id) DO UPDATE
+      SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
+      WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)`;
+}
+
 /** Writes and reads of values. */
 export class PostgresValues {
   private readonly timed = <T>(what: string, p: Promise<T> & { cancel?: () => unknown }, ms = this.timeoutMs): Promise<T> => timed(what, p, ms);
@@ -324,13 +341,7 @@ export class PostgresValues {
       // back to the session's settings for the rest of the transaction (the answer below)
       await sql.unsafe("SET LOCAL enable_nestloop TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT");
     } else {
-      await sql`
-        INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
-        SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
-        FROM ${sql(STAGE)} ORDER BY feature_id, entity_id, event_time DESC, seq DESC
-        ON CONFLICT (feature_id, entity_id) DO UPDATE
-          SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-          WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)`;
+      await upsertLatest(sql, STAGE);
     }
     const [answer] = await sql<{ seqs: string }[]>`
       WITH notified AS MATERIALIZED (SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}))
@@ -357,14 +368,7 @@ export class PostgresValues {
         ON CONFLICT (feature_id, entity_id, event_time, value_hash) DO NOTHING
         RETURNING feature_id, entity_id, event_time, seq, value
       ),
-      up AS (
-        INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
-        SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
-        FROM ins ORDER BY feature_id, entity_id, event_time DESC, seq DESC
-        ON CONFLICT (feature_id, entity_id) DO UPDATE
-          SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-          WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)
-      ),
+      up AS (${upsertLatest(tx, "ins")}),
       notified AS MATERIALIZED (
         SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}) FROM (SELECT 1 FROM ins LIMIT 1) x
       )
@@ -403,14 +407,7 @@ export class PostgresValues {
       written AS MATERIALIZED (
         SELECT n.* FROM ins JOIN numbered n USING (seq)
       ),
-      up AS (
-        INSERT INTO online_values AS o (feature_id, entity_id, event_time, seq, value)
-        SELECT DISTINCT ON (feature_id, entity_id) feature_id, entity_id, event_time, seq, value
-        FROM written ORDER BY feature_id, entity_id, event_time DESC, seq DESC
-        ON CONFLICT (feature_id, entity_id) DO UPDATE
-          SET event_time = excluded.event_time, seq = excluded.seq, value = excluded.value
-          WHERE (excluded.event_time, excluded.seq) > (o.event_time, o.seq)
-      ),
+      up AS (${upsertLatest(sql, "written")}),
       notified AS MATERIALIZED (
         SELECT pg_notify(${CHANGES_CHANNEL}, ${this.feed.valuesPayload}) FROM (SELECT 1 FROM written LIMIT 1) x
       )
